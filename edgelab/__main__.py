@@ -1,0 +1,3 @@
+from edgelab.cli import main
+
+raise SystemExit(main())

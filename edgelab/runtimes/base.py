@@ -1,0 +1,108 @@
+"""The one contract every runtime implements: container, subprocess, Wasm, and the fake.
+
+A runtime launches *instances* of a workload. A launch is timed from the launch call to the
+first byte of the response to the instance's first request (the cold start), split into
+named phases whose sum is the startup. An instance stays resident until stopped and answers
+more requests. ``close`` stops every instance the runtime launched, whatever happened.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from edgelab.protocol import Response
+from edgelab.session import Session
+from edgelab.workloads import Workload
+
+
+class Instance(ABC):
+    """A live workload instance: answers requests until stopped."""
+
+    runtime: str
+
+    @abstractmethod
+    def request(self, payload: bytes, timeout_s: float) -> Response:
+        """Send one request and wait for its response (raises LaunchTimeout / LaunchFailed)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop and reap the instance. Idempotent; never raises for an instance already gone."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one launch produced: the live instance, its first response and the timing.
+
+    ``phases_ns`` is ordered as the runtime's ``phase_names``; ``startup_ns`` is the time from
+    the launch call to the first byte of the first response, measured by ``perf_counter_ns``.
+    """
+
+    instance: Instance
+    response: Response
+    startup_ns: int
+    phases_ns: dict[str, int] = field(default_factory=dict)
+
+
+class Runtime(ABC):
+    """One way of running a workload. Subclasses: container, subprocess, wasm, fake."""
+
+    name: ClassVar[str]
+    phase_names: ClassVar[tuple[str, ...]]
+    #: What ``pss_bytes`` measures, shown beside every memory figure.
+    memory_metric: ClassVar[str]
+    #: What ``startup_ns`` includes, in plain words, shown beside startup figures.
+    startup_includes: ClassVar[str]
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._live: set[Instance] = set()
+        self._live_lock = threading.Lock()
+
+    # -- availability -------------------------------------------------------------------
+    @abstractmethod
+    def check(self) -> None:
+        """Raise RuntimeUnavailable (with a fix) if this runtime cannot run here. Fast."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions worth recording with results (engine, wasmtime)."""
+        return {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, workload: Workload) -> None:
+        """Make the workload launchable: build or load its artifact. Not timed as startup."""
+
+    @abstractmethod
+    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        """Launch one instance and send it ``request``; the instance stays resident."""
+
+    @abstractmethod
+    def pss_bytes(self, instances: Sequence[Instance]) -> int:
+        """Host memory attributable to ``instances`` now, by ``memory_metric``.
+
+        The resident-memory measurement calls this before launching (with no instances) and
+        after, and divides the growth by the count, so a runtime whose instances share one
+        host process (Wasm) returns that process's whole PSS here.
+        """
+
+    def close(self) -> None:
+        """Stop every instance this runtime launched and release what it holds."""
+        for instance in self.live_instances():
+            instance.stop()
+
+    # -- bookkeeping for subclasses --------------------------------------------------------
+    def _track(self, instance: Instance) -> None:
+        with self._live_lock:
+            self._live.add(instance)
+
+    def _untrack(self, instance: Instance) -> None:
+        with self._live_lock:
+            self._live.discard(instance)
+
+    def live_instances(self) -> list[Instance]:
+        with self._live_lock:
+            return list(self._live)

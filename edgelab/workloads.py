@@ -1,0 +1,119 @@
+"""Workloads: one folder under ``modules/`` each, with a ``workload.toml`` manifest.
+
+Adding a workload is adding a folder; nothing else lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from edgelab.errors import ManifestError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+MANIFEST_NAME = "workload.toml"
+MODULES_DIR = Path(__file__).resolve().parent.parent / "modules"
+ABI_DIR = MODULES_DIR / "abi"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload as its manifest describes it; the same source builds all three artifacts."""
+
+    name: str
+    description: str
+    directory: Path
+    sources: tuple[Path, ...]
+    default_request: bytes
+    max_request_bytes: int
+    timeout_s: float
+    memory_limit_bytes: int
+    defines: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Set only for workloads that exist to misbehave (fault-injection tests); not listed by default.
+    hostile: bool = False
+
+    @property
+    def manifest(self) -> Path:
+        return self.directory / MANIFEST_NAME
+
+
+def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Path) -> object:
+    if key not in data:
+        raise ManifestError(f"{path}: missing field '{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ManifestError(f"{path}: field '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def load_manifest(path: Path) -> Workload:
+    """Read one manifest; any problem is a ManifestError naming the file and the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read manifest ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path}: not valid TOML ({exc})") from None
+    directory = path.parent
+    name = str(_require(data, "name", str, path))
+    if name != directory.name:
+        raise ManifestError(f"{path}: name '{name}' differs from its folder '{directory.name}'")
+    sources = _require(data, "sources", list, path)
+    source_paths = tuple(directory / str(s) for s in sources)
+    for source in source_paths:
+        if not source.is_file():
+            raise ManifestError(f"{path}: source {source.name} does not exist")
+    if "default_request_file" in data:
+        request_path = directory / str(data["default_request_file"])
+        try:
+            default_request = request_path.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read default_request_file ({exc})") from None
+    else:
+        default_request = str(_require(data, "default_request", str, path)).encode()
+    max_request = int(_require(data, "max_request_bytes", int, path))  # type: ignore[arg-type]
+    timeout_s = float(_require(data, "timeout_s", (int, float), path))  # type: ignore[arg-type]
+    memory_mib = int(_require(data, "memory_limit_mib", int, path))  # type: ignore[arg-type]
+    if max_request <= 0 or timeout_s <= 0 or memory_mib <= 0:
+        raise ManifestError(f"{path}: limits must be positive")
+    defines = data.get("defines", {})
+    if not isinstance(defines, dict) or not all(isinstance(v, str) for v in defines.values()):
+        raise ManifestError(f"{path}: [defines] must map names to strings")
+    return Workload(
+        name=name,
+        description=str(_require(data, "description", str, path)),
+        directory=directory,
+        sources=source_paths,
+        default_request=default_request,
+        max_request_bytes=max_request,
+        timeout_s=timeout_s,
+        memory_limit_bytes=memory_mib * 1024 * 1024,
+        defines=MappingProxyType(dict(defines)),
+        hostile=bool(data.get("hostile", False)),
+    )
+
+
+def load_workloads(root: Path = MODULES_DIR, include_hostile: bool = False) -> dict[str, Workload]:
+    """Every workload under ``root``, by name, sorted; hostile test workloads only on request."""
+    found: dict[str, Workload] = {}
+    for manifest in sorted(root.glob(f"*/{MANIFEST_NAME}")):
+        workload = load_manifest(manifest)
+        if workload.hostile and not include_hostile:
+            continue
+        found[workload.name] = workload
+    return found
+
+
+def get_workload(name: str, root: Path = MODULES_DIR) -> Workload:
+    workloads = load_workloads(root, include_hostile=True)
+    if name not in workloads:
+        known = ", ".join(w for w, spec in workloads.items() if not spec.hostile) or "none"
+        raise UsageError(f"unknown workload '{name}' (known: {known})")
+    return workloads[name]
