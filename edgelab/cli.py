@@ -1,0 +1,147 @@
+"""The ``edgelab`` command: the lab (no arguments) and its headless subcommands.
+
+Expected failures print one line, ``edgelab: <what went wrong>``, and exit non-zero; a
+traceback only ever means a bug in edgelab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from edgelab.errors import EdgelabError, UsageError
+
+_STARTED = time.perf_counter()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"edgelab: {message} (see edgelab {self.prog.split()[-1]} --help)\n"
+                  if " " in self.prog else f"edgelab: {message} (see edgelab --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edgelab",
+        description="Start one workload as a Docker container, a native process and a Wasm "
+        "instance, side by side, and measure startup and memory. No arguments opens the lab.",
+    )
+    parser.add_argument("--workload", help="workload to select when the lab opens")
+    parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves SVG screenshots")
+    parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="measure cold starts (and resident memory) headless")
+    run.add_argument("--workload", "-w", default="hello")
+    run.add_argument("--runtimes", "-r", default="container,subprocess,wasm", help="comma-separated")
+    run.add_argument("--count", "-n", type=int, default=20, help="measured cold starts per runtime")
+    run.add_argument("--warmup", type=_nonnegative_int, default=1, help="launches recorded but not summarised")
+    run.add_argument("--resident", default="0", help="resident instances to hold: N, or runtime=N,...")
+    run.add_argument("--scenario", choices=("burst", "ramp", "steady"), default=None)
+    run.add_argument("--rate", type=_positive_float, default=10.0, help="steady: launches per second per runtime")
+    run.add_argument("--duration", type=_positive_float, default=5.0, help="steady: seconds")
+    run.add_argument("--timeout", type=_positive_float, default=None, help="seconds per launch (default: the manifest's)")
+    request = run.add_mutually_exclusive_group()
+    request.add_argument("--request", help="request text (default: the workload's default request)")
+    request.add_argument("--request-file", type=Path, help="request bytes from a file")
+    run.add_argument("--json", type=Path, help="write results as JSON")
+    run.add_argument("--csv", type=Path, help="write one row per sample as CSV")
+    run.add_argument("--markdown", type=Path, help="write the table as Markdown")
+
+    invoke = sub.add_parser("invoke", help="send stdin as one request to a fresh instance; response to stdout")
+    invoke.add_argument("workload")
+    invoke.add_argument("--runtime", "-r", required=True, choices=("container", "subprocess", "wasm"))
+    invoke.add_argument("--timeout", type=_positive_float, default=None)
+
+    build = sub.add_parser("build", help="build every workload's artifacts (cached)")
+    build.add_argument("workloads", nargs="*", help="only these (default: all)")
+    build.add_argument("--no-image", action="store_true", help="skip container images")
+
+    workloads = sub.add_parser("workloads", help="list workloads and their artifacts")
+    workloads.add_argument("--json", action="store_true", help="machine-readable, with paths and sizes in bytes")
+
+    sub.add_parser("doctor", help="which runtimes work here, and how to fix those that don't")
+    clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
+    clean.add_argument("--cache", action="store_true", help="also remove built artifacts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _exit_cleanly_on_sigterm()
+    try:
+        if args.command is None:
+            from edgelab.tui.app import run_app
+
+            return run_app(
+                workload=args.workload,
+                screenshot_dir=args.screenshots,
+                theme=args.theme,
+                started_at=_STARTED,
+            )
+        from edgelab import commands
+
+        handler = getattr(commands, f"cmd_{args.command}")
+        return int(handler(args) or 0)
+    except EdgelabError as exc:
+        print(f"edgelab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgelab: interrupted; everything the lab started was removed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM and SIGHUP unwind like ctrl+c, so every ``finally`` removes what it started."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, interrupt)
+        except (ValueError, OSError):
+            pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["main", "build_parser", "UsageError"]

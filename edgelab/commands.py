@@ -1,0 +1,327 @@
+"""The headless subcommands behind ``edgelab run|invoke|build|workloads|doctor|clean``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgelab.errors import EdgelabError, RequestRejected, RuntimeUnavailable, UsageError
+from edgelab.events import LabEvent, RuntimeStatus, SampleRecorded
+from edgelab.lab import REJECTED_PREFIX, Lab, Settings, parse_resident
+from edgelab.results import RunResult
+from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
+from edgelab.session import Session
+from edgelab.stats import format_bytes, format_duration_ns
+from edgelab.workloads import get_workload, load_workloads
+
+err = Console(stderr=True)
+
+
+# -- run ----------------------------------------------------------------------------------------
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    runtimes = parse_runtimes(args.runtimes)
+    resident = parse_resident(args.resident, runtimes)
+    scenario = args.scenario or "burst"
+    if args.request_file is not None:
+        try:
+            request: bytes | None = args.request_file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --request-file {args.request_file}: {exc.strerror}") from None
+    else:
+        request = args.request.encode() if args.request is not None else None
+    settings = Settings(
+        workload=args.workload,
+        runtimes=runtimes,
+        scenario=scenario,
+        count=args.count,
+        warmup=args.warmup,
+        resident=resident,
+        rate_per_s=args.rate,
+        duration_s=args.duration,
+        request=request,
+        timeout_s=args.timeout,
+    )
+    settings.validate()
+    get_workload(settings.workload)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgelab.export import write_exports
+
+    settings = settings_from_args(args)
+    lab = Lab()
+    cancel = threading.Event()
+    progress = _Progress(settings)
+    try:
+        with err.status("preparing runtimes…") as status:
+            progress.status = status
+            result = lab.run(settings, on_event=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        lab.close()
+    print_result(result)
+    write_exports(result, args.json, args.csv, args.markdown)
+    rejected = [r.first_error() for r in result.runtimes.values() if (r.first_error() or "").startswith(REJECTED_PREFIX)]
+    if rejected:
+        raise RequestRejected(rejected[0] or "request rejected")
+    if all(r.ok == 0 for r in result.runtimes.values()):
+        return 1
+    return 0
+
+
+class _Progress:
+    """Turns lab events into a one-line status on stderr."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.status: Any = None
+        self.done = 0
+
+    def __call__(self, event: LabEvent) -> None:
+        if isinstance(event, SampleRecorded):
+            self.done += 1
+            if self.status is not None and self.done % 10 == 0:
+                self.status.update(f"{self.done} launches…")
+        elif isinstance(event, RuntimeStatus) and event.state == "unavailable":
+            err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False)
+        elif isinstance(event, RuntimeStatus) and self.status is not None:
+            self.status.update(f"{event.runtime}: {event.state}…")
+
+
+def print_result(result: RunResult, console: Console | None = None) -> None:
+    console = console or Console()
+    meta = result.metadata
+    fastest = result.fastest()
+    fastest_p50 = result.runtimes[fastest].summary().p50_ns if fastest else None  # type: ignore[union-attr]
+    table = Table(
+        title=f"{meta['workload']['name']}: cold start = launch call → first response byte",
+        caption=f"{meta['host']['cpu_model']}, {meta['host']['cpu_cores_logical']} cores · "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+    )
+    for column in ("runtime", "ok/n", "p50", "p90", "p99", "min", "max", "stdev", "vs fastest"):
+        table.add_column(column, justify="left" if column == "runtime" else "right")
+    has_memory = any(r.memory for r in result.runtimes.values())
+    if has_memory:
+        table.add_column("memory / instance", justify="right")
+        table.add_column("instances / GiB", justify="right")
+    for runtime in result.runtimes.values():
+        summary = runtime.summary()
+        row = [runtime.runtime, f"{runtime.ok}/{len(runtime.measured)}"]
+        if summary:
+            row += [format_duration_ns(v) for v in (summary.p50_ns, summary.p90_ns, summary.p99_ns, summary.min_ns, summary.max_ns, summary.stdev_ns)]
+            row.append(f"{summary.p50_ns / fastest_p50:,.1f}x" if fastest_p50 else "–")
+        else:
+            row += ["–"] * 7
+        if has_memory:
+            memory = runtime.memory
+            row.append(f"{format_bytes(memory.pss_bytes_per_instance)} PSS" if memory else "–")
+            row.append(f"{memory.instances_per_gib:,.0f}" if memory and memory.instances_per_gib else "–")
+        table.add_row(*row)
+    console.print(table)
+    for runtime in result.runtimes.values():
+        if runtime.error:
+            console.print(f"[red]{runtime.runtime}:[/] {runtime.error}" + (f" — fix: {runtime.fix}" if runtime.fix else ""), highlight=False)
+            continue
+        if runtime.first_error():
+            console.print(f"[red]{runtime.runtime}:[/] {runtime.failed} failed; first: {runtime.first_error()}", highlight=False)
+        console.print(f"[dim]{runtime.runtime} startup includes: {runtime.startup_includes}[/]", highlight=False)
+        phases = runtime.phase_summaries()
+        if phases:
+            console.print(
+                f"[dim]  phases p50: " + " / ".join(f"{k} {format_duration_ns(v.p50_ns)}" for k, v in phases.items()) + "[/]",
+                highlight=False,
+            )
+        if runtime.memory:
+            m = runtime.memory
+            cross = (
+                f"; MemAvailable rose {format_bytes(m.mem_available_bytes_per_instance)} per instance when stopped"
+                if m.mem_available_bytes_per_instance is not None
+                else ""
+            )
+            console.print(f"[dim]  memory: {m.instances} resident, {format_bytes(m.pss_bytes_per_instance)} each by {m.metric}{cross}[/]", highlight=False)
+        for warning in runtime.warnings():
+            console.print(f"[yellow]  warning ({runtime.runtime}):[/] {warning}", highlight=False)
+    if meta.get("responses_identical") is False:
+        console.print("[red]the runtimes' responses differ: the workload is not deterministic across runtimes[/]")
+
+
+# -- invoke ---------------------------------------------------------------------------------------
+def cmd_invoke(args: argparse.Namespace) -> int:
+    workload = get_workload(args.workload)
+    request = sys.stdin.buffer.read()
+    if len(request) > workload.max_request_bytes:
+        raise UsageError(f"request of {len(request)} bytes exceeds {workload.name}'s limit of {workload.max_request_bytes} bytes")
+    runtime = create_runtime(args.runtime, Session())
+    try:
+        runtime.check()
+        runtime.prepare(workload)
+        launch = runtime.launch(workload, request, args.timeout or workload.timeout_s)
+        launch.instance.stop()
+    finally:
+        runtime.close()
+    if not launch.response.ok:
+        raise RequestRejected(f"{workload.name} ({args.runtime}) rejected the request: {launch.response.reason()}")
+    sys.stdout.buffer.write(launch.response.body)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+# -- build / workloads -------------------------------------------------------------------------
+def _selected(names: list[str]) -> list:
+    workloads = load_workloads()
+    for name in names:
+        get_workload(name)
+    return [w for n, w in workloads.items() if not names or n in names]
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from edgelab.build import ensure_native, ensure_wasm, host_arch
+
+    selected = _selected(args.workloads)
+    images = None
+    if not args.no_image:
+        try:
+            from edgelab.runtimes.container import ContainerRuntime
+
+            images = ContainerRuntime(Session())
+            images.check()
+        except RuntimeUnavailable as exc:
+            err.print(f"[yellow]skipping images:[/] {exc.reason}" + (f" (fix: {exc.fix})" if exc.fix else ""), highlight=False)
+            images = None
+    steps = len(selected) * (3 if images else 2)
+    failures = 0
+    with Progress(console=err, transient=False) as progress:
+        task = progress.add_task("building", total=steps)
+        for workload in selected:
+            jobs = [("wasm", lambda w=workload: ensure_wasm(w)), ("native", lambda w=workload: ensure_native(w, host_arch()))]
+            if images is not None:
+                jobs.append(("image", lambda w=workload: images.prepare(w)))  # type: ignore[union-attr]
+            for kind, job in jobs:
+                progress.update(task, description=f"{workload.name}: {kind}")
+                try:
+                    job()
+                except EdgelabError as exc:
+                    failures += 1
+                    err.print(f"[red]{workload.name} {kind}:[/] {exc}", highlight=False)
+                progress.advance(task)
+        progress.update(task, description="done")
+    return 1 if failures else 0
+
+
+def workload_listing(include_images: bool = True) -> list[dict[str, Any]]:
+    from edgelab.build import ensure_native, ensure_wasm, host_arch
+
+    image_info = None
+    image_error = None
+    if include_images:
+        try:
+            from edgelab.runtimes.container import ContainerRuntime
+
+            image_info = ContainerRuntime(Session())
+            image_info.check()
+        except RuntimeUnavailable as exc:
+            image_error, image_info = exc.reason, None
+    listing = []
+    for workload in load_workloads().values():
+        wasm = ensure_wasm(workload)
+        native = ensure_native(workload, host_arch())
+        entry: dict[str, Any] = {
+            "name": workload.name,
+            "description": workload.description,
+            "default_request_bytes": len(workload.default_request),
+            "max_request_bytes": workload.max_request_bytes,
+            "wasm": {"path": str(wasm), "size_bytes": wasm.stat().st_size},
+            "native": {"path": str(native), "size_bytes": native.stat().st_size},
+            "image": None,
+        }
+        if image_info is not None:
+            tag, size = image_info.image_for(workload)
+            entry["image"] = {"tag": tag, "size_bytes": size}
+        elif image_error:
+            entry["image_error"] = image_error
+        listing.append(entry)
+    return listing
+
+
+def cmd_workloads(args: argparse.Namespace) -> int:
+    listing = workload_listing()
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    table = Table(title="workloads (sizes of the artifacts each runtime starts)")
+    for column in ("name", "description", "wasm", "native", "image"):
+        table.add_column(column, justify="right" if column in ("wasm", "native", "image") else "left")
+    for entry in listing:
+        image = entry["image"]
+        table.add_row(
+            entry["name"],
+            entry["description"],
+            format_bytes(entry["wasm"]["size_bytes"]),
+            format_bytes(entry["native"]["size_bytes"]),
+            format_bytes(image["size_bytes"]) if image else "–",
+        )
+    Console().print(table)
+    return 0
+
+
+# -- doctor / clean ------------------------------------------------------------------------------
+def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
+    """Per runtime: (name, usable, reason, fix, versions)."""
+    rows = []
+    session = Session()
+    for name in RUNTIME_NAMES:
+        try:
+            runtime = create_runtime(name, session)
+            runtime.check()
+            rows.append((name, True, "", "", runtime.versions()))
+            runtime.close()
+        except RuntimeUnavailable as exc:
+            rows.append((name, False, exc.reason, exc.fix, {}))
+        except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
+            rows.append((name, False, f"{type(exc).__name__}: {exc}", "report this as a bug", {}))
+    return rows
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    table = Table(title="edgelab doctor")
+    for column in ("runtime", "usable", "details", "fix"):
+        table.add_column(column)
+    rows = diagnose()
+    for name, usable, reason, fix, versions in rows:
+        details = ", ".join(f"{k} {v}" for k, v in versions.items()) if usable else reason
+        table.add_row(name, "[green]yes[/]" if usable else "[red]no[/]", details, fix)
+    Console().print(table)
+    return 0 if all(row[1] for row in rows) else 1
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    removed = 0
+    try:
+        from edgelab.runtimes.container import ContainerRuntime, remove_labelled
+
+        runtime = ContainerRuntime(Session())
+        runtime.check()
+        removed = remove_labelled(runtime.client)
+        print(f"removed {removed} container(s) labelled edgelab.session")
+    except RuntimeUnavailable as exc:
+        print(f"containers: skipped ({exc.reason})")
+    if args.cache:
+        import shutil
+
+        from edgelab.build import cache_dir
+
+        shutil.rmtree(cache_dir() / "artifacts", ignore_errors=True)
+        shutil.rmtree(cache_dir() / "wasm", ignore_errors=True)
+        print(f"removed built artifacts under {cache_dir()}")
+    return 0

@@ -1,0 +1,465 @@
+"""The measuring core: runs a scenario over several runtimes and reports as it goes.
+
+``edgelab run`` and the TUI both drive this class; the same settings give the same code path
+and so the same numbers. Runtimes are interleaved (round-robin) so drift and heat favour none.
+Everything here is blocking and runs off any UI event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from edgelab import __version__
+from edgelab.errors import EdgelabError, LaunchFailed, UsageError
+from edgelab.events import (
+    InstanceCounts,
+    LabEvent,
+    MemoryPoint,
+    RuntimeStatus,
+    SampleRecorded,
+    ScenarioFinished,
+)
+from edgelab.hostinfo import host_facts, mem_available_bytes
+from edgelab.results import MemoryResult, RunResult, RuntimeResult, Sample
+from edgelab.runtimes import RUNTIME_NAMES, create_runtime
+from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.session import Session
+from edgelab.workloads import Workload, get_workload
+
+Scenario = Literal["burst", "ramp", "steady"]
+SCENARIOS: tuple[Scenario, ...] = ("burst", "ramp", "steady")
+REJECTED_PREFIX = "workload rejected the request: "
+#: After this many failed launches in a row a runtime is given up for the rest of the run.
+MAX_CONSECUTIVE_FAILURES = 3
+#: Memory points taken per runtime during a ramp.
+RAMP_POINTS = 20
+
+RuntimeFactory = Callable[[str, Session], Runtime]
+EventSink = Callable[[LabEvent], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One obvious way to say what to run; CLI flags and TUI controls both fill this in."""
+
+    workload: str = "hello"
+    runtimes: tuple[str, ...] = RUNTIME_NAMES
+    scenario: Scenario = "burst"
+    count: int = 20
+    warmup: int = 1
+    #: Resident instances per runtime for a ramp (after a burst too, if set).
+    resident: Mapping[str, int] = field(default_factory=dict)
+    rate_per_s: float = 10.0
+    duration_s: float = 5.0
+    request: bytes | None = None
+    timeout_s: float | None = None
+    #: Ramp only: keep the instances until cancelled (the TUI's density view).
+    hold: bool = False
+
+    def validate(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise UsageError(f"unknown scenario '{self.scenario}' (choose from {', '.join(SCENARIOS)})")
+        if self.scenario == "burst" and self.count <= 0:
+            raise UsageError(f"--count must be a positive number of cold starts, not {self.count}")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup must be 0 or more, not {self.warmup}")
+        for name, n in self.resident.items():
+            if n < 0:
+                raise UsageError(f"--resident for {name} must be 0 or more, not {n}")
+        if self.scenario == "ramp" and not any(self.resident.get(r, 0) for r in self.runtimes):
+            raise UsageError("a ramp needs --resident N (instances to hold per runtime)")
+        if self.scenario == "steady" and (self.rate_per_s <= 0 or self.duration_s <= 0):
+            raise UsageError("steady traffic needs a positive --rate and --duration")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise UsageError("--timeout must be positive")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "runtimes": list(self.runtimes),
+            "scenario": self.scenario,
+            "count": self.count,
+            "warmup": self.warmup,
+            "resident": dict(self.resident),
+            "rate_per_s": self.rate_per_s,
+            "duration_s": self.duration_s,
+            "request_bytes": len(self.request) if self.request is not None else None,
+            "timeout_s": self.timeout_s,
+        }
+
+
+def parse_resident(text: str, runtimes: tuple[str, ...]) -> dict[str, int]:
+    """'50' -> 50 for every runtime; 'wasm=10000,container=50' -> per runtime."""
+    try:
+        if "=" not in text:
+            return {name: int(text) for name in runtimes}
+        found: dict[str, int] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if name not in runtimes:
+                raise UsageError(f"--resident names '{name}', which is not among --runtimes")
+            found[name] = int(value)
+        return found
+    except ValueError:
+        raise UsageError(f"--resident takes N or runtime=N,...; got '{text}'") from None
+
+
+class Lab:
+    """Owns the runtimes of one session and runs scenarios on them."""
+
+    def __init__(
+        self,
+        session: Session | None = None,
+        runtime_factory: RuntimeFactory = create_runtime,
+    ) -> None:
+        self.session = session or Session()
+        self._factory = runtime_factory
+        self._runtimes: dict[str, Runtime] = {}
+        self._lock = threading.Lock()
+        self.fake = runtime_factory is not create_runtime
+
+    def runtime(self, name: str) -> Runtime:
+        with self._lock:
+            if name not in self._runtimes:
+                self._runtimes[name] = self._factory(name, self.session)
+            return self._runtimes[name]
+
+    def close(self) -> None:
+        """Stop every instance of every runtime; safe to call more than once."""
+        with self._lock:
+            runtimes = list(self._runtimes.values())
+            self._runtimes.clear()
+        for rt in runtimes:
+            try:
+                rt.close()
+            except Exception:  # noqa: BLE001 - closing must reach every runtime
+                pass
+
+    # ------------------------------------------------------------------------------------
+    def run(
+        self,
+        settings: Settings,
+        on_event: EventSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        settings.validate()
+        workload = get_workload(settings.workload)
+        request = workload.default_request if settings.request is None else settings.request
+        if len(request) > workload.max_request_bytes:
+            raise UsageError(
+                f"request of {len(request)} bytes exceeds {workload.name}'s limit of"
+                f" {workload.max_request_bytes} bytes"
+            )
+        timeout_s = settings.timeout_s or workload.timeout_s
+        run = _Run(self, settings, workload, request, timeout_s, on_event, cancel)
+        return run.execute()
+
+
+class _Run:
+    """One scenario over the chosen runtimes; holds the mutable state of a run."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        settings: Settings,
+        workload: Workload,
+        request: bytes,
+        timeout_s: float,
+        on_event: EventSink | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.lab = lab
+        self.settings = settings
+        self.workload = workload
+        self.request = request
+        self.timeout_s = timeout_s
+        self.emit: EventSink = on_event or (lambda event: None)
+        self.cancel = cancel or threading.Event()
+        self.results: dict[str, RuntimeResult] = {}
+        self.runtimes: dict[str, Runtime] = {}
+        self.resident: dict[str, list[Instance]] = {}
+        self.response_digests: dict[str, str] = {}
+        self._consecutive_failures: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- the whole run ----------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        started = datetime.now(timezone.utc)
+        try:
+            self._prepare_all()
+            if self.settings.scenario == "burst":
+                self._burst()
+                if any(self.settings.resident.values()):
+                    self._ramp()
+            elif self.settings.scenario == "ramp":
+                self._ramp()
+            else:
+                self._steady()
+        finally:
+            self._release_resident()
+        for name, result in self.results.items():
+            if result.error is None:
+                self.emit(RuntimeStatus(name, "done"))
+        result = RunResult(self._metadata(started), self.results)
+        self.emit(ScenarioFinished(result, cancelled=self.cancel.is_set()))
+        return result
+
+    def _prepare_all(self) -> None:
+        for name in self.settings.runtimes:
+            self.emit(RuntimeStatus(name, "preparing"))
+            result = RuntimeResult(runtime=name)
+            self.results[name] = result
+            try:
+                rt = self.lab.runtime(name)
+                result.startup_includes = rt.startup_includes
+                result.memory_metric = rt.memory_metric
+                result.phase_names = rt.phase_names
+                rt.check()
+                rt.prepare(self.workload)
+            except EdgelabError as exc:
+                self._give_up(name, getattr(exc, "reason", str(exc)), getattr(exc, "fix", None))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one runtime's bug must not stop the others
+                self._give_up(name, f"internal error: {type(exc).__name__}: {exc}", None)
+                continue
+            self.runtimes[name] = rt
+            self.emit(RuntimeStatus(name, "ready"))
+
+    def _give_up(self, name: str, reason: str, fix: str | None) -> None:
+        result = self.results[name]
+        result.error = reason.splitlines()[0] if reason else "unavailable"
+        result.fix = fix or None
+        self.runtimes.pop(name, None)
+        self.emit(RuntimeStatus(name, "unavailable", result.error, result.fix))
+
+    def _active(self) -> list[str]:
+        return [name for name in self.settings.runtimes if name in self.runtimes]
+
+    # -- one launch ---------------------------------------------------------------------------
+    def _record(self, name: str, sample: Sample, launch: Launch | None, keep: bool) -> None:
+        result = self.results[name]
+        with self._lock:
+            result.samples.append(sample)
+            if launch is not None and keep and sample.ok:
+                self.resident.setdefault(name, []).append(launch.instance)
+            result.running = len(self.resident.get(name, ()))
+            failures = 0 if sample.ok else self._consecutive_failures.get(name, 0) + 1
+            self._consecutive_failures[name] = failures
+        self.emit(SampleRecorded(sample))
+        self.emit(InstanceCounts(name, result.running, result.launched, result.failed))
+        if failures >= MAX_CONSECUTIVE_FAILURES and name in self.runtimes:
+            self._give_up(name, f"stopped after {failures} failed launches: {sample.error}", None)
+
+    def _sample_from(self, name: str, index: int, warmup: bool, started: float, launch: Launch) -> Sample:
+        response = launch.response
+        error = None if response.ok else REJECTED_PREFIX + response.reason()
+        if response.ok:
+            digest = hashlib.sha256(response.body).hexdigest()
+            self.response_digests.setdefault(name, digest)
+        return Sample(
+            runtime=name,
+            index=index,
+            warmup=warmup,
+            ok=response.ok,
+            startup_ns=launch.startup_ns,
+            phases_ns=dict(launch.phases_ns),
+            error=error,
+            response_bytes=len(response.body),
+            started_at=started,
+        )
+
+    def _launch_once(self, name: str, index: int, warmup: bool, keep: bool) -> None:
+        rt = self.runtimes[name]
+        started = time.monotonic()
+        try:
+            launch = rt.launch(self.workload, self.request, self.timeout_s)
+        except LaunchFailed as exc:
+            self._record(name, Sample(name, index, warmup, False, None, error=str(exc), started_at=started), None, keep)
+            return
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the run goes on
+            error = f"{type(exc).__name__}: {exc}"
+            self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started), None, keep)
+            return
+        sample = self._sample_from(name, index, warmup, started, launch)
+        if not (keep and sample.ok):
+            _stop_quietly(launch.instance)
+        self._record(name, sample, launch, keep)
+
+    # -- scenarios ------------------------------------------------------------------------------
+    def _burst(self) -> None:
+        total = self.settings.warmup + self.settings.count
+        for name in self._active():
+            self.emit(RuntimeStatus(name, "running"))
+        for index in range(total):
+            for name in self._active():
+                if self.cancel.is_set():
+                    return
+                self._launch_once(name, index, index < self.settings.warmup, keep=False)
+
+    def _ramp(self) -> None:
+        targets = {n: self.settings.resident.get(n, 0) for n in self._active()}
+        targets = {n: t for n, t in targets.items() if t > 0}
+        baselines: dict[str, int] = {}
+        curves: dict[str, list[tuple[int, int]]] = {n: [] for n in targets}
+        for name in targets:
+            baselines[name] = self.runtimes[name].pss_bytes([])
+            self.emit(RuntimeStatus(name, "running"))
+        index = {n: len(self.results[n].samples) for n in targets}
+        while not self.cancel.is_set():
+            pending = [n for n in targets if n in self.runtimes and len(self.resident.get(n, ())) < targets[n]]
+            if not pending:
+                break
+            for name in pending:
+                if self.cancel.is_set():
+                    break
+                held = len(self.resident.get(name, ()))
+                chunk = min(targets[name] - held, max(1, targets[name] // (RAMP_POINTS * 5)))
+                self._launch_chunk(name, chunk, index[name])
+                index[name] += chunk
+                held_now = len(self.resident.get(name, ()))
+                step = max(1, targets[name] // RAMP_POINTS)
+                if held_now // step != held // step or held_now == targets[name]:
+                    self._memory_point(name, baselines[name], curves[name])
+        for name in targets:
+            if name in self.runtimes and self.resident.get(name):
+                self._memory_point(name, baselines[name], curves[name])
+        if self.settings.hold:
+            self.cancel.wait()
+        self._measure_release(targets, baselines, curves)
+
+    def _launch_chunk(self, name: str, chunk: int, first_index: int) -> None:
+        rt = self.runtimes[name]
+        launch_many = getattr(rt, "launch_many", None)
+        if chunk == 1 or launch_many is None:
+            for i in range(chunk):
+                if name in self.runtimes:
+                    self._launch_once(name, first_index + i, False, keep=True)
+            return
+        started = time.monotonic()
+        try:
+            launches: list[Launch] = launch_many(self.workload, self.request, chunk, self.timeout_s)
+        except EdgelabError as exc:
+            for i in range(chunk):
+                self._record(name, Sample(name, first_index + i, False, False, None, error=str(exc), started_at=started), None, True)
+            return
+        for i, launch in enumerate(launches):
+            sample = self._sample_from(name, first_index + i, False, started, launch)
+            if not sample.ok:
+                _stop_quietly(launch.instance)
+            self._record(name, sample, launch, keep=True)
+
+    def _memory_point(self, name: str, baseline: int, curve: list[tuple[int, int]]) -> None:
+        held = len(self.resident.get(name, ()))
+        if curve and curve[-1][0] == held:
+            return
+        try:
+            growth = self.runtimes[name].pss_bytes(self.resident.get(name, [])) - baseline
+        except Exception:  # noqa: BLE001 - a process gone mid-read skips one point
+            return
+        curve.append((held, growth))
+        self.emit(MemoryPoint(name, held, growth, self.runtimes[name].memory_metric))
+
+    def _measure_release(
+        self, targets: dict[str, int], baselines: dict[str, int], curves: dict[str, list[tuple[int, int]]]
+    ) -> None:
+        """Stop each runtime's residents in turn; MemAvailable's rise cross-checks the PSS figure."""
+        for name in targets:
+            instances = self.resident.pop(name, [])
+            if not instances or not curves[name]:
+                continue
+            held, growth = curves[name][-1]
+            self.emit(RuntimeStatus(name, "stopping"))
+            before = mem_available_bytes()
+            _stop_all(self.runtimes.get(name) or self.lab.runtime(name), instances)
+            time.sleep(0.3)
+            freed = mem_available_bytes() - before
+            result = self.results[name]
+            result.running = 0
+            result.memory = MemoryResult(
+                instances=held,
+                pss_bytes_per_instance=growth / held,
+                metric=result.memory_metric,
+                mem_available_bytes_per_instance=freed / len(instances),
+                curve=tuple(curves[name]),
+            )
+            self.emit(InstanceCounts(name, 0, result.launched, result.failed))
+
+    def _steady(self) -> None:
+        interval = 1.0 / self.settings.rate_per_s
+        deadline = time.monotonic() + self.settings.duration_s
+
+        def drive(name: str) -> None:
+            index = 0
+            due = time.monotonic()
+            while name in self.runtimes and not self.cancel.is_set() and due < deadline:
+                self._launch_once(name, index, False, keep=False)
+                index += 1
+                due += interval
+                pause = due - time.monotonic()
+                if pause > 0:
+                    self.cancel.wait(pause)
+
+        threads = [threading.Thread(target=drive, args=(n,), name=f"steady-{n}") for n in self._active()]
+        for name in self._active():
+            self.emit(RuntimeStatus(name, "running"))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _release_resident(self) -> None:
+        for name, instances in list(self.resident.items()):
+            rt = self.runtimes.get(name)
+            if rt is not None:
+                _stop_all(rt, instances)
+            self.results[name].running = 0
+        self.resident.clear()
+
+    def _metadata(self, started: datetime) -> dict[str, Any]:
+        versions: dict[str, str] = {"edgelab": __version__}
+        for rt in self.runtimes.values():
+            try:
+                versions.update(rt.versions())
+            except Exception:  # noqa: BLE001 - a version we cannot read is left out
+                pass
+        digests = set(self.response_digests.values())
+        return {
+            "started": started.isoformat(),
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "session": self.lab.session.id,
+            "host": host_facts(),
+            "versions": versions,
+            "settings": replace(self.settings, request=None).as_json()
+            | {"request_bytes": len(self.request), "timeout_s": self.timeout_s},
+            "workload": {"name": self.workload.name, "description": self.workload.description},
+            "cancelled": self.cancel.is_set(),
+            "responses_identical": len(digests) <= 1 if digests else None,
+            "units": "startup in microseconds (us), memory in KiB (1024 bytes)",
+            "fake": self.lab.fake,
+        }
+
+
+def _stop_quietly(instance: Instance) -> None:
+    try:
+        instance.stop()
+    except Exception:  # noqa: BLE001 - stop is best effort here; close() sweeps the rest
+        pass
+
+
+def _stop_all(rt: Runtime, instances: list[Instance]) -> None:
+    stop_many = getattr(rt, "stop_many", None)
+    if stop_many is not None:
+        try:
+            stop_many(instances)
+            return
+        except Exception:  # noqa: BLE001 - fall back to one by one
+            pass
+    for instance in instances:
+        _stop_quietly(instance)

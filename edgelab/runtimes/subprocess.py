@@ -1,0 +1,209 @@
+"""Native subprocess runtime: the workload's static binary, spawned without a shell.
+
+``os.posix_spawn`` (glibc: clone(CLONE_VM|CLONE_VFORK) + exec) with no ``preexec_fn``, an empty
+environment, and its own process group so that stop and timeout kill the whole group.
+The memory limit is applied with prlimit(2) right after the spawn, before the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
+from edgelab.protocol import Response, decode_response_header, encode_request, RESPONSE_HEADER_BYTES
+from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.workloads import Workload
+
+_DEVNULL_FD: int | None = None
+_CHUNK = 1 << 16
+
+
+def _devnull() -> int:
+    global _DEVNULL_FD
+    if _DEVNULL_FD is None:
+        _DEVNULL_FD = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    return _DEVNULL_FD
+
+
+def _wait_fd(fd: int, events: int, deadline: float, what: str) -> None:
+    poller = select.poll()
+    poller.register(fd, events)
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LaunchTimeout(f"timed out waiting for {what}")
+        if poller.poll(remaining * 1000):
+            return
+
+
+def write_all(fd: int, data: bytes, deadline: float) -> None:
+    """Write every byte of ``data`` to a non-blocking fd before ``deadline``."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view[: 1 << 20])
+        except BlockingIOError:
+            _wait_fd(fd, select.POLLOUT, deadline, "the workload to read its request")
+            continue
+        except BrokenPipeError:
+            raise LaunchFailed("workload exited before reading its whole request") from None
+        view = view[written:]
+
+
+def read_exact(fd: int, n: int, deadline: float) -> bytes:
+    """Read exactly ``n`` bytes from a non-blocking fd before ``deadline``."""
+    parts: list[bytes] = []
+    missing = n
+    while missing:
+        try:
+            chunk = os.read(fd, min(missing, 1 << 20))
+        except BlockingIOError:
+            _wait_fd(fd, select.POLLIN, deadline, "the workload's response")
+            continue
+        if not chunk:
+            raise LaunchFailed("workload exited without a complete response")
+        parts.append(chunk)
+        missing -= len(chunk)
+    return b"".join(parts)
+
+
+class SubprocessInstance(Instance):
+    """One live native process: its pid (= its process group) and the two pipe ends."""
+
+    runtime = "subprocess"
+
+    def __init__(self, owner: SubprocessRuntime, pid: int, stdin_fd: int, stdout_fd: int) -> None:
+        self._owner = owner
+        self.pid = pid
+        self._stdin = stdin_fd
+        self._stdout = stdout_fd
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def _exchange(self, payload: bytes, deadline: float) -> tuple[int, Response]:
+        """Send one request frame; return (ns when the first response byte came, response)."""
+        write_all(self._stdin, encode_request(payload), deadline)
+        _wait_fd(self._stdout, select.POLLIN, deadline, "the workload's response")
+        first = time.perf_counter_ns()
+        header = read_exact(self._stdout, RESPONSE_HEADER_BYTES, deadline)
+        length, status = decode_response_header(header)
+        return first, Response(status, read_exact(self._stdout, length, deadline))
+
+    def request(self, payload: bytes, timeout_s: float) -> Response:
+        with self._lock:
+            if self._stopped:
+                raise LaunchFailed("instance already stopped")
+            return self._exchange(payload, time.monotonic() + timeout_s)[1]
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        for fd in (self._stdin, self._stdout):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self._owner._untrack(self)
+
+
+class SubprocessRuntime(Runtime):
+    name = "subprocess"
+    phase_names = ("spawn", "first_response")
+    memory_metric = "PSS of the process"
+    startup_includes = "posix_spawn + first response (binary prebuilt; excludes kill and reap)"
+
+    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(session)
+        self._binaries: dict[str, Path] = {}
+
+    def check(self) -> None:
+        if not hasattr(os, "posix_spawn"):
+            raise RuntimeUnavailable(self.name, "os.posix_spawn is not available on this platform", "run on Linux")
+
+    def prepare(self, workload: Workload) -> None:
+        from edgelab.build import ensure_native, host_arch
+
+        try:
+            binary = ensure_native(workload, host_arch())
+        except ArtifactError as exc:
+            raise RuntimeUnavailable(self.name, str(exc), "edgelab build shows the compiler's error") from None
+        if not os.access(binary, os.X_OK):
+            raise RuntimeUnavailable(self.name, f"{binary} is not executable", "edgelab clean --cache")
+        self._binaries[workload.name] = binary
+
+    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        binary = self._binaries.get(workload.name)
+        if binary is None:
+            self.prepare(workload)
+            binary = self._binaries[workload.name]
+        deadline = time.monotonic() + timeout_s
+        started = time.perf_counter_ns()
+        child_stdin, to_child = os.pipe()
+        from_child, child_stdout = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                str(binary),
+                [workload.name],
+                {},
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, child_stdin, 0),
+                    (os.POSIX_SPAWN_DUP2, child_stdout, 1),
+                    (os.POSIX_SPAWN_DUP2, _devnull(), 2),
+                ],
+                setpgroup=0,
+            )
+        except OSError as exc:
+            for fd in (child_stdin, to_child, from_child, child_stdout):
+                os.close(fd)
+            raise LaunchFailed(f"spawn of {binary.name} failed: {exc.strerror}") from None
+        os.close(child_stdin)
+        os.close(child_stdout)
+        os.set_blocking(to_child, False)
+        os.set_blocking(from_child, False)
+        instance = SubprocessInstance(self, pid, to_child, from_child)
+        self._track(instance)
+        try:
+            limit = workload.memory_limit_bytes
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+        spawned = time.perf_counter_ns()
+        try:
+            first, response = instance._exchange(request, deadline)
+        except Exception:
+            instance.stop()
+            raise
+        return Launch(
+            instance=instance,
+            response=response,
+            startup_ns=first - started,
+            phases_ns={"spawn": spawned - started, "first_response": first - spawned},
+        )
+
+    def pss_bytes(self, instances: Sequence[Instance]) -> int:
+        import psutil
+
+        total = 0
+        for instance in instances:
+            try:
+                total += psutil.Process(instance.pid).memory_full_info().pss  # type: ignore[attr-defined]
+            except psutil.Error:
+                pass
+        return total
