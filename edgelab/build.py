@@ -1,0 +1,274 @@
+"""Build each workload's artifacts with ``zig cc`` and keep them in the user cache.
+
+One C source plus ``modules/abi/*`` builds a static Linux binary (also the container's only
+file) and a Wasm module. Both are built freestanding (``-nostdlib``; the ABI files carry
+the little runtime they need), so a cold build compiles no C library: all six workloads for
+both targets build in seconds, the binaries are tiny and the Wasm modules import nothing.
+
+Artifacts live under ``<cache>/artifacts/<name>-<hash16>/``, where the hash covers everything
+that goes into a build, so a cache hit is a stat and a changed input is a new directory.
+Builds are atomic (temp file, then ``os.replace``) and serialised per artifact by ``flock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+from edgelab.errors import ArtifactError
+from edgelab.workloads import ABI_DIR, Workload
+
+Progress = Callable[[str], None]
+
+WASM_TARGET = "wasm32-wasi"
+NATIVE_ARCHES = ("x86_64", "aarch64")
+#: Wasm linear memory: a 16 KiB stack and one initial 64 KiB page keep a resident instance
+#: small; the maximum leaves room for the largest request plus its answer.
+WASM_STACK_BYTES = 16 * 1024
+WASM_PAGE_BYTES = 64 * 1024
+WASM_MAX_MEMORY_BYTES = 4 * 1024 * 1024 * 1024 - WASM_PAGE_BYTES
+
+COMMON_FLAGS = (
+    "-std=c11",
+    "-O2",
+    "-s",
+    "-ffreestanding",
+    "-nostdlib",
+    "-fno-stack-protector",
+    "-Wall",
+    "-Wextra",
+)
+WASM_FLAGS = ("-target", WASM_TARGET, "-Wl,--no-entry", f"-Wl,-z,stack-size={WASM_STACK_BYTES}")
+NATIVE_FLAGS = ("-static",)
+_BUILD_FORMAT = "edgelab-build-2"
+
+
+def cache_dir() -> Path:
+    """``$EDGELAB_CACHE_DIR`` or the platform's user cache directory for edgelab."""
+    override = os.environ.get("EDGELAB_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("edgelab"))
+
+
+def host_arch() -> str:
+    """The native target for this machine: ``x86_64`` or ``aarch64``."""
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        return "x86_64"
+    if machine in ("aarch64", "arm64"):
+        return "aarch64"
+    raise ArtifactError(f"no native build for this machine's architecture '{machine}'")
+
+
+@lru_cache(maxsize=1)
+def zig_version() -> str:
+    """The ziglang package version (cheap: package metadata, not a zig subprocess)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ziglang")
+    except PackageNotFoundError:
+        raise ArtifactError("the ziglang package is not installed (pip install ziglang)") from None
+
+
+def wasm_max_memory_bytes(workload: Workload) -> int:
+    """Room for the request, an answer as large again and 4 MiB of slack, in whole pages."""
+    want = 2 * workload.max_request_bytes + 4 * 1024 * 1024
+    pages = -(-want // WASM_PAGE_BYTES)
+    return min(max(pages, 16) * WASM_PAGE_BYTES, WASM_MAX_MEMORY_BYTES)
+
+
+def _define_flags(workload: Workload) -> list[str]:
+    flags = [f"-DEDGELAB_MAX_REQUEST_BYTES={workload.max_request_bytes}u"]
+    for name, value in sorted(workload.defines.items()):
+        if not name.isidentifier():
+            raise ArtifactError(f"{workload.name}: define name '{name}' is not a C identifier")
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        flags.append(f'-D{name}="{escaped}"')
+    return flags
+
+
+def _target_flags(workload: Workload, target: str) -> list[str]:
+    if target == WASM_TARGET:
+        return [*WASM_FLAGS, f"-Wl,--max-memory={wasm_max_memory_bytes(workload)}"]
+    if target not in NATIVE_ARCHES:
+        raise ArtifactError(
+            f"unknown build target '{target}' (known: wasm, {', '.join(NATIVE_ARCHES)})"
+        )
+    return ["-target", f"{target}-linux-musl", *NATIVE_FLAGS]
+
+
+def _abi_files() -> list[Path]:
+    return sorted(p for p in ABI_DIR.iterdir() if p.is_file())
+
+
+def _compile_sources(workload: Workload) -> list[Path]:
+    return [*workload.sources, *(p for p in _abi_files() if p.suffix == ".c")]
+
+
+def compile_command(workload: Workload, target: str, output: Path) -> list[str]:
+    """The exact ``zig cc`` command line for one artifact."""
+    return [
+        sys.executable,
+        "-m",
+        "ziglang",
+        "cc",
+        *_target_flags(workload, target),
+        *COMMON_FLAGS,
+        f"-I{ABI_DIR}",
+        *_define_flags(workload),
+        "-o",
+        str(output),
+        *(str(p) for p in _compile_sources(workload)),
+    ]
+
+
+def source_hash(workload: Workload) -> str:
+    """Hash of every build input: sources, ABI files, defines, limits, flags, zig version."""
+    digest = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        digest.update(label.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+
+    add("format", _BUILD_FORMAT.encode())
+    add("zig", zig_version().encode())
+    add("name", workload.name.encode())
+    for source in workload.sources:
+        add(f"src:{source.name}", source.read_bytes())
+    for path in _abi_files():
+        add(f"abi:{path.name}", path.read_bytes())
+    add("defines", "\n".join(_define_flags(workload)).encode())
+    add("max_request_bytes", str(workload.max_request_bytes).encode())
+    flags = [
+        *COMMON_FLAGS,
+        "|",
+        *WASM_FLAGS,
+        str(wasm_max_memory_bytes(workload)),
+        "|",
+        *NATIVE_FLAGS,
+    ]
+    add("flags", "\n".join(flags).encode())
+    return digest.hexdigest()
+
+
+def artifact_dir(workload: Workload) -> Path:
+    return cache_dir() / "artifacts" / f"{workload.name}-{source_hash(workload)[:16]}"
+
+
+def _artifact_name(workload: Workload, target: str) -> str:
+    return f"{workload.name}.wasm" if target == WASM_TARGET else f"{workload.name}-{target}"
+
+
+def _zig_env() -> dict[str, str]:
+    env = dict(os.environ)
+    zig_cache = cache_dir() / "zig"
+    env["ZIG_GLOBAL_CACHE_DIR"] = str(zig_cache / "global")
+    env["ZIG_LOCAL_CACHE_DIR"] = str(zig_cache / "local")
+    return env
+
+
+def _first_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower():
+            return line
+    return lines[0] if lines else "no compiler output"
+
+
+def _is_built(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
+    directory = artifact_dir(workload)
+    path = directory / _artifact_name(workload, target)
+    if _is_built(path):
+        return path
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = open(directory / f".{path.name}.lock", "w")  # noqa: SIM115 - held across the build
+    except OSError as exc:
+        raise ArtifactError(f"cannot use the build cache {directory}: {exc.strerror}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_built(path):
+            return path
+        if progress:
+            progress(f"building {workload.name} for {target}")
+        scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
+        try:
+            output = scratch / path.name
+            try:
+                done = subprocess.run(
+                    compile_command(workload, target, output),
+                    capture_output=True,
+                    text=True,
+                    env=_zig_env(),
+                    cwd=scratch,
+                    timeout=600,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ArtifactError(f"cannot build {workload.name} for {target}: {exc}") from None
+            if done.returncode != 0 or not _is_built(output):
+                reason = _first_error_line(done.stderr + done.stdout)
+                raise ArtifactError(f"cannot build {workload.name} for {target}: {reason}")
+            if target != WASM_TARGET:
+                output.chmod(0o755)
+            os.replace(output, path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def ensure_wasm(workload: Workload, progress: Progress | None = None) -> Path:
+    """Path of the workload's Wasm reactor module, built on first use."""
+    return _ensure(workload, WASM_TARGET, progress)
+
+
+def ensure_native(
+    workload: Workload, arch: str | None = None, progress: Progress | None = None
+) -> Path:
+    """Path of the workload's static Linux binary for ``arch`` (default: this machine)."""
+    return _ensure(workload, arch or host_arch(), progress)
+
+
+def ensure_all(
+    workloads: Iterable[Workload],
+    targets: Iterable[str] = (WASM_TARGET, "native"),
+    progress: Progress | None = None,
+    jobs: int = 2,
+) -> dict[tuple[str, str], Path]:
+    """Build many artifacts on a small thread pool; keys are (workload name, target)."""
+    native = host_arch()
+    plan = [(w, native if t == "native" else t) for w in workloads for t in targets]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {(w.name, t): pool.submit(_ensure, w, t, progress) for w, t in plan}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def artifact_sizes(workload: Workload) -> dict[str, int]:
+    """Sizes in bytes of the artifacts already built for this workload, by target."""
+    directory = artifact_dir(workload)
+    sizes: dict[str, int] = {}
+    for target in (WASM_TARGET, *NATIVE_ARCHES):
+        path = directory / _artifact_name(workload, target)
+        if _is_built(path):
+            sizes[target] = path.stat().st_size
+    return sizes
