@@ -5,6 +5,7 @@ Adding a workload is adding a folder; nothing else lists them.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 MANIFEST_NAME = "workload.toml"
-MODULES_DIR = Path(__file__).resolve().parent.parent / "modules"
-ABI_DIR = MODULES_DIR / "abi"
+#: The workloads shipped in the repository; EDGELAB_MODULES_DIR points the lab at another folder.
+MODULES_DIR = Path(os.environ.get("EDGELAB_MODULES_DIR") or Path(__file__).resolve().parent.parent / "modules")
+ABI_DIR = Path(__file__).resolve().parent.parent / "modules" / "abi"
 
 
 @dataclass(frozen=True)
