@@ -1,0 +1,568 @@
+"""The container runtime: each instance is a hardened Docker container of a ``FROM scratch`` image.
+
+docker is imported inside functions only, so a missing SDK or engine degrades this runtime
+and nothing else. Every Docker call goes through a client with a timeout; every container
+carries the session's labels, so ``remove_labelled`` (``edgelab clean``) finds whatever a
+crash left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
+from edgelab.protocol import Response, decode_response_header, encode_request
+from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.session import SESSION_LABEL, Session
+from edgelab.workloads import Workload
+
+DOCKERFILE = Path(__file__).resolve().parent.parent.parent / "images" / "Dockerfile"
+IMAGE_REPOSITORY = "edgelab"
+IMAGE_LABEL = "edgelab.image"
+#: Timeout of ordinary Docker API calls (create, start, remove, inspect), in seconds.
+API_TIMEOUT_S = 30.0
+#: How long ``check`` waits for an engine to answer, in seconds.
+CHECK_TIMEOUT_S = 2.5
+PIDS_LIMIT = 64
+CONTAINER_USER = "65534:65534"
+REMOVE_WORKERS = 8
+_FIX = "start the Docker engine (sudo dockerd &, or .ci/start-docker) or set DOCKER_HOST"
+_ENGINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+_STDERR_TAIL_BYTES = 2048
+
+Progress = Callable[[str], None]
+
+
+# -- engine connection ------------------------------------------------------------------------
+def _context_host() -> str | None:
+    """The endpoint of the docker CLI's current context, when it is not the default one."""
+    config_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    name = os.environ.get("DOCKER_CONTEXT")
+    if not name:
+        try:
+            name = json.loads((config_dir / "config.json").read_text()).get("currentContext")
+        except (OSError, ValueError, AttributeError):
+            return None
+    if not name or name == "default":
+        return None
+    for meta in (config_dir / "contexts" / "meta").glob("*/meta.json"):
+        try:
+            data = json.loads(meta.read_text())
+            if data.get("Name") == name:
+                return data["Endpoints"]["docker"]["Host"] or None
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def connect(timeout_s: float = API_TIMEOUT_S) -> Any:
+    """A docker client for DOCKER_HOST (with its TLS settings) or else the CLI's current context.
+
+    Construction asks the engine its API version, so an absent engine fails here, within
+    ``timeout_s``; the docker exception is left for the caller to word.
+    """
+    import docker
+
+    if not os.environ.get("DOCKER_HOST"):
+        host = _context_host()
+        if host:
+            return docker.DockerClient(base_url=host, timeout=timeout_s)
+    return docker.from_env(timeout=timeout_s)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The root cause of a docker/requests failure as one short line."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    chain = []
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for err in chain:
+        if isinstance(err, PermissionError):
+            return f"permission denied on the Docker socket ({err.filename or 'socket'})"
+        if isinstance(err, FileNotFoundError):
+            return f"no Docker socket at {err.filename or 'the configured path'}"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused by the Docker endpoint"
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def engine_unavailable_reason(exc: BaseException) -> str:
+    where = os.environ.get("DOCKER_HOST") or _context_host() or "the default socket"
+    return f"no Docker engine answers at {where}: {_one_line(exc)}"
+
+
+# -- images -------------------------------------------------------------------------------------
+def engine_arch(client: Any) -> str:
+    arch = str(client.info().get("Architecture", ""))
+    if arch not in _ENGINE_ARCH:
+        raise ArtifactError(f"container: engine architecture '{arch}' is not supported")
+    return _ENGINE_ARCH[arch]
+
+
+def image_tag(workload: Workload, source_hash: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{workload.name}:{source_hash[:16]}"
+
+
+def build_image(
+    client: Any, name: str, binary: Path, tag: str, progress: Progress | None = None
+) -> str:
+    """Build ``tag`` from ``images/Dockerfile`` and a static ``binary``; nothing is pulled."""
+    import docker
+
+    with tempfile.TemporaryDirectory(prefix="edgelab-image-") as context:
+        shutil.copyfile(DOCKERFILE, Path(context) / "Dockerfile")
+        target = Path(context) / "workload"
+        shutil.copyfile(binary, target)
+        target.chmod(0o755)
+        if progress:
+            progress(f"building image {tag}")
+        try:
+            client.images.build(
+                path=context,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                labels={IMAGE_LABEL: "1"},
+                buildargs={"WORKLOAD": name},
+            )
+        except docker.errors.BuildError as exc:
+            raise ArtifactError(f"container: image build of {tag} failed: {exc.msg}") from None
+        except docker.errors.DockerException as exc:
+            raise ArtifactError(
+                f"container: image build of {tag} failed: {_one_line(exc)}"
+            ) from None
+    return tag
+
+
+def ensure_image(client: Any, workload: Workload, progress: Progress | None = None) -> str:
+    """The workload's image tag, built for the engine's architecture unless the engine has it."""
+    import docker
+
+    from edgelab import build
+
+    tag = image_tag(workload, build.source_hash(workload))
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    binary = build.ensure_native(workload, arch=engine_arch(client), progress=progress)
+    return build_image(client, workload.name, Path(binary), tag, progress)
+
+
+def image_size_bytes(client: Any, tag: str) -> int:
+    """Size of the image as the engine reports it (its layers, uncompressed), in bytes."""
+    return int(client.images.get(tag).attrs.get("Size", 0))
+
+
+# -- cleanup --------------------------------------------------------------------------------------
+def _remove_container(client: Any, container_id: str) -> bool:
+    """Force-remove one container; False if it was already gone (or going)."""
+    import docker
+
+    try:
+        client.api.remove_container(container_id, force=True)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409 and "in progress" in str(exc.explanation or ""):
+            return False
+        raise
+
+
+def _remove_all(client: Any, container_ids: Iterable[str]) -> int:
+    ids = list(container_ids)
+    if not ids:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(REMOVE_WORKERS, len(ids))) as pool:
+        return sum(pool.map(lambda cid: _remove_container(client, cid), ids))
+
+
+def remove_labelled(client: Any, session_id: str | None = None) -> int:
+    """Remove every container labelled ``edgelab.session`` (or only one session's); the count."""
+    label = SESSION_LABEL if session_id is None else f"{SESSION_LABEL}={session_id}"
+    found = client.api.containers(all=True, quiet=True, filters={"label": label})
+    return _remove_all(client, (c["Id"] for c in found))
+
+
+# -- the attach stream ------------------------------------------------------------------------
+class _WorkloadExited(Exception):
+    """The attach stream ended: the container's process is gone."""
+
+
+class _AttachStream:
+    """stdin/stdout of a container through one hijacked attach connection.
+
+    With tty=False the engine multiplexes stdout and stderr as frames of an 8-byte header
+    (stream id, 3 zero bytes, u32 big-endian length) and a payload. Payloads are consumed
+    byte by byte as they arrive, so the first stdout byte is seen as soon as it lands.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle  # keeps the HTTP response (and so the connection) alive
+        self._sock: socket.socket = getattr(handle, "_sock", handle)
+        self._stdout = bytearray()
+        self._stderr_tail = bytearray()
+        self._header = bytearray()
+        self._stream = 0
+        self._remaining = 0
+        self._buffer = bytearray(1 << 20)
+
+    def send(self, data: bytes, deadline: float) -> None:
+        self._sock.settimeout(_remaining_s(deadline))
+        self._sock.sendall(data)
+
+    def read_stdout(self, n: int, deadline: float) -> bytes:
+        while len(self._stdout) < n:
+            self._pump(deadline)
+        out = bytes(self._stdout[:n])
+        del self._stdout[:n]
+        return out
+
+    def wait_stdout(self, deadline: float) -> None:
+        while not self._stdout:
+            self._pump(deadline)
+
+    def stderr_tail(self) -> str:
+        text = self._stderr_tail.decode("utf-8", "replace").strip()
+        return text.splitlines()[-1] if text else ""
+
+    def _pump(self, deadline: float) -> None:
+        self._sock.settimeout(_remaining_s(deadline))
+        got = self._sock.recv_into(self._buffer)
+        if not got:
+            raise _WorkloadExited
+        self._feed(memoryview(self._buffer)[:got])
+
+    def _feed(self, data: memoryview) -> None:
+        i = 0
+        while i < len(data):
+            if self._remaining == 0:
+                take = min(8 - len(self._header), len(data) - i)
+                self._header += data[i : i + take]
+                i += take
+                if len(self._header) == 8:
+                    self._stream, self._remaining = struct.unpack(">BxxxL", self._header)
+                    self._header.clear()
+                continue
+            take = min(self._remaining, len(data) - i)
+            if self._stream == 2:
+                self._stderr_tail += data[i : i + take]
+                del self._stderr_tail[:-_STDERR_TAIL_BYTES]
+            else:
+                self._stdout += data[i : i + take]
+            self._remaining -= take
+            i += take
+
+    def close(self) -> None:
+        for closer in (self._sock, self._handle):
+            try:
+                closer.close()
+            except OSError:
+                pass
+
+
+def _remaining_s(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+# -- instances and the runtime ----------------------------------------------------------------
+class ContainerInstance(Instance):
+    """One resident container, answering requests over its attach connection."""
+
+    runtime = "container"
+
+    def __init__(self, owner: ContainerRuntime, container_id: str, name: str) -> None:
+        self._owner = owner
+        self.container_id = container_id
+        self.name = name
+        self.stream: _AttachStream | None = None
+        self._lock = threading.Lock()  # one exchange at a time on the stream
+        self._state_lock = threading.Lock()
+        self._stopped = False
+        self._broken = ""
+
+    def request(self, payload: bytes, timeout_s: float) -> Response:
+        with self._lock:
+            if self._stopped:
+                raise LaunchFailed(f"container {self.name}: already stopped")
+            if self._broken:
+                raise LaunchFailed(f"container {self.name}: unusable after {self._broken}")
+            deadline = time.monotonic() + timeout_s
+            return self._exchange(encode_request(payload), deadline, timeout_s, None)
+
+    def _exchange(
+        self, frame: bytes, deadline: float, timeout_s: float, first_byte: list[int] | None
+    ) -> Response:
+        """Write one frame and read one response; any failure leaves the stream unusable."""
+        assert self.stream is not None
+        try:
+            self.stream.send(frame, deadline)
+            self.stream.wait_stdout(deadline)
+            if first_byte is not None:
+                first_byte.append(time.perf_counter_ns())
+            length, status = decode_response_header(self.stream.read_stdout(5, deadline))
+            body = self.stream.read_stdout(length, deadline)
+        except TimeoutError:
+            self._broken = "a timeout"
+            raise LaunchTimeout(
+                f"container {self.name}: no complete response within {timeout_s:g} s"
+            ) from None
+        except _WorkloadExited:
+            self._broken = "its process exited"
+            raise LaunchFailed(f"container {self.name}: {self._exit_reason()}") from None
+        except OSError as exc:
+            self._broken = "a broken connection"
+            raise LaunchFailed(f"container {self.name}: attach connection failed: {exc}") from None
+        return Response(status, body)
+
+    def _exit_reason(self) -> str:
+        code = "?"
+        with contextlib.suppress(Exception):  # the reason line must not fail itself
+            code = str(self._owner.client.api.wait(self.container_id, timeout=3)["StatusCode"])
+        tail = self.stream.stderr_tail() if self.stream else ""
+        return f"workload exited (code {code}) before answering" + (f": {tail}" if tail else "")
+
+    def pid(self) -> int:
+        """Host pid of the container's init process (0 when it is not running)."""
+        state = self._owner.client.api.inspect_container(self.container_id)["State"]
+        return int(state.get("Pid") or 0)
+
+    def stop(self) -> None:
+        with self._state_lock:  # not self._lock: stop must not wait for a request in flight
+            if self._stopped:
+                return
+            self._stopped = True
+        if self.stream is not None:
+            self.stream.close()
+        try:
+            _remove_container(self._owner.client, self.container_id)
+        except Exception as exc:  # noqa: BLE001 - reworded as one line
+            raise LaunchFailed(f"container {self.name}: removal failed: {_one_line(exc)}") from None
+        finally:
+            self._owner._untrack(self)
+
+
+class ContainerRuntime(Runtime):
+    """Instances are hardened containers; startup is create + start + first response.
+
+    Phases: ``create`` is the create call plus attaching stdin/stdout (before start, so no
+    output is lost); ``start`` is the start call (runc sets the container up and execs the
+    binary); ``first_response`` runs from there to the first byte of the first response.
+    """
+
+    name = "container"
+    phase_names = ("create", "start", "first_response")
+    memory_metric = "PSS of the container's processes + its containerd shim"
+    startup_includes = "docker create + start + first response (image prebuilt; excludes removal)"
+
+    def __init__(self, session: Session, client: Any = None) -> None:
+        super().__init__(session)
+        self._client = client
+        self._tags: dict[str, str] = {}
+        self.image_sizes_bytes: dict[str, int] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = connect()
+            except Exception as exc:  # noqa: BLE001 - any failure means: no engine
+                raise RuntimeUnavailable(self.name, engine_unavailable_reason(exc), _FIX) from None
+        return self._client
+
+    # -- availability -----------------------------------------------------------------------
+    def check(self) -> None:
+        try:
+            client = self._client or connect(CHECK_TIMEOUT_S)
+            client.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means: no engine
+            raise RuntimeUnavailable(self.name, engine_unavailable_reason(exc), _FIX) from None
+        if self._client is None:
+            client.close()
+
+    def versions(self) -> dict[str, str]:
+        version = self.client.version()
+        return {
+            "docker_engine": str(version.get("Version", "?")),
+            "docker_api": str(version.get("ApiVersion", "?")),
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def prepare(self, workload: Workload, progress: Progress | None = None) -> None:
+        tag = ensure_image(self.client, workload, progress)
+        self.use_image(workload, tag)
+
+    def use_image(self, workload: Workload, tag: str) -> None:
+        """Launch ``workload`` from ``tag`` (an image built elsewhere, e.g. by a test)."""
+        self._tags[workload.name] = tag
+        try:
+            self.image_sizes_bytes[workload.name] = image_size_bytes(self.client, tag)
+        except Exception:  # noqa: BLE001 - a missing image shows up at launch, as one line
+            self.image_sizes_bytes.pop(workload.name, None)
+
+    def image_tag(self, workload: Workload) -> str:
+        """The tag ``launch`` uses for ``workload`` (after ``prepare`` or ``use_image``)."""
+        return self._tags[workload.name]
+
+    def _create(self, workload: Workload, tag: str) -> tuple[str, str]:
+        """Create (not start) one hardened container; (id, name). One API call, no inspect."""
+        api = self.client.api
+        name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
+        host_config = api.create_host_config(
+            network_mode="none",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=PIDS_LIMIT,
+            mem_limit=workload.memory_limit_bytes,
+            auto_remove=False,
+            # stdout is read through attach; logging it to disk as well would only cost.
+            log_config={"type": "none"},
+        )
+        created = api.create_container(
+            tag,
+            name=name,
+            labels=dict(self.session.labels),
+            user=CONTAINER_USER,
+            stdin_open=True,
+            tty=False,
+            detach=True,
+            host_config=host_config,
+        )
+        return created["Id"], name
+
+    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        import docker
+
+        if workload.name not in self._tags:
+            self.prepare(workload)
+        tag = self._tags[workload.name]
+        frame = encode_request(request)
+        client = self.client
+        instance: ContainerInstance | None = None
+        step = "create"
+        deadline = time.monotonic() + timeout_s
+        try:
+            t0 = time.perf_counter_ns()
+            container_id, name = self._create(workload, tag)
+            instance = ContainerInstance(self, container_id, name)
+            self._track(instance)
+            step = "attach"
+            instance.stream = _AttachStream(
+                client.api.attach_socket(
+                    container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                )
+            )
+            t1 = time.perf_counter_ns()
+            step = "start"
+            client.api.start(container_id)
+            t2 = time.perf_counter_ns()
+            step = "first request"
+            first_byte: list[int] = []
+            with instance._lock:
+                response = instance._exchange(frame, deadline, timeout_s, first_byte)
+        except BaseException as exc:
+            if instance is not None:
+                try:
+                    instance.stop()
+                except LaunchFailed:
+                    pass
+            if isinstance(exc, LaunchFailed) or not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, docker.errors.ImageNotFound):
+                raise LaunchFailed(
+                    f"container: image {tag} not found (prepare the workload)"
+                ) from None
+            if _is_timeout(exc):
+                raise LaunchTimeout(f"container: docker {step} timed out") from None
+            raise LaunchFailed(f"container: docker {step} failed: {_one_line(exc)}") from None
+        phases = {"create": t1 - t0, "start": t2 - t1, "first_response": first_byte[0] - t2}
+        return Launch(instance, response, first_byte[0] - t0, phases)
+
+    def launch_many(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch]:
+        """``n`` launches one after another; the first failure is raised (earlier ones stay live)."""
+        return [self.launch(workload, request, timeout_s) for _ in range(n)]
+
+    def pss_bytes(self, instances: Sequence[Instance]) -> int:
+        """Summed PSS of each container's process tree and its containerd shim, in bytes.
+
+        dockerd's and containerd's own growth per container is not included; the lab
+        cross-checks the total against MemAvailable.
+        """
+        import psutil
+
+        pids: set[int] = set()
+        for instance in instances:
+            if not isinstance(instance, ContainerInstance):
+                continue
+            pid = 0
+            with contextlib.suppress(Exception):  # a container that is gone holds no memory
+                pid = instance.pid()
+            if not pid:
+                continue
+            try:
+                init = psutil.Process(pid)
+                pids.add(pid)
+                pids.update(child.pid for child in init.children(recursive=True))
+                shim = init.parent()
+                if shim is not None and shim.name().startswith("containerd-shim"):
+                    pids.add(shim.pid)
+            except psutil.Error:
+                continue
+        total = 0
+        for pid in pids:
+            try:
+                total += psutil.Process(pid).memory_full_info().pss
+            except psutil.Error:
+                continue
+        return total
+
+    def close(self) -> None:
+        """Remove every container this runtime created, several at a time."""
+        live = self.live_instances()
+        if live:
+            errors: list[str] = []
+
+            def stop(instance: Instance) -> None:
+                try:
+                    instance.stop()
+                except LaunchFailed as exc:
+                    errors.append(str(exc))
+
+            with ThreadPoolExecutor(max_workers=min(REMOVE_WORKERS, len(live))) as pool:
+                list(pool.map(stop, live))
+            if errors:
+                raise LaunchFailed(f"{len(errors)} container(s) not removed; first: {errors[0]}")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import requests
+
+    return isinstance(exc, (TimeoutError, requests.exceptions.Timeout))

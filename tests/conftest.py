@@ -1,0 +1,97 @@
+"""Shared fixtures. Sections are owned by topic; add new ones below their own heading."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# =============================================================================================
+# Docker engine
+# =============================================================================================
+# A test that needs an engine takes ``docker_client``. Without an engine it is skipped with the
+# reason, except under CI (CI=true), which starts one (.ci/start-docker): there a missing engine
+# is a failure. After the whole session, no container labelled edgelab.session that appeared
+# during the run may remain: ``_no_leaked_containers`` removes any such container and fails.
+# Only containers this run owns count (edgelab.pid is this process, one of its descendants, or
+# a process gone): another lab or test run on the same engine is left alone.
+
+_IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _try_docker_client(timeout_s: float) -> tuple[Any, str]:
+    """(client, "") when an engine answers, else (None, reason)."""
+    from edgelab.runtimes.container import connect, engine_unavailable_reason
+
+    try:
+        client = connect(timeout_s)
+        client.ping()
+        return client, ""
+    except Exception as exc:  # noqa: BLE001 - any failure means: no engine
+        return None, engine_unavailable_reason(exc)
+
+
+def _labelled_containers(client: Any) -> dict[str, str]:
+    """Id -> owner pid label of every container labelled edgelab.session."""
+    from edgelab.session import OWNER_PID_LABEL, SESSION_LABEL
+
+    found = client.api.containers(all=True, filters={"label": SESSION_LABEL})
+    return {c["Id"]: (c.get("Labels") or {}).get(OWNER_PID_LABEL, "") for c in found}
+
+
+def _owned_by_this_run(owner_pid: str) -> bool:
+    import psutil
+
+    try:
+        owner = psutil.Process(int(owner_pid))
+    except (ValueError, psutil.NoSuchProcess):
+        return True  # owner unknown or gone: nobody else will remove it
+    except psutil.Error:
+        return False
+    try:
+        return owner.pid == os.getpid() or os.getpid() in {p.pid for p in owner.parents()}
+    except psutil.Error:
+        return True
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    client, reason = _try_docker_client(timeout_s=30.0)
+    if client is None:
+        if _IN_CI:
+            pytest.fail(f"no Docker engine under CI (.ci/start-docker should start one): {reason}")
+        pytest.skip(f"no Docker engine: {reason}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_containers() -> Iterator[None]:
+    client, _ = _try_docker_client(timeout_s=5.0)
+    before = set(_labelled_containers(client)) if client is not None else set()
+    yield
+    if client is None:
+        client, _ = _try_docker_client(timeout_s=5.0)
+        if client is None:
+            return
+    try:
+        leaked = {
+            cid
+            for cid, owner in _labelled_containers(client).items()
+            if cid not in before and _owned_by_this_run(owner)
+        }
+        if leaked:
+            from edgelab.runtimes.container import _remove_all
+
+            _remove_all(client, leaked)
+            pytest.fail(
+                f"LEAK: {len(leaked)} container(s) labelled edgelab.session were left behind "
+                f"by the tests (now removed): {', '.join(sorted(c[:12] for c in leaked))}"
+            )
+    finally:
+        client.close()
+
+
+# =============================================================================================

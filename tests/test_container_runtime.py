@@ -1,0 +1,346 @@
+"""The container runtime against a real Docker engine and real FROM-scratch images.
+
+Most tests use a tiny echo workload compiled here with zig (it answers each frame with its
+bytes, and can be told to hang or crash), so they do not depend on any module under modules/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgelab.errors import LaunchFailed, LaunchTimeout, RuntimeUnavailable
+from edgelab.runtimes.container import (
+    ContainerInstance,
+    ContainerRuntime,
+    _context_host,
+    build_image,
+    remove_labelled,
+)
+from edgelab.session import SESSION_LABEL, Session
+from edgelab.workloads import Workload
+
+ECHO_C = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static int rd(void *b, size_t n) {
+  size_t g = 0;
+  while (g < n) { ssize_t r = read(0, (char *)b + g, n - g); if (r <= 0) return g == 0 ? 0 : -1; g += r; }
+  return 1;
+}
+static void wr(const void *b, size_t n) {
+  size_t g = 0;
+  while (g < n) { ssize_t r = write(1, (const char *)b + g, n - g); if (r <= 0) _exit(2); g += r; }
+}
+int main(void) {
+  for (;;) {
+    uint8_t h[4]; int r = rd(h, 4); if (r == 0) return 0; if (r < 0) return 3;
+    uint32_t n = h[0] | h[1] << 8 | h[2] << 16 | (uint32_t)h[3] << 24;
+    char *p = malloc(n ? n : 1); if (!p) return 4;
+    if (n && rd(p, n) != 1) return 3;
+    if (n == 4 && !memcmp(p, "hang", 4)) for (;;) pause();
+    if (n == 5 && !memcmp(p, "crash", 5)) { write(2, "crashing on purpose\n", 20); _exit(7); }
+    uint8_t o[5] = {n, n >> 8, n >> 16, n >> 24, 0}; wr(o, 5); wr(p, n); free(p);
+  }
+}
+"""
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="session")
+def echo_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("echo")
+    source = folder / "echo.c"
+    source.write_text(ECHO_C)
+    binary = folder / "echo"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "cc",
+            "-target",
+            "x86_64-linux-musl",
+            "-static",
+            "-O2",
+            "-s",
+            "-o",
+            str(binary),
+            str(source),
+        ],
+        check=True,
+        timeout=600,
+    )
+    return binary
+
+
+@pytest.fixture(scope="session")
+def echo_image(docker_client: Any, echo_binary: Path) -> str:
+    if docker_client.info().get("Architecture") not in ("x86_64", "amd64"):
+        pytest.skip("the test echo binary is built for x86_64 only")
+    digest = hashlib.sha256(echo_binary.read_bytes()).hexdigest()[:16]
+    return build_image(docker_client, "echotest", echo_binary, f"edgelab-test/echo:{digest}")
+
+
+@pytest.fixture
+def echo_workload(tmp_path: Path) -> Workload:
+    return Workload(
+        name="echotest",
+        description="echoes each request",
+        directory=tmp_path,
+        sources=(),
+        default_request=b"hello",
+        max_request_bytes=16 << 20,
+        timeout_s=10.0,
+        memory_limit_bytes=64 << 20,
+    )
+
+
+@pytest.fixture
+def runtime(docker_client: Any, echo_image: str, echo_workload: Workload) -> Any:
+    rt = ContainerRuntime(Session(), client=docker_client)
+    rt.use_image(echo_workload, echo_image)
+    yield rt
+    rt.close()
+    assert session_containers(docker_client, rt.session) == []
+
+
+def session_containers(client: Any, session: Session) -> list[dict]:
+    return client.api.containers(all=True, filters={"label": f"{SESSION_LABEL}={session.id}"})
+
+
+def test_launch_answers_first_request(runtime: ContainerRuntime, echo_workload: Workload) -> None:
+    launch = runtime.launch(echo_workload, b"hello \x00\n world", timeout_s=20)
+    assert launch.response.status == 0
+    assert launch.response.body == b"hello \x00\n world"
+    assert tuple(launch.phases_ns) == runtime.phase_names
+    assert all(v > 0 for v in launch.phases_ns.values())
+    assert launch.startup_ns == sum(launch.phases_ns.values())
+    assert runtime.image_sizes_bytes["echotest"] > 0
+
+
+def test_resident_instance_answers_more(runtime: ContainerRuntime, echo_workload: Workload) -> None:
+    instance = runtime.launch(echo_workload, b"first", timeout_s=20).instance
+    for payload in (b"", b"second", bytes(range(256)), b"\n" * 1000):
+        assert instance.request(payload, timeout_s=10).body == payload
+
+
+def test_multi_mib_request_round_trips(runtime: ContainerRuntime, echo_workload: Workload) -> None:
+    payload = os.urandom(6 * 1024 * 1024 + 123)
+    launch = runtime.launch(echo_workload, payload, timeout_s=30)
+    assert launch.response.body == payload
+    assert launch.instance.request(payload[::-1], timeout_s=30).body == payload[::-1]
+
+
+def test_hardening_and_labels_are_applied(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    instance = runtime.launch(echo_workload, b"x", timeout_s=20).instance
+    assert isinstance(instance, ContainerInstance)
+    attrs = docker_client.api.inspect_container(instance.container_id)
+    host = attrs["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 64
+    assert host["Memory"] == echo_workload.memory_limit_bytes
+    assert host["AutoRemove"] is False
+    assert attrs["Config"]["User"] == "65534:65534"
+    assert attrs["Config"]["Tty"] is False
+    labels = attrs["Config"]["Labels"]
+    assert labels[SESSION_LABEL] == runtime.session.id
+    assert labels["edgelab.pid"] == str(os.getpid())
+    assert labels["edgelab.workload"] == "echotest"  # from the image
+
+
+def test_stop_removes_container_and_is_idempotent(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    instance = runtime.launch(echo_workload, b"x", timeout_s=20).instance
+    instance.stop()
+    assert session_containers(docker_client, runtime.session) == []
+    instance.stop()
+    assert runtime.live_instances() == []
+    with pytest.raises(LaunchFailed):
+        instance.request(b"late", timeout_s=2)
+
+
+def test_stop_tolerates_container_removed_elsewhere(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    instance = runtime.launch(echo_workload, b"x", timeout_s=20).instance
+    assert isinstance(instance, ContainerInstance)
+    docker_client.api.remove_container(instance.container_id, force=True)
+    instance.stop()
+
+
+def test_close_removes_every_container(
+    docker_client: Any, echo_image: str, echo_workload: Workload
+) -> None:
+    rt = ContainerRuntime(Session(), client=docker_client)
+    rt.use_image(echo_workload, echo_image)
+    try:
+        launches = rt.launch_many(echo_workload, b"ramp", n=8, timeout_s=20)
+        assert [launch.response.body for launch in launches] == [b"ramp"] * 8
+        assert len(session_containers(docker_client, rt.session)) == 8
+        started = time.monotonic()
+    finally:
+        rt.close()
+    assert time.monotonic() - started < 20
+    assert session_containers(docker_client, rt.session) == []
+    assert rt.live_instances() == []
+
+
+def test_remove_labelled_removes_one_session_only(
+    docker_client: Any, echo_image: str, echo_workload: Workload
+) -> None:
+    mine, other = (ContainerRuntime(Session(), client=docker_client) for _ in range(2))
+    try:
+        for rt in (mine, other):
+            rt.use_image(echo_workload, echo_image)
+            rt.launch_many(echo_workload, b"x", n=2, timeout_s=20)
+        assert remove_labelled(docker_client, mine.session.id) == 2
+        assert session_containers(docker_client, mine.session) == []
+        assert len(session_containers(docker_client, other.session)) == 2
+        assert remove_labelled(docker_client, other.session.id) == 2
+        assert remove_labelled(docker_client, other.session.id) == 0
+    finally:
+        mine.close()  # the containers are gone already: must not raise
+        other.close()
+
+
+def test_unknown_image_fails_in_one_line_and_leaves_nothing(
+    docker_client: Any, echo_workload: Workload
+) -> None:
+    rt = ContainerRuntime(Session(), client=docker_client)
+    rt.use_image(echo_workload, "edgelab-test/does-not-exist:0000")
+    with pytest.raises(LaunchFailed) as info:
+        rt.launch(echo_workload, b"x", timeout_s=10)
+    assert "\n" not in str(info.value)
+    assert "not found" in str(info.value)
+    assert session_containers(docker_client, rt.session) == []
+    assert rt.live_instances() == []
+
+
+def test_workload_exit_before_answer_fails_and_leaves_nothing(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    with pytest.raises(LaunchFailed) as info:
+        runtime.launch(echo_workload, b"crash", timeout_s=20)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "code 7" in message and "crashing on purpose" in message
+    assert session_containers(docker_client, runtime.session) == []
+
+
+def test_silent_workload_times_out_and_leaves_nothing(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(LaunchTimeout):
+        runtime.launch(echo_workload, b"hang", timeout_s=3)
+    assert time.monotonic() - started < 15
+    assert session_containers(docker_client, runtime.session) == []
+
+
+def test_resident_request_timeout(runtime: ContainerRuntime, echo_workload: Workload) -> None:
+    instance = runtime.launch(echo_workload, b"x", timeout_s=20).instance
+    with pytest.raises(LaunchTimeout):
+        instance.request(b"hang", timeout_s=1)
+    with pytest.raises(LaunchFailed):  # the stream is mid-frame now: refuse, don't misread
+        instance.request(b"y", timeout_s=1)
+
+
+def test_pss_counts_each_container(runtime: ContainerRuntime, echo_workload: Workload) -> None:
+    assert runtime.pss_bytes([]) == 0
+    first = runtime.launch(echo_workload, b"x", timeout_s=20).instance
+    second = runtime.launch(echo_workload, b"x", timeout_s=20).instance
+    one = runtime.pss_bytes([first])
+    two = runtime.pss_bytes([first, second])
+    assert one > 0
+    assert two > one
+
+
+def test_check_and_versions(runtime: ContainerRuntime) -> None:
+    runtime.check()
+    versions = runtime.versions()
+    assert versions["docker_engine"] and versions["docker_api"]
+
+
+def test_check_fails_fast_without_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    started = time.monotonic()
+    with pytest.raises(RuntimeUnavailable) as info:
+        ContainerRuntime(Session()).check()
+    assert time.monotonic() - started < 4
+    message = str(info.value)
+    assert "\n" not in message
+    assert "tcp://127.0.0.1:1" in message and "DOCKER_HOST" in message
+
+
+def test_check_reports_missing_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    with pytest.raises(RuntimeUnavailable) as info:
+        ContainerRuntime(Session()).check()
+    assert "no Docker socket" in str(info.value)
+
+
+@pytest.mark.parametrize("current", ["lab", None])
+def test_context_host_reads_current_context(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, current: str | None
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": current}))
+    meta = tmp_path / "contexts" / "meta" / hashlib.sha256(b"lab").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(
+        json.dumps({"Name": "lab", "Endpoints": {"docker": {"Host": "unix:///run/lab.sock"}}})
+    )
+    assert _context_host() == ("unix:///run/lab.sock" if current else None)
+
+
+def test_module_does_not_import_docker() -> None:
+    code = "import sys, edgelab.runtimes.container; print('docker' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_ensure_image_for_a_real_workload(docker_client: Any) -> None:
+    build = pytest.importorskip("edgelab.build")
+    from edgelab.runtimes.container import ensure_image, image_tag
+    from edgelab.workloads import load_workloads
+
+    workloads = load_workloads()
+    if not workloads:
+        pytest.skip("no workload under modules/")
+    workload = next(iter(workloads.values()))
+    tag = ensure_image(docker_client, workload)
+    assert tag == image_tag(workload, build.source_hash(workload))
+    image = docker_client.images.get(tag)
+    assert image.labels["edgelab.workload"] == workload.name
+    assert image.labels["edgelab.image"] == "1"
+    assert image.attrs["Config"]["User"] == "65534:65534"
+    started = time.monotonic()
+    assert ensure_image(docker_client, workload) == tag
+    assert time.monotonic() - started < 2  # reused, not rebuilt
+    rt = ContainerRuntime(Session(), client=docker_client)
+    try:
+        rt.prepare(workload)
+        launch = rt.launch(workload, workload.default_request, timeout_s=workload.timeout_s)
+        assert launch.response.status == 0
+    finally:
+        rt.close()
