@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -13,7 +15,7 @@ from rich.table import Table
 
 from edgelab.errors import EdgelabError, RequestRejected, RuntimeUnavailable, UsageError
 from edgelab.events import LabEvent, RuntimeStatus, SampleRecorded
-from edgelab.lab import REJECTED_PREFIX, Lab, Settings, parse_resident
+from edgelab.lab import REJECTED_PREFIX, Lab, Scenario, Settings, parse_resident
 from edgelab.results import RunResult
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
 from edgelab.session import Session
@@ -27,7 +29,7 @@ err = Console(stderr=True)
 def settings_from_args(args: argparse.Namespace) -> Settings:
     runtimes = parse_runtimes(args.runtimes)
     resident = parse_resident(args.resident, runtimes)
-    scenario = args.scenario or "burst"
+    scenario: Scenario = args.scenario or "burst"
     if args.request_file is not None:
         try:
             request: bytes | None = args.request_file.read_bytes()
@@ -98,6 +100,8 @@ class _Progress:
 
 
 def print_result(result: RunResult, console: Console | None = None) -> None:
+    from rich import box
+
     console = console or Console()
     meta = result.metadata
     fastest = result.fastest()
@@ -106,27 +110,41 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         title=f"{meta['workload']['name']}: cold start = launch call → first response byte",
         caption=f"{meta['host']['cpu_model']}, {meta['host']['cpu_cores_logical']} cores · "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0, 0, 2),
     )
-    for column in ("runtime", "ok/n", "p50", "p90", "p99", "min", "max", "stdev", "vs fastest"):
-        table.add_column(column, justify="left" if column == "runtime" else "right")
-    has_memory = any(r.memory for r in result.runtimes.values())
-    if has_memory:
-        table.add_column("memory / instance", justify="right")
-        table.add_column("instances / GiB", justify="right")
+    # p90 and mean are in the exports; the terminal keeps what fits in 80 columns.
+    for column in ("runtime", "ok/n", "p50", "p99", "min", "max", "stdev", "×p50"):
+        table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
     for runtime in result.runtimes.values():
         summary = runtime.summary()
         row = [runtime.runtime, f"{runtime.ok}/{len(runtime.measured)}"]
         if summary:
-            row += [format_duration_ns(v) for v in (summary.p50_ns, summary.p90_ns, summary.p99_ns, summary.min_ns, summary.max_ns, summary.stdev_ns)]
+            row += [format_duration_ns(v) for v in (summary.p50_ns, summary.p99_ns, summary.min_ns, summary.max_ns, summary.stdev_ns)]
             row.append(f"{summary.p50_ns / fastest_p50:,.1f}x" if fastest_p50 else "–")
         else:
-            row += ["–"] * 7
-        if has_memory:
-            memory = runtime.memory
-            row.append(f"{format_bytes(memory.pss_bytes_per_instance)} PSS" if memory else "–")
-            row.append(f"{memory.instances_per_gib:,.0f}" if memory and memory.instances_per_gib else "–")
+            row += ["–"] * 6
         table.add_row(*row)
     console.print(table)
+    if any(r.memory for r in result.runtimes.values()):
+        memory_table = Table(
+            title="memory per resident instance (growth / instances)", box=box.SIMPLE_HEAD, pad_edge=False
+        )
+        for column in ("runtime", "held", "per instance", "metric", "per GiB"):
+            memory_table.add_column(column, justify="left" if column in ("runtime", "metric") else "right")
+        for runtime in result.runtimes.values():
+            m = runtime.memory
+            if m is None:
+                continue
+            memory_table.add_row(
+                runtime.runtime,
+                f"{m.instances:,}",
+                format_bytes(m.pss_bytes_per_instance),
+                m.metric,
+                f"{m.instances_per_gib:,.0f}" if m.instances_per_gib else "–",
+            )
+        console.print(memory_table)
     for runtime in result.runtimes.values():
         if runtime.error:
             console.print(f"[red]{runtime.runtime}:[/] {runtime.error}" + (f" — fix: {runtime.fix}" if runtime.fix else ""), highlight=False)
@@ -137,7 +155,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         phases = runtime.phase_summaries()
         if phases:
             console.print(
-                f"[dim]  phases p50: " + " / ".join(f"{k} {format_duration_ns(v.p50_ns)}" for k, v in phases.items()) + "[/]",
+                "[dim]  phases p50: " + " / ".join(f"{k} {format_duration_ns(v.p50_ns)}" for k, v in phases.items()) + "[/]",
                 highlight=False,
             )
         if runtime.memory:
@@ -147,7 +165,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
                 if m.mem_available_bytes_per_instance is not None
                 else ""
             )
-            console.print(f"[dim]  memory: {m.instances} resident, {format_bytes(m.pss_bytes_per_instance)} each by {m.metric}{cross}[/]", highlight=False)
+            console.print(f"[dim]  memory cross-check{cross}[/]", highlight=False)
         for warning in runtime.warnings():
             console.print(f"[yellow]  warning ({runtime.runtime}):[/] {warning}", highlight=False)
     if meta.get("responses_identical") is False:
@@ -204,9 +222,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     with Progress(console=err, transient=False) as progress:
         task = progress.add_task("building", total=steps)
         for workload in selected:
-            jobs = [("wasm", lambda w=workload: ensure_wasm(w)), ("native", lambda w=workload: ensure_native(w, host_arch()))]
+            jobs: list[tuple[str, Callable[[], object]]] = [
+                ("wasm", partial(ensure_wasm, workload)),
+                ("native", partial(ensure_native, workload, host_arch())),
+            ]
             if images is not None:
-                jobs.append(("image", lambda w=workload: images.prepare(w)))  # type: ignore[union-attr]
+                jobs.append(("image", partial(images.prepare, workload)))
             for kind, job in jobs:
                 progress.update(task, description=f"{workload.name}: {kind}")
                 try:
@@ -246,8 +267,10 @@ def workload_listing(include_images: bool = True) -> list[dict[str, Any]]:
             "image": None,
         }
         if image_info is not None:
-            tag, size = image_info.image_for(workload)
-            entry["image"] = {"tag": tag, "size_bytes": size}
+            from edgelab.runtimes.container import ensure_image, image_size_bytes
+
+            tag = ensure_image(image_info.client, workload)
+            entry["image"] = {"tag": tag, "size_bytes": image_size_bytes(image_info.client, tag)}
         elif image_error:
             entry["image_error"] = image_error
         listing.append(entry)

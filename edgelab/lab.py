@@ -188,6 +188,7 @@ class _Run:
         self.response_digests: dict[str, str] = {}
         self._consecutive_failures: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._scenario = settings.scenario
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -204,8 +205,8 @@ class _Run:
                 self._steady()
         finally:
             self._release_resident()
-        for name, result in self.results.items():
-            if result.error is None:
+        for name, runtime_result in self.results.items():
+            if runtime_result.error is None:
                 self.emit(RuntimeStatus(name, "done"))
         result = RunResult(self._metadata(started), self.results)
         self.emit(ScenarioFinished(result, cancelled=self.cancel.is_set()))
@@ -214,7 +215,7 @@ class _Run:
     def _prepare_all(self) -> None:
         for name in self.settings.runtimes:
             self.emit(RuntimeStatus(name, "preparing"))
-            result = RuntimeResult(runtime=name)
+            result = RuntimeResult(runtime=name, scenario=self.settings.scenario)
             self.results[name] = result
             try:
                 rt = self.lab.runtime(name)
@@ -273,6 +274,7 @@ class _Run:
             error=error,
             response_bytes=len(response.body),
             started_at=started,
+            scenario=self._scenario,
         )
 
     def _launch_once(self, name: str, index: int, warmup: bool, keep: bool) -> None:
@@ -281,11 +283,11 @@ class _Run:
         try:
             launch = rt.launch(self.workload, self.request, self.timeout_s)
         except LaunchFailed as exc:
-            self._record(name, Sample(name, index, warmup, False, None, error=str(exc), started_at=started), None, keep)
+            self._record(name, Sample(name, index, warmup, False, None, error=str(exc), started_at=started, scenario=self._scenario), None, keep)
             return
         except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the run goes on
             error = f"{type(exc).__name__}: {exc}"
-            self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started), None, keep)
+            self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started, scenario=self._scenario), None, keep)
             return
         sample = self._sample_from(name, index, warmup, started, launch)
         if not (keep and sample.ok):
@@ -304,6 +306,7 @@ class _Run:
                 self._launch_once(name, index, index < self.settings.warmup, keep=False)
 
     def _ramp(self) -> None:
+        self._scenario = "ramp"
         targets = {n: self.settings.resident.get(n, 0) for n in self._active()}
         targets = {n: t for n, t in targets.items() if t > 0}
         baselines: dict[str, int] = {}
@@ -347,7 +350,7 @@ class _Run:
             launches: list[Launch] = launch_many(self.workload, self.request, chunk, self.timeout_s)
         except EdgelabError as exc:
             for i in range(chunk):
-                self._record(name, Sample(name, first_index + i, False, False, None, error=str(exc), started_at=started), None, True)
+                self._record(name, Sample(name, first_index + i, False, False, None, error=str(exc), started_at=started, scenario=self._scenario), None, True)
             return
         for i, launch in enumerate(launches):
             sample = self._sample_from(name, first_index + i, False, started, launch)

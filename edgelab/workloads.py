@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from edgelab.errors import ManifestError, UsageError
 
@@ -46,7 +47,7 @@ class Workload:
         return self.directory / MANIFEST_NAME
 
 
-def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Path) -> object:
+def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     if key not in data:
         raise ManifestError(f"{path}: missing field '{key}'")
     value = data[key]
@@ -80,9 +81,9 @@ def load_manifest(path: Path) -> Workload:
             raise ManifestError(f"{path}: cannot read default_request_file ({exc})") from None
     else:
         default_request = str(_require(data, "default_request", str, path)).encode()
-    max_request = int(_require(data, "max_request_bytes", int, path))  # type: ignore[arg-type]
-    timeout_s = float(_require(data, "timeout_s", (int, float), path))  # type: ignore[arg-type]
-    memory_mib = int(_require(data, "memory_limit_mib", int, path))  # type: ignore[arg-type]
+    max_request = int(_require(data, "max_request_bytes", int, path))
+    timeout_s = float(_require(data, "timeout_s", (int, float), path))
+    memory_mib = int(_require(data, "memory_limit_mib", int, path))
     if max_request <= 0 or timeout_s <= 0 or memory_mib <= 0:
         raise ManifestError(f"{path}: limits must be positive")
     defines = data.get("defines", {})

@@ -255,7 +255,7 @@ def test_jwt_verdicts(binaries: dict[str, Path]) -> None:
         b"!!!." + body + b".sig": "invalid: malformed token",
     }
     requests = list(cases)
-    for request, response in zip(requests, run(binaries["jwt"], *requests)):
+    for request, response in zip(requests, run(binaries["jwt"], *requests), strict=True):
         assert response == Response(0, cases[request].encode()), request
 
 

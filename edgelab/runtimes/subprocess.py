@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
-from edgelab.protocol import Response, decode_response_header, encode_request, RESPONSE_HEADER_BYTES
+from edgelab.protocol import RESPONSE_HEADER_BYTES, Response, decode_response_header, encode_request
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.workloads import Workload
 
