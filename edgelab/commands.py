@@ -16,7 +16,7 @@ from rich.table import Table
 from edgelab.errors import EdgelabError, RequestRejected, RuntimeUnavailable, UsageError
 from edgelab.events import LabEvent, RuntimeStatus, SampleRecorded
 from edgelab.lab import REJECTED_PREFIX, Lab, Scenario, Settings, parse_resident
-from edgelab.results import RunResult
+from edgelab.results import MemoryResult, RunResult
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
 from edgelab.session import Session
 from edgelab.stats import format_bytes, format_duration_ns
@@ -160,16 +160,29 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             )
         if runtime.memory:
             m = runtime.memory
-            cross = (
-                f"; MemAvailable rose {format_bytes(m.mem_available_bytes_per_instance)} per instance when stopped"
-                if m.mem_available_bytes_per_instance is not None
-                else ""
-            )
-            console.print(f"[dim]  memory cross-check{cross}[/]", highlight=False)
+            console.print(f"[dim]  memory cross-check: {memory_cross_check(m)}[/]", highlight=False)
         for warning in runtime.warnings():
             console.print(f"[yellow]  warning ({runtime.runtime}):[/] {warning}", highlight=False)
     if meta.get("responses_identical") is False:
         console.print("[red]the runtimes' responses differ: the workload is not deterministic across runtimes[/]")
+
+
+#: Below this total, a MemAvailable change is lost in other processes' noise.
+CROSS_CHECK_FLOOR_BYTES = 16 << 20
+
+
+def memory_cross_check(m: MemoryResult) -> str:
+    """The MemAvailable cross-check in words, saying when it is too small to read."""
+    total = m.mem_available_total_bytes
+    if total is None:
+        return "MemAvailable not measured"
+    text = (
+        f"MemAvailable fell {format_bytes(total)} while {m.instances:,} were launched"
+        f" ({format_bytes(total / m.instances)} each)"
+    )
+    if abs(total) < CROSS_CHECK_FLOOR_BYTES:
+        text += f"; under {format_bytes(CROSS_CHECK_FLOOR_BYTES)} in all, that is within noise"
+    return text
 
 
 # -- invoke ---------------------------------------------------------------------------------------

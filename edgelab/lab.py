@@ -39,6 +39,8 @@ REJECTED_PREFIX = "workload rejected the request: "
 MAX_CONSECUTIVE_FAILURES = 3
 #: Memory points taken per runtime during a ramp.
 RAMP_POINTS = 20
+#: Pause after a ramp before reading MemAvailable, so the kernel's counters catch up.
+RAMP_SETTLE_S = 0.3
 
 RuntimeFactory = Callable[[str, Session], Runtime]
 EventSink = Callable[[LabEvent], None]
@@ -306,36 +308,52 @@ class _Run:
                 self._launch_once(name, index, index < self.settings.warmup, keep=False)
 
     def _ramp(self) -> None:
+        """Bring each runtime up to its resident target, one runtime after the other.
+
+        Runtimes ramp in turn (not interleaved, unlike cold starts) so that the fall of the
+        system's MemAvailable while one runtime ramps can be attributed to it: that is the
+        cross-check beside each PSS figure.
+        """
         self._scenario = "ramp"
         targets = {n: self.settings.resident.get(n, 0) for n in self._active()}
-        targets = {n: t for n, t in targets.items() if t > 0}
-        baselines: dict[str, int] = {}
-        curves: dict[str, list[tuple[int, int]]] = {n: [] for n in targets}
-        for name in targets:
-            baselines[name] = self.runtimes[name].pss_bytes([])
-            self.emit(RuntimeStatus(name, "running"))
-        index = {n: len(self.results[n].samples) for n in targets}
-        while not self.cancel.is_set():
-            pending = [n for n in targets if n in self.runtimes and len(self.resident.get(n, ())) < targets[n]]
-            if not pending:
-                break
-            for name in pending:
-                if self.cancel.is_set():
-                    break
-                held = len(self.resident.get(name, ()))
-                chunk = min(targets[name] - held, max(1, targets[name] // (RAMP_POINTS * 5)))
-                self._launch_chunk(name, chunk, index[name])
-                index[name] += chunk
-                held_now = len(self.resident.get(name, ()))
-                step = max(1, targets[name] // RAMP_POINTS)
-                if held_now // step != held // step or held_now == targets[name]:
-                    self._memory_point(name, baselines[name], curves[name])
-        for name in targets:
-            if name in self.runtimes and self.resident.get(name):
-                self._memory_point(name, baselines[name], curves[name])
+        for name, target in targets.items():
+            if target > 0 and name in self.runtimes and not self.cancel.is_set():
+                self._ramp_one(name, target)
         if self.settings.hold:
             self.cancel.wait()
-        self._measure_release(targets, baselines, curves)
+
+    def _ramp_one(self, name: str, target: int) -> None:
+        self.emit(RuntimeStatus(name, "running"))
+        rt = self.runtimes[name]
+        baseline = rt.pss_bytes([])
+        available_before = mem_available_bytes()
+        curve: list[tuple[int, int]] = []
+        index = len(self.results[name].samples)
+        step = max(1, target // RAMP_POINTS)
+        while not self.cancel.is_set() and name in self.runtimes:
+            held = len(self.resident.get(name, ()))
+            if held >= target:
+                break
+            chunk = min(target - held, max(1, target // (RAMP_POINTS * 5)))
+            self._launch_chunk(name, chunk, index)
+            index += chunk
+            held_now = len(self.resident.get(name, ()))
+            if held_now // step != held // step:
+                self._memory_point(name, baseline, curve)
+        self._memory_point(name, baseline, curve)
+        time.sleep(RAMP_SETTLE_S)
+        fallen = available_before - mem_available_bytes()
+        if not curve or curve[-1][0] == 0:
+            return
+        held, growth = curve[-1]
+        result = self.results[name]
+        result.memory = MemoryResult(
+            instances=held,
+            pss_bytes_per_instance=growth / held,
+            metric=result.memory_metric,
+            mem_available_bytes_per_instance=fallen / held,
+            curve=tuple(curve),
+        )
 
     def _launch_chunk(self, name: str, chunk: int, first_index: int) -> None:
         rt = self.runtimes[name]
@@ -360,7 +378,7 @@ class _Run:
 
     def _memory_point(self, name: str, baseline: int, curve: list[tuple[int, int]]) -> None:
         held = len(self.resident.get(name, ()))
-        if curve and curve[-1][0] == held:
+        if held == 0 or curve and curve[-1][0] == held:
             return
         try:
             growth = self.runtimes[name].pss_bytes(self.resident.get(name, [])) - baseline
@@ -368,31 +386,6 @@ class _Run:
             return
         curve.append((held, growth))
         self.emit(MemoryPoint(name, held, growth, self.runtimes[name].memory_metric))
-
-    def _measure_release(
-        self, targets: dict[str, int], baselines: dict[str, int], curves: dict[str, list[tuple[int, int]]]
-    ) -> None:
-        """Stop each runtime's residents in turn; MemAvailable's rise cross-checks the PSS figure."""
-        for name in targets:
-            instances = self.resident.pop(name, [])
-            if not instances or not curves[name]:
-                continue
-            held, growth = curves[name][-1]
-            self.emit(RuntimeStatus(name, "stopping"))
-            before = mem_available_bytes()
-            _stop_all(self.runtimes.get(name) or self.lab.runtime(name), instances)
-            time.sleep(0.3)
-            freed = mem_available_bytes() - before
-            result = self.results[name]
-            result.running = 0
-            result.memory = MemoryResult(
-                instances=held,
-                pss_bytes_per_instance=growth / held,
-                metric=result.memory_metric,
-                mem_available_bytes_per_instance=freed / len(instances),
-                curve=tuple(curves[name]),
-            )
-            self.emit(InstanceCounts(name, 0, result.launched, result.failed))
 
     def _steady(self) -> None:
         interval = 1.0 / self.settings.rate_per_s
@@ -419,10 +412,11 @@ class _Run:
 
     def _release_resident(self) -> None:
         for name, instances in list(self.resident.items()):
-            rt = self.runtimes.get(name)
-            if rt is not None:
-                _stop_all(rt, instances)
-            self.results[name].running = 0
+            self.emit(RuntimeStatus(name, "stopping"))
+            _stop_all(self.runtimes.get(name) or self.lab.runtime(name), instances)
+            result = self.results[name]
+            result.running = 0
+            self.emit(InstanceCounts(name, 0, result.launched, result.failed))
         self.resident.clear()
 
     def _metadata(self, started: datetime) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class Sample:
     response_bytes: int = 0
     #: time.monotonic() when the launch began, for starts-per-second.
     started_at: float = 0.0
+    #: Which scenario launched it: a burst's cold starts and a ramp's are summarised apart.
+    scenario: str = "burst"
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,10 @@ class MemoryResult:
     """Host memory per resident instance, with the metric it was read by.
 
     ``pss_bytes_per_instance`` is the growth of ``metric`` divided by ``instances``;
-    ``mem_available_bytes_per_instance`` is the cross-check: how much MemAvailable rose
-    when those instances were stopped, per instance (None if not measured).
+    ``mem_available_bytes_per_instance`` is the cross-check: how far the system's MemAvailable
+    fell while this runtime alone ramped up, per instance (None if not measured). It includes
+    what PSS leaves out (page tables, kernel buffers, the engine's own growth) and other
+    processes' noise, so it is only meaningful when the total is many MiB.
     """
 
     instances: int
@@ -46,6 +50,12 @@ class MemoryResult:
     mem_available_bytes_per_instance: float | None
     #: (instances resident, PSS growth in bytes) points taken during the ramp.
     curve: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def mem_available_total_bytes(self) -> float | None:
+        if self.mem_available_bytes_per_instance is None:
+            return None
+        return self.mem_available_bytes_per_instance * self.instances
 
     @property
     def instances_per_gib(self) -> float | None:
@@ -67,10 +77,12 @@ class RuntimeResult:
     samples: list[Sample] = field(default_factory=list)
     memory: MemoryResult | None = None
     running: int = 0
+    #: The run's scenario; its non-warmup samples are the ones summarised.
+    scenario: str = "burst"
 
     @property
     def measured(self) -> list[Sample]:
-        return [s for s in self.samples if not s.warmup]
+        return [s for s in self.samples if not s.warmup and s.scenario == self.scenario]
 
     @property
     def launched(self) -> int:

@@ -78,6 +78,7 @@ def test_ramp_records_a_memory_curve_and_releases_everything() -> None:
     assert points[-1].instances == 200
     assert [p.instances for p in points] == sorted(p.instances for p in points)
     assert result.runtimes["wasm"].memory.pss_bytes_per_instance == 10_240  # type: ignore[union-attr]
+    assert result.runtimes["wasm"].memory.mem_available_bytes_per_instance is not None  # type: ignore[union-attr]
     assert result.runtimes["container"].memory.instances == 4  # type: ignore[union-attr]
     assert all(r.running == 0 for r in result.runtimes.values())
     assert lab.runtime("wasm").live_instances() == []

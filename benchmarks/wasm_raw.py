@@ -1,0 +1,156 @@
+"""Raw baseline for the Wasm runtime: bare wasmtime in this process, nothing of the lab.
+
+Same Engine configuration as the host and the module deserialized once (outside the timing).
+Per iteration, timed: a fresh Store, instantiate from an InstancePre, ``_initialize``, then
+``edgelab_alloc`` + memory write + ``edgelab_handle`` + reading the response. Dropping the
+Store is outside the timing, as in the lab. No IPC, no bookkeeping, no epoch thread.
+
+``api="c"`` (default) makes the same C API calls the host makes, through ctypes;
+``api="wasmtime-py"`` uses the public wasmtime-py objects (Store, Func, Memory), whose
+per-call conversions cost more: it shows what the host's direct calls save.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+def _module(engine: Any, wasm_path: Path) -> Any:
+    import wasmtime
+
+    compiled = wasmtime.Module.from_file(engine, str(wasm_path))
+    with tempfile.TemporaryDirectory() as scratch:
+        cwasm = Path(scratch) / "module.cwasm"
+        cwasm.write_bytes(bytes(compiled.serialize()))
+        return wasmtime.Module.deserialize_file(engine, str(cwasm))
+
+
+@lru_cache(maxsize=8)
+def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
+    """(engine, InstancePre, needs WASI), made once per module: not part of any timing."""
+    import wasmtime
+
+    from edgelab.runtimes import wasm_host as H
+
+    engine = wasmtime.Engine(H.engine_config())
+    module = _module(engine, wasm_path)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    pre = linker.instantiate_pre(module)
+    needs_wasi = any(i.module.startswith("wasi") for i in module.imports)  # type: ignore[attr-defined]
+    return engine, pre, needs_wasi
+
+
+def raw_wasm_cold_start_ns(wasm_path: Path, request: bytes, n: int, api: str = "c") -> list[int]:
+    from edgelab.runtimes import wasm_host as H
+
+    engine, pre, needs_wasi = _prepared(Path(wasm_path))
+    if api == "wasmtime-py":
+        return _public_api(engine, pre, request, n, needs_wasi)
+    if api != "c":
+        raise ValueError(f"unknown api {api!r} (c or wasmtime-py)")
+
+    engine_ptr = H._addr(engine)
+    pre_ptr = H._addr(pre)
+    args = (H.ffi.wasmtime_val_raw_t * 2)()
+    args_ptr = ctypes.addressof(args)
+    trap = ctypes.c_void_p()
+    trap_ptr = ctypes.addressof(trap)
+    argv0 = ctypes.create_string_buffer(b"raw")
+    argv = (ctypes.c_char_p * 1)(ctypes.cast(argv0, ctypes.c_char_p))
+    exports = H._EXPORTS
+    inst_bytes, extern_bytes, extern_of = H._INSTANCE_BYTES, H._EXTERN_BYTES, H._EXTERN_OF
+    length = len(request)
+    timings: list[int] = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        store = H._store_new(engine_ptr, None, None)
+        ctx = H._store_context(store)
+        if needs_wasi:
+            wasi = H._wasi_config_new()
+            H._wasi_config_set_argv(wasi, 1, argv)
+            H._set_wasi(ctx, wasi)
+        H._store_limiter(store, 64 << 20, -1, -1, -1, -1)
+        H._set_epoch_deadline(ctx, 1 << 30)
+        slot = ctypes.create_string_buffer(H._SLOT_BYTES)
+        base = ctypes.addressof(slot)
+        if H._pre_instantiate(pre_ptr, ctx, base, trap_ptr) or trap.value:
+            raise RuntimeError("instantiate failed")
+        offset = base + inst_bytes
+        for name in exports:
+            H._export_get(ctx, base, name, len(name), offset)
+            offset += extern_bytes
+        funcs = base + inst_bytes + extern_of
+        H._call(ctx, funcs, args_ptr, 0, trap_ptr)
+        args[0].i32 = length
+        H._call(ctx, funcs + extern_bytes, args_ptr, 1, trap_ptr)
+        pointer = args[0].i32 & 0xFFFFFFFF
+        memory = funcs + 3 * extern_bytes
+        ctypes.memmove(H._memory_data(ctx, memory) + pointer, request, length)
+        args[0].i32 = pointer
+        args[1].i32 = length
+        H._call(ctx, funcs + 2 * extern_bytes, args_ptr, 2, trap_ptr)
+        packed = args[0].i64 & 0xFFFF_FFFF_FFFF_FFFF
+        response = ctypes.string_at(
+            H._memory_data(ctx, memory) + (packed >> 32), packed & 0xFFFF_FFFF
+        )
+        timings.append(time.perf_counter_ns() - started)
+        if not response:
+            raise RuntimeError("empty response")
+        H._store_delete(store)
+    return timings
+
+
+def _public_api(engine: object, pre: object, request: bytes, n: int, needs_wasi: bool) -> list[int]:
+    import wasmtime
+
+    timings: list[int] = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        store = wasmtime.Store(engine)  # type: ignore[arg-type]
+        if needs_wasi:
+            wasi = wasmtime.WasiConfig()
+            wasi.argv = ["raw"]
+            store.set_wasi(wasi)
+        store.set_limits(memory_size=64 << 20)
+        store.set_epoch_deadline(1 << 30)
+        instance = pre.instantiate(store)  # type: ignore[attr-defined]
+        exports = instance.exports(store)
+        exports["_initialize"](store)
+        pointer = exports["edgelab_alloc"](store, len(request))
+        memory = exports["memory"]
+        memory.write(store, request, pointer)
+        packed = exports["edgelab_handle"](store, pointer, len(request)) & 0xFFFF_FFFF_FFFF_FFFF
+        response = memory.read(store, packed >> 32, (packed >> 32) + (packed & 0xFFFF_FFFF))
+        timings.append(time.perf_counter_ns() - started)
+        if not response:
+            raise RuntimeError("empty response")
+        store.close()
+    return timings
+
+
+if __name__ == "__main__":
+    import argparse
+    import statistics
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", nargs="?", default="hello")
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--api", choices=("c", "wasmtime-py"), default="c")
+    options = parser.parse_args()
+    from edgelab.build import ensure_wasm
+    from edgelab.workloads import get_workload
+
+    workload = get_workload(options.workload)
+    samples = raw_wasm_cold_start_ns(
+        ensure_wasm(workload), workload.default_request, options.n, options.api
+    )
+    print(
+        f"{workload.name} raw wasm ({options.api}): p50 {statistics.median(samples) / 1000:.1f} us "
+        f"over {len(samples)} launches"
+    )

@@ -1,0 +1,443 @@
+"""Wasm runtime: the workload's reactor module in wasmtime, one Store per instance.
+
+Instances never live in the lab's process: a host process (``edgelab.runtimes.wasm_host``)
+holds them all, so its PSS growth is the Wasm memory figure and a guest that brings wasmtime
+down ends that process, not the lab. Startup is timed inside the host (Store + instantiate +
+first response); loading the precompiled module is a separate, once-per-prepare cost shown
+with the versions. wasmtime is imported only inside functions: ``edgelab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgelab.errors import EdgelabError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
+from edgelab.protocol import Response
+from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.workloads import Workload
+
+_LEN = struct.Struct("<I")
+#: Slack on every call to the host beyond the guest's own timeout (which the host enforces).
+IPC_MARGIN_S = 5.0
+#: Wall time allowed per launch of a batch on top of one guest timeout.
+BATCH_PER_LAUNCH_S = 0.05
+#: Launches per host round trip in ``launch_many``.
+BATCH_CHUNK = 1000
+#: Loading a module may compile it (a cold cache): allow that much.
+LOAD_TIMEOUT_S = 120.0
+EXIT_GRACE_S = 2.0
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def wasmtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wasmtime")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def cwasm_path(workload: Workload) -> Path:
+    """Where the workload's precompiled module is cached for this wasmtime version."""
+    from edgelab.build import cache_dir, source_hash
+
+    name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}.cwasm"
+    return cache_dir() / "wasm" / name
+
+
+def _raise_for(result: tuple[Any, ...], timeout_s: float) -> None:
+    """Raise the failure a host launch result carries, if any."""
+    error = result[5]
+    if error is not None:
+        kind, message = error
+        if kind == "timeout":
+            raise LaunchTimeout(f"{message} after {timeout_s:g} s")
+        raise LaunchFailed(message)
+
+
+class HostProcess:
+    """The host child and its pipes: one call at a time, each with a deadline."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self._stderr = tempfile.TemporaryFile()
+        self._lock = threading.Lock()
+        self.exit_message = ""
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "edgelab.runtimes.wasm_host"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+                close_fds=True,
+                start_new_session=True,  # Ctrl-C at the terminal reaches the lab, which closes us
+            )
+        except OSError as exc:
+            self._stderr.close()
+            raise RuntimeUnavailable("wasm", f"cannot start the wasm host process: {exc}") from None
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in = self.process.stdin.fileno()
+        self._out = self.process.stdout.fileno()
+        os.set_blocking(self._in, False)
+        os.set_blocking(self._out, False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self.exit_message and self.process.poll() is None
+
+    def call(self, timeout_s: float, command: str, *args: Any) -> Any:
+        """Send one command and return its value; guest errors become LaunchFailed/Timeout."""
+        with self._lock:
+            if not self.alive:
+                raise LaunchFailed(self._died())
+            deadline = time.monotonic() + timeout_s
+            data = pickle.dumps((command, *args), protocol=pickle.HIGHEST_PROTOCOL)
+            self._write(_LEN.pack(len(data)) + data, deadline)
+            (length,) = _LEN.unpack(self._read(_LEN.size, deadline))
+            reply = pickle.loads(self._read(length, deadline))
+        if reply[0] == "ok":
+            return reply[1]
+        _, kind, message = reply
+        raise (LaunchTimeout if kind == "timeout" else LaunchFailed)(message)
+
+    def _write(self, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._in, view[: 1 << 20]) :]
+            except BlockingIOError:
+                self._wait(self._in, select.POLLOUT, deadline)
+            except (BrokenPipeError, ConnectionResetError):
+                raise LaunchFailed(self._died()) from None
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        parts: list[bytes] = []
+        while n:
+            try:
+                chunk = os.read(self._out, min(n, 1 << 20))
+            except BlockingIOError:
+                self._wait(self._out, select.POLLIN, deadline)
+                continue
+            if not chunk:
+                raise LaunchFailed(self._died())
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def _wait(self, fd: int, events: int, deadline: float) -> None:
+        poller = select.poll()
+        poller.register(fd, events)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                # A host that misses its deadline is wedged: nothing it holds can be trusted.
+                self.kill()
+                self.exit_message = "wasm host process did not answer in time and was killed"
+                raise LaunchTimeout(self.exit_message)
+            if poller.poll(remaining * 1000):
+                return
+
+    def _died(self) -> str:
+        if self.exit_message:
+            return self.exit_message
+        try:
+            code = self.process.wait(timeout=EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.process.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "unknown"
+            how = f"signal {-code}, {name}"
+        else:
+            how = f"exit code {code}"
+        self.exit_message = f"wasm host process exited ({how})"
+        last = self._last_stderr_line()
+        if last:
+            self.exit_message += f": {last}"
+        return self.exit_message
+
+    def _last_stderr_line(self) -> str:
+        try:
+            self._stderr.seek(0, os.SEEK_END)
+            size = self._stderr.tell()
+            self._stderr.seek(max(0, size - 4096))
+            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        return lines[-1].strip()[:200] if lines else ""
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def close(self) -> None:
+        """Ask the host to exit, kill it if it does not within 2 s, and always reap it."""
+        if self.process.poll() is None and not self.exit_message:
+            try:
+                data = pickle.dumps(("exit",))
+                self._write(_LEN.pack(len(data)) + data, time.monotonic() + EXIT_GRACE_S)
+            except EdgelabError:
+                pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.exit_message = self.exit_message or "wasm host process was closed"
+        self._stderr.close()
+
+
+class WasmInstance(Instance):
+    """One Store in the host process, addressed by its id there."""
+
+    runtime = "wasm"
+
+    def __init__(
+        self, runtime: WasmRuntime, host: HostProcess, instance_id: int, timeout_s: float
+    ) -> None:
+        self._runtime = runtime
+        self._host = host
+        self.instance_id = instance_id
+        self._timeout_s = timeout_s
+        self._stopped = False
+
+    def request(self, payload: bytes, timeout_s: float) -> Response:
+        if self._stopped:
+            raise LaunchFailed("instance already stopped")
+        try:
+            status, body, _elapsed_ns = self._host.call(
+                timeout_s + IPC_MARGIN_S, "request", self.instance_id, payload, timeout_s
+            )
+        except LaunchFailed as exc:
+            # The host drops a guest that trapped or timed out; a dead host holds nothing.
+            self._forget()
+            if isinstance(exc, LaunchTimeout) and str(exc) == "timed out":
+                raise LaunchTimeout(f"timed out after {timeout_s:g} s") from None
+            raise
+        return Response(status, body)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        if self._host.alive:
+            try:
+                self._host.call(self._timeout_s + IPC_MARGIN_S, "drop", [self.instance_id])
+            except EdgelabError:
+                pass
+        self._forget()
+
+    def _forget(self) -> None:
+        self._stopped = True
+        self._runtime._untrack(self)
+
+
+class WasmRuntime(Runtime):
+    name = "wasm"
+    phase_names = ("instantiate", "first_response")
+    memory_metric = "PSS growth of the Wasm host process"
+    startup_includes = (
+        "Store + instantiate + first response, measured inside the Wasm host process "
+        "(module precompiled; IPC to the host excluded)"
+    )
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self._host: HostProcess | None = None
+        self._host_lock = threading.Lock()
+        self._loaded: set[str] = set()
+        #: workload name -> what loading its module cost and where it came from.
+        self.load_info: dict[str, dict[str, Any]] = {}
+
+    # -- availability -------------------------------------------------------------------
+    def check(self) -> None:
+        try:
+            import wasmtime  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - a broken wheel is as unavailable as none
+            raise RuntimeUnavailable(
+                self.name, f"wasmtime cannot be imported ({exc})", "pip install 'wasmtime>=50'"
+            ) from None
+
+    def versions(self) -> dict[str, str]:
+        found = {"wasmtime": wasmtime_version()}
+        for name, info in sorted(self.load_info.items()):
+            how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
+            found[f"wasm module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
+        return found
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _live_host(self) -> HostProcess:
+        with self._host_lock:
+            if self._host is None or not self._host.alive:
+                if self._host is not None:
+                    self._abandon_host()
+                self.check()
+                self._host = HostProcess()
+                self._loaded.clear()
+            return self._host
+
+    def _abandon_host(self) -> None:
+        """The host is gone: its instances are too; reap it."""
+        host = self._host
+        self._host = None
+        for instance in self.live_instances():
+            if isinstance(instance, WasmInstance) and instance._host is host:
+                instance._forget()
+        if host is not None:
+            host.close()
+
+    def prepare(self, workload: Workload) -> None:
+        from edgelab.build import ensure_wasm
+
+        try:
+            wasm = ensure_wasm(workload)
+        except EdgelabError as exc:
+            raise RuntimeUnavailable(
+                self.name, str(exc), "edgelab build shows the compiler's error"
+            ) from None
+        self.prepare_module(workload, wasm, cwasm_path(workload))
+
+    def prepare_module(self, workload: Workload, wasm: Path, cwasm: Path | None) -> None:
+        """Load ``wasm`` (through the ``cwasm`` cache) into the host, then launch and drop one
+        warm-up instance so that the host's baseline PSS holds its one-time allocations."""
+        host = self._live_host()
+        if workload.name in self._loaded:
+            return
+        info = host.call(
+            LOAD_TIMEOUT_S,
+            "load",
+            workload.name,
+            str(wasm),
+            str(cwasm) if cwasm else None,
+            workload.memory_limit_bytes,
+            workload.timeout_s,
+        )
+        self.load_info[workload.name] = info
+        self._loaded.add(workload.name)
+        warm_up = host.call(
+            workload.timeout_s + IPC_MARGIN_S,
+            "launch",
+            workload.name,
+            workload.default_request,
+            False,
+            workload.timeout_s,
+        )
+        _raise_for(warm_up, workload.timeout_s)
+
+    def _ready_host(self, workload: Workload) -> HostProcess:
+        host = self._host
+        if host is None or not host.alive:
+            if host is not None:
+                raise LaunchFailed(host._died())
+            raise LaunchFailed(f"wasm: {workload.name} was not prepared")
+        if workload.name not in self._loaded:
+            raise LaunchFailed(f"wasm: {workload.name} was not prepared")
+        return host
+
+    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        host = self._ready_host(workload)
+        result = host.call(
+            timeout_s + IPC_MARGIN_S, "launch", workload.name, request, True, timeout_s
+        )
+        return self._launch_from(host, result, timeout_s)
+
+    def launch_many(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch]:
+        """``n`` resident instances in few round trips, for ramps.
+
+        All or nothing: if one launch fails, those this call made are stopped and the failure
+        is raised (saying how many had succeeded).
+        """
+        host = self._ready_host(workload)
+        launches: list[Launch] = []
+        try:
+            while len(launches) < n:
+                chunk = min(BATCH_CHUNK, n - len(launches))
+                budget = timeout_s + IPC_MARGIN_S + chunk * BATCH_PER_LAUNCH_S
+                results = host.call(
+                    budget, "launch_batch", workload.name, request, chunk, True, timeout_s
+                )
+                for result in results:
+                    launches.append(self._launch_from(host, result, timeout_s))
+        except LaunchFailed as exc:
+            for launch in launches:
+                launch.instance.stop()
+            if not launches:
+                raise
+            raise type(exc)(f"{exc} (after {len(launches)} of {n} launches)") from None
+        return launches
+
+    def _launch_from(self, host: HostProcess, result: tuple[Any, ...], timeout_s: float) -> Launch:
+        _raise_for(result, timeout_s)
+        instance_id, status, body, phases, startup_ns, _error = result
+        instance = WasmInstance(self, host, instance_id, timeout_s)
+        self._track(instance)
+        return Launch(
+            instance,
+            Response(status, body),
+            startup_ns,
+            {name: phases[name] for name in self.phase_names},
+        )
+
+    def pss_bytes(self, instances: Sequence[Instance]) -> int:
+        import psutil
+
+        host = self._host
+        if host is None or not host.alive:
+            raise LaunchFailed(
+                host._died() if host is not None else "wasm host process not started"
+            )
+        try:
+            return int(psutil.Process(host.pid).memory_full_info().pss)
+        except psutil.Error as exc:
+            raise LaunchFailed(f"cannot read the wasm host's memory: {exc}") from None
+
+    @property
+    def host_pid(self) -> int | None:
+        return self._host.pid if self._host is not None else None
+
+    def close(self) -> None:
+        with self._host_lock:
+            host = self._host
+            if host is not None and host.alive:
+                try:
+                    host.call(IPC_MARGIN_S + 30, "drop_all")
+                except EdgelabError:
+                    pass
+            for instance in self.live_instances():
+                if isinstance(instance, WasmInstance):
+                    instance._forget()
+                else:  # pragma: no cover - only WasmInstances are tracked here
+                    instance.stop()
+            self._abandon_host()
+            self._loaded.clear()
