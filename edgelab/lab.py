@@ -182,7 +182,7 @@ class _Run:
         self.workload = workload
         self.request = request
         self.timeout_s = timeout_s
-        self.emit: EventSink = on_event or (lambda event: None)
+        self.emit: EventSink = on_event if on_event is not None else (lambda event: None)
         self.cancel = cancel or threading.Event()
         self.results: dict[str, RuntimeResult] = {}
         self.runtimes: dict[str, Runtime] = {}

@@ -1,0 +1,194 @@
+"""How the lab UI holds up under a flood of samples, and how fast it opens.
+
+1. Key latency and refresh rate (in-process, headless ``run_test`` at 160x45): a thread streams
+   1,000 Wasm-like ``SampleRecorded`` events per second (plus their ``InstanceCounts``) into the
+   app's event buffer, the same path ``Lab.run`` uses, while keys are pressed. Reported:
+   key-press-to-handled (key posted -> its action starts) and key-press-to-painted (-> the
+   next refresh after the action), p50/p99 in ms; drain ticks per second (Hz) and samples shown.
+2. First paint of ``python -m edgelab`` spawned in a pseudo-terminal: the figure the app
+   reports itself (from the CLI module's import to the first refresh) and the wall time from
+   spawn until that figure appears on the terminal (an upper bound: interpreter start-up
+   included, plus one more frame).
+
+Run: ``python benchmarks/tui_latency.py [--seconds 10] [--no-spawn]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgelab.events import InstanceCounts, SampleRecorded  # noqa: E402
+from edgelab.lab import Lab, Settings  # noqa: E402
+from edgelab.results import Sample  # noqa: E402
+from edgelab.runtimes.fake import FakeRuntime  # noqa: E402
+from edgelab.stats import percentile  # noqa: E402
+from edgelab.tui.app import EdgelabApp  # noqa: E402
+
+RATE_PER_S = 1_000
+BATCH = 10
+
+
+def stream(app: EdgelabApp, stop: threading.Event) -> int:
+    """Wasm-like samples at RATE_PER_S into the app's buffer; returns how many were sent."""
+    sent = 0
+    started = time.monotonic()
+    while not stop.is_set():
+        if RATE_PER_S <= 0:
+            stop.wait(0.1)
+            continue
+        due = started + sent / RATE_PER_S
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        for _ in range(BATCH):
+            startup_ns = 9_000 + (sent * 37) % 4_000
+            sample = Sample(
+                "wasm", sent, False, True, startup_ns,
+                {"instantiate": startup_ns - 3_000, "first_response": 3_000},
+                started_at=time.monotonic(),
+            )
+            app.buffer(SampleRecorded(sample))
+            sent += 1
+            app.buffer(InstanceCounts("wasm", 0, sent, 0))
+    return sent
+
+
+def ms(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"p50 {percentile(ordered, 50) * 1000:.1f} ms, p99 {percentile(ordered, 99) * 1000:.1f} ms"
+
+
+async def flood(seconds: float) -> None:
+    ticks: list[float] = []
+    original_drain = EdgelabApp.drain
+
+    def counting_drain(self: EdgelabApp) -> None:
+        ticks.append(time.perf_counter())
+        original_drain(self)
+
+    EdgelabApp.drain = counting_drain  # type: ignore[method-assign]
+    lab = Lab(runtime_factory=lambda name, session: FakeRuntime(session, as_runtime=name))
+    app = EdgelabApp(lab=lab, deterministic=True, screenshot_dir=Path("/tmp"))
+    painted: list[float] = []
+    original_help = app.action_help
+
+    def timed_help() -> None:
+        original_help()
+        app.call_after_refresh(lambda: painted.append(time.perf_counter()))
+
+    app.action_help = timed_help  # type: ignore[method-assign]
+    async with app.run_test(size=(160, 45)) as pilot:
+        await asyncio.sleep(1.0)
+        # What start_scenario does, with the synthetic stream standing in for Lab.run.
+        app.settings = Settings(scenario="burst", runtimes=("wasm",))
+        app.state.reset(("wasm",))
+        app._set_draining(True)
+        stop = threading.Event()
+        result: list[int] = []
+        source = threading.Thread(target=lambda: result.append(stream(app, stop)))
+        source.start()
+        await asyncio.sleep(1.0)
+        handled: list[float] = []
+        to_paint: list[float] = []
+        tick_start = len(ticks)
+        window_start = time.perf_counter()
+        end = window_start + seconds
+        while time.perf_counter() < end:
+            before = len(app.handled_keys)
+            painted.clear()
+            pressed = time.perf_counter()
+            await pilot.press("question_mark")
+            while len(app.handled_keys) == before or not painted:
+                await asyncio.sleep(0.001)
+            handled.append(app.handled_keys[-1][1] - pressed)
+            to_paint.append(painted[-1] - pressed)
+            await pilot.press("escape")
+            await asyncio.sleep(0.2)
+        window = time.perf_counter() - window_start
+        hz = (len(ticks) - tick_start) / window
+        stop.set()
+        source.join()
+        await asyncio.sleep(0.3)
+        shown = app.state.runtimes["wasm"].startup_n
+        app._set_draining(False)
+    EdgelabApp.drain = original_drain  # type: ignore[method-assign]
+    print(f"stream: {result[0]:,} samples sent at {RATE_PER_S:,}/s; {shown:,} folded into the panel")
+    print(f"key ? -> handled: {ms(handled)} over {len(handled)} presses")
+    print(f"key ? -> painted: {ms(to_paint)}")
+    print(f"refresh: {hz:.1f} Hz drain ticks (target 8 Hz) over {window:.1f} s")
+
+
+def first_paint_in_a_pty(timeout_s: float = 20.0) -> None:
+    import pty
+
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="160", LINES="45")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    controller, terminal = pty.openpty()
+    os.set_blocking(controller, False)
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 160, 0, 0))
+    spawned = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgelab"], stdin=terminal, stdout=terminal, stderr=terminal,
+        env=env, start_new_session=True, cwd="/tmp",
+    )
+    os.close(terminal)
+    seen = b""
+    found = None
+    deadline = spawned + timeout_s
+    while time.perf_counter() < deadline and found is None:
+        ready, _, _ = select.select([controller], [], [], 0.05)
+        if ready:
+            try:
+                seen += os.read(controller, 65536)
+            except OSError:
+                break
+            text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen)
+            match = re.search(rb"first paint (\d+\.\d+) s", text)
+            if match:
+                found = (float(match.group(1)), time.perf_counter() - spawned)
+    os.write(controller, b"q")
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    os.close(controller)
+    if found is None:
+        print("first paint: not seen on the terminal within", timeout_s, "s")
+        return
+    reported, wall = found
+    print(f"first paint (python -m edgelab in a pty): app reports {reported:.2f} s from CLI import;"
+          f" {wall:.2f} s from spawn until the figure was on screen")
+
+
+def main() -> None:
+    global RATE_PER_S
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=1_000, help="samples per second (0: none)")
+    parser.add_argument("--no-spawn", action="store_true", help="skip the pty first-paint run")
+    args = parser.parse_args()
+    RATE_PER_S = args.rate
+    print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    asyncio.run(flood(args.seconds))
+    if not args.no_spawn:
+        first_paint_in_a_pty()
+
+
+if __name__ == "__main__":
+    main()

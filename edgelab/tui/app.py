@@ -1,0 +1,444 @@
+"""The lab's Textual app: wires controls, panels and the measuring worker together.
+
+Measurement runs in a thread worker that calls ``Lab.run``; its events land in an
+``EventBuffer`` and a timer folds them into the panels eight times a second, so a flood of
+samples costs the event loop one repaint per tick and keys stay answered.
+"""
+
+from __future__ import annotations
+
+import time
+
+PROCESS_STARTED = time.perf_counter()  # noqa: E402 - as early as possible, for first paint
+
+import asyncio  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, ClassVar  # noqa: E402
+
+from textual import work  # noqa: E402
+from textual.app import App, ComposeResult  # noqa: E402
+from textual.binding import Binding, BindingType  # noqa: E402
+from textual.containers import Horizontal, VerticalScroll  # noqa: E402
+from textual.message import Message  # noqa: E402
+from textual.timer import Timer  # noqa: E402
+from textual.widgets import Footer, Static  # noqa: E402
+from textual.worker import Worker, WorkerState  # noqa: E402
+
+from edgelab.errors import EdgelabError  # noqa: E402
+from edgelab.lab import Lab, Settings  # noqa: E402
+from edgelab.results import RunResult  # noqa: E402
+from edgelab.runtimes import RUNTIME_NAMES  # noqa: E402
+from edgelab.tui.artifacts import ARTIFACT_KINDS, UNKNOWN, Size, artifact_sizes  # noqa: E402
+from edgelab.tui.controls import Controls  # noqa: E402
+from edgelab.tui.header import HostBar  # noqa: E402
+from edgelab.tui.panels import RuntimePanel  # noqa: E402
+from edgelab.tui.state import EventBuffer, LabState, RunDone, comparison_text, final_figures  # noqa: E402
+from edgelab.tui.view import panel_view  # noqa: E402
+
+DRAIN_HZ = 8
+QUIT_WAIT_S = 5.0
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+#: Host facts shown instead of the real ones when snapshots must not depend on the machine.
+FIXED_FACTS = {"cpu_model": "Test CPU", "cpu_cores_logical": 2, "memory_total_bytes": 8 << 30}
+FIXED_VERSIONS = {"docker_engine": "test", "wasmtime": "test"}
+
+
+class WorkloadsLoaded(Message):
+    def __init__(self, workloads: dict[str, str]) -> None:
+        super().__init__()
+        self.workloads = workloads
+
+
+class SizesFound(Message):
+    def __init__(self, workload: str, sizes: dict[str, Size]) -> None:
+        super().__init__()
+        self.workload = workload
+        self.sizes = sizes
+
+
+class HostFound(Message):
+    def __init__(self, facts: dict[str, Any] | None, versions: dict[str, str] | None) -> None:
+        super().__init__()
+        self.facts = facts
+        self.versions = versions
+
+
+def error_line(error: BaseException) -> str:
+    """An EdgelabError is already a sentence for a person; anything else names its type."""
+    if isinstance(error, EdgelabError):
+        return str(error)
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+class EdgelabApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "edgelab"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "run_or_stop", "run/stop"),
+        Binding("ctrl+c", "cancel", "cancel", priority=True),
+        Binding("s", "save_svg", "svg"),
+        Binding("e", "export", "export"),
+        Binding("c", "clear", "clear"),
+        Binding("t", "toggle_theme", "theme"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+q", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        lab: Lab | None = None,
+        screenshot_dir: Path = Path("screenshots"),
+        export_dir: Path | None = None,
+        workload: str | None = None,
+        theme: str | None = None,
+        deterministic: bool = False,
+        started_at: float | None = None,
+        only_workloads: tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.lab = lab or Lab()
+        self.screenshot_dir = Path(screenshot_dir)
+        self.export_dir = Path(export_dir) if export_dir is not None else self.screenshot_dir
+        self.initial_workload = workload
+        self.deterministic = deterministic
+        self.only_workloads = only_workloads
+        self.started_at = PROCESS_STARTED if started_at is None else started_at
+        self.first_paint_s: float | None = None
+        self.buffer = EventBuffer()
+        self.state = LabState(RUNTIME_NAMES)
+        self.scenario_worker: Worker[RunResult] | None = None
+        self.cancel_event: threading.Event | None = None
+        self.settings: Settings | None = None
+        self.handled_keys: list[tuple[str, float]] = []
+        self._drain_timer: Timer | None = None
+        self.draining = False
+        self._cpu_percent = 0.0
+        self._process: Any = None
+        if theme:
+            self.theme = THEMES.get(theme, theme)
+
+    # -- layout ------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield HostBar(id="host")
+        with VerticalScroll(id="body"):
+            yield Controls(id="controls")
+            with Horizontal(id="panels"):
+                for name in RUNTIME_NAMES:
+                    yield RuntimePanel(name)
+        yield Static("", id="comparison")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain, pause=True)
+        self.query_one("#workloads").focus()
+        self.refresh_panels(now=None)
+        self.show_status("idle · press r to run, ? for help")
+        self.call_after_refresh(self._first_painted)
+        self.load_catalog()
+        if self.deterministic:
+            self.query_one(HostBar).facts = dict(FIXED_FACTS)
+            self.query_one(HostBar).versions = dict(FIXED_VERSIONS)
+        else:
+            self.load_host_facts()
+            self.set_interval(1.0, self._poll_cpu)
+
+    def _first_painted(self) -> None:
+        self.first_paint_s = time.perf_counter() - self.started_at
+        self._show_cost()
+        self.set_timer(0.5, self._install_help)
+
+    def _show_cost(self) -> None:
+        if self.deterministic:
+            return
+        paint = f" · first paint {self.first_paint_s:.2f} s" if self.first_paint_s else ""
+        self.query_one(HostBar).cost = f"lab CPU {self._cpu_percent:.1f}%{paint}"
+
+    def _poll_cpu(self) -> None:
+        if self._process is None:
+            import psutil
+
+            self._process = psutil.Process()
+            self._process.cpu_percent(None)
+            return
+        self._cpu_percent = self._process.cpu_percent(None)
+        self._show_cost()
+
+    def show_status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text, layout=False)
+
+    @property
+    def panels(self) -> dict[str, RuntimePanel]:
+        return {name: self.query_one(f"#panel-{name}", RuntimePanel) for name in RUNTIME_NAMES}
+
+    @property
+    def running(self) -> bool:
+        """From the press of r until the worker's end has been shown (not merely reached)."""
+        return self.draining
+
+    # -- background facts --------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="catalog", exit_on_error=False)
+    def load_catalog(self) -> None:
+        from edgelab.workloads import load_workloads
+
+        workloads = load_workloads()
+        if self.only_workloads is not None:
+            workloads = {n: w for n, w in workloads.items() if n in self.only_workloads}
+        self.post_message(WorkloadsLoaded({n: w.description for n, w in workloads.items()}))
+        for workload in workloads.values():
+            if self.deterministic:
+                sizes: dict[str, Size] = {kind: UNKNOWN for kind in ARTIFACT_KINDS}
+            else:
+                sizes = artifact_sizes(workload, self.lab)
+            self.post_message(SizesFound(workload.name, sizes))
+
+    @work(thread=True, exclusive=True, group="host", exit_on_error=False)
+    def load_host_facts(self) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from edgelab.hostinfo import host_facts
+
+        try:
+            versions = {"wasmtime": version("wasmtime")}
+        except PackageNotFoundError:
+            versions = {"wasmtime": "not installed"}
+        self.post_message(HostFound(host_facts(), None))
+        try:
+            versions.update(self.lab.runtime("container").versions())
+        except Exception:  # noqa: BLE001 - no engine: the container panel will say why
+            versions.setdefault("docker_engine", "unavailable")
+        self.post_message(HostFound(None, versions))
+
+    def on_workloads_loaded(self, message: WorkloadsLoaded) -> None:
+        wanted = self.initial_workload or ("hello" if "hello" in message.workloads else None)
+        self.query_one(Controls).set_workloads(message.workloads, wanted)
+        if not message.workloads:
+            self.show_status("no workloads found under modules/: add one to run the lab")
+        elif self.initial_workload and self.initial_workload not in message.workloads:
+            self.show_status(f"unknown workload '{self.initial_workload}'; pick one from the list")
+
+    def on_sizes_found(self, message: SizesFound) -> None:
+        self.query_one(Controls).set_sizes(message.workload, message.sizes)
+
+    def on_host_found(self, message: HostFound) -> None:
+        host = self.query_one(HostBar)
+        if message.facts is not None:
+            host.facts = message.facts
+        if message.versions is not None:
+            host.versions = message.versions
+
+    # -- the scenario ------------------------------------------------------------------------------
+    def action_run_or_stop(self) -> None:
+        self._key_handled("r")
+        if self.running:
+            self.stop_scenario("stopping")
+            return
+        try:
+            settings = self.query_one(Controls).settings()
+            settings.validate()
+        except EdgelabError as exc:
+            self.report_error(str(exc))
+            return
+        self.start_scenario(settings)
+
+    def start_scenario(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cancel_event = threading.Event()
+        self.state.reset(settings.runtimes)
+        self.buffer.drain()
+        self.refresh_panels(now=None)
+        verb = "holding until you press r" if settings.scenario == "ramp" else "running"
+        self.show_status(f"{settings.scenario} of {settings.workload}: {verb} · ctrl+c cancels")
+        self.scenario_worker = self.run_scenario(settings, self.cancel_event)
+        self._set_draining(True)
+        if self.screen.has_class("-narrow"):
+            self.query_one("#body", VerticalScroll).scroll_to_widget(
+                self.query_one("#panels"), top=True, animate=False
+            )
+
+    def stop_scenario(self, verb: str) -> None:
+        if self.cancel_event is not None and not self.cancel_event.is_set():
+            self.cancel_event.set()
+            self.show_status(f"{verb}: tearing down the instances, then reporting…")
+
+    @work(thread=True, exclusive=True, group="scenario", exit_on_error=False)
+    def run_scenario(self, settings: Settings, cancel: threading.Event) -> RunResult:
+        result = self.lab.run(settings, on_event=self.buffer, cancel=cancel)
+        self.buffer(RunDone(result, final_figures(result), cancel.is_set()))
+        return result
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's failure ends up here and on screen, none is swallowed."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR and worker.error is not None:
+            what = "run" if worker.group == "scenario" else worker.group
+            self.report_error(f"{what} failed: {error_line(worker.error)}")
+        if worker.group != "scenario" or worker is not self.scenario_worker:
+            return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self._set_draining(False)
+            self.drain()
+            if event.state == WorkerState.SUCCESS:
+                self.show_status(self._finished_line())
+
+    def _finished_line(self) -> str:
+        settings = self.settings
+        what = f"{settings.scenario} of {settings.workload}" if settings else "run"
+        ended = "cancelled" if self.state.cancelled else "finished"
+        fake = " · fake runtimes: figures are not measurements" if self.lab.fake else ""
+        return f"{what} {ended} · e exports, s saves a screenshot{fake}"
+
+    def report_error(self, line: str) -> None:
+        self.show_status(f"⚠ {line}")
+        self.notify(line, severity="error", timeout=8)
+
+    def _set_draining(self, on: bool) -> None:
+        """The drain timer runs only while a scenario does, so an idle lab costs nothing."""
+        self.draining = on
+        if self._drain_timer is None:
+            return
+        if on:
+            self._drain_timer.resume()
+        else:
+            self._drain_timer.pause()
+
+    def drain(self) -> None:
+        """Fold whatever the worker produced since the last tick into the panels."""
+        events = self.buffer.drain()
+        if events:
+            self.state.apply(events)
+            self._learn_runtime_words()
+        self.refresh_panels(now=time.monotonic() if self.running else None)
+
+    def _learn_runtime_words(self) -> None:
+        """What each startup includes, from the lab's runtime once it is ready (already built)."""
+        for live in self.state.runtimes.values():
+            if live.startup_includes or live.state not in ("ready", "running"):
+                continue
+            try:
+                runtime = self.lab.runtime(live.name)
+            except Exception:  # noqa: BLE001 - the panel shows the status line instead
+                continue
+            live.startup_includes = runtime.startup_includes
+            live.memory_metric = live.memory_metric or runtime.memory_metric
+
+    def refresh_panels(self, now: float | None) -> None:
+        scenario = self.settings.scenario if self.settings else "burst"
+        for name, panel in self.panels.items():
+            panel.view = panel_view(self.state.runtimes[name], now, scenario)
+        comparison = comparison_text(
+            live for live in self.state.runtimes.values() if live.enabled
+        )
+        strip = self.query_one("#comparison", Static)
+        if str(strip.content) != comparison:
+            strip.update(comparison, layout=False)
+
+    # -- other keys ---------------------------------------------------------------------------------
+    def action_cancel(self) -> None:
+        self._key_handled("ctrl+c")
+        if self.running:
+            self.stop_scenario("cancelled")
+        else:
+            self.notify("nothing is running (q quits)", timeout=3)
+
+    def action_clear(self) -> None:
+        self._key_handled("c")
+        if self.running:
+            self.notify("stop the run first (r)", timeout=3)
+            return
+        self.state.reset(self.query_one(Controls).runtimes())
+        self.settings = None
+        self.refresh_panels(now=None)
+        self.show_status("cleared · press r to run")
+
+    def action_save_svg(self) -> None:
+        self._key_handled("s")
+        try:
+            self.screenshot_dir.mkdir(parents=True, exist_ok=True)
+            path = self.save_screenshot(path=str(self.screenshot_dir))
+        except OSError as exc:
+            self.report_error(f"cannot save a screenshot in {self.screenshot_dir}: {exc.strerror}")
+            return
+        self.notify(f"screenshot saved: {path}", timeout=5)
+
+    def action_export(self) -> None:
+        self._key_handled("e")
+        if self.state.result is None:
+            self.notify("nothing to export yet: run a scenario first (r)", timeout=4)
+            return
+        self.export_result(self.state.result)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export_result(self, result: RunResult) -> None:
+        from edgelab.export import write_exports
+
+        settings = result.metadata.get("settings", {})
+        stamp = str(result.metadata.get("started", "run"))[:19].replace(":", "-")
+        stem = self.export_dir / f"edgelab-{settings.get('workload', 'run')}-{settings.get('scenario', '')}-{stamp}"
+        paths = write_exports(
+            result,
+            json_path=stem.with_suffix(".json"),
+            csv_path=stem.with_suffix(".csv"),
+            markdown_path=stem.with_suffix(".md"),
+        )
+        self.call_from_thread(
+            self.notify, "exported: " + ", ".join(str(p) for p in paths), timeout=8
+        )
+
+    def action_toggle_theme(self) -> None:
+        self._key_handled("t")
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_help(self) -> None:
+        self._key_handled("?")
+        self._install_help()
+        self.push_screen("help")
+
+    def _install_help(self) -> None:
+        """Built once (after first paint), so ? only has to show it."""
+        if not self.is_screen_installed("help"):
+            from edgelab.tui.help import HelpScreen
+
+            self.install_screen(HelpScreen(), "help")
+
+    async def action_quit(self) -> None:
+        self._key_handled("q")
+        await self.shutdown()
+        self.exit(0)
+
+    async def shutdown(self) -> None:
+        """Cancel the scenario, wait (bounded) for its teardown, then sweep every runtime."""
+        worker = self.scenario_worker
+        if worker is not None and worker.is_running:
+            self.stop_scenario("quitting")
+            try:
+                await asyncio.wait_for(worker.wait(), QUIT_WAIT_S)
+            except Exception:  # noqa: BLE001 - failures were reported; close() sweeps regardless
+                pass
+        await asyncio.to_thread(self.lab.close)
+
+    def _key_handled(self, key: str) -> None:
+        """For the latency benchmark: when each key's action ran (perf_counter)."""
+        if len(self.handled_keys) < 10_000:
+            self.handled_keys.append((key, time.perf_counter()))
+
+
+def run_app(
+    workload: str | None = None,
+    screenshot_dir: Path = Path("screenshots"),
+    theme: str | None = None,
+    started_at: float | None = None,
+) -> int:
+    """Open the lab; whatever happens, every container and process it started is removed."""
+    app = EdgelabApp(
+        workload=workload, screenshot_dir=screenshot_dir, theme=theme, started_at=started_at
+    )
+    try:
+        code = app.run()
+    finally:
+        app.lab.close()
+    return int(code or 0)

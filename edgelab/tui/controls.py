@@ -1,0 +1,150 @@
+"""What to run: the workload list with artifact sizes, runtime toggles, scenario and its inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
+
+from edgelab.errors import UsageError
+from edgelab.lab import SCENARIOS, Settings
+from edgelab.runtimes import RUNTIME_NAMES
+from edgelab.stats import format_bytes
+from edgelab.tui.artifacts import ARTIFACT_KINDS, PENDING, Size
+
+DEFAULT_COUNT = 20
+DEFAULT_RATE_PER_S = 10.0
+DEFAULT_DURATION_S = 5.0
+DESCRIPTION_CHARS = 64
+
+
+def size_cell(size: Size) -> str:
+    if size is None:
+        return PENDING
+    if isinstance(size, str):
+        return size
+    return format_bytes(size)
+
+
+class Controls(Horizontal):
+    """The inputs of the next run; ``settings()`` turns them into the lab's Settings."""
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[str] = DataTable(id="workloads", cursor_type="row", zebra_stripes=True)
+        table.border_title = "workload (sizes: wasm module · native binary · image)"
+        yield table
+        with Vertical(id="options"):
+            with Horizontal(classes="option-row"):
+                yield Label("runtimes", classes="option-label")
+                for name in RUNTIME_NAMES:
+                    yield Checkbox(name, True, id=f"use-{name}", compact=True)
+            with Horizontal(classes="option-row"):
+                yield Label("scenario", classes="option-label")
+                with RadioSet(id="scenario", compact=True):
+                    for scenario in SCENARIOS:
+                        yield RadioButton(scenario, value=scenario == "burst", id=f"scenario-{scenario}")
+            with Horizontal(classes="option-row"):
+                yield Label("N", classes="option-label", id="count-label")
+                yield Input(str(DEFAULT_COUNT), type="integer", id="count", compact=True)
+                yield Label("rate/s", classes="option-label")
+                yield Input(f"{DEFAULT_RATE_PER_S:g}", type="number", id="rate", compact=True)
+                yield Label("for s", classes="option-label")
+                yield Input(f"{DEFAULT_DURATION_S:g}", type="number", id="duration", compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#workloads", DataTable)
+        table.add_column("workload", key="name")
+        for kind in ARTIFACT_KINDS:
+            table.add_column(kind, key=kind)
+        table.add_column("description", key="description")
+        self._explain_count()
+
+    # -- filling in ----------------------------------------------------------------------------
+    def set_workloads(self, workloads: Mapping[str, str], selected: str | None) -> None:
+        table = self.query_one("#workloads", DataTable)
+        table.clear()
+        for name, description in workloads.items():
+            table.add_row(name, *(PENDING for _ in ARTIFACT_KINDS), _short(description), key=name)
+        if selected is not None and selected in workloads:
+            table.move_cursor(row=list(workloads).index(selected))
+
+    def set_sizes(self, workload: str, sizes: Mapping[str, Size]) -> None:
+        table = self.query_one("#workloads", DataTable)
+        for kind, size in sizes.items():
+            try:
+                table.update_cell(workload, kind, size_cell(size), update_width=True)
+            except Exception:  # noqa: BLE001 - the row went away (list reloaded); nothing to show
+                return
+
+    def set_scenario(self, scenario: str) -> None:
+        self.query_one(f"#scenario-{scenario}", RadioButton).value = True
+
+    def set_runtime(self, name: str, enabled: bool) -> None:
+        self.query_one(f"#use-{name}", Checkbox).value = enabled
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        self._explain_count()
+
+    def _explain_count(self) -> None:
+        label = "resident N" if self.scenario() == "ramp" else "N"
+        self.query_one("#count-label", Label).update(label)
+
+    # -- reading ------------------------------------------------------------------------------
+    def workload(self) -> str | None:
+        table = self.query_one("#workloads", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return row_key.value
+
+    def scenario(self) -> str:
+        pressed = self.query_one("#scenario", RadioSet).pressed_button
+        return str(pressed.label) if pressed is not None else "burst"
+
+    def runtimes(self) -> tuple[str, ...]:
+        return tuple(n for n in RUNTIME_NAMES if self.query_one(f"#use-{n}", Checkbox).value)
+
+    def settings(self) -> Settings:
+        """The next run's settings; bad input raises UsageError with the line to show."""
+        workload = self.workload()
+        if workload is None:
+            raise UsageError("no workload to run: add one under modules/ (see README)")
+        runtimes = self.runtimes()
+        if not runtimes:
+            raise UsageError("every runtime is toggled off: turn at least one on")
+        count = int(_number(self, "count", int, "N"))
+        scenario = self.scenario()
+        if scenario == "ramp":
+            return Settings(
+                workload=workload,
+                runtimes=runtimes,
+                scenario="ramp",
+                resident={name: count for name in runtimes},
+                hold=True,
+            )
+        if scenario == "steady":
+            return Settings(
+                workload=workload,
+                runtimes=runtimes,
+                scenario="steady",
+                rate_per_s=_number(self, "rate", float, "rate/s"),
+                duration_s=_number(self, "duration", float, "for s"),
+            )
+        return Settings(workload=workload, runtimes=runtimes, scenario="burst", count=count)
+
+
+def _short(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _number(controls: Controls, input_id: str, kind: type[int] | type[float], label: str) -> float:
+    text = controls.query_one(f"#{input_id}", Input).value.strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{label} must be a positive number, not '{text}'") from None
+    if value <= 0:
+        raise UsageError(f"{label} must be a positive number, not '{text}'")
+    return value

@@ -1,0 +1,117 @@
+"""One panel per runtime: startup, memory and instances, repainted from a ``PanelView``.
+
+Few widgets on purpose (each costs style and layout work at start-up and on every class
+change), and fixed line heights, so a changing figure repaints its block without a layout pass.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.renderables.digits import Digits
+from textual.widget import Widget
+from textual.widgets import Label, Sparkline, Static
+
+from edgelab.tui.view import PanelView
+
+_BIG_DIGITS = set("0123456789.")
+
+
+def _show(widget: Widget, visible: bool) -> None:
+    # Only a real change of visibility costs a layout pass.
+    if widget.display != visible:
+        widget.display = visible
+
+
+class BigFigures(Static):
+    """p50 and p99 in large digits, each with its unit beside it (Digits cannot draw 'µs')."""
+
+    def show(self, p50: str, p99: str) -> None:
+        if (p50, p99) != getattr(self, "_shown", None):
+            self._shown = (p50, p99)
+            self.update(_big_figures(p50, p99), layout=False)
+
+
+def _big_figure(label: str, text: str) -> RenderableType:
+    value, _, unit = text.partition(" ")
+    if not (value and set(value) <= _BIG_DIGITS):
+        value, unit = "", text
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(Digits(value), Text("\n" + unit, style="bold"))
+    return Group(Text(label, style="dim"), grid)
+
+
+def _big_figures(p50: str, p99: str) -> RenderableType:
+    row = Table.grid(expand=True)
+    row.add_column(ratio=1)
+    row.add_column(ratio=1)
+    row.add_row(_big_figure("p50", p50), _big_figure("p99", p99))
+    return row
+
+
+class RuntimePanel(Vertical):
+    """Live figures of one runtime. ``view`` is the only input; equal views do not repaint."""
+
+    view: reactive[PanelView | None] = reactive(None, layout=False)
+
+    def __init__(self, runtime: str) -> None:
+        super().__init__(id=f"panel-{runtime}", classes="runtime-panel")
+        self.runtime = runtime
+        self.border_title = runtime
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="state-line")
+        yield Label("startup", classes="section")
+        yield BigFigures("", classes="big-figures")
+        yield Static("", classes="n-line")
+        yield Static("", classes="startup-line")
+        yield Sparkline([], classes="startup-spark")
+        yield Static("", classes="startup-details")
+        yield Label("memory", classes="section")
+        yield Static("", classes="memory-lines")
+        yield Sparkline([], classes="memory-spark")
+        yield Label("instances", classes="section")
+        yield Static("", classes="instance-lines")
+
+    def watch_view(self, view: PanelView | None) -> None:
+        if view is None or not self.is_mounted:
+            return
+        self.set_class(view.state == "unavailable", "-unavailable")
+        self.set_class(view.state == "off", "-off")
+        if self.border_subtitle != view.state:
+            self.border_subtitle = view.state
+        self._set(".state-line", view.state_line, hide=True)
+        self.query_one(BigFigures).show(view.p50, view.p99)
+        startup = f"p50 {view.p50} · p99 {view.p99}"
+        # The layout shows one of these: big digits and the count (wide) or one line (narrow).
+        self._set(".startup-line", f"{startup} · {view.n_line}" if view.n_line else startup)
+        self._set(".n-line", view.n_line)
+        startup_spark = self.query_one(".startup-spark", Sparkline)
+        if tuple(startup_spark.data or ()) != view.recent_ns:
+            startup_spark.data = list(view.recent_ns)
+        details = (view.phases_line, view.includes_line, view.warning_line)
+        self._set(".startup-details", "\n".join(line for line in details if line))
+        memory = (view.memory_line, view.density_line)
+        self._set(".memory-lines", "\n".join(line for line in memory if line))
+        memory_spark = self.query_one(".memory-spark", Sparkline)
+        if tuple(memory_spark.data or ()) != view.memory_curve:
+            memory_spark.data = list(view.memory_curve)
+        _show(memory_spark, len(view.memory_curve) > 1)
+        instances = (view.instances_line, view.rate_line)
+        self._set(".instance-lines", "\n".join(line for line in instances if line))
+
+    def _set(self, selector: str, text: str, hide: bool = False) -> None:
+        """Repaint one block only if it changed; blocks have fixed heights, so no relayout."""
+        widget = self.query_one(selector, Static)
+        if str(widget.content) != text:
+            widget.update(text, layout=False)
+        if hide:
+            _show(widget, bool(text))
+
+    def text(self) -> str:
+        """Every line the panel shows, for tests and screen readers."""
+        return "\n".join(str(w.content) for w in self.query(Static) if w.display)

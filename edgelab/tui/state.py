@@ -1,0 +1,277 @@
+"""What the panels show, accumulated from lab events off the widget tree.
+
+Plain Python with no Textual import, so it is cheap to test and cheap per event: samples go into
+sorted lists (``bisect.insort``) and a tick reads p50/p99 off them in O(1) with the same
+percentile definition ``edgelab.stats.summarize`` uses. When the run ends the figures are
+replaced by ``RuntimeResult.summary()`` itself, computed in the worker thread, so the final
+numbers on screen are the ones ``edgelab run --json`` prints for the same settings.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from edgelab.events import InstanceCounts, LabEvent, MemoryPoint, RuntimeStatus, SampleRecorded
+from edgelab.results import GIB, MemoryResult, RunResult, RuntimeResult
+from edgelab.stats import Summary, percentile
+
+#: Startups kept for the sparkline.
+RECENT_STARTUPS = 60
+#: Window for the live starts-per-second figure.
+RATE_WINDOW_S = 2.0
+
+
+@dataclass(frozen=True)
+class FinalFigures:
+    """One runtime's summaries, computed once in the worker from the lab's own result."""
+
+    summary: Summary | None
+    phases: dict[str, Summary]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """The worker's last word: the lab's result and its summaries."""
+
+    result: RunResult
+    figures: dict[str, FinalFigures]
+    cancelled: bool
+
+
+def final_figures(result: RunResult) -> dict[str, FinalFigures]:
+    """Summaries of every runtime: call this in the worker thread, never on the event loop."""
+    return {
+        name: FinalFigures(r.summary(), r.phase_summaries(), r.warnings())
+        for name, r in result.runtimes.items()
+    }
+
+
+class EventBuffer:
+    """Events from the measuring thread, drained by the UI timer; appends never block."""
+
+    def __init__(self) -> None:
+        self._events: deque[LabEvent | RunDone] = deque()
+
+    def __call__(self, event: LabEvent | RunDone) -> None:
+        self._events.append(event)
+
+    def drain(self) -> list[LabEvent | RunDone]:
+        taken: list[LabEvent | RunDone] = []
+        pop = self._events.popleft
+        try:
+            while True:
+                taken.append(pop())
+        except IndexError:
+            return taken
+
+    def pending(self) -> int:
+        # Not __len__: an empty buffer must stay truthy, callers test ``on_event or default``.
+        return len(self._events)
+
+
+@dataclass
+class RuntimeLive:
+    """Everything one panel shows about one runtime."""
+
+    name: str
+    enabled: bool = True
+    state: str = "idle"
+    reason: str | None = None
+    fix: str | None = None
+    startup_includes: str = ""
+    memory_metric: str = ""
+    phase_names: tuple[str, ...] = ()
+    sorted_startups_ns: list[int] = field(default_factory=list)
+    sorted_phases_ns: dict[str, list[int]] = field(default_factory=dict)
+    recent_startups_ns: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_STARTUPS))
+    start_times: deque[float] = field(default_factory=deque)
+    first_start: float | None = None
+    last_start: float | None = None
+    running: int = 0
+    launched: int = 0
+    failed: int = 0
+    last_error: str | None = None
+    memory_points: list[tuple[int, int]] = field(default_factory=list)
+    final: FinalFigures | None = None
+    memory: MemoryResult | None = None
+    dirty: bool = True
+
+    # -- feeding -----------------------------------------------------------------------------
+    def add_sample(self, event: SampleRecorded) -> None:
+        sample = event.sample
+        self.start_times.append(sample.started_at)
+        if self.first_start is None:
+            self.first_start = sample.started_at
+        self.last_start = sample.started_at
+        if not sample.ok:
+            self.last_error = sample.error
+        elif not sample.warmup and sample.startup_ns is not None:
+            bisect.insort(self.sorted_startups_ns, sample.startup_ns)
+            self.recent_startups_ns.append(sample.startup_ns)
+            for phase, value in sample.phases_ns.items():
+                bisect.insort(self.sorted_phases_ns.setdefault(phase, []), value)
+                if phase not in self.phase_names:
+                    self.phase_names += (phase,)
+        self.dirty = True
+
+    def finish(self, result: RuntimeResult, figures: FinalFigures | None) -> None:
+        self.final = figures
+        self.memory = result.memory
+        if result.memory is not None and result.memory.curve:
+            self.memory_points = list(result.memory.curve)
+        self.running = result.running
+        self.launched = result.launched
+        self.failed = result.failed
+        self.startup_includes = result.startup_includes or self.startup_includes
+        self.memory_metric = result.memory_metric or self.memory_metric
+        self.phase_names = result.phase_names or self.phase_names
+        if result.error:
+            self.reason, self.fix = result.error, result.fix
+        self.dirty = True
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def startup_n(self) -> int:
+        if self.final is not None:
+            return self.final.summary.n if self.final.summary else 0
+        return len(self.sorted_startups_ns)
+
+    def p50_ns(self) -> float | None:
+        if self.final is not None:
+            return self.final.summary.p50_ns if self.final.summary else None
+        return percentile(self.sorted_startups_ns, 50) if self.sorted_startups_ns else None
+
+    def p99_ns(self) -> float | None:
+        if self.final is not None:
+            return self.final.summary.p99_ns if self.final.summary else None
+        return percentile(self.sorted_startups_ns, 99) if self.sorted_startups_ns else None
+
+    def phase_p50s(self) -> list[tuple[str, float]]:
+        if self.final is not None:
+            return [(name, s.p50_ns) for name, s in self.final.phases.items()]
+        found = []
+        for name in self.phase_names:
+            values = self.sorted_phases_ns.get(name)
+            if values:
+                found.append((name, percentile(values, 50)))
+        return found
+
+    def starts_per_s(self, now: float) -> float:
+        """Launches begun in the last RATE_WINDOW_S seconds, per second."""
+        cutoff = now - RATE_WINDOW_S
+        times = self.start_times
+        while times and times[0] < cutoff:
+            times.popleft()
+        return len(times) / RATE_WINDOW_S
+
+    def average_starts_per_s(self) -> float | None:
+        """Launches per second over the whole run (for steady traffic, the achieved rate)."""
+        if self.first_start is None or self.last_start is None or self.launched < 2:
+            return None
+        span = self.last_start - self.first_start
+        return (self.launched - 1) / span if span > 0 else None
+
+    def bytes_per_instance(self) -> float | None:
+        if self.memory is not None:
+            return self.memory.pss_bytes_per_instance
+        if self.memory_points:
+            instances, growth = self.memory_points[-1]
+            return growth / instances if instances else None
+        return None
+
+    def instances_per_gib(self) -> float | None:
+        per = self.bytes_per_instance()
+        return GIB / per if per and per > 0 else None
+
+
+class LabState:
+    """All panels' state; fed on the event loop by the drain timer, once per tick."""
+
+    def __init__(self, runtimes: Iterable[str]) -> None:
+        self.runtimes: dict[str, RuntimeLive] = {name: RuntimeLive(name) for name in runtimes}
+        self.result: RunResult | None = None
+        self.cancelled = False
+
+    def reset(self, enabled: Iterable[str]) -> None:
+        wanted = set(enabled)
+        self.runtimes = {
+            name: RuntimeLive(name, enabled=name in wanted, state="waiting" if name in wanted else "off")
+            for name in self.runtimes
+        }
+        self.result = None
+        self.cancelled = False
+
+    def apply(self, events: Iterable[LabEvent | RunDone]) -> bool:
+        """Fold events in; returns whether a run finished among them."""
+        finished = False
+        for event in events:
+            if isinstance(event, SampleRecorded):
+                live = self.runtimes.get(event.sample.runtime)
+                if live is not None:
+                    live.add_sample(event)
+            elif isinstance(event, InstanceCounts):
+                live = self.runtimes.get(event.runtime)
+                if live is not None:
+                    live.running, live.launched, live.failed = (
+                        event.running,
+                        event.launched,
+                        event.failed,
+                    )
+                    live.dirty = True
+            elif isinstance(event, MemoryPoint):
+                live = self.runtimes.get(event.runtime)
+                if live is not None:
+                    live.memory_points.append((event.instances, event.pss_growth_bytes))
+                    live.memory_metric = event.metric
+                    live.dirty = True
+            elif isinstance(event, RuntimeStatus):
+                live = self.runtimes.get(event.runtime)
+                if live is not None:
+                    live.state = event.state
+                    if event.state == "unavailable":
+                        live.reason, live.fix = event.reason, event.fix
+                    live.dirty = True
+            elif isinstance(event, RunDone):
+                self.result = event.result
+                self.cancelled = event.cancelled
+                for name, result in event.result.runtimes.items():
+                    live = self.runtimes.get(name)
+                    if live is not None:
+                        live.finish(result, event.figures.get(name))
+                finished = True
+        return finished
+
+
+def _ratio(big: float, small: float) -> str:
+    ratio = big / small
+    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:,.1f}x"
+
+
+def _join(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def comparison_text(runtimes: Iterable[RuntimeLive]) -> str:
+    """Plain words from measured figures only; empty when fewer than two runtimes have any."""
+    lives = list(runtimes)
+    sentences: list[str] = []
+    startups = sorted((p50, live.name) for live in lives if (p50 := live.p50_ns()))
+    if len(startups) >= 2:
+        fastest_ns, fastest = startups[0]
+        parts = [f"{_ratio(p50, fastest_ns)} faster than {name}" for p50, name in startups[1:]]
+        sentences.append(f"{fastest} started {_join(parts)} (p50 startup).")
+    dense = sorted(
+        ((per_gib, live.name) for live in lives if (per_gib := live.instances_per_gib())),
+        reverse=True,
+    )
+    if len(dense) >= 2:
+        best, name = dense[0]
+        parts = [f"{_ratio(best, per_gib)} more than {other}" for per_gib, other in dense[1:]]
+        sentences.append(f"{name} held {_join(parts)} instances per GiB of host memory.")
+    return " ".join(sentences)

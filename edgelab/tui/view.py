@@ -1,0 +1,84 @@
+"""The text a runtime panel shows, derived from its state: pure, so equal views skip a repaint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgelab.stats import format_bytes, format_duration_ns
+from edgelab.tui.state import RuntimeLive
+
+NOT_YET = "–"
+
+
+@dataclass(frozen=True)
+class PanelView:
+    state: str
+    state_line: str
+    p50: str
+    p99: str
+    n_line: str
+    recent_ns: tuple[float, ...]
+    phases_line: str
+    includes_line: str
+    memory_line: str
+    density_line: str
+    memory_curve: tuple[float, ...]
+    instances_line: str
+    rate_line: str
+    warning_line: str
+
+
+def _state_line(live: RuntimeLive) -> str:
+    if live.state == "unavailable":
+        line = f"unavailable: {live.reason or 'no reason given'}"
+        return line + (f"\nfix: {live.fix}" if live.fix else "")
+    if live.state == "off":
+        return "off (toggle it on to include it)"
+    if live.reason:
+        return f"stopped: {live.reason}"
+    if live.last_error and live.failed:
+        return f"last failure: {live.last_error}"
+    return ""
+
+
+def split_duration(value_ns: float | None) -> str:
+    return NOT_YET if value_ns is None else format_duration_ns(value_ns)
+
+
+def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView:
+    """``now`` is None when no scenario runs: the live rate gives way to the run's average."""
+    phases = " · ".join(f"{name} {format_duration_ns(p50)}" for name, p50 in live.phase_p50s())
+    per_instance = live.bytes_per_instance()
+    if per_instance is not None:
+        settled = "" if live.memory is not None else " so far"
+        metric = live.memory_metric or "host memory"
+        memory_line = f"{format_bytes(per_instance)}/instance{settled} ({metric})"
+        per_gib = live.instances_per_gib()
+        density_line = f"{per_gib:,.0f} instances per GiB" if per_gib else ""
+    else:
+        memory_line = "per instance: run a ramp to measure" if scenario != "ramp" else NOT_YET
+        density_line = ""
+    if now is not None:
+        rate_line = f"{live.starts_per_s(now):,.1f} starts/s (last 2 s)"
+    else:
+        average = live.average_starts_per_s()
+        rate_line = f"{average:,.1f} starts/s achieved" if average and scenario == "steady" else ""
+    warnings = live.final.warnings if live.final is not None else []
+    return PanelView(
+        state=live.state,
+        state_line=_state_line(live),
+        p50=split_duration(live.p50_ns()),
+        p99=split_duration(live.p99_ns()),
+        n_line=f"{live.startup_n:,} cold starts (warmups excluded)" if live.startup_n else "",
+        recent_ns=tuple(float(v) for v in live.recent_startups_ns),
+        phases_line=f"phases p50: {phases}" if phases else "",
+        includes_line=f"includes: {live.startup_includes}" if live.startup_includes else "",
+        memory_line=memory_line,
+        density_line=density_line,
+        memory_curve=tuple(float(growth) for _, growth in live.memory_points),
+        instances_line=(
+            f"running {live.running:,} · launched {live.launched:,} · failed {live.failed:,}"
+        ),
+        rate_line=rate_line,
+        warning_line=f"⚠ {warnings[0]}" if warnings else "",
+    )
