@@ -1,0 +1,148 @@
+"""The command line as a person runs it, on the real runtimes: invoke, run, errors.
+
+``edgelab invoke`` must give byte-identical responses from all three runtimes, for every
+workload; sha256 and fib are checked against Python itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgelab.workloads import load_workloads
+
+RUNTIMES = ("container", "subprocess", "wasm")
+pytestmark = pytest.mark.usefixtures("docker_client")
+
+
+def edgelab(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgelab", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def invoke_all(workload: str, request: bytes) -> dict[str, bytes]:
+    answers = {}
+    for runtime in RUNTIMES:
+        done = edgelab("invoke", workload, "--runtime", runtime, stdin=request)
+        assert done.returncode == 0, f"{runtime}: {done.stderr.decode()}"
+        answers[runtime] = done.stdout
+    return answers
+
+
+@pytest.mark.parametrize("name", sorted(load_workloads()))
+def test_invoke_is_byte_identical_across_runtimes(name: str) -> None:
+    request = load_workloads()[name].default_request
+    answers = invoke_all(name, request)
+    assert answers["container"] == answers["subprocess"] == answers["wasm"]
+    assert answers["wasm"], "empty response to the default request"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"", b"x", b"a\x00b\x00\xff\x00" * 100, os.urandom(3 * 1024 * 1024 + 7)],
+    ids=["empty", "one-byte", "binary-with-nul", "multi-mib"],
+)
+def test_sha256_matches_hashlib(request_bytes: bytes) -> None:
+    answers = invoke_all("sha256", request_bytes)
+    expected = hashlib.sha256(request_bytes).hexdigest().encode()
+    assert answers == {runtime: expected for runtime in RUNTIMES}
+
+
+def _fib(n: int) -> int:
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 47, 90])
+def test_fib_matches_python(n: int) -> None:
+    answers = invoke_all("fib", str(n).encode())
+    assert answers == {runtime: str(_fib(n)).encode() for runtime in RUNTIMES}
+
+
+def test_rejected_request_is_one_line_and_non_zero() -> None:
+    for runtime in RUNTIMES:
+        done = edgelab("invoke", "fib", "--runtime", runtime, stdin=b"91")
+        assert done.returncode != 0
+        err = done.stderr.decode().strip()
+        assert err.startswith("edgelab: ") and "\n" not in err and "Traceback" not in err
+        assert done.stdout == b""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "--workload", "nope"),
+        ("run", "--runtimes", "vm"),
+        ("run", "--count", "0"),
+        ("run", "--count", "-2"),
+        ("invoke", "nope", "--runtime", "wasm"),
+        ("invoke", "fib", "--runtime", "vm"),
+        ("run", "--workload", "fib", "--request", "abc", "--runtimes", "subprocess,wasm", "--count", "1"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: tuple[str, ...]) -> None:
+    done = edgelab(*args)
+    assert done.returncode != 0
+    err = done.stderr.decode().strip()
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith("edgelab: ")
+
+
+def test_run_writes_all_exports(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = edgelab(
+        "run", "--workload", "fib", "--count", "3", "--resident", "2",
+        "--json", str(out), "--csv", str(tmp_path / "r.csv"), "--markdown", str(tmp_path / "r.md"),
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    data = json.loads(out.read_text())
+    assert data["metadata"]["versions"]["wasmtime"]
+    assert data["metadata"]["versions"]["docker_engine"]
+    assert data["metadata"]["responses_identical"] is True
+    by_runtime = {r["runtime"]: r for r in data["results"]}
+    assert set(by_runtime) == set(RUNTIMES)
+    for runtime, r in by_runtime.items():
+        assert r["error"] is None, f"{runtime}: {r['error']}"
+        assert r["count"] == 3 and r["ok"] == 3 and r["failed"] == 0
+        assert 0 < r["startup_us"]["min"] <= r["startup_us"]["p50"] <= r["startup_us"]["max"]
+        assert len(r["samples_us"]) == 3
+        assert r["memory_kib_per_instance"] > 0 and r["memory_metric"] and r["instances_per_gib"] > 0
+    # The story the lab exists to show, with generous margins for a noisy machine.
+    p50 = {rt: by_runtime[rt]["startup_us"]["p50"] for rt in RUNTIMES}
+    assert p50["wasm"] < p50["subprocess"] < p50["container"]
+    assert "| container |" in (tmp_path / "r.md").read_text()
+    assert len((tmp_path / "r.csv").read_text().splitlines()) > 9
+
+
+def test_unavailable_engine_degrades_only_the_container_runtime(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = edgelab("run", "--workload", "hello", "--count", "2", "--json", str(out), env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
+    assert done.returncode == 0, done.stderr.decode()
+    by_runtime = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}
+    assert by_runtime["container"]["error"] and by_runtime["container"]["ok"] == 0
+    assert by_runtime["wasm"]["ok"] == 2 and by_runtime["subprocess"]["ok"] == 2
+
+
+def test_doctor_and_workloads_json() -> None:
+    done = edgelab("doctor")
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    listing = json.loads(edgelab("workloads", "--json").stdout)
+    assert {w["name"] for w in listing} >= {"hello", "fib", "sha256", "jwt", "resize", "iot"}
+    for entry in listing:
+        for kind in ("wasm", "native"):
+            assert Path(entry[kind]["path"]).is_file()
+            assert entry[kind]["size_bytes"] == Path(entry[kind]["path"]).stat().st_size
+        assert entry["image"]["tag"].startswith("edgelab/") and entry["image"]["size_bytes"] > 0
