@@ -308,3 +308,52 @@ async def test_real_runtimes_burst_shows_all_three(docker_client: object, tmp_pa
             assert "faster than" in str(app.query_one("#comparison").render())
         finally:
             await app.shutdown()
+
+
+def test_controls_scenarios_are_the_labs() -> None:
+    from edgelab.lab import SCENARIOS
+    from edgelab.tui.controls import SCENARIOS as SHOWN
+
+    assert SHOWN == SCENARIOS
+
+
+def test_resident_n_is_one_number_or_one_per_runtime() -> None:
+    from edgelab.errors import UsageError
+    from edgelab.tui.controls import resident_counts
+
+    every = ("container", "subprocess", "wasm")
+    assert resident_counts("50", every) == {"container": 50, "subprocess": 50, "wasm": 50}
+    assert resident_counts("c=20, s=50, wasm=2000", every) == {
+        "container": 20, "subprocess": 50, "wasm": 2000,
+    }
+    assert resident_counts("w=10,c=3", ("container", "wasm")) == {"container": 3, "wasm": 10}
+    for bad, words in (("x=1,c=2,s=3", "'x' is not a runtime"), ("c=2,w=3", "for subprocess too"),
+                       ("c=0,s=1,w=1", "positive number"), ("ten", "positive number")):
+        with pytest.raises(UsageError, match=words):
+            resident_counts(bad, every)
+
+
+@pilot_test
+async def test_ramp_takes_a_resident_n_per_runtime(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.query_one(Controls).set_scenario("ramp")
+        app.query_one("#count", Input).value = "c=3,s=5,w=40"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.runtimes["wasm"].running == 40)
+        assert app.state.runtimes["container"].running == 3
+        assert app.state.runtimes["subprocess"].running == 5
+        await pilot.press("r")
+        await until(pilot, lambda: not app.running)
+
+
+@pilot_test
+async def test_only_the_inputs_a_scenario_uses_are_shown(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert app.query_one("#count").display and not app.query_one("#rate").display
+        app.query_one(Controls).set_scenario("steady")
+        await pilot.pause()
+        assert not app.query_one("#count").display and app.query_one("#rate").display

@@ -12,31 +12,46 @@ import time
 PROCESS_STARTED = time.perf_counter()  # noqa: E402 - as early as possible, for first paint
 
 import asyncio  # noqa: E402
+import gc  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, ClassVar  # noqa: E402
+from typing import TYPE_CHECKING, Any, ClassVar  # noqa: E402
 
 from textual import work  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.binding import Binding, BindingType  # noqa: E402
 from textual.containers import Horizontal, VerticalScroll  # noqa: E402
 from textual.message import Message  # noqa: E402
+from textual.screen import Screen  # noqa: E402
 from textual.timer import Timer  # noqa: E402
-from textual.widgets import Footer, Static  # noqa: E402
+from textual.widgets import Static  # noqa: E402
 from textual.worker import Worker, WorkerState  # noqa: E402
 
 from edgelab.errors import EdgelabError  # noqa: E402
-from edgelab.lab import Lab, Settings  # noqa: E402
-from edgelab.results import RunResult  # noqa: E402
 from edgelab.runtimes import RUNTIME_NAMES  # noqa: E402
-from edgelab.tui.artifacts import ARTIFACT_KINDS, UNKNOWN, Size, artifact_sizes  # noqa: E402
+from edgelab.tui.artifacts import (  # noqa: E402
+    ARTIFACT_KINDS,
+    BUILDING,
+    NOT_BUILT,
+    UNKNOWN,
+    Size,
+    artifact_sizes,
+    build_missing,
+)
 from edgelab.tui.controls import Controls  # noqa: E402
 from edgelab.tui.header import HostBar  # noqa: E402
 from edgelab.tui.panels import RuntimePanel  # noqa: E402
 from edgelab.tui.state import EventBuffer, LabState, RunDone, comparison_text, final_figures  # noqa: E402
 from edgelab.tui.view import panel_view  # noqa: E402
 
+if TYPE_CHECKING:
+    from edgelab.lab import Lab, Settings
+    from edgelab.results import RunResult
+
 DRAIN_HZ = 8
+#: gc thresholds once the lab is up (Python's defaults: 700, 10, 10).
+GC_THRESHOLDS = (20_000, 20, 1_000)
+WIDE_COLUMNS = 120
 QUIT_WAIT_S = 5.0
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 #: Host facts shown instead of the real ones when snapshots must not depend on the machine.
@@ -57,11 +72,27 @@ class SizesFound(Message):
         self.sizes = sizes
 
 
+class BuildFailed(Message):
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
 class HostFound(Message):
     def __init__(self, facts: dict[str, Any] | None, versions: dict[str, str] | None) -> None:
         super().__init__()
         self.facts = facts
         self.versions = versions
+
+
+def key_bar(bindings: list[BindingType]) -> str:
+    """The bottom line of keys. Textual's Footer would do, but it rebuilds a widget per key
+    whenever a screen comes or goes (the help), and these keys never change."""
+    shown = [b for b in bindings if isinstance(b, Binding) and b.show]
+    keys = {"ctrl+c": "^c", "question_mark": "?"}
+    return "  ".join(
+        f"[b $accent]{b.key_display or keys.get(b.key, b.key)}[/] {b.description}" for b in shown
+    )
 
 
 def error_line(error: BaseException) -> str:
@@ -75,7 +106,10 @@ class EdgelabApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "edgelab"
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    #: Straight to the list: focusing the scrolling body first and then moving on would
+    #: restyle the whole tree twice before the first frame.
+    AUTO_FOCUS = "#workloads"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run_or_stop", "run/stop"),
         Binding("ctrl+c", "cancel", "cancel", priority=True),
@@ -98,20 +132,29 @@ class EdgelabApp(App[int]):
         deterministic: bool = False,
         started_at: float | None = None,
         only_workloads: tuple[str, ...] | None = None,
+        build_missing: bool | None = None,
     ) -> None:
         super().__init__()
-        self.lab = lab or Lab()
+        self._lab = lab
         self.screenshot_dir = Path(screenshot_dir)
         self.export_dir = Path(export_dir) if export_dir is not None else self.screenshot_dir
         self.initial_workload = workload
         self.deterministic = deterministic
         self.only_workloads = only_workloads
+        #: Build missing artifacts after first paint (default: on real runtimes, not in tests).
+        self.build_missing = (
+            (not deterministic and (lab is None or not lab.fake))
+            if build_missing is None
+            else build_missing
+        )
+        self.build_stop = threading.Event()
         self.started_at = PROCESS_STARTED if started_at is None else started_at
         self.first_paint_s: float | None = None
         self.buffer = EventBuffer()
         self.state = LabState(RUNTIME_NAMES)
         self.scenario_worker: Worker[RunResult] | None = None
         self.cancel_event: threading.Event | None = None
+        self.stop_verb = ""
         self.settings: Settings | None = None
         self.handled_keys: list[tuple[str, float]] = []
         self._drain_timer: Timer | None = None
@@ -121,7 +164,26 @@ class EdgelabApp(App[int]):
         if theme:
             self.theme = THEMES.get(theme, theme)
 
+    @property
+    def lab(self) -> Lab:
+        """Made on first use: importing the measuring core can wait until after first paint.
+
+        The real lab measures in a process of its own (edgelab.remote): in a thread of this
+        process every syscall of a launch handed the GIL to the UI thread for up to 5 ms.
+        """
+        if self._lab is None:
+            from edgelab.remote import RemoteLab
+
+            self._lab = RemoteLab()  # type: ignore[assignment]
+        return self._lab  # type: ignore[return-value]
+
     # -- layout ------------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen[Any]:
+        """The breakpoint class is set up front: set by the first resize, it would restyle
+        every widget and lay the screen out again before the first frame."""
+        wide = self.size.width >= WIDE_COLUMNS
+        return Screen(id="_default", classes="-wide" if wide else "-narrow")
+
     def compose(self) -> ComposeResult:
         yield HostBar(id="host")
         with VerticalScroll(id="body"):
@@ -131,29 +193,30 @@ class EdgelabApp(App[int]):
                     yield RuntimePanel(name)
         yield Static("", id="comparison")
         yield Static("", id="status")
-        yield Footer()
+        yield Static(key_bar(self.BINDINGS), id="keys")
 
     def on_mount(self) -> None:
         self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain, pause=True)
-        self.query_one("#workloads").focus()
         self.refresh_panels(now=None)
         self.show_status("idle · press r to run, ? for help")
         self.call_after_refresh(self._first_painted)
-        self.load_catalog()
         if self.deterministic:
             self.query_one(HostBar).facts = dict(FIXED_FACTS)
             self.query_one(HostBar).versions = dict(FIXED_VERSIONS)
-        else:
-            self.load_host_facts()
-            self.set_interval(1.0, self._poll_cpu)
 
     def _first_painted(self) -> None:
+        """Everything but the frame itself starts here: worker threads share the GIL with
+        the event loop, so starting them in on_mount would delay the first frame."""
         self.first_paint_s = time.perf_counter() - self.started_at
         self._show_cost()
-        self.set_timer(0.5, self._install_help)
+        self.load_catalog()
+        if not self.deterministic:
+            self.load_host_facts()
+            self.set_interval(1.0, self._poll_cpu)
+        self.set_timer(0.5, self._settle_heap)
 
     def _show_cost(self) -> None:
-        if self.deterministic:
+        if self.deterministic or self.covered:
             return
         paint = f" · first paint {self.first_paint_s:.2f} s" if self.first_paint_s else ""
         self.query_one(HostBar).cost = f"lab CPU {self._cpu_percent:.1f}%{paint}"
@@ -176,6 +239,12 @@ class EdgelabApp(App[int]):
         return {name: self.query_one(f"#panel-{name}", RuntimePanel) for name in RUNTIME_NAMES}
 
     @property
+    def covered(self) -> bool:
+        """True while a screen (the help) is over the panels: a change under it would make it
+        render the whole dimmed screen below again, so repaints wait until it closes."""
+        return len(self.screen_stack) > 1
+
+    @property
     def running(self) -> bool:
         """From the press of r until the worker's end has been shown (not merely reached)."""
         return self.draining
@@ -183,18 +252,35 @@ class EdgelabApp(App[int]):
     # -- background facts --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="catalog", exit_on_error=False)
     def load_catalog(self) -> None:
+        """The workload list, then each one's artifact sizes; then, unless told not to, build
+        what is missing (two compiles at a time, at low priority) and fill the cells in."""
         from edgelab.workloads import load_workloads
 
         workloads = load_workloads()
         if self.only_workloads is not None:
             workloads = {n: w for n, w in workloads.items() if n in self.only_workloads}
         self.post_message(WorkloadsLoaded({n: w.description for n, w in workloads.items()}))
+        missing = []
         for workload in workloads.values():
             if self.deterministic:
                 sizes: dict[str, Size] = {kind: UNKNOWN for kind in ARTIFACT_KINDS}
             else:
                 sizes = artifact_sizes(workload, self.lab)
+            kinds = tuple(k for k in ARTIFACT_KINDS if sizes[k] == NOT_BUILT)
+            if self.build_missing and kinds:
+                missing.append((workload, kinds))
+                sizes.update({kind: BUILDING for kind in kinds})
             self.post_message(SizesFound(workload.name, sizes))
+        if not missing or self.build_stop.is_set():
+            return
+        failures = build_missing(
+            missing,
+            lambda name, built: self.post_message(SizesFound(name, built)),
+            self.build_stop,
+        )
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            self.post_message(BuildFailed(f"build failed: {failures[0]}{more}"))
 
     @work(thread=True, exclusive=True, group="host", exit_on_error=False)
     def load_host_facts(self) -> None:
@@ -224,6 +310,9 @@ class EdgelabApp(App[int]):
     def on_sizes_found(self, message: SizesFound) -> None:
         self.query_one(Controls).set_sizes(message.workload, message.sizes)
 
+    def on_build_failed(self, message: BuildFailed) -> None:
+        self.report_error(message.line)
+
     def on_host_found(self, message: HostFound) -> None:
         host = self.query_one(HostBar)
         if message.facts is not None:
@@ -248,6 +337,7 @@ class EdgelabApp(App[int]):
     def start_scenario(self, settings: Settings) -> None:
         self.settings = settings
         self.cancel_event = threading.Event()
+        self.stop_verb = ""
         self.state.reset(settings.runtimes)
         self.buffer.drain()
         self.refresh_panels(now=None)
@@ -256,12 +346,18 @@ class EdgelabApp(App[int]):
         self.scenario_worker = self.run_scenario(settings, self.cancel_event)
         self._set_draining(True)
         if self.screen.has_class("-narrow"):
-            self.query_one("#body", VerticalScroll).scroll_to_widget(
-                self.query_one("#panels"), top=True, animate=False
-            )
+            # After the refresh: the panels grow with the new run, and a scroll computed on
+            # the old layout would stop short.
+            self.call_after_refresh(self._scroll_to_panels)
+
+    def _scroll_to_panels(self) -> None:
+        self.query_one("#body", VerticalScroll).scroll_to_widget(
+            self.query_one("#panels"), top=True, animate=False
+        )
 
     def stop_scenario(self, verb: str) -> None:
         if self.cancel_event is not None and not self.cancel_event.is_set():
+            self.stop_verb = verb
             self.cancel_event.set()
             self.show_status(f"{verb}: tearing down the instances, then reporting…")
 
@@ -288,7 +384,11 @@ class EdgelabApp(App[int]):
     def _finished_line(self) -> str:
         settings = self.settings
         what = f"{settings.scenario} of {settings.workload}" if settings else "run"
-        ended = "cancelled" if self.state.cancelled else "finished"
+        if not self.state.cancelled:
+            ended = "finished"
+        else:
+            # r ends a holding ramp as planned; only ctrl+c (or quitting) cancels a run.
+            ended = "stopped" if self.stop_verb == "stopping" else "cancelled"
         fake = " · fake runtimes: figures are not measurements" if self.lab.fake else ""
         return f"{what} {ended} · e exports, s saves a screenshot{fake}"
 
@@ -312,6 +412,8 @@ class EdgelabApp(App[int]):
         if events:
             self.state.apply(events)
             self._learn_runtime_words()
+        if self.covered:
+            return
         self.refresh_panels(now=time.monotonic() if self.running else None)
 
     def _learn_runtime_words(self) -> None:
@@ -396,7 +498,7 @@ class EdgelabApp(App[int]):
     def action_help(self) -> None:
         self._key_handled("?")
         self._install_help()
-        self.push_screen("help")
+        self.push_screen("help", callback=lambda _: self.drain())
 
     def _install_help(self) -> None:
         """Built once (after first paint), so ? only has to show it."""
@@ -405,6 +507,17 @@ class EdgelabApp(App[int]):
 
             self.install_screen(HelpScreen(), "help")
 
+    def _settle_heap(self) -> None:
+        """Move everything built so far (Textual, Rich, the widget tree: most of the heap) out
+        of the collector's reach. A full collection walked all of it and paused the lab for
+        up to 150 ms in the middle of a busy run; now it walks what the run creates."""
+        self._install_help()
+        gc.collect()
+        gc.freeze()
+        # Frames make short-lived garbage by the thousand, nearly all of it freed by reference
+        # counting: collect young objects less often, and everything only rarely.
+        gc.set_threshold(*GC_THRESHOLDS)
+
     async def action_quit(self) -> None:
         self._key_handled("q")
         await self.shutdown()
@@ -412,6 +525,7 @@ class EdgelabApp(App[int]):
 
     async def shutdown(self) -> None:
         """Cancel the scenario, wait (bounded) for its teardown, then sweep every runtime."""
+        self.build_stop.set()
         worker = self.scenario_worker
         if worker is not None and worker.is_running:
             self.stop_scenario("quitting")

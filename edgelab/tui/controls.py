@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
 
 from edgelab.errors import UsageError
-from edgelab.lab import SCENARIOS, Settings
 from edgelab.runtimes import RUNTIME_NAMES
 from edgelab.stats import format_bytes
 from edgelab.tui.artifacts import ARTIFACT_KINDS, PENDING, Size
 
+if TYPE_CHECKING:
+    from edgelab.lab import Settings
+
+#: ``edgelab.lab.SCENARIOS``, spelled out so the first frame need not import the core
+#: (a test checks they agree).
+SCENARIOS = ("burst", "ramp", "steady")
+
 DEFAULT_COUNT = 20
 DEFAULT_RATE_PER_S = 10.0
 DEFAULT_DURATION_S = 5.0
-DESCRIPTION_CHARS = 64
+DESCRIPTION_CHARS = 46
 
 
 def size_cell(size: Size) -> str:
@@ -47,11 +54,11 @@ class Controls(Horizontal):
                         yield RadioButton(scenario, value=scenario == "burst", id=f"scenario-{scenario}")
             with Horizontal(classes="option-row"):
                 yield Label("N", classes="option-label", id="count-label")
-                yield Input(str(DEFAULT_COUNT), type="integer", id="count", compact=True)
-                yield Label("rate/s", classes="option-label")
-                yield Input(f"{DEFAULT_RATE_PER_S:g}", type="number", id="rate", compact=True)
-                yield Label("for s", classes="option-label")
-                yield Input(f"{DEFAULT_DURATION_S:g}", type="number", id="duration", compact=True)
+                yield Input(str(DEFAULT_COUNT), id="count", compact=True, classes="for-count")
+                yield Label("rate/s", classes="option-label for-steady")
+                yield Input(f"{DEFAULT_RATE_PER_S:g}", type="number", id="rate", compact=True, classes="for-steady")
+                yield Label("for s", classes="option-label for-steady")
+                yield Input(f"{DEFAULT_DURATION_S:g}", type="number", id="duration", compact=True, classes="for-steady")
 
     def on_mount(self) -> None:
         table = self.query_one("#workloads", DataTable)
@@ -88,8 +95,15 @@ class Controls(Horizontal):
         self._explain_count()
 
     def _explain_count(self) -> None:
-        label = "resident N" if self.scenario() == "ramp" else "N"
-        self.query_one("#count-label", Label).update(label)
+        """Only the inputs the scenario uses are shown: N (burst, ramp) or rate and time."""
+        scenario = self.scenario()
+        self.query_one("#count-label", Label).update("resident N" if scenario == "ramp" else "N")
+        self.query_one("#count", Input).tooltip = (
+            "instances to hold per runtime: one number, or per runtime, e.g. c=20,s=50,w=2000"
+            if scenario == "ramp"
+            else "cold starts per runtime"
+        )
+        self.set_class(scenario == "steady", "-steady")
 
     # -- reading ------------------------------------------------------------------------------
     def workload(self) -> str | None:
@@ -108,20 +122,22 @@ class Controls(Horizontal):
 
     def settings(self) -> Settings:
         """The next run's settings; bad input raises UsageError with the line to show."""
+        from edgelab.lab import Settings
+
         workload = self.workload()
         if workload is None:
             raise UsageError("no workload to run: add one under modules/ (see README)")
         runtimes = self.runtimes()
         if not runtimes:
             raise UsageError("every runtime is toggled off: turn at least one on")
-        count = int(_number(self, "count", int, "N"))
         scenario = self.scenario()
+        count_text = self.query_one("#count", Input).value
         if scenario == "ramp":
             return Settings(
                 workload=workload,
                 runtimes=runtimes,
                 scenario="ramp",
-                resident={name: count for name in runtimes},
+                resident=resident_counts(count_text, runtimes),
                 hold=True,
             )
         if scenario == "steady":
@@ -132,7 +148,29 @@ class Controls(Horizontal):
                 rate_per_s=_number(self, "rate", float, "rate/s"),
                 duration_s=_number(self, "duration", float, "for s"),
             )
+        count = int(_positive(count_text, int, "N"))
         return Settings(workload=workload, runtimes=runtimes, scenario="burst", count=count)
+
+
+def resident_counts(text: str, runtimes: tuple[str, ...]) -> dict[str, int]:
+    """'50' -> 50 for each runtime; 'c=20,s=50,w=2000' (names or their first letters) -> each."""
+    if "=" not in text:
+        count = int(_positive(text, int, "resident N"))
+        return {name: count for name in runtimes}
+    found: dict[str, int] = {}
+    for part in text.split(","):
+        given, _, value = part.partition("=")
+        given = given.strip().lower()
+        named = [name for name in RUNTIME_NAMES if given and name.startswith(given)]
+        if len(named) != 1:
+            raise UsageError(
+                f"resident N: '{given}' is not a runtime (container, subprocess, wasm, or c, s, w)"
+            )
+        found[named[0]] = int(_positive(value, int, f"resident N for {named[0]}"))
+    for name in runtimes:
+        if name not in found:
+            raise UsageError(f"resident N: say how many for {name} too (or toggle it off)")
+    return {name: found[name] for name in runtimes}
 
 
 def _short(text: str, limit: int = DESCRIPTION_CHARS) -> str:
@@ -140,7 +178,11 @@ def _short(text: str, limit: int = DESCRIPTION_CHARS) -> str:
 
 
 def _number(controls: Controls, input_id: str, kind: type[int] | type[float], label: str) -> float:
-    text = controls.query_one(f"#{input_id}", Input).value.strip()
+    return _positive(controls.query_one(f"#{input_id}", Input).value, kind, label)
+
+
+def _positive(text: str, kind: type[int] | type[float], label: str) -> float:
+    text = text.strip()
     try:
         value = kind(text)
     except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import Screen
 from textual.widgets import Static
 
 # Plain Rich markup in one Static: opens in a frame, where a Markdown widget took most of a second.
@@ -44,11 +44,18 @@ HELP = """\
 - [b]lab CPU[/b]: the lab's own process, sampled every second (the Wasm host and containers
   are other processes). [b]first paint[/b]: from process start to the first frame.
 
+- [b]⚠[/b]: a warning about the figures above it. [i]high spread[/i] (stdev over 10% of the mean):
+  other load on this machine; close other programs, raise N and read p50 rather than the mean.
+  [i]only n samples[/i]: percentiles are rough; raise N to 30 or more.
+
 The comparison line is made only from figures measured in this run.
 """
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Screen[None]):
+    """A screen of its own, not a modal: a modal draws the dimmed lab under it on every
+    frame, which cost tens of milliseconds per key on a busy lab."""
+
     BINDINGS = [
         Binding("escape,q,question_mark", "dismiss", "close help"),
     ]

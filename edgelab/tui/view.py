@@ -41,6 +41,13 @@ def _state_line(live: RuntimeLive) -> str:
     return ""
 
 
+def short_warning(warning: str) -> str:
+    """The finding without the advice after its colon: the panel has one line for it (the
+    help screen and the exports carry the advice)."""
+    finding, colon, _ = warning.partition(": ")
+    return finding if colon else warning
+
+
 def split_duration(value_ns: float | None) -> str:
     return NOT_YET if value_ns is None else format_duration_ns(value_ns)
 
@@ -80,5 +87,5 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
             f"running {live.running:,} · launched {live.launched:,} · failed {live.failed:,}"
         ),
         rate_line=rate_line,
-        warning_line=f"⚠ {warnings[0]}" if warnings else "",
+        warning_line=f"⚠ {short_warning(warnings[0])}" if warnings else "",
     )
