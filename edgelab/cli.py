@@ -7,8 +7,10 @@ traceback only ever means a bug in edgelab.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     workloads.add_argument("--json", action="store_true", help="machine-readable, with paths and sizes in bytes")
 
     sub.add_parser("doctor", help="which runtimes work here, and how to fix those that don't")
+    probe = sub.add_parser("probe", help="what a workload can reach in each runtime (files, env, /, network, writes)")
+    probe.add_argument("--runtimes", "-r", default="container,subprocess,wasm", help="comma-separated")
+    probe.add_argument("--json", action="store_true", help="machine-readable: verdict and detail per capability")
     clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
     clean.add_argument("--cache", action="store_true", help="also remove built artifacts")
     return parser
@@ -105,14 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     _exit_cleanly_on_sigterm()
     try:
         if args.command is None:
-            from edgelab.tui.app import run_app
-
-            return run_app(
-                workload=args.workload,
-                screenshot_dir=args.screenshots,
-                theme=args.theme,
-                started_at=_STARTED,
-            )
+            return _run_tui(args)
         from edgelab import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
@@ -127,13 +125,99 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _run_tui(args: argparse.Namespace) -> int:
+    """The lab's TUI. An interrupt (SIGTERM, SIGHUP) lands wherever the event loop is; once
+    ``run_app`` has closed the lab, restore the terminal and exit at once: the TUI's own threads
+    may not have been told to stop, and waiting for them would hang the exit."""
+    from edgelab.tui.app import run_app
+
+    global _TERMINAL
+    terminal = _TERMINAL = _terminal_state()
+    try:
+        return run_app(
+            workload=args.workload,
+            screenshot_dir=args.screenshots,
+            theme=args.theme,
+            started_at=_STARTED,
+        )
+    except KeyboardInterrupt:
+        _restore_terminal(terminal)
+        print("edgelab: interrupted; everything the lab started was removed", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)
+
+
+#: The terminal's settings before the TUI took it over (restored on a forced exit).
+_TERMINAL: list | None = None  # type: ignore[type-arg]
+#: After the first interrupt, exit at the latest this many seconds later, whatever is still
+#: running: the session watchdog (and, for the TUI, its measuring process on EOF) removes
+#: whatever the lab had not removed by then.
+FORCED_EXIT_S = 4.0
+
+
+def _force_exit(signum: int) -> None:
+    _restore_terminal(_TERMINAL)
+    try:
+        os.write(2, b"edgelab: interrupted; cleanup did not finish in time, the watchdog removes the rest\n")
+    except OSError:
+        pass
+    os._exit(130)
+
+
+def _terminal_state() -> list | None:  # type: ignore[type-arg]
+    try:
+        import termios
+
+        return termios.tcgetattr(sys.stdin.fileno())
+    except Exception:  # noqa: BLE001 - not a terminal: nothing to restore
+        return None
+
+
+#: Leave the alternate screen, show the cursor, stop mouse reporting and bracketed paste.
+_TERMINAL_RESET = "\x1b[?1049l\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?2004l"
+
+
+def _restore_terminal(state: list | None) -> None:  # type: ignore[type-arg]
+    if state is None:
+        return
+    try:
+        import termios
+
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, state)
+        os.write(sys.__stderr__.fileno() if sys.__stderr__ else 2, _TERMINAL_RESET.encode())
+    except Exception:  # noqa: BLE001 - best effort: the exit matters more
+        pass
+
+
 def _exit_cleanly_on_sigterm() -> None:
-    """SIGTERM and SIGHUP unwind like ctrl+c, so every ``finally`` removes what it started."""
+    """SIGTERM, SIGHUP and SIGINT unwind like ctrl+c, so every ``finally`` removes what it started.
+
+    Only the first one interrupts (and cancels every run in progress, in any thread): a second
+    one while that cleanup runs is ignored, a third exits at once, and so does the cleanup if
+    it has not finished ``FORCED_EXIT_S`` after the first. The session watchdog
+    (edgelab.watchdog) then kills and removes whatever the lab had not.
+    """
+    received = 0
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        nonlocal received
+        received += 1
+        if received == 1:
+            timer = threading.Timer(FORCED_EXIT_S, _force_exit, args=(signal.SIGINT,))
+            timer.daemon = True
+            timer.start()
+            lab = sys.modules.get("edgelab.lab")
+            if lab is not None:  # runs in worker threads (the TUI's) stop and release too
+                lab.cancel_all_runs()
+            raise KeyboardInterrupt
+        if received >= 3:
+            os._exit(128 + signum)
+        try:
+            os.write(2, b"edgelab: stopping; interrupt again to exit now\n")
+        except OSError:
+            pass
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         try:
             signal.signal(sig, interrupt)
         except (ValueError, OSError):
@@ -144,4 +228,4 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["UsageError", "build_parser", "main"]

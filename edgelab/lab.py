@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgelab import __version__
 from edgelab.errors import EdgelabError, LaunchFailed, UsageError
@@ -26,11 +27,15 @@ from edgelab.events import (
     ScenarioFinished,
 )
 from edgelab.hostinfo import host_facts, mem_available_bytes
+from edgelab.protocol import STATUS_REJECTED
 from edgelab.results import MemoryResult, RunResult, RuntimeResult, Sample
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.session import Session
 from edgelab.workloads import Workload, get_workload
+
+if TYPE_CHECKING:
+    from edgelab.watchdog import Watchdog
 
 Scenario = Literal["burst", "ramp", "steady"]
 SCENARIOS: tuple[Scenario, ...] = ("burst", "ramp", "steady")
@@ -41,6 +46,34 @@ MAX_CONSECUTIVE_FAILURES = 3
 RAMP_POINTS = 20
 #: Pause after a ramp before reading MemAvailable, so the kernel's counters catch up.
 RAMP_SETTLE_S = 0.3
+
+#: The cancel events of the runs in progress in this process (see ``cancel_all_runs``).
+_RUNNING: set[threading.Event] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def cancel_all_runs() -> int:
+    """Cancel every run in progress in this process (a signal handler's first move, so that
+    runs in worker threads, e.g. a ramp holding its instances, wind down and release them).
+    Safe in a signal handler: it only sets events. Returns how many runs were cancelled."""
+    running = list(_RUNNING)  # no lock: the handler may interrupt a holder of it (atomic in C)
+    for event in running:
+        event.set()
+    return len(running)
+
+
+@contextmanager
+def track_run(cancel: threading.Event) -> Iterator[None]:
+    """While inside, ``cancel_all_runs`` (the CLI's signal handler) sets ``cancel``: for code
+    that runs a scenario other than through ``Lab.run`` (e.g. in another process)."""
+    with _RUNNING_LOCK:
+        _RUNNING.add(cancel)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(cancel)
+
 
 RuntimeFactory = Callable[[str, Session], Runtime]
 EventSink = Callable[[LabEvent], None]
@@ -120,29 +153,50 @@ class Lab:
         self,
         session: Session | None = None,
         runtime_factory: RuntimeFactory = create_runtime,
+        watchdog: bool | None = None,
     ) -> None:
         self.session = session or Session()
         self._factory = runtime_factory
         self._runtimes: dict[str, Runtime] = {}
         self._lock = threading.Lock()
         self.fake = runtime_factory is not create_runtime
+        #: Start a session watchdog (edgelab.watchdog) with the first runtime; default: real runtimes.
+        self.use_watchdog = not self.fake if watchdog is None else watchdog
+        self.watchdog: Watchdog | None = None
 
     def runtime(self, name: str) -> Runtime:
         with self._lock:
             if name not in self._runtimes:
-                self._runtimes[name] = self._factory(name, self.session)
+                rt = self._factory(name, self.session)
+                if self.use_watchdog:
+                    if self.watchdog is None:
+                        from edgelab.watchdog import Watchdog
+
+                        self.watchdog = Watchdog(self.session.id)
+                    rt.watcher = self.watchdog
+                    if name == "container":
+                        # It also removes the leftovers of dead sessions, off the lab's path.
+                        self.watchdog.uses_containers()
+                self._runtimes[name] = rt
             return self._runtimes[name]
 
-    def close(self) -> None:
-        """Stop every instance of every runtime; safe to call more than once."""
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop every instance of every runtime; safe to call more than once.
+
+        Then the watchdog sweeps by label and exits (``wait_s``: wait that long for it).
+        """
         with self._lock:
             runtimes = list(self._runtimes.values())
             self._runtimes.clear()
+            watchdog, self.watchdog = self.watchdog, None
+        clean = True
         for rt in runtimes:
             try:
                 rt.close()
             except Exception:  # noqa: BLE001 - closing must reach every runtime
-                pass
+                clean = False
+        if watchdog is not None:
+            watchdog.close(clean=clean, wait_s=wait_s)
 
     # ------------------------------------------------------------------------------------
     def run(
@@ -195,6 +249,8 @@ class _Run:
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
         started = datetime.now(timezone.utc)
+        with _RUNNING_LOCK:
+            _RUNNING.add(self.cancel)
         try:
             self._prepare_all()
             if self.settings.scenario == "burst":
@@ -205,7 +261,12 @@ class _Run:
                 self._ramp()
             else:
                 self._steady()
+        except BaseException:
+            self.cancel.set()  # an interrupt: threads of this run stop launching at once
+            raise
         finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self.cancel)
             self._release_resident()
         for name, runtime_result in self.results.items():
             if runtime_result.error is None:
@@ -237,7 +298,9 @@ class _Run:
 
     def _give_up(self, name: str, reason: str, fix: str | None) -> None:
         result = self.results[name]
-        result.error = reason.splitlines()[0] if reason else "unavailable"
+        line = reason.splitlines()[0] if reason else "unavailable"
+        # Errors raised below the lab often name their runtime already; every view does too.
+        result.error = line.removeprefix(f"{name}: ")
         result.fix = fix or None
         self.runtimes.pop(name, None)
         self.emit(RuntimeStatus(name, "unavailable", result.error, result.fix))
@@ -262,7 +325,12 @@ class _Run:
 
     def _sample_from(self, name: str, index: int, warmup: bool, started: float, launch: Launch) -> Sample:
         response = launch.response
-        error = None if response.ok else REJECTED_PREFIX + response.reason()
+        if response.ok:
+            error = None
+        elif response.status == STATUS_REJECTED:
+            error = REJECTED_PREFIX + response.reason()
+        else:
+            error = f"workload failed (status {response.status}): {response.reason()}"
         if response.ok:
             digest = hashlib.sha256(response.body).hexdigest()
             self.response_digests.setdefault(name, digest)
@@ -458,5 +526,12 @@ def _stop_all(rt: Runtime, instances: list[Instance]) -> None:
             return
         except Exception:  # noqa: BLE001 - fall back to one by one
             pass
-    for instance in instances:
-        _stop_quietly(instance)
+    if len(instances) < 4:
+        for instance in instances:
+            _stop_quietly(instance)
+        return
+    # Containers take a fraction of a second each to remove: several at a time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stop") as pool:
+        list(pool.map(_stop_quietly, instances))

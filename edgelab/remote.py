@@ -118,6 +118,15 @@ class RemoteLab:
         on_event: Callable[[Any], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> RunResult:
+        from edgelab.lab import track_run
+
+        cancel = cancel if cancel is not None else threading.Event()
+        with track_run(cancel):  # a SIGTERM to the UI cancels this run like a local one
+            return self._run(settings, on_event, cancel)
+
+    def _run(
+        self, settings: Any, on_event: Callable[[Any], None] | None, cancel: threading.Event
+    ) -> RunResult:
         process = self._server()
         assert process.stdin is not None and process.stdout is not None
         try:
@@ -138,7 +147,7 @@ class RemoteLab:
                     return result
                 elif kind == "error":
                     raise _error_for(message[1], message[2])
-            if cancel is not None and cancel.is_set() and not cancel_sent:
+            if cancel.is_set() and not cancel_sent:
                 cancel_sent = True
                 try:
                     _send(process.stdin, ("cancel",))

@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from edgelab.protocol import Response
 from edgelab.session import Session
@@ -31,6 +31,14 @@ class Instance(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Stop and reap the instance. Idempotent; never raises for an instance already gone."""
+
+    def watch_pgid(self) -> int | None:
+        """The process group the session watchdog must kill if the lab dies (None: none).
+
+        Runtimes whose instances are found otherwise (containers by label, Wasm instances
+        inside the registered host process) keep the default.
+        """
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class Runtime(ABC):
     memory_metric: ClassVar[str]
     #: What ``startup_ns`` includes, in plain words, shown beside startup figures.
     startup_includes: ClassVar[str]
+
+    #: The session watchdog (``edgelab.watchdog.Watchdog``) the lab gave this runtime, if any.
+    watcher: Any = None
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -96,8 +107,18 @@ class Runtime(ABC):
 
     # -- bookkeeping for subclasses --------------------------------------------------------
     def _track(self, instance: Instance) -> None:
+        """Note a new instance; call it right after the spawn, before the first request."""
         with self._live_lock:
             self._live.add(instance)
+        if self.watcher is not None:
+            pgid = instance.watch_pgid()
+            if pgid:
+                self.watcher.register_pgid(pgid)
+
+    def _watch_pgid(self, pgid: int) -> None:
+        """Have the session watchdog kill process group ``pgid`` if the lab dies."""
+        if self.watcher is not None:
+            self.watcher.register_pgid(pgid)
 
     def _untrack(self, instance: Instance) -> None:
         with self._live_lock:

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import tempfile
@@ -68,7 +69,16 @@ def _context_host() -> str | None:
     return None
 
 
-def connect(timeout_s: float = API_TIMEOUT_S) -> Any:
+def api_timeout_s() -> float:
+    """``API_TIMEOUT_S``, or ``$EDGELAB_DOCKER_TIMEOUT`` seconds when that is set (and > 0)."""
+    try:
+        value = float(os.environ.get("EDGELAB_DOCKER_TIMEOUT", ""))
+    except ValueError:
+        return API_TIMEOUT_S
+    return value if value > 0 else API_TIMEOUT_S
+
+
+def connect(timeout_s: float | None = None) -> Any:
     """A docker client for DOCKER_HOST (with its TLS settings) or else the CLI's current context.
 
     Construction asks the engine its API version, so an absent engine fails here, within
@@ -76,6 +86,8 @@ def connect(timeout_s: float = API_TIMEOUT_S) -> Any:
     """
     import docker
 
+    if timeout_s is None:
+        timeout_s = api_timeout_s()
     if not os.environ.get("DOCKER_HOST"):
         host = _context_host()
         if host:
@@ -135,8 +147,11 @@ def build_image(
         target.chmod(0o755)
         if progress:
             progress(f"building image {tag}")
+        # The low-level API, then a look-up by tag: docker-py's images.build takes any output
+        # line ending in "sha256:<hex>" for the image id, and "Successfully tagged
+        # edgelab/sha256:<hash>" (the sha256 workload) is such a line.
         try:
-            client.images.build(
+            for chunk in client.api.build(
                 path=context,
                 tag=tag,
                 rm=True,
@@ -144,9 +159,14 @@ def build_image(
                 pull=False,
                 labels={IMAGE_LABEL: "1"},
                 buildargs={"WORKLOAD": name},
-            )
-        except docker.errors.BuildError as exc:
-            raise ArtifactError(f"container: image build of {tag} failed: {exc.msg}") from None
+                decode=True,
+            ):
+                if "error" in chunk:
+                    message = str(chunk["error"]).strip().splitlines()
+                    raise ArtifactError(
+                        f"container: image build of {tag} failed: {message[0] if message else 'error'}"
+                    )
+            client.images.get(tag)
         except docker.errors.DockerException as exc:
             raise ArtifactError(
                 f"container: image build of {tag} failed: {_one_line(exc)}"
@@ -329,9 +349,7 @@ class ContainerInstance(Instance):
             body = self.stream.read_stdout(length, deadline)
         except TimeoutError:
             self._broken = "a timeout"
-            raise LaunchTimeout(
-                f"container {self.name}: no complete response within {timeout_s:g} s"
-            ) from None
+            raise LaunchTimeout(f"container {self.name}: timed out after {timeout_s:g} s") from None
         except _WorkloadExited:
             self._broken = "its process exited"
             raise LaunchFailed(f"container {self.name}: {self._exit_reason()}") from None
@@ -341,11 +359,19 @@ class ContainerInstance(Instance):
         return Response(status, body)
 
     def _exit_reason(self) -> str:
-        code = "?"
+        """Why the process ended: "out of memory (OOM-killed)", "exited with code 139 (SIGSEGV)"."""
+        api = self._owner.client.api
+        how = "workload exited (code ?)"
         with contextlib.suppress(Exception):  # the reason line must not fail itself
-            code = str(self._owner.client.api.wait(self.container_id, timeout=3)["StatusCode"])
+            code = int(api.wait(self.container_id, timeout=3)["StatusCode"])
+            how = f"exited with code {code}"
+            if code > 128:
+                with contextlib.suppress(ValueError):
+                    how += f" ({signal.Signals(code - 128).name})"
+            if api.inspect_container(self.container_id)["State"].get("OOMKilled"):
+                how = f"out of memory (OOM-killed; {how})"
         tail = self.stream.stderr_tail() if self.stream else ""
-        return f"workload exited (code {code}) before answering" + (f": {tail}" if tail else "")
+        return f"{how} before answering" + (f": {tail}" if tail else "")
 
     def pid(self) -> int:
         """Host pid of the container's init process (0 when it is not running)."""
@@ -440,6 +466,7 @@ class ContainerRuntime(Runtime):
             security_opt=["no-new-privileges"],
             pids_limit=PIDS_LIMIT,
             mem_limit=workload.memory_limit_bytes,
+            memswap_limit=workload.memory_limit_bytes,  # equal: no swap, so a bomb is OOM-killed
             auto_remove=False,
             # stdout is read through attach; logging it to disk as well would only cost.
             log_config={"type": "none"},

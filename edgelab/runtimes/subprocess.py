@@ -3,6 +3,15 @@
 ``os.posix_spawn`` (glibc: clone(CLONE_VM|CLONE_VFORK) + exec) with no ``preexec_fn``, an empty
 environment, and its own process group so that stop and timeout kill the whole group.
 The memory limit is applied with prlimit(2) right after the spawn, before the first request.
+
+Hostile workloads: RLIMIT_AS makes an allocation fail (the workload answers status 2 "out of
+memory"). There is no pids limit: RLIMIT_NPROC counts every process of the user and root
+ignores it, so it cannot contain a fork bomb here (a container's pids limit does). What contains
+one is the process group: every fork inherits it, stop and timeout SIGKILL the whole group, and
+the lab is made a child subreaper (PR_SET_CHILD_SUBREAPER) so that the workload's orphaned
+children are reparented to the lab and reaped here rather than left as zombies under an init
+that may not reap. A workload that leaves its group (setsid/setpgid) escapes this: the native
+runtime is a plain process, not a sandbox (``edgelab probe`` shows what it can reach).
 """
 
 from __future__ import annotations
@@ -23,6 +32,58 @@ from edgelab.workloads import Workload
 
 _DEVNULL_FD: int | None = None
 _CHUNK = 1 << 16
+#: How long a failed exchange waits for the workload to finish dying, to read its wait status.
+EXIT_GRACE_S = 1.0
+#: How long stop keeps reaping a process group that still has members (a fork bomb's children).
+GROUP_REAP_S = 2.0
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper_set = False
+
+
+def _become_subreaper() -> None:
+    """Make this process the reaper of its descendants' orphans (once; Linux only)."""
+    global _subreaper_set
+    if _subreaper_set:
+        return
+    _subreaper_set = True
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def describe_wait_status(status: int) -> str:
+    """'killed by SIGSEGV' or 'exited with code N' for a waitpid status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    if os.WIFEXITED(status):
+        return f"exited with code {os.WEXITSTATUS(status)}"
+    return f"ended (wait status {status})"
+
+
+def _reap_group(pgid: int) -> None:
+    """Reap every member of process group ``pgid`` that is (or becomes) our child; SIGKILL again
+    any that remain, for up to GROUP_REAP_S (a group with only the workload costs one syscall)."""
+    end = time.monotonic() + GROUP_REAP_S
+    while True:
+        try:
+            while os.waitpid(-pgid, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() > end:
+            return
+        time.sleep(0.005)
 
 
 def _devnull() -> int:
@@ -86,6 +147,8 @@ class SubprocessInstance(Instance):
         self._stdout = stdout_fd
         self._stopped = False
         self._lock = threading.Lock()
+        #: The workload's waitpid status once it has been reaped.
+        self.exit_status: int | None = None
 
     def _exchange(self, payload: bytes, deadline: float) -> tuple[int, Response]:
         """Send one request frame; return (ns when the first response byte came, response)."""
@@ -96,11 +159,38 @@ class SubprocessInstance(Instance):
         length, status = decode_response_header(header)
         return first, Response(status, read_exact(self._stdout, length, deadline))
 
+    def watch_pgid(self) -> int:
+        return self.pid  # spawned with setpgroup=0: the pid is its process group
+
     def request(self, payload: bytes, timeout_s: float) -> Response:
         with self._lock:
             if self._stopped:
                 raise LaunchFailed("instance already stopped")
-            return self._exchange(payload, time.monotonic() + timeout_s)[1]
+            try:
+                return self._exchange(payload, time.monotonic() + timeout_s)[1]
+            except LaunchFailed as exc:
+                failure = exc
+        raise self._failed(failure, timeout_s)
+
+    def _failed(self, exc: LaunchFailed, timeout_s: float) -> LaunchFailed:
+        """Stop the instance after a failed exchange; the failure said precisely."""
+        if isinstance(exc, LaunchTimeout):
+            self.stop()
+            return LaunchTimeout(f"timed out after {timeout_s:g} s")
+        end = time.monotonic() + EXIT_GRACE_S
+        while self.exit_status is None and time.monotonic() < end:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.exit_status = status
+                break
+            time.sleep(0.005)
+        self.stop()
+        if self.exit_status is None:
+            return LaunchFailed(str(exc))
+        return LaunchFailed(f"{describe_wait_status(self.exit_status)} before answering")
 
     def stop(self) -> None:
         with self._lock:
@@ -117,9 +207,12 @@ class SubprocessInstance(Instance):
         except (ProcessLookupError, PermissionError):
             pass
         try:
-            os.waitpid(self.pid, 0)
+            status = os.waitpid(self.pid, 0)[1]
+            if self.exit_status is None:
+                self.exit_status = status
         except ChildProcessError:
             pass
+        _reap_group(self.pid)
         self._owner._untrack(self)
 
 
@@ -143,7 +236,8 @@ class SubprocessRuntime(Runtime):
         try:
             binary = ensure_native(workload, host_arch())
         except ArtifactError as exc:
-            raise RuntimeUnavailable(self.name, str(exc), "edgelab build shows the compiler's error") from None
+            fix = getattr(exc, "fix", None) or "edgelab build shows the compiler's error"
+            raise RuntimeUnavailable(self.name, str(exc), fix) from None
         if not os.access(binary, os.X_OK):
             raise RuntimeUnavailable(self.name, f"{binary} is not executable", "edgelab clean --cache")
         self._binaries[workload.name] = binary
@@ -153,6 +247,7 @@ class SubprocessRuntime(Runtime):
         if binary is None:
             self.prepare(workload)
             binary = self._binaries[workload.name]
+        _become_subreaper()
         deadline = time.monotonic() + timeout_s
         started = time.perf_counter_ns()
         child_stdin, to_child = os.pipe()
@@ -187,7 +282,9 @@ class SubprocessRuntime(Runtime):
         spawned = time.perf_counter_ns()
         try:
             first, response = instance._exchange(request, deadline)
-        except Exception:
+        except LaunchFailed as exc:
+            raise instance._failed(exc, timeout_s) from None
+        except BaseException:
             instance.stop()
             raise
         return Launch(

@@ -113,9 +113,16 @@ class HostProcess:
                 raise LaunchFailed(self._died())
             deadline = time.monotonic() + timeout_s
             data = pickle.dumps((command, *args), protocol=pickle.HIGHEST_PROTOCOL)
-            self._write(_LEN.pack(len(data)) + data, deadline)
-            (length,) = _LEN.unpack(self._read(_LEN.size, deadline))
-            reply = pickle.loads(self._read(length, deadline))
+            try:
+                self._write(_LEN.pack(len(data)) + data, deadline)
+                (length,) = _LEN.unpack(self._read(_LEN.size, deadline))
+                reply = pickle.loads(self._read(length, deadline))
+            except KeyboardInterrupt:
+                # Cut off mid-call (ctrl+c, SIGTERM): the pipes are out of step with the
+                # host, so nothing more can be asked of it. It holds nothing worth keeping.
+                self.exit_message = "wasm host process was stopped by an interrupt"
+                self.kill()
+                raise
         if reply[0] == "ok":
             return reply[1]
         _, kind, message = reply
@@ -302,6 +309,7 @@ class WasmRuntime(Runtime):
                     self._abandon_host()
                 self.check()
                 self._host = HostProcess()
+                self._watch_pgid(self._host.pid)  # its own session: pid == process group
                 self._loaded.clear()
             return self._host
 
@@ -321,9 +329,8 @@ class WasmRuntime(Runtime):
         try:
             wasm = ensure_wasm(workload)
         except EdgelabError as exc:
-            raise RuntimeUnavailable(
-                self.name, str(exc), "edgelab build shows the compiler's error"
-            ) from None
+            fix = getattr(exc, "fix", None) or "edgelab build shows the compiler's error"
+            raise RuntimeUnavailable(self.name, str(exc), fix) from None
         self.prepare_module(workload, wasm, cwasm_path(workload))
 
     def prepare_module(self, workload: Workload, wasm: Path, cwasm: Path | None) -> None:
@@ -343,6 +350,8 @@ class WasmRuntime(Runtime):
         )
         self.load_info[workload.name] = info
         self._loaded.add(workload.name)
+        if workload.hostile:
+            return  # its default request misbehaves by design: no warm-up to time out on
         warm_up = host.call(
             workload.timeout_s + IPC_MARGIN_S,
             "launch",
@@ -421,6 +430,22 @@ class WasmRuntime(Runtime):
             return int(psutil.Process(host.pid).memory_full_info().pss)
         except psutil.Error as exc:
             raise LaunchFailed(f"cannot read the wasm host's memory: {exc}") from None
+
+    def stop_many(self, instances: Sequence[Instance]) -> None:
+        """Stop many instances in one round trip to the host (the end of a ramp)."""
+        wasm = [i for i in instances if isinstance(i, WasmInstance) and not i._stopped]
+        by_host: dict[int, list[WasmInstance]] = {}
+        for instance in wasm:
+            by_host.setdefault(id(instance._host), []).append(instance)
+        for group in by_host.values():
+            host = group[0]._host
+            if host.alive:
+                try:
+                    host.call(IPC_MARGIN_S + 30, "drop", [i.instance_id for i in group])
+                except EdgelabError:
+                    pass
+            for instance in group:
+                instance._forget()
 
     @property
     def host_pid(self) -> int | None:

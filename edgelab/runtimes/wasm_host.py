@@ -352,11 +352,14 @@ class Host:
         memory = externs + 3 * _EXTERN_BYTES
         data = _memory_data(ctx, memory)
         size = _memory_data_size(ctx, memory)
-        if pointer == 0 and length:
-            raise GuestError("failed", f"out of memory (edgelab_alloc({length}) returned 0)")
-        if pointer + length > size:
+        if pointer == 0:
+            # No buffer (the request exceeds the workload's limit, or memory ran out): as the
+            # ABI says, edgelab_handle(0, len) answers the same rejection or "out of memory
+            # for the request" a native instance gives. The request bytes are not written.
+            pass
+        elif pointer + length > size:
             raise GuestError("failed", "edgelab_alloc returned a buffer outside linear memory")
-        if length:
+        elif length:
             ctypes.memmove(data + pointer, payload, length)
         args[0].i32 = pointer
         args[1].i32 = length
