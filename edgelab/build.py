@@ -8,6 +8,9 @@ both targets build in seconds, the binaries are tiny and the Wasm modules import
 Artifacts live under ``<cache>/artifacts/<name>-<hash16>/``, where the hash covers everything
 that goes into a build, so a cache hit is a stat and a changed input is a new directory.
 Builds are atomic (temp file, then ``os.replace``) and serialised per artifact by ``flock``.
+Each artifact's SHA-256 is kept beside it (``<artifact>.sha256``) and checked on every use: an
+artifact that does not match (truncated, overwritten, swapped for another workload's) is never
+used but rebuilt, so a corrupt cache costs a build, not a wrong answer.
 """
 
 from __future__ import annotations
@@ -188,11 +191,36 @@ def _first_error_line(output: str) -> str:
     return lines[0] if lines else "no compiler output"
 
 
-def _is_built(path: Path) -> bool:
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()  # artifacts are tens of KB
+
+
+def _nonempty(path: Path) -> bool:
     try:
         return path.stat().st_size > 0
     except OSError:
         return False
+
+
+def _is_built(path: Path) -> bool:
+    """The artifact exists, is not empty and matches the digest recorded when it was built."""
+    try:
+        if path.stat().st_size <= 0:
+            return False
+        return _digest_path(path).read_text().strip() == _file_digest(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _record_digest(path: Path) -> None:
+    digest = _digest_path(path)
+    temp = digest.with_name(f".{digest.name}.{os.getpid()}.tmp")
+    temp.write_text(_file_digest(path) + "\n")
+    os.replace(temp, digest)
 
 
 def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
@@ -204,7 +232,9 @@ def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         lock = open(directory / f".{path.name}.lock", "w")  # noqa: SIM115 - held across the build
     except OSError as exc:
-        raise ArtifactError(f"cannot use the build cache {directory}: {exc.strerror}") from None
+        error = ArtifactError(f"cannot use the build cache {directory}: {exc.strerror or exc}")
+        error.fix = "set EDGELAB_CACHE_DIR to a writable folder"  # type: ignore[attr-defined]
+        raise error from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _is_built(path):
@@ -226,12 +256,16 @@ def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ArtifactError(f"cannot build {workload.name} for {target}: {exc}") from None
-            if done.returncode != 0 or not _is_built(output):
+            if done.returncode != 0 or not _nonempty(output):
                 reason = _first_error_line(done.stderr + done.stdout)
                 raise ArtifactError(f"cannot build {workload.name} for {target}: {reason}")
             if target != WASM_TARGET:
                 output.chmod(0o755)
-            os.replace(output, path)
+            try:
+                os.replace(output, path)
+                _record_digest(path)
+            except OSError as exc:
+                raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}") from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return path

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -54,10 +57,27 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def check_writable(paths: list[Path | None]) -> None:
+    """Fail before a run, not after it, when an export cannot be written (nothing is left)."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise EdgelabError(f"cannot write {path}: it is a folder")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        except OSError as exc:
+            raise EdgelabError(f"cannot write {path}: {exc.strerror or exc}") from None
+        os.close(fd)
+        os.unlink(probe)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edgelab.export import write_exports
 
     settings = settings_from_args(args)
+    check_writable([args.json, args.csv, args.markdown])
     lab = Lab()
     cancel = threading.Event()
     progress = _Progress(settings)
@@ -75,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     rejected = [r.first_error() for r in result.runtimes.values() if (r.first_error() or "").startswith(REJECTED_PREFIX)]
     if rejected:
         raise RequestRejected(rejected[0] or "request rejected")
+    unavailable = [f"{r.runtime}: {r.error}" for r in result.runtimes.values() if r.error and not r.ok]
+    if unavailable and len(unavailable) == len(result.runtimes):
+        raise EdgelabError(f"no runtime could run {settings.workload}; {unavailable[0]}")
     if all(r.ok == 0 for r in result.runtimes.values()):
         return 1
     return 0
@@ -94,7 +117,7 @@ class _Progress:
             if self.status is not None and self.done % 10 == 0:
                 self.status.update(f"{self.done} launches…")
         elif isinstance(event, RuntimeStatus) and event.state == "unavailable":
-            err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False)
+            err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False, soft_wrap=True)
         elif isinstance(event, RuntimeStatus) and self.status is not None:
             self.status.update(f"{event.runtime}: {event.state}…")
 
@@ -308,6 +331,35 @@ def cmd_workloads(args: argparse.Namespace) -> int:
             format_bytes(image["size_bytes"]) if image else "–",
         )
     Console().print(table)
+    return 0
+
+
+# -- probe ------------------------------------------------------------------------------------------
+def cmd_probe(args: argparse.Namespace) -> int:
+    from edgelab.capabilities import CAPABILITIES, probe_report
+
+    report = probe_report(parse_runtimes(args.runtimes))
+    if args.json:
+        print(json.dumps(
+            {rt: {cap: {"verdict": v, "detail": d} for cap, (v, d) in caps.items()} for rt, caps in report.items()},
+            indent=2,
+        ))
+    else:
+        table = Table(title="what the probe workload could do from inside each runtime")
+        table.add_column("capability")
+        for runtime in report:
+            table.add_column(runtime)
+        colour = {"allowed": "yellow", "denied": "green"}
+        for cap in CAPABILITIES:
+            cells = []
+            for caps in report.values():
+                verdict, detail = caps[cap]
+                cells.append(f"[{colour.get(verdict, 'red')}]{verdict}[/] [dim]{detail}[/]")
+            table.add_row(cap, *cells)
+        Console().print(table)
+    errors = [f"{rt}: {caps[CAPABILITIES[0]][1]}" for rt, caps in report.items() if caps[CAPABILITIES[0]][0] == "error"]
+    if errors and len(errors) == len(report):
+        raise EdgelabError(f"the probe could not run in any runtime; {errors[0]}")
     return 0
 
 

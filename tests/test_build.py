@@ -120,8 +120,9 @@ def test_concurrent_builds_build_once(
     for t in threads:
         t.join()
     assert len(built) == 1 and len(set(results)) == 1
-    assert [p.name for p in results[0].parent.iterdir() if not p.name.endswith(".lock")] == [
-        "hello.wasm"
+    assert sorted(p.name for p in results[0].parent.iterdir() if not p.name.endswith(".lock")) == [
+        "hello.wasm",
+        "hello.wasm.sha256",  # the digest checked on every use
     ]
 
 

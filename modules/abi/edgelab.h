@@ -64,6 +64,11 @@ size_t strlen(const char *s);
 long el_sys_read(int fd, void *buf, size_t n);
 long el_sys_write(int fd, const void *buf, size_t n);
 __attribute__((noreturn)) void el_sys_exit(int code);
+/* Any Linux syscall with up to six arguments (numbers in el_linux.h); -errno on failure.
+ * Only the fault-injection and probe workloads use it. */
+long el_syscall6(long nr, long a, long b, long c, long d, long e, long f);
+/* The process's environment as the kernel passed it (NULL-terminated; never NULL). */
+extern char **el_environ;
 #endif
 
 /* Used by edgelab_main.c. */

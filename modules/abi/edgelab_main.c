@@ -132,7 +132,12 @@ static void respond(int status) {
     write_full(out.data, out.len);
 }
 
-__attribute__((noreturn, used)) void el_start_c(void) {
+static char *no_environ[1];
+char **el_environ = no_environ;
+
+/* `sp` is the stack pointer the kernel entered with: argc, argv[argc], NULL, envp..., NULL. */
+__attribute__((noreturn, used)) void el_start_c(long *sp) {
+    if (sp) el_environ = (char **)(sp + 1 + sp[0] + 1);
     uint8_t *req = NULL;
     for (;;) {
         uint8_t hdr[4];
@@ -158,13 +163,14 @@ __attribute__((noreturn, used)) void el_start_c(void) {
     }
 }
 
-/* The kernel enters here with argc/argv on the stack; align it and call into C. */
+/* The kernel enters here with argc/argv/envp on the stack; pass that stack pointer as the
+ * first argument, align the stack and call into C. */
 #if defined(__x86_64__)
 __asm__(".text\n.global _start\n.type _start,@function\n_start:\n"
-        "  xor %rbp, %rbp\n  and $-16, %rsp\n  call el_start_c\n  hlt\n");
+        "  xor %rbp, %rbp\n  mov %rsp, %rdi\n  and $-16, %rsp\n  call el_start_c\n  hlt\n");
 #elif defined(__aarch64__)
 __asm__(".text\n.global _start\n.type _start,%function\n_start:\n"
-        "  mov x29, #0\n  mov x30, #0\n  mov x0, sp\n  and x0, x0, #-16\n  mov sp, x0\n  bl el_start_c\n  brk #0\n");
+        "  mov x29, #0\n  mov x30, #0\n  mov x0, sp\n  and x1, x0, #-16\n  mov sp, x1\n  bl el_start_c\n  brk #0\n");
 #endif
 
 #endif
