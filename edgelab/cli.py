@@ -26,16 +26,6 @@ class _Parser(argparse.ArgumentParser):
                   if " " in self.prog else f"edgelab: {message} (see edgelab --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {value}")
-    return value
-
-
 def _nonnegative_int(text: str) -> int:
     try:
         value = int(text)

@@ -122,6 +122,11 @@ class _Progress:
             self.status.update(f"{event.runtime}: {event.state}…")
 
 
+def format_ratio(ratio: float) -> str:
+    """1.0x, 3.8x, 1,569x: one decimal only where it means something."""
+    return f"{ratio:,.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
+
+
 def print_result(result: RunResult, console: Console | None = None) -> None:
     from rich import box
 
@@ -135,7 +140,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        padding=(0, 0, 0, 2),
+        padding=(0, 0, 0, 1),
     )
     # p90 and mean are in the exports; the terminal keeps what fits in 80 columns.
     for column in ("runtime", "ok/n", "p50", "p99", "min", "max", "stdev", "×p50"):
@@ -145,7 +150,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         row = [runtime.runtime, f"{runtime.ok}/{len(runtime.measured)}"]
         if summary:
             row += [format_duration_ns(v) for v in (summary.p50_ns, summary.p99_ns, summary.min_ns, summary.max_ns, summary.stdev_ns)]
-            row.append(f"{summary.p50_ns / fastest_p50:,.1f}x" if fastest_p50 else "–")
+            row.append(format_ratio(summary.p50_ns / fastest_p50) if fastest_p50 else "–")
         else:
             row += ["–"] * 6
         table.add_row(*row)

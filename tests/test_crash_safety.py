@@ -9,7 +9,6 @@ with its session, no process of its session, and neither its Wasm host nor its w
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import signal

@@ -44,7 +44,7 @@ class FakeRuntime(Runtime):
         self.name = as_runtime  # type: ignore[misc]
         phases, self._bytes_per_instance = _PROFILES[as_runtime]
         self._phases = dict(phases)
-        self.phase_names = tuple(self._phases)  # type: ignore[misc]
+        self.phase_names = tuple(self._phases)  # type: ignore[misc,assignment]
         self._unavailable = unavailable
         self._launches = 0
 
