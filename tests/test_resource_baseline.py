@@ -6,8 +6,9 @@ the Wasm host, the watchdog and its pipe, imports, caches). Then: the lab proces
 descriptors are exactly what they were after the warm-up, and its RSS is within a few MiB.
 
 The issue asks for 1,000 container runs; on the 2-core test machine one takes ~0.5 s (create +
-attach + start + first response + removal), so 1,000 take ~8 minutes. The default run does
-``DEFAULT_RUNS`` (about a minute); ``EDGELAB_LEAK_RUNS=1000`` runs the full count.
+attach + start + first response + removal), so 1,000 take ~7 minutes. CI (CI=true) runs the
+full count; a developer's run does ``DEFAULT_RUNS`` (about a minute) unless EDGELAB_LEAK_RUNS
+says otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from edgelab.lab import Lab, Settings
 pytestmark = pytest.mark.usefixtures("docker_client")
 
 DEFAULT_RUNS = 100
+#: The issue's count; CI runs it (about 7 minutes here), a developer's run the quicker default.
+CI_RUNS = 1000
 WARMUP_RUNS = 20
 RSS_SLACK_BYTES = 4 << 20
 
@@ -39,7 +42,8 @@ def rss_bytes() -> int:
 
 
 def test_many_runs_leave_fds_and_memory_at_baseline() -> None:
-    runs = int(os.environ.get("EDGELAB_LEAK_RUNS", DEFAULT_RUNS))
+    default = CI_RUNS if os.environ.get("CI") == "true" else DEFAULT_RUNS
+    runs = int(os.environ.get("EDGELAB_LEAK_RUNS", default))
     lab = Lab()
     try:
         settings = Settings(workload="hello", runtimes=("container", "subprocess", "wasm"), count=WARMUP_RUNS, warmup=0)
