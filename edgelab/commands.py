@@ -180,6 +180,10 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         if runtime.first_error():
             console.print(f"[red]{runtime.runtime}:[/] {runtime.failed} failed; first: {runtime.first_error()}", highlight=False)
         console.print(f"[dim]{runtime.runtime} startup includes: {runtime.startup_includes}[/]", highlight=False)
+        prepared = meta.get("preparation", {}).get(runtime.runtime)
+        if prepared:
+            costs = ", ".join(f"{k} {v}" for k, v in prepared.items())
+            console.print(f"[dim]  prepared once, in no startup: {costs}[/]", highlight=False)
         phases = runtime.phase_summaries()
         if phases:
             console.print(

@@ -494,6 +494,12 @@ class _Run:
                 versions.update(rt.versions())
             except Exception:  # noqa: BLE001 - a version we cannot read is left out
                 pass
+        preparation = {}
+        for name, rt in self.runtimes.items():
+            try:
+                preparation[name] = rt.preparation()
+            except Exception:  # noqa: BLE001 - a cost we cannot read is left out
+                pass
         digests = set(self.response_digests.values())
         return {
             "started": started.isoformat(),
@@ -501,6 +507,7 @@ class _Run:
             "session": self.lab.session.id,
             "host": host_facts(),
             "versions": versions,
+            "preparation": preparation,
             "settings": replace(self.settings, request=None).as_json()
             | {"request_bytes": len(self.request), "timeout_s": self.timeout_s},
             "workload": {"name": self.workload.name, "description": self.workload.description},

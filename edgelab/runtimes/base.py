@@ -82,6 +82,10 @@ class Runtime(ABC):
         """Versions worth recording with results (engine, wasmtime)."""
         return {}
 
+    def preparation(self) -> dict[str, str]:
+        """One-time costs of ``prepare`` (e.g. loading a module), part of no startup figure."""
+        return {}
+
     # -- lifecycle ------------------------------------------------------------------------
     @abstractmethod
     def prepare(self, workload: Workload) -> None:

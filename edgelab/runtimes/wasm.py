@@ -295,10 +295,13 @@ class WasmRuntime(Runtime):
             ) from None
 
     def versions(self) -> dict[str, str]:
-        found = {"wasmtime": wasmtime_version()}
+        return {"wasmtime": wasmtime_version()}
+
+    def preparation(self) -> dict[str, str]:
+        found = {}
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
-            found[f"wasm module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
+            found[f"module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
         return found
 
     # -- lifecycle ------------------------------------------------------------------------
