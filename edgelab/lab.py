@@ -249,25 +249,22 @@ class _Run:
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
         started = datetime.now(timezone.utc)
-        with _RUNNING_LOCK:
-            _RUNNING.add(self.cancel)
-        try:
-            self._prepare_all()
-            if self.settings.scenario == "burst":
-                self._burst()
-                if any(self.settings.resident.values()):
+        with track_run(self.cancel):
+            try:
+                self._prepare_all()
+                if self.settings.scenario == "burst":
+                    self._burst()
+                    if any(self.settings.resident.values()):
+                        self._ramp()
+                elif self.settings.scenario == "ramp":
                     self._ramp()
-            elif self.settings.scenario == "ramp":
-                self._ramp()
-            else:
-                self._steady()
-        except BaseException:
-            self.cancel.set()  # an interrupt: threads of this run stop launching at once
-            raise
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(self.cancel)
-            self._release_resident()
+                else:
+                    self._steady()
+            except BaseException:
+                self.cancel.set()  # an interrupt: threads of this run stop launching at once
+                raise
+            finally:
+                self._release_resident()
         for name, runtime_result in self.results.items():
             if runtime_result.error is None:
                 self.emit(RuntimeStatus(name, "done"))
@@ -327,13 +324,12 @@ class _Run:
         response = launch.response
         if response.ok:
             error = None
+            if name not in self.response_digests:  # the first answer stands for the runtime
+                self.response_digests[name] = hashlib.sha256(response.body).hexdigest()
         elif response.status == STATUS_REJECTED:
             error = REJECTED_PREFIX + response.reason()
         else:
             error = f"workload failed (status {response.status}): {response.reason()}"
-        if response.ok:
-            digest = hashlib.sha256(response.body).hexdigest()
-            self.response_digests.setdefault(name, digest)
         return Sample(
             runtime=name,
             index=index,
