@@ -246,6 +246,18 @@ def _selected(names: list[str]) -> list:
     return [w for n, w in workloads.items() if not names or n in names]
 
 
+def _usable_engine() -> tuple[Any, RuntimeUnavailable | None]:
+    """A checked container runtime (for its docker client), or why there is none."""
+    from edgelab.runtimes.container import ContainerRuntime
+
+    runtime = ContainerRuntime(Session())
+    try:
+        runtime.check()
+    except RuntimeUnavailable as exc:
+        return None, exc
+    return runtime, None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
@@ -254,14 +266,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     selected = _selected(args.workloads)
     images = None
     if not args.no_image:
-        try:
-            from edgelab.runtimes.container import ContainerRuntime
-
-            images = ContainerRuntime(Session())
-            images.check()
-        except RuntimeUnavailable as exc:
-            err.print(f"[yellow]skipping images:[/] {exc.reason}" + (f" (fix: {exc.fix})" if exc.fix else ""), highlight=False)
-            images = None
+        images, missing = _usable_engine()
+        if missing is not None:
+            err.print(f"[yellow]skipping images:[/] {missing.reason}" + (f" (fix: {missing.fix})" if missing.fix else ""), highlight=False)
     steps = len(selected) * (3 if images else 2)
     failures = 0
     with Progress(console=err, transient=False) as progress:
@@ -291,13 +298,9 @@ def workload_listing(include_images: bool = True) -> list[dict[str, Any]]:
     image_info = None
     image_error = None
     if include_images:
-        try:
-            from edgelab.runtimes.container import ContainerRuntime
-
-            image_info = ContainerRuntime(Session())
-            image_info.check()
-        except RuntimeUnavailable as exc:
-            image_error, image_info = exc.reason, None
+        image_info, missing = _usable_engine()
+        if missing is not None:
+            image_error = missing.reason
     listing = []
     for workload in load_workloads().values():
         wasm = ensure_wasm(workload)
@@ -403,16 +406,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    removed = 0
-    try:
-        from edgelab.runtimes.container import ContainerRuntime, remove_labelled
+    from edgelab.runtimes.container import remove_labelled
 
-        runtime = ContainerRuntime(Session())
-        runtime.check()
+    runtime, missing = _usable_engine()
+    if missing is not None:
+        print(f"containers: skipped ({missing.reason})")
+    else:
         removed = remove_labelled(runtime.client)
         print(f"removed {removed} container(s) labelled edgelab.session")
-    except RuntimeUnavailable as exc:
-        print(f"containers: skipped ({exc.reason})")
     if args.cache:
         import shutil
 
