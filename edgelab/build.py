@@ -224,10 +224,28 @@ def _record_digest(path: Path) -> None:
 
 
 def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
-    directory = artifact_dir(workload)
-    path = directory / _artifact_name(workload, target)
+    path = artifact_dir(workload) / _artifact_name(workload, target)
+    return _build(
+        path,
+        lambda output: compile_command(workload, target, output),
+        f"{workload.name} for {target}",
+        progress,
+        executable=target != WASM_TARGET,
+    )
+
+
+def _build(
+    path: Path,
+    command: Callable[[Path], list[str]],
+    what: str,
+    progress: Progress | None,
+    executable: bool,
+) -> Path:
+    """Build ``path`` with ``command(output)`` unless an intact copy is cached; one builder at
+    a time per artifact (a file lock), and the result appears whole or not at all."""
     if _is_built(path):
         return path
+    directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
         lock = open(directory / f".{path.name}.lock", "w")  # noqa: SIM115 - held across the build
@@ -240,13 +258,13 @@ def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
         if _is_built(path):
             return path
         if progress:
-            progress(f"building {workload.name} for {target}")
+            progress(f"building {what}")
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
         try:
             output = scratch / path.name
             try:
                 done = subprocess.run(
-                    compile_command(workload, target, output),
+                    command(output),
                     capture_output=True,
                     text=True,
                     env=_zig_env(),
@@ -255,11 +273,11 @@ def _ensure(workload: Workload, target: str, progress: Progress | None) -> Path:
                     check=False,
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
-                raise ArtifactError(f"cannot build {workload.name} for {target}: {exc}") from None
+                raise ArtifactError(f"cannot build {what}: {exc}") from None
             if done.returncode != 0 or not _nonempty(output):
                 reason = _first_error_line(done.stderr + done.stdout)
-                raise ArtifactError(f"cannot build {workload.name} for {target}: {reason}")
-            if target != WASM_TARGET:
+                raise ArtifactError(f"cannot build {what}: {reason}")
+            if executable:
                 output.chmod(0o755)
             try:
                 os.replace(output, path)
@@ -306,3 +324,66 @@ def artifact_sizes(workload: Workload) -> dict[str, int]:
         if _is_built(path):
             sizes[target] = path.stat().st_size
     return sizes
+
+
+# -- the Wasm host's compiled hot path -------------------------------------------------------
+HOTPATH_SOURCE = Path(__file__).resolve().parent / "runtimes" / "wasm_hotpath.c"
+HOTPATH_FLAGS = (
+    "-shared",
+    "-fPIC",
+    "-O2",
+    "-s",
+    "-std=c11",
+    "-ffreestanding",
+    "-nostdlib",
+    "-fno-stack-protector",
+    "-Wall",
+    "-Wextra",
+)
+
+
+def _hotpath_layout() -> dict[str, int]:
+    """Sizes and offsets of wasmtime's C API structs, from the wheel's own ctypes bindings."""
+    import ctypes
+
+    from wasmtime import _ffi as ffi
+
+    return {
+        "EL_INSTANCE_BYTES": ctypes.sizeof(ffi.wasmtime_instance_t),
+        "EL_EXTERN_BYTES": ctypes.sizeof(ffi.wasmtime_extern_t),
+        "EL_EXTERN_OF": ffi.wasmtime_extern_t.of.offset,
+        "EL_VAL_BYTES": ctypes.sizeof(ffi.wasmtime_val_raw_t),
+    }
+
+
+def hotpath_command(output: Path) -> list[str]:
+    """The exact ``zig cc`` command line for the Wasm host's hot path (a shared library)."""
+    defines = [f"-D{name}={value}" for name, value in sorted(_hotpath_layout().items())]
+    target = f"{host_arch()}-linux-musl"  # links nothing: any libc's Python can load it
+    return [
+        sys.executable, "-m", "ziglang", "cc", "-target", target, *HOTPATH_FLAGS, *defines,
+        "-o", str(output), str(HOTPATH_SOURCE),
+    ]  # fmt: skip
+
+
+def hotpath_path() -> Path:
+    """Where the hot path for this source, wasmtime layout, zig and machine is cached."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for part in (
+        _BUILD_FORMAT,
+        zig_version(),
+        version("wasmtime"),
+        host_arch(),
+        " ".join(HOTPATH_FLAGS),
+        repr(sorted(_hotpath_layout().items())),
+    ):
+        digest.update(part.encode() + b"\0")
+    digest.update(HOTPATH_SOURCE.read_bytes())
+    return cache_dir() / "host" / f"wasm_hotpath-{digest.hexdigest()[:16]}.so"
+
+
+def ensure_wasm_hotpath(progress: Progress | None = None) -> Path:
+    """Path of the Wasm host's compiled hot path, built on first use (about a second)."""
+    return _build(hotpath_path(), hotpath_command, "the wasm host's hot path", progress, False)

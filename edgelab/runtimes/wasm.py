@@ -38,6 +38,8 @@ BATCH_CHUNK = 1000
 #: Loading a module may compile it (a cold cache): allow that much.
 LOAD_TIMEOUT_S = 120.0
 EXIT_GRACE_S = 2.0
+#: Set to 0 to launch through ctypes call by call instead of the compiled hot path.
+HOTPATH_ENV = "EDGELAB_WASM_HOTPATH"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -56,6 +58,23 @@ def cwasm_path(workload: Workload) -> Path:
 
     name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}.cwasm"
     return cache_dir() / "wasm" / name
+
+
+def pool_memory_bytes() -> int:
+    """The size of the host's pool slot per linear memory: the most any workload's memory may
+    grow to (its module's maximum or its memory limit, whichever is less), in whole MiB."""
+    from edgelab.build import wasm_max_memory_bytes
+    from edgelab.workloads import load_workloads
+
+    most = max(
+        (
+            min(wasm_max_memory_bytes(w), w.memory_limit_bytes)
+            for w in load_workloads(include_hostile=True).values()
+        ),
+        default=0,
+    )
+    mib = 1 << 20
+    return max(-(-most // mib), 4) * mib
 
 
 def _raise_for(result: tuple[Any, ...], timeout_s: float) -> None:
@@ -81,7 +100,12 @@ class HostProcess:
         self.exit_message = ""
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "edgelab.runtimes.wasm_host"],
+                [
+                    sys.executable,
+                    "-m",
+                    "edgelab.runtimes.wasm_host",
+                    f"--max-memory={pool_memory_bytes()}",
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
@@ -284,6 +308,9 @@ class WasmRuntime(Runtime):
         self._loaded: set[str] = set()
         #: workload name -> what loading its module cost and where it came from.
         self.load_info: dict[str, dict[str, Any]] = {}
+        #: How the current host launches: "compiled" (one foreign call) or "ctypes (why)".
+        self.launch_path = ""
+        self._hot_host: HostProcess | None = None
 
     # -- availability -------------------------------------------------------------------
     def check(self) -> None:
@@ -299,6 +326,8 @@ class WasmRuntime(Runtime):
 
     def preparation(self) -> dict[str, str]:
         found = {}
+        if self.launch_path:
+            found["launch path"] = self.launch_path
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
             found[f"module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
@@ -340,6 +369,9 @@ class WasmRuntime(Runtime):
         """Load ``wasm`` (through the ``cwasm`` cache) into the host, then launch and drop one
         warm-up instance so that the host's baseline PSS holds its one-time allocations."""
         host = self._live_host()
+        if self._hot_host is not host:
+            self._hot_host = host
+            self.launch_path = self._use_hotpath(host)
         if workload.name in self._loaded:
             return
         info = host.call(
@@ -364,6 +396,19 @@ class WasmRuntime(Runtime):
             workload.timeout_s,
         )
         _raise_for(warm_up, workload.timeout_s)
+
+    def _use_hotpath(self, host: HostProcess) -> str:
+        """Hand the host its compiled hot path; where there is none, it stays on ctypes."""
+        if os.environ.get(HOTPATH_ENV, "1") == "0":
+            return f"ctypes, a foreign call per C API call ({HOTPATH_ENV}=0)"
+        from edgelab.build import ensure_wasm_hotpath
+
+        try:
+            path = ensure_wasm_hotpath()
+            host.call(LOAD_TIMEOUT_S, "use_hotpath", str(path))
+        except EdgelabError as exc:
+            return f"ctypes, a foreign call per C API call (no compiled hot path: {exc})"
+        return "compiled hot path (wasm_hotpath.c), one foreign call per launch"
 
     def _ready_host(self, workload: Workload) -> HostProcess:
         host = self._host

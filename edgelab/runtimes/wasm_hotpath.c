@@ -1,0 +1,252 @@
+/* The Wasm host's hot path: one launch (Store, instantiate, first response) in one foreign call.
+ *
+ * Built by `zig cc` on first use (edgelab/build.py, ensure_wasm_hotpath) and loaded by
+ * edgelab/runtimes/wasm_host.py. Through ctypes a launch is about twenty foreign calls of
+ * 0.4-0.9 us each, which is more than wasmtime's own work; here it is one call.
+ *
+ * Freestanding on purpose: no header, no libc, nothing linked. Every function it calls --
+ * wasmtime's C API and the three libc functions it needs -- comes in through `el_api`, filled
+ * by the host with the addresses of the very library objects the Python side already uses. So
+ * the engine and InstancePre pointers it is handed are always of the same wasmtime, whatever
+ * libc the Python interpreter runs on, and the build needs no wasmtime headers.
+ *
+ * Struct sizes and offsets of wasmtime's C API (instance, extern, value) come in as -D flags
+ * read from the wheel's own ctypes definitions at build time, and are part of the cache key.
+ *
+ * Time is read with clock_gettime(CLOCK_MONOTONIC): the clock behind Python's
+ * time.perf_counter_ns on Linux, so these stamps and the lab's are one time line.
+ */
+
+typedef unsigned char u8;
+typedef int i32;
+typedef unsigned int u32;
+typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned long usize;
+
+#ifndef EL_INSTANCE_BYTES
+#error "build with -DEL_INSTANCE_BYTES, -DEL_EXTERN_BYTES, -DEL_EXTERN_OF, -DEL_VAL_BYTES"
+#endif
+
+#define EL_CLOCK_MONOTONIC 1
+#define EL_EXPORTS 4 /* _initialize, edgelab_alloc, edgelab_handle, memory: in this order */
+
+typedef struct {
+    i64 tv_sec;
+    i64 tv_nsec;
+} el_timespec;
+
+typedef union {
+    i32 i32;
+    i64 i64;
+    u8 bytes[EL_VAL_BYTES];
+} el_val;
+
+/* The functions the host hands over; the order here is the order of the ctypes fields. */
+typedef struct {
+    void *(*store_new)(void *engine, void *data, void *finalizer);
+    void *(*store_context)(void *store);
+    void (*store_delete)(void *store);
+    void (*store_limiter)(void *store, i64 memory, i64 table, i64 instances, i64 tables, i64 memories);
+    void (*set_epoch_deadline)(void *ctx, u64 ticks);
+    void *(*wasi_config_new)(void);
+    _Bool (*wasi_config_set_argv)(void *config, usize argc, const char *const *argv);
+    void *(*set_wasi)(void *ctx, void *config);
+    void *(*pre_instantiate)(void *pre, void *ctx, void *instance, void **trap);
+    _Bool (*export_get)(void *ctx, const void *instance, const char *name, usize len, void *item);
+    void *(*call_unchecked)(void *ctx, const void *func, el_val *args, usize n, void **trap);
+    u8 *(*memory_data)(void *ctx, const void *memory);
+    usize (*memory_data_size)(void *ctx, const void *memory);
+    int (*clock_gettime)(int clock, el_timespec *ts);
+    void *(*memcpy)(void *dst, const void *src, usize n);
+    void *(*realloc)(void *p, usize n);
+} el_api;
+
+/* Where a launch or request stopped; the host turns each into one line of text. */
+enum {
+    EL_OK = 0,
+    EL_WASI = 1,         /* error: setting up the WASI context */
+    EL_INSTANTIATE = 2,  /* error or trap */
+    EL_NO_EXPORT = 3,    /* `detail` = index of the missing export */
+    EL_INITIALIZE = 4,   /* error or trap in _initialize */
+    EL_ALLOC = 5,        /* error or trap in edgelab_alloc */
+    EL_ALLOC_RANGE = 6,  /* edgelab_alloc returned a buffer outside linear memory */
+    EL_HANDLE = 7,       /* error or trap in edgelab_handle */
+    EL_RESPONSE = 8,     /* edgelab_handle returned no response inside linear memory */
+    EL_NO_MEMORY = 9,    /* the host could not allocate the response buffer */
+};
+
+/* One launch or request: the host fills the inputs, this file the outputs. */
+typedef struct {
+    /* in */
+    void *engine;
+    void *pre;
+    i64 memory_limit;
+    u64 deadline_ticks;
+    const char *const *wasi_argv; /* NULL: the module imports no WASI, so it gets none */
+    const u8 *request;
+    usize request_len;
+    u8 *slot; /* the instance, then the four exports: EL_INSTANCE_BYTES + 4 * EL_EXTERN_BYTES */
+    /* out */
+    void *store;
+    void *ctx;
+    void *error;
+    void *trap;
+    i32 stage;
+    i32 detail;
+    i64 t0; /* before the Store exists */
+    i64 t1; /* instantiated and _initialize has returned */
+    i64 t2; /* the whole response is copied out of linear memory */
+    const u8 *response; /* status byte, then the body; valid until the next call */
+    usize response_len;
+} el_call;
+
+static el_api api;
+static u8 *response_buf;
+static usize response_cap;
+
+static const char *const export_names[EL_EXPORTS] = {
+    "_initialize", "edgelab_alloc", "edgelab_handle", "memory"};
+static const usize export_lens[EL_EXPORTS] = {11, 13, 14, 6};
+
+static inline i64 now_ns(void) {
+    el_timespec ts;
+    api.clock_gettime(EL_CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline const void *extern_of(const u8 *slot, int index) {
+    return slot + EL_INSTANCE_BYTES + (usize)index * EL_EXTERN_BYTES + EL_EXTERN_OF;
+}
+
+static inline int failed(el_call *c, int stage) {
+    c->stage = stage;
+    return stage;
+}
+
+/* Install the function table; returns the size of el_call so the host can check its layout. */
+usize el_hotpath_init(const el_api *table) {
+    api = *table;
+    return sizeof(el_call);
+}
+
+/* alloc, write the request, handle, copy the response out: the ABI of modules/README.md. */
+static int handle(el_call *c, void *ctx, const u8 *slot) {
+    el_val args[2];
+    void *trap = 0;
+    const void *memory = extern_of(slot, 3);
+    u32 len = (u32)c->request_len;
+
+    args[0].i64 = 0;
+    args[0].i32 = (i32)len;
+    c->error = api.call_unchecked(ctx, extern_of(slot, 1), args, 1, &trap);
+    if (c->error || trap) {
+        c->trap = trap;
+        return failed(c, EL_ALLOC);
+    }
+    u32 pointer = (u32)args[0].i32;
+    u8 *data = api.memory_data(ctx, memory);
+    usize size = api.memory_data_size(ctx, memory);
+    /* pointer 0: no buffer (too large, or out of memory). As the ABI says, handle(0, len)
+     * then answers the rejection a native instance gives; the request bytes are not written. */
+    if (pointer != 0) {
+        if ((u64)pointer + len > size) return failed(c, EL_ALLOC_RANGE);
+        if (len) api.memcpy(data + pointer, c->request, len);
+    }
+    args[0].i64 = 0;
+    args[1].i64 = 0;
+    args[0].i32 = (i32)pointer;
+    args[1].i32 = (i32)len;
+    c->error = api.call_unchecked(ctx, extern_of(slot, 2), args, 2, &trap);
+    if (c->error || trap) {
+        c->trap = trap;
+        return failed(c, EL_HANDLE);
+    }
+    u64 packed = (u64)args[0].i64;
+    u64 at = packed >> 32, n = packed & 0xFFFFFFFFu;
+    data = api.memory_data(ctx, memory); /* the memory may have grown and moved */
+    size = api.memory_data_size(ctx, memory);
+    if (n == 0 || at + n > size) return failed(c, EL_RESPONSE);
+    if (n > response_cap) {
+        u8 *grown = api.realloc(response_buf, (usize)n);
+        if (!grown) return failed(c, EL_NO_MEMORY);
+        response_buf = grown;
+        response_cap = (usize)n;
+    }
+    api.memcpy(response_buf, data + at, (usize)n);
+    c->response = response_buf;
+    c->response_len = (usize)n;
+    return EL_OK;
+}
+
+static void reset(el_call *c) {
+    c->error = 0;
+    c->trap = 0;
+    c->stage = EL_OK;
+    c->detail = 0;
+    c->response = 0;
+    c->response_len = 0;
+}
+
+/* A fresh Store, instantiate, _initialize, then the first request. On success the Store is
+ * left in c->store (the host keeps or deletes it); on failure it is already deleted. */
+int el_launch(el_call *c) {
+    void *trap = 0;
+    reset(c);
+    c->t0 = now_ns();
+    void *store = api.store_new(c->engine, 0, 0);
+    void *ctx = api.store_context(store);
+    c->store = store;
+    c->ctx = ctx;
+    if (c->wasi_argv) {
+        void *wasi = api.wasi_config_new(); /* deny by default: no env, preopens or stdio */
+        api.wasi_config_set_argv(wasi, 1, c->wasi_argv);
+        c->error = api.set_wasi(ctx, wasi);
+        if (c->error) {
+            failed(c, EL_WASI);
+            goto fail;
+        }
+    }
+    api.store_limiter(store, c->memory_limit, -1, -1, -1, -1);
+    api.set_epoch_deadline(ctx, c->deadline_ticks);
+    c->error = api.pre_instantiate(c->pre, ctx, c->slot, &trap);
+    if (c->error || trap) {
+        c->trap = trap;
+        failed(c, EL_INSTANTIATE);
+        goto fail;
+    }
+    for (int i = 0; i < EL_EXPORTS; i++) {
+        u8 *item = c->slot + EL_INSTANCE_BYTES + (usize)i * EL_EXTERN_BYTES;
+        if (!api.export_get(ctx, c->slot, export_names[i], export_lens[i], item)) {
+            c->detail = i;
+            failed(c, EL_NO_EXPORT);
+            goto fail;
+        }
+    }
+    el_val none[1];
+    c->error = api.call_unchecked(ctx, extern_of(c->slot, 0), none, 0, &trap);
+    if (c->error || trap) {
+        c->trap = trap;
+        failed(c, EL_INITIALIZE);
+        goto fail;
+    }
+    c->t1 = now_ns();
+    if (handle(c, ctx, c->slot) != EL_OK) goto fail;
+    c->t2 = now_ns();
+    return EL_OK;
+fail:
+    api.store_delete(store);
+    c->store = 0;
+    c->ctx = 0;
+    return c->stage;
+}
+
+/* One more request to a resident instance (its Store and slot from an earlier launch). */
+int el_request(el_call *c) {
+    reset(c);
+    c->t0 = now_ns();
+    api.set_epoch_deadline(c->ctx, c->deadline_ticks);
+    if (handle(c, c->ctx, c->slot) != EL_OK) return c->stage;
+    c->t2 = now_ns();
+    return EL_OK;
+}
