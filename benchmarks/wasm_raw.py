@@ -1,33 +1,71 @@
 """Raw baseline for the Wasm runtime: bare wasmtime in this process, nothing of the lab.
 
-Same Engine configuration as the host and the module deserialized once (outside the timing).
-Per iteration, timed: a fresh Store, instantiate from an InstancePre, ``_initialize``, then
-``edgelab_alloc`` + memory write + ``edgelab_handle`` + reading the response. Dropping the
-Store is outside the timing, as in the lab. No IPC, no bookkeeping, no epoch thread.
+Same Engine configuration as the host (``wasm_host.engine_config``, pooling allocator included)
+and the module compiled once, outside the timing. Per iteration, timed: a fresh Store,
+instantiate from an InstancePre, ``_initialize``, then ``edgelab_alloc`` + memory write +
+``edgelab_handle`` + copying the response out. Dropping the Store is outside the timing, as in
+the lab. No IPC, no bookkeeping, no epoch thread.
 
-``api="c"`` (default) makes the same C API calls the host makes, through ctypes;
-``api="wasmtime-py"`` uses the public wasmtime-py objects (Store, Func, Memory), whose
-per-call conversions cost more: it shows what the host's direct calls save.
+``api="c"`` (default) is a loop in C (``wasm_raw.c``, built here with ``zig cc`` and linked
+against the wheel's libwasmtime): the floor, with no Python between calls. ``api="ctypes"``
+makes the same calls from Python through ctypes, one foreign call each; ``api="wasmtime-py"``
+uses the public wasmtime-py objects (Store, Func, Memory). The last two show what the host's
+compiled hot path saves.
 """
 
 from __future__ import annotations
 
 import ctypes
-import tempfile
+import hashlib
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+RAW_SOURCE = Path(__file__).resolve().parent / "wasm_raw.c"
+MEMORY_LIMIT_BYTES = 64 << 20
 
-def _module(engine: Any, wasm_path: Path) -> Any:
-    import wasmtime
 
-    compiled = wasmtime.Module.from_file(engine, str(wasm_path))
-    with tempfile.TemporaryDirectory() as scratch:
-        cwasm = Path(scratch) / "module.cwasm"
-        cwasm.write_bytes(bytes(compiled.serialize()))
-        return wasmtime.Module.deserialize_file(engine, str(cwasm))
+@lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL:
+    """``wasm_raw.c`` built against the wheel's libwasmtime (cached in the edgelab cache)."""
+    import subprocess
+    import sys
+
+    from wasmtime import _ffi as ffi
+
+    from edgelab.build import cache_dir
+
+    wheel_lib = Path(ffi.dll._name).resolve()  # type: ignore[attr-defined]
+    key = hashlib.sha256(RAW_SOURCE.read_bytes() + str(wheel_lib).encode()).hexdigest()[:16]
+    output = cache_dir() / "bench" / f"wasm_raw-{key}.so"
+    if not output.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)
+        temp = output.with_name(f".{output.name}.tmp")
+        subprocess.run(
+            [sys.executable, "-m", "ziglang", "cc", "-shared", "-fPIC", "-O2", "-o", str(temp),
+             str(RAW_SOURCE), f"-L{wheel_lib.parent}", f"-l:{wheel_lib.name}",
+             f"-Wl,-rpath,{wheel_lib.parent}"],
+            check=True,
+        )  # fmt: skip
+        temp.replace(output)
+    lib = ctypes.CDLL(str(output))
+    sizes = [ctypes.c_size_t() for _ in range(3)]
+    lib.raw_sizes.restype = ctypes.c_size_t
+    offset = lib.raw_sizes(*(ctypes.byref(size) for size in sizes))
+    want = (
+        ctypes.sizeof(ffi.wasmtime_instance_t),
+        ctypes.sizeof(ffi.wasmtime_extern_t),
+        ctypes.sizeof(ffi.wasmtime_val_raw_t),
+    )
+    if tuple(size.value for size in sizes) != want or offset != ffi.wasmtime_extern_t.of.offset:
+        raise RuntimeError("wasm_raw.c's struct layout does not match this wasmtime's C API")
+    lib.raw_loop.restype = ctypes.c_int
+    lib.raw_loop.argtypes = (
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_char_p,
+        ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p,
+    )  # fmt: skip
+    return lib
 
 
 @lru_cache(maxsize=8)
@@ -36,9 +74,10 @@ def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
     import wasmtime
 
     from edgelab.runtimes import wasm_host as H
+    from edgelab.runtimes.wasm import pool_memory_bytes
 
-    engine = wasmtime.Engine(H.engine_config())
-    module = _module(engine, wasm_path)
+    engine = wasmtime.Engine(H.engine_config(pool_memory_bytes()))
+    module = wasmtime.Module.from_file(engine, str(wasm_path))
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     pre = linker.instantiate_pre(module)
@@ -50,10 +89,19 @@ def raw_wasm_cold_start_ns(wasm_path: Path, request: bytes, n: int, api: str = "
     from edgelab.runtimes import wasm_host as H
 
     engine, pre, needs_wasi = _prepared(Path(wasm_path))
+    if api == "c":
+        timings = (ctypes.c_int64 * n)()
+        failed = _library().raw_loop(
+            H._addr(engine), H._addr(pre), int(needs_wasi), MEMORY_LIMIT_BYTES,
+            request, len(request), n, ctypes.addressof(timings),
+        )  # fmt: skip
+        if failed:
+            raise RuntimeError(f"raw wasm loop failed at iteration {-failed}")
+        return list(timings)
     if api == "wasmtime-py":
         return _public_api(engine, pre, request, n, needs_wasi)
-    if api != "c":
-        raise ValueError(f"unknown api {api!r} (c or wasmtime-py)")
+    if api != "ctypes":
+        raise ValueError(f"unknown api {api!r} (c, ctypes or wasmtime-py)")
 
     engine_ptr = H._addr(engine)
     pre_ptr = H._addr(pre)
@@ -66,7 +114,7 @@ def raw_wasm_cold_start_ns(wasm_path: Path, request: bytes, n: int, api: str = "
     exports = H._EXPORTS
     inst_bytes, extern_bytes, extern_of = H._INSTANCE_BYTES, H._EXTERN_BYTES, H._EXTERN_OF
     length = len(request)
-    timings: list[int] = []
+    timings_ns: list[int] = []
     for _ in range(n):
         started = time.perf_counter_ns()
         store = H._store_new(engine_ptr, None, None)
@@ -75,7 +123,7 @@ def raw_wasm_cold_start_ns(wasm_path: Path, request: bytes, n: int, api: str = "
             wasi = H._wasi_config_new()
             H._wasi_config_set_argv(wasi, 1, argv)
             H._set_wasi(ctx, wasi)
-        H._store_limiter(store, 64 << 20, -1, -1, -1, -1)
+        H._store_limiter(store, MEMORY_LIMIT_BYTES, -1, -1, -1, -1)
         H._set_epoch_deadline(ctx, 1 << 30)
         slot = ctypes.create_string_buffer(H._SLOT_BYTES)
         base = ctypes.addressof(slot)
@@ -99,11 +147,11 @@ def raw_wasm_cold_start_ns(wasm_path: Path, request: bytes, n: int, api: str = "
         response = ctypes.string_at(
             H._memory_data(ctx, memory) + (packed >> 32), packed & 0xFFFF_FFFF
         )
-        timings.append(time.perf_counter_ns() - started)
+        timings_ns.append(time.perf_counter_ns() - started)
         if not response:
             raise RuntimeError("empty response")
         H._store_delete(store)
-    return timings
+    return timings_ns
 
 
 def _public_api(engine: object, pre: object, request: bytes, n: int, needs_wasi: bool) -> list[int]:
@@ -117,7 +165,7 @@ def _public_api(engine: object, pre: object, request: bytes, n: int, needs_wasi:
             wasi = wasmtime.WasiConfig()
             wasi.argv = ["raw"]
             store.set_wasi(wasi)
-        store.set_limits(memory_size=64 << 20)
+        store.set_limits(memory_size=MEMORY_LIMIT_BYTES)
         store.set_epoch_deadline(1 << 30)
         instance = pre.instantiate(store)  # type: ignore[attr-defined]
         exports = instance.exports(store)
@@ -141,7 +189,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", nargs="?", default="hello")
     parser.add_argument("-n", type=int, default=2000)
-    parser.add_argument("--api", choices=("c", "wasmtime-py"), default="c")
+    parser.add_argument("--api", choices=("c", "ctypes", "wasmtime-py"), default="c")
     options = parser.parse_args()
     from edgelab.build import ensure_wasm
     from edgelab.workloads import get_workload

@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from edgelab.errors import LaunchFailed, LaunchTimeout
-from edgelab.runtimes.wasm import WasmRuntime
+from edgelab.runtimes.base import StoppedInstance
+from edgelab.runtimes.wasm import HOTPATH_ENV, WasmRuntime
 from edgelab.session import Session
 from edgelab.workloads import Workload
 
@@ -65,12 +66,17 @@ def _workload(tmp_path: Path, name: str, timeout_s: float = 1.0, memory_mib: int
     )
 
 
-@pytest.fixture()
-def runtime() -> Iterator[WasmRuntime]:
+@pytest.fixture(params=["compiled", "ctypes"])
+def runtime(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[WasmRuntime]:
+    """Every test here runs on both launch paths of the host: the compiled hot path and, as
+    where it cannot be built, wasmtime's C API through ctypes call by call."""
+    monkeypatch.setenv(HOTPATH_ENV, "1" if request.param == "compiled" else "0")
     rt = WasmRuntime(Session())
     rt.check()
     try:
         yield rt
+        if rt._host is not None:  # the path under test is the one the host used
+            assert rt.launch_path.startswith(request.param), rt.launch_path
     finally:
         rt.close()
 
@@ -259,3 +265,85 @@ def test_request_that_loops_times_out_and_drops_the_instance(
     with pytest.raises(LaunchFailed, match="stopped"):
         launch.instance.request(b"fine", 1.0)
     assert runtime.launch(workload, b"next", 1.0).response.body == b"next"
+
+
+def test_cold_starts_run_back_to_back_and_keep_nothing(runtime: WasmRuntime, echo: Workload) -> None:
+    outcomes = runtime.cold_starts(echo, b"\x00burst\xff", 50, 5)
+    assert len(outcomes) == 50
+    for launch in outcomes:
+        assert not isinstance(launch, Exception)
+        assert launch.response.body == b"\x00burst\xff"
+        assert isinstance(launch.instance, StoppedInstance)
+        assert launch.startup_ns == sum(launch.phases_ns.values()) > 0
+        assert tuple(launch.phases_ns) == runtime.phase_names
+    assert runtime.live_instances() == []
+    assert runtime._live_host().call(5, "ping")["instances"] == 0
+
+
+def test_cold_starts_stop_at_the_first_failure(runtime: WasmRuntime, tmp_path: Path) -> None:
+    workload = _workload(tmp_path, "spin_on_l", timeout_s=0.5)
+    runtime.prepare_module(workload, _module(tmp_path, "spin_on_l", _SPIN_ON_L), None)
+    outcomes = runtime.cold_starts(workload, b"Loop", 20, 0.5)
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], LaunchTimeout)
+    assert str(outcomes[0]) == "timed out after 0.5 s"
+    assert runtime.cold_starts(workload, b"fine", 3, 0.5)[-1].response.body == b"fine"  # type: ignore[union-attr]
+
+
+def test_host_refuses_a_module_that_could_outgrow_its_pool_slot(tmp_path: Path) -> None:
+    from edgelab.runtimes import wasm_host
+
+    host = wasm_host.Host(max_memory_bytes=4 << 20)
+    with pytest.raises(wasm_host.GuestError, match=r"^big's memory may grow to 16 MiB, more than the 4 MiB of a pool slot"):
+        host.load("big", str(_module(tmp_path, "big", _ECHO)), None, 16 << 20, 1.0)
+    host.load("small", str(_module(tmp_path, "small", _ECHO)), None, 4 << 20, 1.0)
+    assert host.launch("small", b"fits", False)[2] == b"fits"
+
+
+def test_hot_path_times_on_the_perf_counter_clock(tmp_path: Path) -> None:
+    """The compiled path reads CLOCK_MONOTONIC itself; its stamps must lie on the timeline of
+    time.perf_counter_ns, between the host's readings before and after the call."""
+    from edgelab.build import ensure_wasm_hotpath
+    from edgelab.runtimes import wasm_host
+
+    host = wasm_host.Host()
+    host.use_hotpath(str(ensure_wasm_hotpath()))
+    host.load("echo", str(_module(tmp_path, "echo", _ECHO)), None, 16 << 20, 1.0)
+    module = host.modules["echo"]
+    for _ in range(20):
+        before = time.perf_counter_ns()
+        result = host.launch("echo", b"tick", False)
+        after = time.perf_counter_ns()
+        call = module.call
+        assert before <= call.t0 <= call.t1 <= call.t2 <= after
+        assert result[4] == call.t2 - call.t0
+        assert result[2] == b"tick"
+
+
+def test_a_burst_of_wasm_alone_batches_its_cold_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to interleave with: the lab asks the host for chunks of back-to-back cold
+    starts, and still records every one, warm-ups flagged, in order."""
+    from edgelab.lab import Lab, Settings
+    from edgelab.runtimes.wasm import HostProcess
+
+    commands: list[str] = []
+    real_call = HostProcess.call
+
+    def counting_call(self: HostProcess, timeout_s: float, command: str, *args: object) -> object:
+        commands.append(command)
+        return real_call(self, timeout_s, command, *args)
+
+    monkeypatch.setattr(HostProcess, "call", counting_call)
+    lab = Lab()
+    try:
+        result = lab.run(Settings(workload="hello", runtimes=("wasm",), count=500, warmup=2))
+    finally:
+        lab.close()
+    samples = result.runtimes["wasm"].samples
+    assert [s.index for s in samples] == list(range(502))
+    assert [s.warmup for s in samples] == [True, True] + [False] * 500
+    assert all(s.ok and s.startup_ns and s.startup_ns > 0 for s in samples)
+    assert result.runtimes["wasm"].ok == 500
+    batches = commands.count("launch_batch")
+    assert 1 <= batches < 50, commands
+    assert commands.count("launch") <= 1  # prepare's warm-up, nothing per cold start

@@ -41,6 +41,22 @@ class Instance(ABC):
         return None
 
 
+class StoppedInstance(Instance):
+    """Stands for an instance that was stopped as soon as its first response was out (the
+    cold starts of a batch, see ``WasmRuntime.cold_starts``): it answers nothing more."""
+
+    def __init__(self, runtime: str) -> None:
+        self.runtime = runtime
+
+    def request(self, payload: bytes, timeout_s: float) -> Response:
+        from edgelab.errors import LaunchFailed
+
+        raise LaunchFailed("instance already stopped")
+
+    def stop(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Launch:
     """What one launch produced: the live instance, its first response and the timing.

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgelab.errors import EdgelabError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
 from edgelab.protocol import Response
-from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
 from edgelab.workloads import Workload
 
 _LEN = struct.Struct("<I")
@@ -453,6 +453,34 @@ class WasmRuntime(Runtime):
                 raise
             raise type(exc)(f"{exc} (after {len(launches)} of {n} launches)") from None
         return launches
+
+    def cold_starts(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch | LaunchFailed]:
+        """Up to ``n`` cold starts back to back in one round trip, none kept: a burst of this
+        runtime alone. Each is timed as ``launch`` times it (in the host, from the Store's
+        creation to the response's bytes); the Store is deleted outside the timing. Stops at
+        the first failure, which is then the last item."""
+        host = self._ready_host(workload)
+        budget = timeout_s + IPC_MARGIN_S + n * BATCH_PER_LAUNCH_S
+        results = host.call(budget, "launch_batch", workload.name, request, n, False, timeout_s)
+        outcomes: list[Launch | LaunchFailed] = []
+        for result in results:
+            try:
+                _raise_for(result, timeout_s)
+            except LaunchFailed as exc:
+                outcomes.append(exc)
+                break
+            _id, status, body, phases, startup_ns, _error = result
+            outcomes.append(
+                Launch(
+                    StoppedInstance(self.name),
+                    Response(status, body),
+                    startup_ns,
+                    {name: phases[name] for name in self.phase_names},
+                )
+            )
+        return outcomes
 
     def _launch_from(self, host: HostProcess, result: tuple[Any, ...], timeout_s: float) -> Launch:
         _raise_for(result, timeout_s)

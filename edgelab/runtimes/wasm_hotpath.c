@@ -130,8 +130,22 @@ usize el_hotpath_init(const el_api *table) {
     return sizeof(el_call);
 }
 
-/* alloc, write the request, handle, copy the response out: the ABI of modules/README.md. */
-static int handle(el_call *c, void *ctx, const u8 *slot) {
+/* One launch of el_launch_batch: where its response sits in the batch's response buffer. */
+typedef struct {
+    void *error;
+    void *trap;
+    i32 stage;
+    i32 detail;
+    i64 t0;
+    i64 t1;
+    i64 t2;
+    usize response_at;
+    usize response_len;
+} el_launched;
+
+/* alloc, write the request, handle, copy the response out (to the response buffer at
+ * `at`): the ABI of modules/README.md. */
+static int handle(el_call *c, void *ctx, const u8 *slot, usize at_offset) {
     el_val args[2];
     void *trap = 0;
     const void *memory = extern_of(slot, 3);
@@ -167,19 +181,22 @@ static int handle(el_call *c, void *ctx, const u8 *slot) {
     data = api.memory_data(ctx, memory); /* the memory may have grown and moved */
     size = api.memory_data_size(ctx, memory);
     if (n == 0 || at + n > size) return failed(c, EL_RESPONSE);
-    if (n > response_cap) {
-        u8 *grown = api.realloc(response_buf, (usize)n);
+    if (at_offset + n > response_cap) {
+        usize want = at_offset + (usize)n;
+        if (want < 2 * response_cap) want = 2 * response_cap;
+        u8 *grown = api.realloc(response_buf, want);
         if (!grown) return failed(c, EL_NO_MEMORY);
         response_buf = grown;
-        response_cap = (usize)n;
+        response_cap = want;
     }
-    api.memcpy(response_buf, data + at, (usize)n);
+    api.memcpy(response_buf + at_offset, data + at, (usize)n);
     c->response = response_buf;
     c->response_len = (usize)n;
     return EL_OK;
 }
 
 static void reset(el_call *c) {
+    c->t0 = c->t1 = c->t2 = 0;
     c->error = 0;
     c->trap = 0;
     c->stage = EL_OK;
@@ -190,7 +207,40 @@ static void reset(el_call *c) {
 
 /* A fresh Store, instantiate, _initialize, then the first request. On success the Store is
  * left in c->store (the host keeps or deletes it); on failure it is already deleted. */
-int el_launch(el_call *c) {
+static int launch_at(el_call *c, usize at_offset);
+
+int el_launch(el_call *c) { return launch_at(c, 0); }
+
+/* `n` launches back to back, each Store deleted as soon as its response is out (outside the
+ * timing), as a burst of one runtime does. Stops after the first failure, which is then the
+ * last record. Responses follow each other in the response buffer (c->response on return).
+ * Returns how many records were written. */
+int el_launch_batch(el_call *c, int n, el_launched *out) {
+    usize offset = 0;
+    int done = 0;
+    while (done < n) {
+        el_launched *r = &out[done++];
+        int stage = launch_at(c, offset);
+        r->error = c->error;
+        r->trap = c->trap;
+        r->stage = stage;
+        r->detail = c->detail;
+        r->t0 = c->t0;
+        r->t1 = c->t1;
+        r->t2 = c->t2;
+        r->response_at = offset;
+        r->response_len = stage == EL_OK ? c->response_len : 0;
+        if (stage != EL_OK) break;
+        offset += c->response_len;
+        api.store_delete(c->store);
+        c->store = 0;
+        c->ctx = 0;
+    }
+    c->response = response_buf;
+    return done;
+}
+
+static int launch_at(el_call *c, usize at_offset) {
     void *trap = 0;
     reset(c);
     c->t0 = now_ns();
@@ -231,7 +281,7 @@ int el_launch(el_call *c) {
         goto fail;
     }
     c->t1 = now_ns();
-    if (handle(c, ctx, c->slot) != EL_OK) goto fail;
+    if (handle(c, ctx, c->slot, at_offset) != EL_OK) goto fail;
     c->t2 = now_ns();
     return EL_OK;
 fail:
@@ -246,7 +296,7 @@ int el_request(el_call *c) {
     reset(c);
     c->t0 = now_ns();
     api.set_epoch_deadline(c->ctx, c->deadline_ticks);
-    if (handle(c, c->ctx, c->slot) != EL_OK) return c->stage;
+    if (handle(c, c->ctx, c->slot, 0) != EL_OK) return c->stage;
     c->t2 = now_ns();
     return EL_OK;
 }
