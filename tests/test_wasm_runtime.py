@@ -347,3 +347,27 @@ def test_a_burst_of_wasm_alone_batches_its_cold_starts(monkeypatch: pytest.Monke
     batches = commands.count("launch_batch")
     assert 1 <= batches < 50, commands
     assert commands.count("launch") <= 1  # prepare's warm-up, nothing per cold start
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "ctypes"])
+def test_a_full_instance_pool_is_one_clear_line(
+    compiled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgelab.build import ensure_wasm_hotpath
+    from edgelab.runtimes import wasm_host
+
+    monkeypatch.setattr(wasm_host, "POOL_SLOTS", 3)
+    host = wasm_host.Host()
+    if compiled:
+        host.use_hotpath(str(ensure_wasm_hotpath()))
+    host.load("echo", str(_module(tmp_path, "echo", _ECHO)), None, 16 << 20, 1.0)
+    assert all(host.launch("echo", b"x", True)[5] is None for _ in range(3))
+    failed = host.launch("echo", b"x", True)
+    assert failed[0] is None
+    assert failed[5] == (
+        "failed",
+        "the wasm host's instance pool is full (3 slots): "
+        "maximum concurrent limit of 3 for core instances reached",
+    )
+    host.drop_all()
+    assert host.launch("echo", b"again", False)[2] == b"again"

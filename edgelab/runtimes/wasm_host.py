@@ -6,12 +6,14 @@ wasmtime takes down this process only. Wire format, both ways: u32 little-endian
 pickled tuple. A command is ``(name, *args)``; a reply is ``("ok", value)`` or
 ``("err", kind, message)`` with kind "timeout" or "failed".
 
-Instances are driven through wasmtime's C API directly (the ``ctypes`` functions the
-wasmtime package binds), with untyped pointers and ``wasmtime_func_call_unchecked``: the export
-signatures are checked once per module at load, and every launch then costs a couple dozen
-foreign calls and nothing else. Timing is taken here with ``perf_counter_ns``: startup runs from
-the start of Store creation to having the first response's bytes, so the pipe to the lab is
-excluded.
+Instances are driven through wasmtime's C API directly. Normally one foreign call does a whole
+launch: ``wasm_hotpath.c``, built by ``edgelab.build.ensure_wasm_hotpath`` and handed over by
+the lab (``use_hotpath``). Without it, the same calls go one by one through the ``ctypes``
+functions the wasmtime package binds, with untyped pointers and
+``wasmtime_func_call_unchecked``. Either way the export signatures are checked once per module
+at load. Startup runs from the start of Store creation to having the first response's bytes
+(read with CLOCK_MONOTONIC, the clock of ``perf_counter_ns``), so the pipe to the lab is
+excluded. ``launch_batch`` of launches that are not kept runs them back to back in one call.
 """
 
 from __future__ import annotations
@@ -308,6 +310,11 @@ def _error_text(error_ptr: int, trap_ptr: int) -> GuestError:
     message = str(error)
     error.close()
     lowered = message.lower()
+    if "maximum concurrent limit" in lowered:
+        return GuestError(
+            "failed",
+            f"the wasm host's instance pool is full ({POOL_SLOTS:,} slots): {_last_line(message)}",
+        )
     if "memory" in lowered and ("limit" in lowered or "allocate" in lowered):
         return GuestError("failed", f"out of memory ({_last_line(message)})")
     if "interrupt" in lowered:
