@@ -261,7 +261,7 @@ def _usable_engine() -> tuple[Any, RuntimeUnavailable | None]:
 def cmd_build(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from edgelab.build import ensure_native, ensure_wasm, host_arch
+    from edgelab.build import ensure_native, ensure_wasm, ensure_wasm_hotpath, host_arch
 
     selected = _selected(args.workloads)
     images = None
@@ -269,10 +269,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         images, missing = _usable_engine()
         if missing is not None:
             err.print(f"[yellow]skipping images:[/] {missing.reason}" + (f" (fix: {missing.fix})" if missing.fix else ""), highlight=False)
-    steps = len(selected) * (3 if images else 2)
+    steps = 1 + len(selected) * (3 if images else 2)
     failures = 0
     with Progress(console=err, transient=False) as progress:
         task = progress.add_task("building", total=steps)
+        progress.update(task, description="wasm host: hot path")
+        try:
+            ensure_wasm_hotpath()
+        except (EdgelabError, ImportError) as exc:
+            failures += 1
+            err.print(f"[red]wasm host hot path:[/] {exc} (Wasm launches fall back to ctypes)", highlight=False)
+        progress.advance(task)
         for workload in selected:
             jobs: list[tuple[str, Callable[[], object]]] = [
                 ("wasm", partial(ensure_wasm, workload)),
@@ -421,5 +428,6 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
         shutil.rmtree(cache_dir() / "artifacts", ignore_errors=True)
         shutil.rmtree(cache_dir() / "wasm", ignore_errors=True)
+        shutil.rmtree(cache_dir() / "host", ignore_errors=True)
         print(f"removed built artifacts under {cache_dir()}")
     return 0

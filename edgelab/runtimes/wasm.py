@@ -298,7 +298,8 @@ class WasmRuntime(Runtime):
     memory_metric = "PSS growth of the Wasm host process"
     startup_includes = (
         "Store + instantiate + first response, measured inside the Wasm host process "
-        "(module precompiled; IPC to the host excluded)"
+        "(module precompiled; instance memory from wasmtime's pool, a freed slot reused warm; "
+        "IPC to the host excluded)"
     )
 
     def __init__(self, session: Any) -> None:
