@@ -247,6 +247,8 @@ class _Run:
         self.resident: dict[str, list[Instance]] = {}
         self.response_digests: dict[str, str] = {}
         self._consecutive_failures: dict[str, int] = {}
+        #: Failed launches per runtime so far (RuntimeResult.failed counts them all each time).
+        self._failed: dict[str, int] = {}
         self._lock = threading.Lock()
         self._scenario = settings.scenario
 
@@ -319,8 +321,9 @@ class _Run:
             result.running = len(self.resident.get(name, ()))
             failures = 0 if sample.ok else self._consecutive_failures.get(name, 0) + 1
             self._consecutive_failures[name] = failures
+            failed = self._failed[name] = self._failed.get(name, 0) + (not sample.ok)
         self.emit(SampleRecorded(sample))
-        self.emit(InstanceCounts(name, result.running, result.launched, result.failed))
+        self.emit(InstanceCounts(name, result.running, result.launched, failed))
         if failures >= MAX_CONSECUTIVE_FAILURES and name in self.runtimes:
             self._give_up(name, f"stopped after {failures} failed launches: {sample.error}", None)
 

@@ -297,9 +297,8 @@ class WasmRuntime(Runtime):
     phase_names = ("instantiate", "first_response")
     memory_metric = "PSS growth of the Wasm host process"
     startup_includes = (
-        "Store + instantiate + first response, measured inside the Wasm host process "
-        "(module precompiled; instance memory from wasmtime's pool, a freed slot reused warm; "
-        "IPC to the host excluded)"
+        "Store + instantiate + first response, timed in the Wasm host process "
+        "(module precompiled; memory from wasmtime's pool; IPC excluded)"
     )
 
     def __init__(self, session: Any) -> None:
