@@ -76,7 +76,8 @@ def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
     from edgelab.runtimes import wasm_host as H
     from edgelab.runtimes.wasm import pool_memory_bytes
 
-    engine = wasmtime.Engine(H.engine_config(pool_memory_bytes()))
+    memory = pool_memory_bytes()
+    engine = wasmtime.Engine(H.engine_config(memory, H.pooling_fits(memory)))
     module = wasmtime.Module.from_file(engine, str(wasm_path))
     linker = wasmtime.Linker(engine)
     linker.define_wasi()

@@ -356,7 +356,7 @@ def test_a_full_instance_pool_is_one_clear_line(
     from edgelab.build import ensure_wasm_hotpath
     from edgelab.runtimes import wasm_host
 
-    monkeypatch.setattr(wasm_host, "POOL_SLOTS", 3)
+    monkeypatch.setattr(wasm_host, "POOL_SLOTS", 3)  # the name the host's engine and errors use
     host = wasm_host.Host()
     if compiled:
         host.use_hotpath(str(ensure_wasm_hotpath()))
@@ -371,3 +371,71 @@ def test_a_full_instance_pool_is_one_clear_line(
     )
     host.drop_all()
     assert host.launch("echo", b"again", False)[2] == b"again"
+
+
+def test_under_an_address_space_limit_the_host_allocates_on_demand(tmp_path: Path) -> None:
+    """The pool reserves ~1 TiB of address space, which wasmtime would abort on under
+    ``ulimit -v``; there the host maps each memory on demand and says so."""
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, resource.RLIM_INFINITY))
+from edgelab.runtimes.wasm import WasmRuntime
+from edgelab.session import Session
+from edgelab.workloads import get_workload
+rt = WasmRuntime(Session())
+try:
+    hello = get_workload("hello")
+    rt.prepare(hello)
+    print(rt.launch(hello, b"limited", 5).response.body.decode())
+    print(rt.preparation()["instance allocator"])
+finally:
+    rt.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "hello, limited",
+        "on demand (the instance pool does not fit under ulimit -v)",
+    ]
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "ctypes"])
+def test_a_reused_pool_slot_shows_nothing_of_the_instance_before(
+    compiled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each cold start writes into its memory and grows it; the next instance, in the same
+    warm slot, must see the module's initial data, zeroes and size again."""
+    monkeypatch.setenv(HOTPATH_ENV, "1" if compiled else "0")
+    wat = """
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 2048) "A")
+  (func (export "_initialize"))
+  (func (export "edgelab_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "edgelab_handle") (param i32 i32) (result i64)
+    (i32.store8 (i32.const 1023) (i32.const 0))
+    (i32.store8 (i32.const 1024) (i32.load8_u (i32.const 2048)))
+    (i32.store8 (i32.const 1025) (i32.add (i32.const 48) (i32.load8_u (i32.const 30000))))
+    (i32.store8 (i32.const 1026) (i32.add (i32.const 48) (memory.size)))
+    (i32.store8 (i32.const 2048) (i32.const 90))
+    (i32.store8 (i32.const 30000) (i32.const 89))
+    (drop (memory.grow (i32.const 1)))
+    (i32.store8 (i32.const 70000) (i32.const 88))
+    (i64.or (i64.shl (i64.const 1023) (i64.const 32)) (i64.const 4))))
+"""
+    path = tmp_path / "stateful.wasm"
+    path.write_bytes(wasmtime.wat2wasm(wat))
+    workload = _workload(tmp_path, "stateful")
+    rt = WasmRuntime(Session())
+    try:
+        rt.prepare_module(workload, path, None)
+        bodies = {launch.response.body for launch in rt.cold_starts(workload, b"", 200, 5)}  # type: ignore[union-attr]
+        resident = rt.launch(workload, b"", 5)
+        bodies.add(resident.response.body)
+        assert bodies == {b"A01"}
+        # within one instance the state does persist: the check above can see it
+        assert resident.instance.request(b"", 5).body == b"Z" + bytes([48 + 89]) + b"2"
+    finally:
+        rt.close()

@@ -52,11 +52,31 @@ def wasmtime_version() -> str:
         return "unknown"
 
 
+#: Instance slots in the Wasm host's pool (see wasm_host.engine_config).
+POOL_SLOTS = 30_000
+
+
+def pooling_fits(max_memory_bytes: int) -> bool:
+    """Whether the pool's address space fits this process's limit (``ulimit -v``), which the
+    host inherits.
+
+    The pool reserves POOL_SLOTS x ``max_memory_bytes`` up front, and wasmtime aborts the
+    process (it does not fail the call) when it cannot.
+    """
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    return soft == resource.RLIM_INFINITY or soft >= 2 * POOL_SLOTS * max_memory_bytes
+
+
 def cwasm_path(workload: Workload) -> Path:
-    """Where the workload's precompiled module is cached for this wasmtime version."""
+    """Where the workload's precompiled module is cached for this wasmtime version and this
+    Engine configuration (the pool's slot size sets how bounds checks are compiled)."""
     from edgelab.build import cache_dir, source_hash
 
-    name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}.cwasm"
+    memory = pool_memory_bytes()
+    config = f"pool{memory >> 20}m" if pooling_fits(memory) else "ondemand"
+    name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}-{config}.cwasm"
     return cache_dir() / "wasm" / name
 
 
@@ -310,6 +330,8 @@ class WasmRuntime(Runtime):
         self.load_info: dict[str, dict[str, Any]] = {}
         #: How the current host launches: "compiled" (one foreign call) or "ctypes (why)".
         self.launch_path = ""
+        #: How the current host allocates instances (the pool, or on demand where it cannot).
+        self.allocator = ""
         self._hot_host: HostProcess | None = None
 
     # -- availability -------------------------------------------------------------------
@@ -328,6 +350,8 @@ class WasmRuntime(Runtime):
         found = {}
         if self.launch_path:
             found["launch path"] = self.launch_path
+        if self.allocator:
+            found["instance allocator"] = self.allocator
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
             found[f"module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
@@ -372,6 +396,7 @@ class WasmRuntime(Runtime):
         if self._hot_host is not host:
             self._hot_host = host
             self.launch_path = self._use_hotpath(host)
+            self.allocator = host.call(LOAD_TIMEOUT_S, "ping")["allocator"]
         if workload.name in self._loaded:
             return
         info = host.call(

@@ -36,6 +36,8 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from edgelab.runtimes.wasm import POOL_SLOTS, pooling_fits
+
 # -- engine configuration ------------------------------------------------------------------
 #: Instances come from wasmtime's pooling allocator, as in production Wasm hosts: a slot for
 #: each instance, linear memory and table is reserved once, and a new instance takes a free
@@ -50,7 +52,7 @@ from wasmtime import _ffi as ffi
 #: instances whatever the allocator; the pool stops a little below, with a clear error.
 #: The reservation is address space only (slots x the largest memory a loaded module may
 #: grow to, about 1 TiB for 30,000 slots of 36 MiB); the pool's own bookkeeping is ~7 MiB.
-POOL_SLOTS = 30_000
+#: POOL_SLOTS and pooling_fits live in edgelab.runtimes.wasm: the lab names caches by them.
 #: Bytes of each freed linear memory kept resident (zeroed, not returned to the kernel), so a
 #: reused slot does not page-fault its first page back in: one Wasm page, the initial memory
 #: of every workload here. Only the most recently freed slots stay warm (wasmtime's
@@ -77,19 +79,25 @@ _SIGNATURES = {
 }
 
 
-def engine_config(max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> Any:
+def engine_config(max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, pooling: bool = True) -> Any:
     """The Engine configuration shared by the host, its cached modules and the raw baseline.
 
     ``max_memory_bytes`` is the most any instance's linear memory may grow to: the size of a
-    pool slot. A module whose memory could grow further is refused at load.
+    pool slot. A module whose memory could grow further is refused at load. Without
+    ``pooling`` (where it does not fit, see ``pooling_fits``) each memory is mapped when an
+    instance is made, at exactly its size, and moved when it grows: ~15-25 us more per cold
+    start here, the same memory per resident instance.
     """
     config = wasmtime.Config()
-    config.memory_reservation = max_memory_bytes
     config.memory_guard_size = MEMORY_GUARD_BYTES
     config.memory_reservation_for_growth = 0
     config.memory_init_cow = MEMORY_INIT_COW
     config.epoch_interruption = True
     config.max_wasm_stack = MAX_WASM_STACK_BYTES
+    if not pooling:
+        config.memory_reservation = 0
+        return config
+    config.memory_reservation = max_memory_bytes
     pool = ffi.wasmtime_pooling_allocation_config_new()
     try:
         ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, POOL_SLOTS)
@@ -439,7 +447,13 @@ class Host:
 
     def __init__(self, max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> None:
         self.max_memory_bytes = max_memory_bytes
-        self.engine = wasmtime.Engine(engine_config(max_memory_bytes))
+        pooling = pooling_fits(max_memory_bytes)
+        self.allocator = (
+            f"pooling ({POOL_SLOTS:,} slots of {max_memory_bytes >> 20} MiB)"
+            if pooling
+            else "on demand (the instance pool does not fit under ulimit -v)"
+        )
+        self.engine = wasmtime.Engine(engine_config(max_memory_bytes, pooling))
         self.engine_ptr = _addr(self.engine)
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
@@ -707,6 +721,7 @@ class Host:
             "pid": os.getpid(),
             "instances": len(self.instances),
             "launch_path": "compiled" if self.hot is not None else "ctypes",
+            "allocator": self.allocator,
             "wasmtime": wasmtime_version(),
         }
 
