@@ -391,7 +391,7 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
         try:
             runtime = create_runtime(name, session)
             runtime.check()
-            rows.append((name, True, "", "", runtime.versions()))
+            rows.append((name, True, "", "", runtime.versions() | runtime.doctor_details()))
             runtime.close()
         except RuntimeUnavailable as exc:
             rows.append((name, False, exc.reason, exc.fix, {}))

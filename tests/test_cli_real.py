@@ -137,8 +137,12 @@ def test_unavailable_engine_degrades_only_the_container_runtime(tmp_path: Path) 
 
 
 def test_doctor_and_workloads_json() -> None:
-    done = edgelab("doctor")
+    done = edgelab("doctor", env={"COLUMNS": "200"})
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    wasm_row = next(line for line in done.stdout.decode().splitlines() if "│ wasm" in line)
+    assert "allocator pooling (30,000 slots)" in wasm_row and "launch path compiled" in wasm_row
+    off = edgelab("doctor", env={"COLUMNS": "200", "EDGELAB_WASM_HOTPATH": "0"}).stdout.decode()
+    assert "launch path ctypes (EDGELAB_WASM_HOTPATH=0)" in off
     listing = json.loads(edgelab("workloads", "--json").stdout)
     assert {w["name"] for w in listing} >= {"hello", "fib", "sha256", "jwt", "resize", "iot"}
     for entry in listing:

@@ -94,6 +94,10 @@ class Runtime(ABC):
     def check(self) -> None:
         """Raise RuntimeUnavailable (with a fix) if this runtime cannot run here. Fast."""
 
+    def doctor_details(self) -> dict[str, str]:
+        """How this runtime will run here, beyond versions, for ``edgelab doctor``. Cheap."""
+        return {}
+
     def versions(self) -> dict[str, str]:
         """Versions worth recording with results (engine, wasmtime)."""
         return {}

@@ -346,6 +346,26 @@ class WasmRuntime(Runtime):
     def versions(self) -> dict[str, str]:
         return {"wasmtime": wasmtime_version()}
 
+    def doctor_details(self) -> dict[str, str]:
+        memory = pool_memory_bytes()
+        details = {
+            "allocator": f"pooling ({POOL_SLOTS:,} slots)"
+            if pooling_fits(memory)
+            else "on demand (ulimit -v is too small for the instance pool)"
+        }
+        if os.environ.get(HOTPATH_ENV, "1") == "0":
+            details["launch path"] = f"ctypes ({HOTPATH_ENV}=0)"
+            return details
+        from edgelab.build import _is_built, hotpath_path
+
+        try:
+            built = _is_built(hotpath_path())
+        except (EdgelabError, OSError, ImportError) as exc:
+            details["launch path"] = f"ctypes (no compiled hot path: {exc})"
+            return details
+        details["launch path"] = "compiled" + ("" if built else " (built on first use)")
+        return details
+
     def preparation(self) -> dict[str, str]:
         found = {}
         if self.launch_path:
