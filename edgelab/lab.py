@@ -327,6 +327,9 @@ class _Run:
         if failures >= MAX_CONSECUTIVE_FAILURES and name in self.runtimes:
             self._give_up(name, f"stopped after {failures} failed launches: {sample.error}", None)
 
+    def _record_failure(self, name: str, index: int, warmup: bool, started: float, error: str, keep: bool) -> None:
+        self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started, scenario=self._scenario), None, keep)
+
     def _sample_from(self, name: str, index: int, warmup: bool, started: float, launch: Launch) -> Sample:
         response = launch.response
         if response.ok:
@@ -355,12 +358,8 @@ class _Run:
         started = time.monotonic()
         try:
             launch = rt.launch(self.workload, self.request, self.timeout_s)
-        except LaunchFailed as exc:
-            self._record(name, Sample(name, index, warmup, False, None, error=str(exc), started_at=started, scenario=self._scenario), None, keep)
-            return
         except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the run goes on
-            error = f"{type(exc).__name__}: {exc}"
-            self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started, scenario=self._scenario), None, keep)
+            self._record_failure(name, index, warmup, started, _launch_error(exc), keep)
             return
         sample = self._sample_from(name, index, warmup, started, launch)
         if not (keep and sample.ok):
@@ -395,15 +394,14 @@ class _Run:
             try:
                 outcomes = rt.cold_starts(self.workload, self.request, n, self.timeout_s)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - one failed launch; the run goes on
-                error = str(exc) if isinstance(exc, LaunchFailed) else f"{type(exc).__name__}: {exc}"
-                self._record(name, Sample(name, index, index < self.settings.warmup, False, None, error=error, started_at=started, scenario=self._scenario), None, False)
+                self._record_failure(name, index, index < self.settings.warmup, started, _launch_error(exc), False)
                 index += 1
                 continue
             elapsed = time.monotonic() - started
             for outcome in outcomes:
                 warmup = index < self.settings.warmup
                 if isinstance(outcome, LaunchFailed):
-                    self._record(name, Sample(name, index, warmup, False, None, error=str(outcome), started_at=started, scenario=self._scenario), None, False)
+                    self._record_failure(name, index, warmup, started, str(outcome), False)
                 else:
                     self._record(name, self._sample_from(name, index, warmup, started, outcome), outcome, False)
                 index += 1
@@ -471,7 +469,7 @@ class _Run:
             launches: list[Launch] = launch_many(self.workload, self.request, chunk, self.timeout_s)
         except EdgelabError as exc:
             for i in range(chunk):
-                self._record(name, Sample(name, first_index + i, False, False, None, error=str(exc), started_at=started, scenario=self._scenario), None, True)
+                self._record_failure(name, first_index + i, False, started, str(exc), True)
             return
         for i, launch in enumerate(launches):
             sample = self._sample_from(name, first_index + i, False, started, launch)
@@ -551,6 +549,11 @@ class _Run:
             "units": "startup in microseconds (us), memory in KiB (1024 bytes)",
             "fake": self.lab.fake,
         }
+
+
+def _launch_error(exc: Exception) -> str:
+    """A failed launch's line: the lab's own errors as they are, anything else with its type."""
+    return str(exc) if isinstance(exc, LaunchFailed) else f"{type(exc).__name__}: {exc}"
 
 
 def _stop_quietly(instance: Instance) -> None:

@@ -240,6 +240,14 @@ _HOT_STAGES = {
 }
 
 
+def _arm(call: _HotCall, slot: Any, ticks: int, request: bytes) -> None:
+    """Set a call's per-launch inputs: the instance's slot, its deadline and the request."""
+    call.slot = ctypes.addressof(slot)
+    call.deadline_ticks = ticks
+    call.request = request
+    call.request_len = len(request)
+
+
 class HotPath:
     """The compiled launch and request functions, bound to this process's wasmtime and libc."""
 
@@ -562,15 +570,12 @@ class Host:
         """``launch`` in one foreign call: the timestamps are taken inside it."""
         call = module.call
         slot = ctypes.create_string_buffer(_SLOT_BYTES) if keep else self._scratch_slot
-        call.slot = ctypes.addressof(slot)
-        call.deadline_ticks = ticks
-        call.request = request
-        call.request_len = len(request)
-        if hot.launch(module.call_ptr):
-            call.request = None
+        _arm(call, slot, ticks, request)
+        failed = hot.launch(module.call_ptr)
+        call.request = None  # the call holds no reference to the request between calls
+        if failed:
             exc = hot.error(call)
             return None, 2, b"", {}, 0, (exc.kind, str(exc))
-        call.request = None
         raw = ctypes.string_at(call.response, call.response_len)
         t0, t1, t2 = call.t0, call.t1, call.t2
         phases = {"instantiate": t1 - t0, "first_response": t2 - t1}
@@ -586,10 +591,7 @@ class Host:
         self, hot: HotPath, module: LoadedModule, request: bytes, n: int, ticks: int
     ) -> list[tuple[Any, ...]]:
         call = module.call
-        call.slot = ctypes.addressof(self._scratch_slot)
-        call.deadline_ticks = ticks
-        call.request = request
-        call.request_len = len(request)
+        _arm(call, self._scratch_slot, ticks, request)
         records = (_HotLaunched * n)()
         done = hot.launch_batch(module.call_ptr, n, records)
         call.request = None
@@ -611,10 +613,7 @@ class Host:
     ) -> tuple[int, bytes, int]:
         call = module.call
         call.ctx = ctx
-        call.slot = ctypes.addressof(slot)
-        call.deadline_ticks = ticks
-        call.request = payload
-        call.request_len = len(payload)
+        _arm(call, slot, ticks, payload)
         failed = hot.request(module.call_ptr)
         call.request = None
         if failed:
