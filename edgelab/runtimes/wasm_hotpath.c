@@ -143,21 +143,29 @@ typedef struct {
     usize response_len;
 } el_launched;
 
+/* Call export `index` of the instance in `slot`; on an error or trap, note them and return
+ * `stage`, else EL_OK. */
+static int call_export(el_call *c, void *ctx, const u8 *slot, int index, el_val *args, usize n,
+                       int stage) {
+    void *trap = 0;
+    c->error = api.call_unchecked(ctx, extern_of(slot, index), args, n, &trap);
+    if (c->error || trap) {
+        c->trap = trap;
+        return failed(c, stage);
+    }
+    return EL_OK;
+}
+
 /* alloc, write the request, handle, copy the response out (to the response buffer at
  * `at`): the ABI of modules/README.md. */
 static int handle(el_call *c, void *ctx, const u8 *slot, usize at_offset) {
     el_val args[2];
-    void *trap = 0;
     const void *memory = extern_of(slot, 3);
     u32 len = (u32)c->request_len;
 
     args[0].i64 = 0;
     args[0].i32 = (i32)len;
-    c->error = api.call_unchecked(ctx, extern_of(slot, 1), args, 1, &trap);
-    if (c->error || trap) {
-        c->trap = trap;
-        return failed(c, EL_ALLOC);
-    }
+    if (call_export(c, ctx, slot, 1, args, 1, EL_ALLOC)) return c->stage;
     u32 pointer = (u32)args[0].i32;
     u8 *data = api.memory_data(ctx, memory);
     usize size = api.memory_data_size(ctx, memory);
@@ -171,11 +179,7 @@ static int handle(el_call *c, void *ctx, const u8 *slot, usize at_offset) {
     args[1].i64 = 0;
     args[0].i32 = (i32)pointer;
     args[1].i32 = (i32)len;
-    c->error = api.call_unchecked(ctx, extern_of(slot, 2), args, 2, &trap);
-    if (c->error || trap) {
-        c->trap = trap;
-        return failed(c, EL_HANDLE);
-    }
+    if (call_export(c, ctx, slot, 2, args, 2, EL_HANDLE)) return c->stage;
     u64 packed = (u64)args[0].i64;
     u64 at = packed >> 32, n = packed & 0xFFFFFFFFu;
     data = api.memory_data(ctx, memory); /* the memory may have grown and moved */
@@ -274,12 +278,7 @@ static int launch_at(el_call *c, usize at_offset) {
         }
     }
     el_val none[1];
-    c->error = api.call_unchecked(ctx, extern_of(c->slot, 0), none, 0, &trap);
-    if (c->error || trap) {
-        c->trap = trap;
-        failed(c, EL_INITIALIZE);
-        goto fail;
-    }
+    if (call_export(c, ctx, c->slot, 0, none, 0, EL_INITIALIZE)) goto fail;
     c->t1 = now_ns();
     if (handle(c, ctx, c->slot, at_offset) != EL_OK) goto fail;
     c->t2 = now_ns();
