@@ -69,14 +69,13 @@ def pooling_fits(max_memory_bytes: int) -> bool:
     return soft == resource.RLIM_INFINITY or soft >= 2 * POOL_SLOTS * max_memory_bytes
 
 
-def cwasm_path(workload: Workload) -> Path:
-    """Where the workload's precompiled module is cached for this wasmtime version and this
-    Engine configuration (the pool's slot size sets how bounds checks are compiled)."""
+def cwasm_path(workload: Workload, engine: str) -> Path:
+    """Where the workload's precompiled module is cached for this wasmtime version and the
+    host's Engine configuration ``engine`` (its ``ping()["engine"]``: the pool's slot size
+    sets how bounds checks are compiled)."""
     from edgelab.build import cache_dir, source_hash
 
-    memory = pool_memory_bytes()
-    config = f"pool{memory >> 20}m" if pooling_fits(memory) else "ondemand"
-    name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}-{config}.cwasm"
+    name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}-{engine}.cwasm"
     return cache_dir() / "wasm" / name
 
 
@@ -332,7 +331,8 @@ class WasmRuntime(Runtime):
         self.launch_path = ""
         #: How the current host allocates instances (the pool, or on demand where it cannot).
         self.allocator = ""
-        self._hot_host: HostProcess | None = None
+        #: The current host's Engine configuration, which names the precompiled-module cache.
+        self.engine = ""
 
     # -- availability -------------------------------------------------------------------
     def check(self) -> None:
@@ -387,6 +387,9 @@ class WasmRuntime(Runtime):
                 self._host = HostProcess()
                 self._watch_pgid(self._host.pid)  # its own session: pid == process group
                 self._loaded.clear()
+                self.launch_path = self._use_hotpath(self._host)
+                facts = self._host.call(LOAD_TIMEOUT_S, "ping")
+                self.allocator, self.engine = facts["allocator"], facts["engine"]
             return self._host
 
     def _abandon_host(self) -> None:
@@ -407,16 +410,13 @@ class WasmRuntime(Runtime):
         except EdgelabError as exc:
             fix = getattr(exc, "fix", None) or "edgelab build shows the compiler's error"
             raise RuntimeUnavailable(self.name, str(exc), fix) from None
-        self.prepare_module(workload, wasm, cwasm_path(workload))
+        self._live_host()
+        self.prepare_module(workload, wasm, cwasm_path(workload, self.engine))
 
     def prepare_module(self, workload: Workload, wasm: Path, cwasm: Path | None) -> None:
         """Load ``wasm`` (through the ``cwasm`` cache) into the host, then launch and drop one
         warm-up instance so that the host's baseline PSS holds its one-time allocations."""
         host = self._live_host()
-        if self._hot_host is not host:
-            self._hot_host = host
-            self.launch_path = self._use_hotpath(host)
-            self.allocator = host.call(LOAD_TIMEOUT_S, "ping")["allocator"]
         if workload.name in self._loaded:
             return
         info = host.call(

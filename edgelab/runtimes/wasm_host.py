@@ -461,6 +461,8 @@ class Host:
             if pooling
             else "on demand (the instance pool does not fit under ulimit -v)"
         )
+        #: The Engine configuration in a word, for naming caches of code compiled for it.
+        self.engine_tag = f"pool{max_memory_bytes >> 20}m" if pooling else "ondemand"
         self.engine = wasmtime.Engine(engine_config(max_memory_bytes, pooling))
         self.engine_ptr = _addr(self.engine)
         self.linker = wasmtime.Linker(self.engine)
@@ -721,6 +723,7 @@ class Host:
             "instances": len(self.instances),
             "launch_path": "compiled" if self.hot is not None else "ctypes",
             "allocator": self.allocator,
+            "engine": self.engine_tag,
             "wasmtime": wasmtime_version(),
         }
 
