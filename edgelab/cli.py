@@ -92,7 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="machine-readable: verdict and detail per capability")
     clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
     clean.add_argument("--cache", action="store_true", help="also remove built artifacts")
+
+    compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="an export's path, or last, last~1, ... (see edgelab history)")
+    compare.add_argument("--json", action="store_true", help="machine-readable")
+    history = sub.add_parser("history", help="the runs saved by edgelab run, newest first")
+    history.add_argument("--limit", "-n", type=_nonnegative_int, default=20, help="show at most this many (0: all)")
+    history.add_argument("--json", action="store_true", help="machine-readable")
     return parser
+
+
+#: Subcommands whose handler lives in a module of its own (the rest are in edgelab.commands).
+_HANDLER_MODULES = {"compare": "edgelab.compare", "history": "edgelab.history"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command is None:
             return _run_tui(args)
-        from edgelab import commands
+        import importlib
 
-        handler = getattr(commands, f"cmd_{args.command}")
+        module = importlib.import_module(_HANDLER_MODULES.get(args.command, "edgelab.commands"))
+        handler = getattr(module, f"cmd_{args.command}")
         return int(handler(args) or 0)
     except EdgelabError as exc:
         print(f"edgelab: {exc}", file=sys.stderr)

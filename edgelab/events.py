@@ -46,9 +46,17 @@ class MemoryPoint:
 
 
 @dataclass(frozen=True)
+class RampHeld:
+    """A ramp reached its targets and now holds its instances: ``result`` is the run so far,
+    complete (memory figures included), so it can be shown and exported while held."""
+
+    result: RunResult
+
+
+@dataclass(frozen=True)
 class ScenarioFinished:
     result: RunResult
     cancelled: bool = False
 
 
-LabEvent = RuntimeStatus | SampleRecorded | InstanceCounts | MemoryPoint | ScenarioFinished
+LabEvent = RuntimeStatus | SampleRecorded | InstanceCounts | MemoryPoint | RampHeld | ScenarioFinished

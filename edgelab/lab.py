@@ -22,6 +22,7 @@ from edgelab.events import (
     InstanceCounts,
     LabEvent,
     MemoryPoint,
+    RampHeld,
     RuntimeStatus,
     SampleRecorded,
     ScenarioFinished,
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
 
 Scenario = Literal["burst", "ramp", "steady"]
 SCENARIOS: tuple[Scenario, ...] = ("burst", "ramp", "steady")
+#: How a mixed burst takes turns: short blocks of launches per runtime (the default), or one
+#: launch each (every launch then starts in the wake of another runtime's work).
+Interleave = Literal["block", "launch"]
+INTERLEAVE_MODES: tuple[Interleave, ...] = ("block", "launch")
 REJECTED_PREFIX = "workload rejected the request: "
 #: After this many failed launches in a row a runtime is given up for the rest of the run.
 MAX_CONSECUTIVE_FAILURES = 3
@@ -100,6 +105,8 @@ class Settings:
     timeout_s: float | None = None
     #: Ramp only: keep the instances until cancelled (the TUI's density view).
     hold: bool = False
+    #: A mixed burst's turn-taking (see ``Interleave``).
+    interleave: Interleave = "block"
 
     def validate(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -117,6 +124,8 @@ class Settings:
             raise UsageError("steady traffic needs a positive --rate and --duration")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UsageError("--timeout must be positive")
+        if self.interleave not in INTERLEAVE_MODES:
+            raise UsageError(f"unknown --interleave '{self.interleave}' (choose from {', '.join(INTERLEAVE_MODES)})")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +139,7 @@ class Settings:
             "duration_s": self.duration_s,
             "request_bytes": len(self.request) if self.request is not None else None,
             "timeout_s": self.timeout_s,
+            "interleave": self.interleave,
         }
 
 
@@ -251,10 +261,13 @@ class _Run:
         self._failed: dict[str, int] = {}
         self._lock = threading.Lock()
         self._scenario = settings.scenario
+        self._started = datetime.now(timezone.utc)
+        #: A held ramp that reached its targets: ending the hold (r, ctrl+c) completes the run.
+        self._held = False
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
-        started = datetime.now(timezone.utc)
+        started = self._started
         with track_run(self.cancel):
             try:
                 self._prepare_all()
@@ -275,8 +288,12 @@ class _Run:
             if runtime_result.error is None:
                 self.emit(RuntimeStatus(name, "done"))
         result = RunResult(self._metadata(started), self.results)
-        self.emit(ScenarioFinished(result, cancelled=self.cancel.is_set()))
+        self.emit(ScenarioFinished(result, cancelled=self._cancelled()))
         return result
+
+    def _cancelled(self) -> bool:
+        """Cancelled before it ended as planned; ending a held ramp is its planned end."""
+        return self.cancel.is_set() and not self._held
 
     def _prepare_all(self) -> None:
         for name in self.settings.runtimes:
@@ -420,7 +437,9 @@ class _Run:
         for name, target in targets.items():
             if target > 0 and name in self.runtimes and not self.cancel.is_set():
                 self._ramp_one(name, target)
-        if self.settings.hold:
+        if self.settings.hold and not self.cancel.is_set():
+            self._held = True
+            self.emit(RampHeld(RunResult(self._metadata(self._started), self.results)))
             self.cancel.wait()
 
     def _ramp_one(self, name: str, target: int) -> None:
@@ -544,7 +563,7 @@ class _Run:
             "settings": replace(self.settings, request=None).as_json()
             | {"request_bytes": len(self.request), "timeout_s": self.timeout_s},
             "workload": {"name": self.workload.name, "description": self.workload.description},
-            "cancelled": self.cancel.is_set(),
+            "cancelled": self._cancelled(),
             "responses_identical": len(digests) <= 1 if digests else None,
             "units": "startup in microseconds (us), memory in KiB (1024 bytes)",
             "fake": self.lab.fake,

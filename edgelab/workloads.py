@@ -21,6 +21,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 MANIFEST_NAME = "workload.toml"
+#: Responses larger than this are cut off (the instance killed) unless the manifest says more.
+DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
 #: The workloads shipped in the repository; EDGELAB_MODULES_DIR points the lab at another folder.
 MODULES_DIR = Path(os.environ.get("EDGELAB_MODULES_DIR") or Path(__file__).resolve().parent.parent / "modules")
 ABI_DIR = Path(__file__).resolve().parent.parent / "modules" / "abi"
@@ -41,6 +43,9 @@ class Workload:
     defines: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Set only for workloads that exist to misbehave (fault-injection tests); not listed by default.
     hostile: bool = False
+    #: The largest response the lab reads from one instance; past it the instance is killed and
+    #: the launch fails with "response exceeded ...". Manifest field ``max_response_bytes``.
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def manifest(self) -> Path:
@@ -82,6 +87,7 @@ def load_manifest(path: Path) -> Workload:
     else:
         default_request = str(_require(data, "default_request", str, path)).encode()
     max_request = int(_require(data, "max_request_bytes", int, path))
+    max_response = int(data.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
     timeout_s = float(_require(data, "timeout_s", (int, float), path))
     memory_mib = int(_require(data, "memory_limit_mib", int, path))
     if max_request <= 0 or timeout_s <= 0 or memory_mib <= 0:
@@ -100,6 +106,7 @@ def load_manifest(path: Path) -> Workload:
         memory_limit_bytes=memory_mib * 1024 * 1024,
         defines=MappingProxyType(dict(defines)),
         hostile=bool(data.get("hostile", False)),
+        max_response_bytes=max_response,
     )
 
 

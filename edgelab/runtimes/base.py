@@ -124,6 +124,13 @@ class Runtime(ABC):
         host process (Wasm) returns that process's whole PSS here.
         """
 
+    def host_memory_bytes(self, instances: Sequence[Instance]) -> int | None:
+        """Memory the host spends on ``instances`` now *including the kernel's share* (page
+        tables, kernel stacks, socket buffers), where the runtime can read it per instance
+        (containers: their cgroups' memory with kernel memory, as ``docker stats`` reads it).
+        None where it cannot: the lab then relies on the fall of MemAvailable alone."""
+        return None
+
     def close(self) -> None:
         """Stop every instance this runtime launched and release what it holds."""
         for instance in self.live_instances():
