@@ -22,7 +22,7 @@ from edgelab.lab import REJECTED_PREFIX, Lab, Scenario, Settings, parse_resident
 from edgelab.results import MemoryResult, RunResult
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
 from edgelab.session import Session
-from edgelab.stats import format_bytes, format_duration_ns
+from edgelab.stats import format_bytes, format_duration_ns, format_ratio
 from edgelab.workloads import get_workload, load_workloads
 
 err = Console(stderr=True)
@@ -120,11 +120,6 @@ class _Progress:
             err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False, soft_wrap=True)
         elif isinstance(event, RuntimeStatus) and self.status is not None:
             self.status.update(f"{event.runtime}: {event.state}…")
-
-
-def format_ratio(ratio: float) -> str:
-    """1.0x, 3.8x, 1,569x: one decimal only where it means something."""
-    return f"{ratio:,.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
 
 
 def print_result(result: RunResult, console: Console | None = None) -> None:

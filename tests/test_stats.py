@@ -4,7 +4,15 @@ import statistics
 
 import pytest
 
-from edgelab.stats import format_bytes, format_duration_ns, percentile, summarize, warnings_for
+from edgelab.stats import (
+    format_bytes,
+    format_duration_ns,
+    format_ratio,
+    percentile,
+    plain_conclusion,
+    summarize,
+    warnings_for,
+)
 
 
 def test_summary_of_known_values() -> None:
@@ -53,10 +61,57 @@ def test_warnings_suggest_fixes() -> None:
 
 @pytest.mark.parametrize(
     ("ns", "text"),
-    [(512, "512 ns"), (12_345, "12.3 µs"), (183_000_000, "183.0 ms"), (2_500_000_000, "2.50 s")],
+    [
+        (0, "0 ns"),
+        (512, "512 ns"),
+        (999.6, "1.00 µs"),  # the unit is chosen after rounding
+        (3_850, "3.85 µs"),
+        (12_345, "12.3 µs"),
+        (99_960, "100 µs"),
+        (233_038_200, "233 ms"),  # a container's cold start: not "233,038.2 µs"
+        (183_000_000, "183 ms"),
+        (999_600_000, "1.00 s"),
+        (2_500_000_000, "2.50 s"),
+        (-5_000, "-5.00 µs"),
+        (float("nan"), "–"),
+    ],
 )
 def test_duration_units(ns: float, text: str) -> None:
     assert format_duration_ns(ns) == text
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [(1.0, "1.00x"), (1.004, "1.00x"), (3.82, "3.82x"), (9.996, "10.0x"), (23.44, "23.4x"),
+     (99.96, "100x"), (2318.4, "2,318x"), (float("inf"), "–")],
+)
+def test_ratio_keeps_three_significant_digits(ratio: float, text: str) -> None:
+    assert format_ratio(ratio) == text
+
+
+def test_format_ratio_is_still_importable_from_commands() -> None:
+    from edgelab import commands
+
+    assert commands.format_ratio is format_ratio
+
+
+def test_plain_conclusion_names_the_fastest_and_the_densest() -> None:
+    text = plain_conclusion(
+        {"container": 233_000_000.0, "subprocess": 340_000.0, "wasm": 3_900.0},
+        {"container": 384.0, "subprocess": 57_174.0, "wasm": 94_904.0},
+    )
+    assert text == (
+        "wasm started 87.2x faster than subprocess and 59,744x faster than container (p50 startup)."
+        " wasm held 1.66x more than subprocess and 247x more than container instances per GiB"
+        " of host memory."
+    )
+
+
+def test_plain_conclusion_needs_two_measured_runtimes() -> None:
+    assert plain_conclusion({"wasm": 3_900.0, "container": None}, {"wasm": 9.0e4}) == ""
+    assert plain_conclusion({}, None) == ""
+    only_startup = plain_conclusion({"wasm": 2.0, "subprocess": 4.0}, {"wasm": 1.0})
+    assert only_startup == "wasm started 2.00x faster than subprocess (p50 startup)."
 
 
 def test_byte_units() -> None:
