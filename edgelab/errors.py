@@ -49,3 +49,14 @@ class LaunchTimeout(LaunchFailed):
 
 class RequestRejected(EdgelabError):
     """The workload answered with a rejection (status 1): the request is invalid for it."""
+
+
+class LimitReached(LaunchFailed):
+    """A launch failed because the machine or the runtime ran out of something (mappings,
+    pids, memory, the engine, a full Wasm pool). A ramp stops there instead of retrying, and
+    reports ``limit`` (one line naming it) with the instances it reached."""
+
+    def __init__(self, limit: str, reached: int | None = None) -> None:
+        self.limit = limit
+        self.reached = reached
+        super().__init__(limit if reached is None else f"{limit} (after {reached:,} instances)")

@@ -7,7 +7,9 @@ Everything here is blocking and runs off any UI event loop.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from edgelab import __version__
-from edgelab.errors import EdgelabError, LaunchFailed, UsageError
+from edgelab.errors import EdgelabError, LaunchFailed, LimitReached, UsageError
 from edgelab.events import (
     InstanceCounts,
     LabEvent,
@@ -53,6 +55,12 @@ BURST_CHUNK_S = 0.02
 BURST_CHUNK_MAX = 256
 #: Memory points taken per runtime during a ramp.
 RAMP_POINTS = 20
+#: A ramp's launch chunk: about a hundredth of the target, at most this many per call (so a
+#: ramp of 100,000 makes ~100 calls and cancel still answers within one chunk).
+RAMP_CHUNK_MAX = 1_000
+#: MemAvailable readings taken before and after each ramp, this far apart, for its idle noise.
+IDLE_READINGS = 8
+IDLE_READING_GAP_S = 0.025
 #: Pause after a ramp before reading MemAvailable, so the kernel's counters catch up.
 RAMP_SETTLE_S = 0.3
 
@@ -227,12 +235,20 @@ class Lab:
         session: Session | None = None,
         runtime_factory: RuntimeFactory = create_runtime,
         watchdog: bool | None = None,
+        mem_available: Callable[[], int] | None = None,
     ) -> None:
         self.session = session or Session()
         self._factory = runtime_factory
         self._runtimes: dict[str, Runtime] = {}
         self._lock = threading.Lock()
         self.fake = runtime_factory is not create_runtime
+        if mem_available is None and self.fake:
+            from edgelab.runtimes.fake import fake_mem_available
+
+            mem_available = fake_mem_available
+        #: The system's MemAvailable in bytes; a lab of fakes reads a fake one, so that its
+        #: host figures are as deterministic as the rest of a fake run.
+        self.mem_available: Callable[[], int] = mem_available or mem_available_bytes
         #: Start a session watchdog (edgelab.watchdog) with the first runtime; default: real runtimes.
         self.use_watchdog = not self.fake if watchdog is None else watchdog
         self.watchdog: Watchdog | None = None
@@ -502,29 +518,45 @@ class _Run:
             self.cancel.wait()
 
     def _ramp_one(self, name: str, target: int) -> None:
+        """Ramp one runtime to ``target`` resident instances and price them twice: user-space
+        (PSS growth) and host (the fall of MemAvailable, and the cgroups' memory where the
+        runtime reads it). A limit the machine or the runtime hits first ends the ramp there;
+        the figures then describe what it held."""
         self.emit(RuntimeStatus(name, "running"))
         rt = self.runtimes[name]
         baseline = rt.pss_bytes([])
-        available_before = mem_available_bytes()
+        idle_before, noise_before = self._mem_available_idle()
         curve: list[tuple[int, int]] = []
         index = len(self.results[name].samples)
         step = max(1, target // RAMP_POINTS)
+        chunk_limit = max(1, min(RAMP_CHUNK_MAX, target // (RAMP_POINTS * 5)))
+        launching_s = 0.0
+        limit: str | None = None
         while not self.cancel.is_set() and name in self.runtimes:
-            held = len(self.resident.get(name, ()))
+            held = self._held_count(name)
             if held >= target:
                 break
-            chunk = min(target - held, max(1, target // (RAMP_POINTS * 5)))
-            self._launch_chunk(name, chunk, index)
+            chunk = min(target - held, chunk_limit)
+            started = time.monotonic()
+            limit = self._launch_chunk(name, chunk, index)
+            launching_s += time.monotonic() - started
             index += chunk
-            held_now = len(self.resident.get(name, ()))
-            if held_now // step != held // step:
+            if limit is not None:
+                break
+            if self._held_count(name) // step != held // step:
                 self._memory_point(name, baseline, curve)
         self._memory_point(name, baseline, curve)
-        time.sleep(RAMP_SETTLE_S)
-        fallen = available_before - mem_available_bytes()
         if not curve or curve[-1][0] == 0:
+            if limit is not None:
+                self._give_up(name, limit, None)
             return
         held, growth = curve[-1]
+        cgroup = self._host_memory(name)
+        time.sleep(RAMP_SETTLE_S)
+        idle_after, noise_after = self._mem_available_idle()
+        fallen = idle_before - idle_after
+        if limit is not None:
+            limit = f"{name} ramp stopped at {held:,} of {target:,} instances: {limit}"
         result = self.results[name]
         result.memory = MemoryResult(
             instances=held,
@@ -532,28 +564,79 @@ class _Run:
             metric=result.memory_metric,
             mem_available_bytes_per_instance=fallen / held,
             curve=tuple(curve),
+            cgroup_bytes_per_instance=cgroup / held if cgroup is not None else None,
+            mem_available_noise_bytes=float(max(noise_before, noise_after)),
+            ramp_rate_per_s=held / launching_s if launching_s > 0 else None,
+            limit=limit,
+            target=target,
         )
 
-    def _launch_chunk(self, name: str, chunk: int, first_index: int) -> None:
+    def _held_count(self, name: str) -> int:
+        return len(self.resident.get(name, ()))
+
+    def _host_memory(self, name: str) -> int | None:
+        try:
+            return self.runtimes[name].host_memory_bytes(self.resident.get(name, []))
+        except Exception:  # noqa: BLE001 - an unreadable cgroup leaves the MemAvailable figure
+            return None
+
+    def _mem_available_idle(self) -> tuple[int, int]:
+        """MemAvailable with nothing launched: the median of a few readings, and their spread
+        (max - min), which is the noise a fall during a ramp has to stand clear of."""
+        readings = []
+        for i in range(IDLE_READINGS):
+            if i:
+                time.sleep(IDLE_READING_GAP_S)
+            readings.append(self.lab.mem_available())
+        readings.sort()
+        return readings[len(readings) // 2], readings[-1] - readings[0]
+
+    def _launch_chunk(self, name: str, chunk: int, first_index: int) -> str | None:
+        """Launch ``chunk`` resident instances; returns the line naming a limit if one was
+        hit (the ramp then stops), else None."""
         rt = self.runtimes[name]
         launch_many = getattr(rt, "launch_many", None)
         if chunk == 1 or launch_many is None:
             for i in range(chunk):
-                if name in self.runtimes:
-                    self._launch_once(name, first_index + i, False, keep=True)
-            return
+                if name not in self.runtimes:
+                    return None
+                limit = self._launch_resident(name, first_index + i)
+                if limit is not None:
+                    return limit
+            return None
         started = time.monotonic()
         try:
             launches: list[Launch] = launch_many(self.workload, self.request, chunk, self.timeout_s)
         except EdgelabError as exc:
+            limit = limit_line(exc)
+            if limit is not None:
+                self._record_failure(name, first_index, False, started, str(exc), True)
+                return limit
             for i in range(chunk):
                 self._record_failure(name, first_index + i, False, started, str(exc), True)
-            return
+            return None
         for i, launch in enumerate(launches):
             sample = self._sample_from(name, first_index + i, False, started, launch)
             if not sample.ok:
                 _stop_quietly(launch.instance)
             self._record(name, sample, launch, keep=True)
+        return None
+
+    def _launch_resident(self, name: str, index: int) -> str | None:
+        """One resident launch for a ramp; a limit is returned, not counted towards giving up."""
+        rt = self.runtimes[name]
+        started = time.monotonic()
+        try:
+            launch = rt.launch(self.workload, self.request, self.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the ramp goes on
+            limit = limit_line(exc)
+            self._record_failure(name, index, False, started, _launch_error(exc), True)
+            return limit
+        sample = self._sample_from(name, index, False, started, launch)
+        if not sample.ok:
+            _stop_quietly(launch.instance)
+        self._record(name, sample, launch, True)
+        return None
 
     def _memory_point(self, name: str, baseline: int, curve: list[tuple[int, int]]) -> None:
         held = len(self.resident.get(name, ()))
@@ -627,6 +710,32 @@ class _Run:
             "units": "startup in microseconds (us), memory in KiB (1024 bytes)",
             "fake": self.lab.fake,
         }
+
+
+#: errno values that mean the machine ran out of something rather than that a launch went wrong.
+_LIMIT_ERRNOS = {errno.EAGAIN: "pids or threads", errno.ENOMEM: "memory", errno.EMFILE: "open files",
+                 errno.ENFILE: "open files (system)", errno.ENOSPC: "space"}
+#: How runtimes' own launch errors name such a limit (os.strerror of the errnos above).
+_LIMIT_PHRASES = {os.strerror(code): what for code, what in _LIMIT_ERRNOS.items()}
+
+
+def limit_line(exc: BaseException) -> str | None:
+    """The one line naming the limit ``exc`` says the machine or runtime hit, or None if it
+    is an ordinary failed launch. ``LimitReached`` says so itself; an ``OSError`` by errno; a
+    runtime's ``LaunchFailed`` by the strerror text it carries (a spawn that hit the pids
+    limit reads "Resource temporarily unavailable")."""
+    if isinstance(exc, LimitReached):
+        return exc.limit
+    if isinstance(exc, MemoryError):
+        return "out of memory in the lab process"
+    if isinstance(exc, OSError) and exc.errno in _LIMIT_ERRNOS:
+        return f"out of {_LIMIT_ERRNOS[exc.errno]}: {exc.strerror}"
+    if isinstance(exc, LaunchFailed):
+        text = str(exc)
+        for phrase, what in _LIMIT_PHRASES.items():
+            if phrase in text:
+                return f"out of {what}: {text.splitlines()[0]}"
+    return None
 
 
 def _launch_error(exc: Exception) -> str:

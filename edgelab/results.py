@@ -6,6 +6,7 @@ instance counts and resident-memory figure, and derives its summaries on demand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from edgelab.stats import Summary, summarize, warnings_for
 
 GIB = 1 << 30
+#: A MemAvailable fall counts as a host figure once it is this many times its idle noise.
+NOISE_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,23 @@ class Sample:
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """Host memory per resident instance, with the metric it was read by.
+    """Memory per resident instance, as two labelled figures a fleet planner can tell apart.
 
-    ``pss_bytes_per_instance`` is the growth of ``metric`` divided by ``instances``;
-    ``mem_available_bytes_per_instance`` is the cross-check: how far the system's MemAvailable
-    fell while this runtime alone ramped up, per instance (None if not measured). It includes
-    what PSS leaves out (page tables, kernel buffers, the engine's own growth) and other
-    processes' noise, so it is only meaningful when the total is many MiB.
+    *User-space*: ``pss_bytes_per_instance``, the growth of ``metric`` (PSS) divided by
+    ``instances``. It leaves out what the kernel spends per instance (page tables, kernel
+    stacks, task and cgroup structures) and the engine's own growth.
+
+    *Host*: ``host_bytes_per_instance``, what the machine loses per instance, from the fall of
+    the system's MemAvailable while this runtime alone ramped up
+    (``mem_available_bytes_per_instance``) or, for containers when that fall is lost in the
+    noise, their cgroup memory with kernel memory (``cgroup_bytes_per_instance``, as
+    ``docker stats`` reads it). ``host_basis`` says in words which it is; ``instances_per_gib``
+    follows the host figure and falls back to PSS only where no host figure exists.
+
+    MemAvailable moves with every process on the machine: ``mem_available_noise_bytes`` is the
+    spread of readings taken with nothing launched, and a fall smaller than
+    ``NOISE_FACTOR`` times it is reported with a warning naming how many instances a stable
+    figure needs.
     """
 
     instances: int
@@ -50,6 +63,16 @@ class MemoryResult:
     mem_available_bytes_per_instance: float | None
     #: (instances resident, PSS growth in bytes) points taken during the ramp.
     curve: tuple[tuple[int, int], ...] = ()
+    #: Containers: cgroup memory incl. kernel memory per instance (None elsewhere).
+    cgroup_bytes_per_instance: float | None = None
+    #: Spread (max - min, bytes) of MemAvailable readings taken while nothing was launched.
+    mem_available_noise_bytes: float | None = None
+    #: Instances brought up per second during the ramp (memory readings included).
+    ramp_rate_per_s: float | None = None
+    #: The one line naming a limit that stopped the ramp before its target, or None.
+    limit: str | None = None
+    #: The instances the ramp was asked for (``instances`` is what it reached and held).
+    target: int | None = None
 
     @property
     def mem_available_total_bytes(self) -> float | None:
@@ -58,10 +81,93 @@ class MemoryResult:
         return self.mem_available_bytes_per_instance * self.instances
 
     @property
-    def instances_per_gib(self) -> float | None:
-        if self.pss_bytes_per_instance <= 0:
+    def mem_available_stable(self) -> bool:
+        """The fall of MemAvailable stands well clear of its idle noise (or none was seen)."""
+        total = self.mem_available_total_bytes
+        if total is None or total <= 0:
+            return False
+        return self.mem_available_noise_bytes is None or total >= NOISE_FACTOR * self.mem_available_noise_bytes
+
+    @property
+    def instances_for_stable_host_figure(self) -> int | None:
+        """How many instances a MemAvailable fall above the noise needs, at this per-instance
+        cost (PSS where the fall itself is too small to price an instance)."""
+        noise = self.mem_available_noise_bytes
+        if not noise:
             return None
-        return GIB / self.pss_bytes_per_instance
+        fallen = self.mem_available_bytes_per_instance or 0.0
+        per_instance = max(fallen, self.pss_bytes_per_instance, 1.0)
+        return max(self.instances, math.ceil(NOISE_FACTOR * noise / per_instance))
+
+    @property
+    def host_bytes_per_instance(self) -> float | None:
+        """What the machine loses per instance (see the class docstring), or None."""
+        fallen = self.mem_available_bytes_per_instance
+        if fallen is not None and fallen > 0 and self.mem_available_stable:
+            return fallen
+        if self.cgroup_bytes_per_instance is not None and self.cgroup_bytes_per_instance > 0:
+            return self.cgroup_bytes_per_instance
+        if fallen is not None and fallen > 0:
+            return fallen  # noisy, and said so in warnings()
+        return None
+
+    @property
+    def host_basis(self) -> str:
+        """What ``host_bytes_per_instance`` is, in words (and what per GiB is computed from)."""
+        fallen = self.mem_available_bytes_per_instance
+        if fallen is not None and fallen > 0 and self.mem_available_stable:
+            return "fall of MemAvailable during this runtime's ramp / instances"
+        if self.cgroup_bytes_per_instance is not None and self.cgroup_bytes_per_instance > 0:
+            return "cgroup memory incl. kernel memory (as docker stats reads it) / instances"
+        if fallen is not None and fallen > 0:
+            return "fall of MemAvailable during this runtime's ramp / instances (within noise)"
+        return f"none measured: per GiB from user-space {self.metric}"
+
+    @property
+    def instances_per_gib(self) -> float | None:
+        per_instance = self.host_bytes_per_instance
+        if per_instance is None:
+            per_instance = self.pss_bytes_per_instance
+        if per_instance <= 0:
+            return None
+        return GIB / per_instance
+
+    def warnings(self) -> list[str]:
+        """What a reader must know before trusting the host figure."""
+        found: list[str] = []
+        if self.limit:
+            found.append(self.limit)
+        if self.mem_available_bytes_per_instance is not None and not self.mem_available_stable:
+            needed = self.instances_for_stable_host_figure
+            noise = self.mem_available_noise_bytes or 0
+            found.append(
+                f"MemAvailable fall is within its idle noise ({noise / 1024:,.0f} KiB) at"
+                f" {self.instances:,} instances"
+                + (f"; hold at least {needed:,} for a stable host figure" if needed else "")
+            )
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        host = self.host_bytes_per_instance
+        return {
+            "resident_instances": self.instances,
+            "target_instances": self.target,
+            "user_space_kib_per_instance": round(self.pss_bytes_per_instance / 1024, 3),
+            "user_space_metric": self.metric,
+            "host_kib_per_instance": round(host / 1024, 3) if host is not None else None,
+            "host_basis": self.host_basis,
+            "mem_available_kib_per_instance": _kib(self.mem_available_bytes_per_instance),
+            "mem_available_noise_kib": _kib(self.mem_available_noise_bytes),
+            "cgroup_kib_per_instance": _kib(self.cgroup_bytes_per_instance),
+            "instances_per_gib": round(self.instances_per_gib) if self.instances_per_gib else None,
+            "ramp_rate_per_s": round(self.ramp_rate_per_s, 1) if self.ramp_rate_per_s else None,
+            "limit": self.limit,
+            "warnings": self.warnings(),
+        }
+
+
+def _kib(value: float | None) -> float | None:
+    return round(value / 1024, 3) if value is not None else None
 
 
 @dataclass
@@ -111,7 +217,8 @@ class RuntimeResult:
     def warnings(self) -> list[str]:
         if self.error:
             return []
-        return warnings_for(self.summary(), len(self.measured))
+        found = warnings_for(self.summary(), len(self.measured))
+        return found + (self.memory.warnings() if self.memory else [])
 
     def first_error(self) -> str | None:
         """The run-level error, or the first failed launch's reason."""
@@ -148,9 +255,16 @@ class RuntimeResult:
                 if memory and memory.mem_available_bytes_per_instance is not None
                 else None
             ),
+            "host_kib_per_instance": (
+                round(host / 1024, 3)
+                if memory and (host := memory.host_bytes_per_instance) is not None
+                else None
+            ),
+            "host_basis": memory.host_basis if memory else None,
             "instances_per_gib": (
                 round(memory.instances_per_gib) if memory and memory.instances_per_gib else None
             ),
+            "memory": memory.to_json() if memory else None,
             "instances": {"running": self.running, "launched": self.launched, "failed": self.failed},
             "warnings": self.warnings(),
         }

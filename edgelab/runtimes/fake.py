@@ -1,35 +1,68 @@
-"""A fake runtime with fixed, deterministic timings: only for stable UI snapshots.
+"""A fake runtime with fixed, deterministic timings: only for stable UI snapshots and the lab's
+bookkeeping tests.
 
 Its figures are not measurements and are never shown outside tests; the lab marks any run that
-used it as ``"fake": true`` in the metadata.
+used it as ``"fake": true`` in the metadata. A lab of fakes also reads a fake MemAvailable
+(``fake_mem_available``) that falls by each live fake instance's pretend host cost, so the host
+figure of a fake run is as deterministic as its PSS.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
+from edgelab.errors import LaunchFailed, LimitReached
 from edgelab.protocol import Response
-from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
 from edgelab.session import Session
 from edgelab.workloads import Workload
 
-# Per pretend runtime: phase timings (ns) and bytes per resident instance.
-_PROFILES: dict[str, tuple[tuple[tuple[str, int], ...], int]] = {
-    "container": ((("create", 95_000_000), ("start", 80_000_000), ("first_response", 1_200_000)), 5_800_000),
-    "subprocess": ((("spawn", 150_000), ("first_response", 40_000)), 125_000),
-    "wasm": ((("instantiate", 9_000), ("first_response", 3_000)), 10_240),
+# Per pretend runtime: phase timings (ns), user-space (PSS) bytes and host bytes per instance.
+_PROFILES: dict[str, tuple[tuple[tuple[str, int], ...], int, int]] = {
+    "container": (
+        (("create", 95_000_000), ("start", 80_000_000), ("first_response", 1_200_000)),
+        5_800_000,
+        9_400_000,
+    ),
+    "subprocess": ((("spawn", 150_000), ("first_response", 40_000)), 125_000, 180_000),
+    "wasm": ((("instantiate", 9_000), ("first_response", 3_000)), 10_240, 12_288),
 }
+#: The fake container's cgroup memory per instance (kernel memory included, pretend).
+_FAKE_CGROUP_BYTES = 1_300_000
+#: What the fake MemAvailable starts at.
+_FAKE_MEMORY_BYTES = 8 << 30
+
+_fake_lock = threading.Lock()
+_fake_used = 0
+
+
+def fake_mem_available() -> int:
+    """The fake MemAvailable: a fixed total less the host cost of every live fake instance."""
+    with _fake_lock:
+        return _FAKE_MEMORY_BYTES - _fake_used
+
+
+def _fake_use(delta: int) -> None:
+    global _fake_used
+    with _fake_lock:
+        _fake_used += delta
 
 
 class FakeInstance(Instance):
     def __init__(self, runtime: FakeRuntime) -> None:
         self.runtime = runtime.name
         self._owner = runtime
+        self._stopped = False
+        _fake_use(runtime.host_bytes_per_instance)
 
     def request(self, payload: bytes, timeout_s: float) -> Response:
         return Response(0, b"fake:" + payload[:32])
 
     def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            _fake_use(-self._owner.host_bytes_per_instance)
         self._owner._untrack(self)
 
 
@@ -39,14 +72,29 @@ class FakeRuntime(Runtime):
     memory_metric = "fake (not a measurement)"
     startup_includes = "fixed fake timings for UI tests"
 
-    def __init__(self, session: Session, as_runtime: str = "wasm", unavailable: str | None = None):
+    def __init__(
+        self,
+        session: Session,
+        as_runtime: str = "wasm",
+        unavailable: str | None = None,
+        limit_after: int | None = None,
+        batched: bool = False,
+    ):
+        """``limit_after``: a launch with that many instances live raises ``LimitReached``
+        (a pretend pids limit), for the lab's limit handling. ``batched``: the fake offers
+        ``cold_starts`` as the Wasm runtime does, so a burst can use the batched path."""
         super().__init__(session)
         self.name = as_runtime  # type: ignore[misc]
-        phases, self._bytes_per_instance = _PROFILES[as_runtime]
+        phases, self._bytes_per_instance, self.host_bytes_per_instance = _PROFILES[as_runtime]
         self._phases = dict(phases)
         self.phase_names = tuple(self._phases)  # type: ignore[misc,assignment]
         self._unavailable = unavailable
+        self._limit_after = limit_after
         self._launches = 0
+        #: The size of every ``cold_starts`` call, in order (what the lab asked for).
+        self.batches: list[int] = []
+        if batched:
+            self.cold_starts = self._cold_starts  # type: ignore[method-assign]
 
     def check(self) -> None:
         if self._unavailable:
@@ -57,17 +105,37 @@ class FakeRuntime(Runtime):
     def prepare(self, workload: Workload) -> None:
         self.check()
 
-    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+    def _timings(self) -> dict[str, int]:
         # A small deterministic wobble so sparklines and spreads are not flat.
         wobble = 1.0 + ((self._launches * 7) % 5) / 20
         self._launches += 1
-        phases = {k: int(v * wobble) for k, v in self._phases.items()}
+        return {k: int(v * wobble) for k, v in self._phases.items()}
+
+    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        live = len(self._live)
+        if self._limit_after is not None and live >= self._limit_after:
+            raise LimitReached(f"{self.name}: fake pids limit of {self._limit_after:,} instances", live)
+        phases = self._timings()
         instance = FakeInstance(self)
         self._track(instance)
         return Launch(instance, instance.request(request, timeout_s), sum(phases.values()), phases)
 
+    def _cold_starts(self, workload: Workload, request: bytes, n: int, timeout_s: float) -> list[Launch | LaunchFailed]:
+        self.batches.append(n)
+        outcomes: list[Launch | LaunchFailed] = []
+        for _ in range(n):
+            phases = self._timings()
+            response = Response(0, b"fake:" + request[:32])
+            outcomes.append(Launch(StoppedInstance(self.name), response, sum(phases.values()), phases))
+        return outcomes
+
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
         return len(instances) * self._bytes_per_instance
+
+    def host_memory_bytes(self, instances: Sequence[Instance]) -> int | None:
+        if self.name != "container":
+            return None
+        return len(instances) * _FAKE_CGROUP_BYTES
 
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
