@@ -1,7 +1,15 @@
-"""Exports of a run: JSON (everything), CSV (one row per sample) and Markdown (the table).
+"""Exports of a run: JSON (everything), CSV (one row per sample), Markdown (the table) and
+hyperfine's JSON schema, written the way Unix tools write files.
 
-Every file is written atomically: to a temporary file beside it, then renamed, so a failure
-leaves nothing half-written. Units are in the column names.
+Where an export goes follows what the path names, as ``>`` in a shell would: a regular file is
+replaced atomically (a temporary file beside it, then a rename) keeping its mode and owner, so a
+failure leaves the old file or the new one and never half of one; a device, a FIFO or a socket
+is written in place (``--json /dev/null`` never replaces /dev/null); a symlink is followed and
+its target written (the link stays); a file with other hard links is rewritten in place, its
+space reserved first, so every link sees the new content. A new file gets ``0666 & ~umask``.
+No folder is ever created: a missing one is one line. ``-`` is stdout.
+
+Units are in the column names (CSV) or beside each figure (Markdown: the unit that suits it).
 """
 
 from __future__ import annotations
@@ -10,11 +18,25 @@ import csv
 import io
 import json
 import os
+import stat
+import sys
 import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from edgelab.errors import EdgelabError
+from edgelab.errors import EdgelabError, UsageError
 from edgelab.results import RunResult
+from edgelab.stats import format_bytes, format_duration_ns, format_ratio, plain_conclusion
+
+#: The path that means stdout.
+STDOUT = "-"
+#: Export formats by name, and the file extensions that choose them in ``--export FILE``.
+FORMATS = ("json", "csv", "markdown", "hyperfine")
+EXTENSIONS = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
+#: Where the TUI puts its exports unless told otherwise (``EDGELAB_EXPORT_DIR`` overrides).
+DEFAULT_EXPORT_DIR = "edgelab-exports"
 
 CSV_FIELDS = (
     "runtime",
@@ -25,38 +47,56 @@ CSV_FIELDS = (
     "phases_us",
     "response_bytes",
     "error",
+    "p50_vs_fastest",
 )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise EdgelabError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise EdgelabError(f"cannot write {path}: {exc.strerror or exc}") from None
+# -- what the exports say ---------------------------------------------------------------------
+def relative_p50(result: RunResult) -> dict[str, float | None]:
+    """Each runtime's p50 startup as a multiple of the fastest runtime's (1.0 for the fastest;
+    None for a runtime with no successful launch): the ratio every export carries."""
+    fastest = result.fastest()
+    best = result.runtimes[fastest].summary() if fastest else None
+    ratios: dict[str, float | None] = {}
+    for name, runtime in result.runtimes.items():
+        summary = runtime.summary()
+        ratios[name] = summary.p50_ns / best.p50_ns if summary and best and best.p50_ns > 0 else None
+    return ratios
+
+
+def _memory_figures(runtime: Any) -> tuple[float | None, float | None, float | None]:
+    """(user-space bytes, host bytes, instances per GiB) per resident instance, or Nones."""
+    m = runtime.memory
+    if m is None:
+        return None, None, None
+    return m.pss_bytes_per_instance, getattr(m, "host_bytes_per_instance", None), m.instances_per_gib
+
+
+def conclusion(result: RunResult) -> str:
+    """The run's figures in plain words (``edgelab.stats.plain_conclusion``), as the CLI
+    prints them and the Markdown export carries them."""
+    startups = {name: (s.p50_ns if (s := r.summary()) else None) for name, r in result.runtimes.items()}
+    density = {name: _memory_figures(r)[2] for name, r in result.runtimes.items()}
+    return plain_conclusion(startups, density)
 
 
 def to_json(result: RunResult) -> str:
-    return json.dumps(result.to_json(), indent=2) + "\n"
+    data = result.to_json()
+    ratios = relative_p50(result)
+    for entry in data.get("results", []):
+        ratio = ratios.get(entry.get("runtime"))
+        entry["p50_vs_fastest"] = round(ratio, 4) if ratio is not None else None
+    data.setdefault("metadata", {})["conclusion"] = conclusion(result)
+    return json.dumps(data, indent=2) + "\n"
 
 
 def to_csv(result: RunResult) -> str:
+    ratios = relative_p50(result)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_FIELDS)
     for runtime in result.runtimes.values():
+        ratio = ratios.get(runtime.runtime)
         for s in runtime.samples:
             phases = ";".join(f"{k}={v / 1000:.3f}" for k, v in s.phases_ns.items())
             writer.writerow(
@@ -69,22 +109,20 @@ def to_csv(result: RunResult) -> str:
                     phases,
                     s.response_bytes,
                     s.error or "",
+                    f"{ratio:.4f}" if ratio is not None else "",
                 ]
             )
     return buffer.getvalue()
 
 
-def _cell(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.1f}{unit}"
+def _duration(value_ns: float | None) -> str:
+    return "–" if value_ns is None else format_duration_ns(value_ns)
 
 
 def to_markdown(result: RunResult) -> str:
     meta = result.metadata
     settings = meta.get("settings", {})
-    fastest = result.fastest()
-    fastest_p50 = result.runtimes[fastest].summary().p50_ns if fastest else None  # type: ignore[union-attr]
+    ratios = relative_p50(result)
     lines = [
         f"# edgelab: {meta.get('workload', {}).get('name', '?')}, {settings.get('scenario', '?')}",
         "",
@@ -92,42 +130,252 @@ def to_markdown(result: RunResult) -> str:
         f"{meta.get('host', {}).get('cpu_cores_logical', '?')} cores. "
         + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         "",
-        "Startup = launch call to first byte of the first response, in µs. "
-        "Memory = host memory per resident instance, in KiB, by the metric named.",
+        "Startup = launch call to first byte of the first response; each figure in the unit that"
+        " suits it. vs fastest = p50 / the fastest runtime's p50. Memory = per resident instance:"
+        " user-space by the metric named, host = what the machine loses per instance.",
         "",
-        "| runtime | n | ok | failed | p50 µs | p90 µs | p99 µs | min µs | max µs | stdev µs "
-        "| vs fastest | KiB/instance | metric | instances/GiB | error |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| runtime | n | ok | failed | p50 | p90 | p99 | min | max | stdev "
+        "| vs fastest | user-space/instance | metric | host/instance | instances/GiB | error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for runtime in result.runtimes.values():
         row = runtime.to_json()
-        startup = row["startup_us"] or {}
         summary = runtime.summary()
-        ratio = f"{summary.p50_ns / fastest_p50:,.1f}x" if summary and fastest_p50 else "–"
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    runtime.runtime,
-                    str(row["count"]),
-                    str(row["ok"]),
-                    str(row["failed"]),
-                    _cell(startup.get("p50")),
-                    _cell(startup.get("p90")),
-                    _cell(startup.get("p99")),
-                    _cell(startup.get("min")),
-                    _cell(startup.get("max")),
-                    _cell(startup.get("stdev")),
-                    ratio,
-                    _cell(row["memory_kib_per_instance"]),
-                    row["memory_metric"] or "–",
-                    f"{row['instances_per_gib']:,}" if row["instances_per_gib"] else "–",
-                    (row["error"] or "").replace("|", "/"),
-                ]
-            )
-            + " |"
+        ratio = ratios.get(runtime.runtime)
+        user_bytes, host_bytes, per_gib = _memory_figures(runtime)
+        figures = (
+            [summary.p50_ns, summary.p90_ns, summary.p99_ns, summary.min_ns, summary.max_ns, summary.stdev_ns]
+            if summary
+            else [None] * 6
         )
+        cells = [
+            runtime.runtime,
+            str(row["count"]),
+            str(row["ok"]),
+            str(row["failed"]),
+            *(_duration(v) for v in figures),
+            format_ratio(ratio) if ratio is not None else "–",
+            format_bytes(user_bytes) if user_bytes is not None else "–",
+            (runtime.memory.metric if runtime.memory else None) or "–",
+            format_bytes(host_bytes) if host_bytes is not None else "–",
+            f"{per_gib:,.0f}" if per_gib else "–",
+            (row["error"] or "").replace("|", "/"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    sentence = conclusion(result)
+    if sentence:
+        lines += ["", sentence]
     return "\n".join(lines) + "\n"
+
+
+def _to_hyperfine(result: RunResult) -> str:
+    from edgelab.hyperfine import to_hyperfine_json
+
+    return to_hyperfine_json(result)
+
+
+RENDERERS: dict[str, Callable[[RunResult], str]] = {
+    "json": to_json,
+    "csv": to_csv,
+    "markdown": to_markdown,
+    "hyperfine": _to_hyperfine,
+}
+
+
+# -- where they go ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportTarget:
+    """One export asked for: its format and where it goes (``path`` None: stdout)."""
+
+    fmt: str
+    path: Path | None
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.path is None
+
+    def __str__(self) -> str:
+        return "stdout" if self.path is None else str(self.path)
+
+
+def target(text: str, fmt: str | None = None, flag: str = "--export") -> ExportTarget:
+    """An export named on the command line: ``--json F`` (fmt given) or ``--export F`` (the
+    format from F's extension). ``-`` is stdout, which needs the format said outright
+    (``--json -``): there is no extension to read it from."""
+    if not text:
+        raise UsageError(f"{flag} needs a file name (or - for stdout)")
+    if fmt is None:
+        if text == STDOUT:
+            raise UsageError("--export - has no extension to choose a format from: use --json -, --csv - or --markdown -")
+        fmt = EXTENSIONS.get(Path(text).suffix.lower())
+        if fmt is None:
+            known = ", ".join(EXTENSIONS)
+            raise UsageError(f"--export {text}: cannot tell the format from its extension (use {known}, or --json/--csv/--markdown)")
+    if fmt not in RENDERERS:
+        raise UsageError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    return ExportTarget(fmt, None if text == STDOUT else Path(text))
+
+
+def check_targets(targets: Iterable[ExportTarget]) -> None:
+    """Refuse, before anything runs, exports that could not all be written: two to one place
+    (the same path, spelled differently, linked, or stdout twice), a folder, a missing folder,
+    a place this user cannot write. Creates and leaves nothing."""
+    seen: dict[Any, ExportTarget] = {}
+    for t in targets:
+        key = "stdout" if t.path is None else _identity(t.path)
+        if key in seen:
+            raise UsageError(f"two exports to {t} ({seen[key].fmt} and {t.fmt}): give each its own path")
+        seen[key] = t
+        if t.path is not None:
+            check_writable(t.path)
+
+
+def _identity(path: Path) -> Any:
+    """What two spellings of one destination share: the file's (device, inode) if it exists,
+    else its resolved path."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _cannot(path: Path, why: str) -> EdgelabError:
+    return EdgelabError(f"cannot write {path}: {why}")
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, with one line, if ``write_text(path, ...)`` would fail for want of a folder or
+    of permission (leaves nothing behind)."""
+    real = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = os.stat(real)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise _cannot(path, exc.strerror or str(exc)) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise _cannot(path, "it is a folder")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if not os.access(real, os.W_OK):
+            raise _cannot(path, "permission denied")
+        return  # written in place; opening a FIFO now would block until it has a reader
+    parent = real.parent
+    if not parent.is_dir():
+        raise _cannot(path, f"folder {parent} does not exist (edgelab creates no folders: make it first)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", dir=parent)
+    except OSError as exc:
+        raise _cannot(path, exc.strerror or str(exc)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for a moment, for every
+    thread: the TUI writes exports from a worker)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as the module docstring says; one-line EdgelabError if not."""
+    data = text.encode("utf-8")
+    real = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = os.stat(real)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise _cannot(path, exc.strerror or str(exc)) from None
+    try:
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise _cannot(path, "it is a folder")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            _write_in_place(real, data, reserve=False)
+        elif st is not None and st.st_nlink > 1:
+            _write_in_place(real, data, reserve=True)
+        else:
+            _replace_atomically(path, real, data, st)
+    except OSError as exc:
+        raise _cannot(path, exc.strerror or str(exc)) from None
+
+
+def _write_in_place(real: Path, data: bytes, reserve: bool) -> None:
+    """Devices, FIFOs and hard-linked files: write what the path names, not a new file."""
+    flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(real, flags if reserve else flags | os.O_TRUNC)
+    try:
+        if reserve and data:
+            os.posix_fallocate(fd, 0, len(data))  # no space: fails here, the file untouched
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if reserve:
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+def _replace_atomically(path: Path, real: Path, data: bytes, st: os.stat_result | None) -> None:
+    parent = real.parent
+    if not parent.is_dir():
+        raise _cannot(path, f"folder {parent} does not exist (edgelab creates no folders: make it first)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", dir=parent)
+    try:
+        try:
+            if st is not None:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                    try:
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                    except PermissionError:
+                        pass  # not root: the file becomes ours, as any editor would leave it
+            else:
+                os.fchmod(fd, 0o666 & ~current_umask())
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_stdout(text: str) -> None:
+    """An export to stdout; a closed pipe raises BrokenPipeError for the CLI to exit on."""
+    stream = sys.stdout
+    stream.write(text)
+    stream.flush()
+
+
+def write_targets(result: RunResult, targets: Iterable[ExportTarget]) -> list[ExportTarget]:
+    """Write every file export first, then those to stdout (a reader that closes the pipe
+    early cannot cost a file). Returns the targets written, in that order."""
+    ordered = sorted(targets, key=lambda t: t.to_stdout)
+    for t in ordered:
+        text = RENDERERS[t.fmt](result)
+        if t.path is None:
+            write_stdout(text)
+        else:
+            write_text(t.path, text)
+    return ordered
 
 
 def write_exports(
@@ -136,10 +384,45 @@ def write_exports(
     csv_path: Path | None = None,
     markdown_path: Path | None = None,
 ) -> list[Path]:
-    """Write whichever exports are asked for; returns the paths written."""
-    written: list[Path] = []
-    for path, render in ((json_path, to_json), (csv_path, to_csv), (markdown_path, to_markdown)):
-        if path is not None:
-            write_atomic(Path(path), render(result))
-            written.append(Path(path))
-    return written
+    """Write whichever of the three file exports are asked for; returns the paths written."""
+    targets = [
+        ExportTarget(fmt, Path(path))
+        for fmt, path in (("json", json_path), ("csv", csv_path), ("markdown", markdown_path))
+        if path is not None
+    ]
+    check_targets(targets)
+    write_targets(result, targets)
+    return [t.path for t in targets if t.path is not None]
+
+
+# -- the TUI's exports ---------------------------------------------------------------------------
+def default_export_dir() -> Path:
+    """The folder the lab's own exports go to: ``EDGELAB_EXPORT_DIR``, else
+    ``./edgelab-exports`` (work products belong beside the work, as screenshots/ does, not
+    in a hidden data dir; and not among the screenshots)."""
+    configured = os.environ.get("EDGELAB_EXPORT_DIR")
+    return Path(configured) if configured else Path(DEFAULT_EXPORT_DIR)
+
+
+def export_stem(result: RunResult) -> str:
+    """``edgelab-<workload>-<scenario>-<start time>``: names that sort by time, one per run."""
+    settings = result.metadata.get("settings", {})
+    stamp = str(result.metadata.get("started", "run"))[:19].replace(":", "-")
+    return f"edgelab-{settings.get('workload', 'run')}-{settings.get('scenario', 'run')}-{stamp}"
+
+
+def export_run(result: RunResult, folder: Path | None = None) -> list[Path]:
+    """JSON, CSV and Markdown of ``result`` in ``folder`` (default: ``default_export_dir()``),
+    creating that one folder if needed: it is the lab's own, named in its settings."""
+    folder = default_export_dir() if folder is None else Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot(folder, exc.strerror or str(exc)) from None
+    stem = export_stem(result)
+    return write_exports(
+        result,
+        json_path=folder / f"{stem}.json",
+        csv_path=folder / f"{stem}.csv",
+        markdown_path=folder / f"{stem}.md",
+    )
