@@ -23,7 +23,7 @@ from edgelab.results import MemoryResult, RunResult
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
 from edgelab.session import Session
 from edgelab.stats import format_bytes, format_duration_ns, format_ratio
-from edgelab.workloads import get_workload, load_workloads
+from edgelab.workloads import get_workload, load_workloads, require_workloads
 
 err = Console(stderr=True)
 
@@ -328,6 +328,7 @@ def workload_listing(include_images: bool = True) -> list[dict[str, Any]]:
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
+    require_workloads()  # none found is an error (a broken install), not an empty table
     listing = workload_listing()
     if args.json:
         print(json.dumps(listing, indent=2))

@@ -23,9 +23,29 @@ else:  # pragma: no cover - Python 3.10
 MANIFEST_NAME = "workload.toml"
 #: Responses larger than this are cut off (the instance killed) unless the manifest says more.
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
-#: The workloads shipped in the repository; EDGELAB_MODULES_DIR points the lab at another folder.
-MODULES_DIR = Path(os.environ.get("EDGELAB_MODULES_DIR") or Path(__file__).resolve().parent.parent / "modules")
-ABI_DIR = Path(__file__).resolve().parent.parent / "modules" / "abi"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_dir(name: str) -> Path:
+    """Where a folder that ships with edgelab (``modules``, ``images``) is.
+
+    A wheel carries copies under ``edgelab/_shipped/`` (setup.py's build hook); a source tree,
+    and so an editable install, has them beside the package, where people edit them.
+    """
+    inside = _PACKAGE_DIR / "_shipped" / name
+    return inside if inside.is_dir() else _PACKAGE_DIR.parent / name
+
+
+def modules_dir() -> Path:
+    """The workloads' folder: ``$EDGELAB_MODULES_DIR`` (read at each call), else the shipped one."""
+    override = os.environ.get("EDGELAB_MODULES_DIR")
+    return Path(override).expanduser() if override else shipped_dir("modules")
+
+
+#: The workloads' folder as found at import; the functions below call ``modules_dir()`` instead.
+MODULES_DIR = modules_dir()
+#: The ABI every workload is built against: always the lab's own, whatever EDGELAB_MODULES_DIR says.
+ABI_DIR = shipped_dir("modules") / "abi"
 
 
 @dataclass(frozen=True)
@@ -110,8 +130,10 @@ def load_manifest(path: Path) -> Workload:
     )
 
 
-def load_workloads(root: Path = MODULES_DIR, include_hostile: bool = False) -> dict[str, Workload]:
-    """Every workload under ``root``, by name, sorted; hostile test workloads only on request."""
+def load_workloads(root: Path | None = None, include_hostile: bool = False) -> dict[str, Workload]:
+    """Every workload under ``root`` (default ``modules_dir()``), by name, sorted; hostile test
+    workloads only on request."""
+    root = modules_dir() if root is None else root
     found: dict[str, Workload] = {}
     for manifest in sorted(root.glob(f"*/{MANIFEST_NAME}")):
         workload = load_manifest(manifest)
@@ -121,9 +143,31 @@ def load_workloads(root: Path = MODULES_DIR, include_hostile: bool = False) -> d
     return found
 
 
-def get_workload(name: str, root: Path = MODULES_DIR) -> Workload:
+def no_workloads_error(root: Path) -> UsageError:
+    """The one line for a lab that finds nothing to run: where it looked and how to point it."""
+    where = (
+        "EDGELAB_MODULES_DIR" if os.environ.get("EDGELAB_MODULES_DIR") else "the installed package"
+    )
+    return UsageError(
+        f"no workloads found under {root} (from {where}; each needs a folder with a {MANIFEST_NAME})"
+    )
+
+
+def require_workloads(root: Path | None = None) -> dict[str, Workload]:
+    """``load_workloads``, but finding none is an error, not an empty table."""
+    root = modules_dir() if root is None else root
+    workloads = load_workloads(root)
+    if not workloads:
+        raise no_workloads_error(root)
+    return workloads
+
+
+def get_workload(name: str, root: Path | None = None) -> Workload:
+    root = modules_dir() if root is None else root
     workloads = load_workloads(root, include_hostile=True)
     if name not in workloads:
+        if not workloads:
+            raise no_workloads_error(root)
         known = ", ".join(w for w, spec in workloads.items() if not spec.hostile) or "none"
         raise UsageError(f"unknown workload '{name}' (known: {known})")
     return workloads[name]

@@ -28,9 +28,10 @@ from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUn
 from edgelab.protocol import Response, decode_response_header, encode_request
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.session import SESSION_LABEL, Session
-from edgelab.workloads import Workload
+from edgelab.workloads import Workload, shipped_dir
 
-DOCKERFILE = Path(__file__).resolve().parent.parent.parent / "images" / "Dockerfile"
+#: The image template: in the package when installed from a wheel, at the top of a source tree.
+DOCKERFILE = shipped_dir("images") / "Dockerfile"
 IMAGE_REPOSITORY = "edgelab"
 IMAGE_LABEL = "edgelab.image"
 #: Timeout of ordinary Docker API calls (create, start, remove, inspect), in seconds.
