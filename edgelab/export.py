@@ -309,6 +309,11 @@ def write_text(path: Path, text: str) -> None:
         raise _cannot(path, exc.strerror or str(exc)) from None
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """The old name of ``write_text`` (history.py and others call it): same rules."""
+    write_text(path, text)
+
+
 def _write_in_place(real: Path, data: bytes, reserve: bool) -> None:
     """Devices, FIFOs and hard-linked files: write what the path names, not a new file."""
     flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
