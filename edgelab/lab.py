@@ -53,6 +53,11 @@ MAX_CONSECUTIVE_FAILURES = 3
 #: (and at most this many launches), so that cancel and the live view answer promptly.
 BURST_CHUNK_S = 0.02
 BURST_CHUNK_MAX = 256
+#: A mixed burst in block mode: each runtime's block aims at about this long (at least one
+#: launch, at most BLOCK_MAX), and a block is at most 1/BLOCK_MIN_ROUNDS of the burst.
+BLOCK_S = 0.03
+BLOCK_MAX = 2_048
+BLOCK_MIN_ROUNDS = 4
 #: Memory points taken per runtime during a ramp.
 RAMP_POINTS = 20
 #: A ramp's launch chunk: about a hundredth of the target, at most this many per call (so a
@@ -339,6 +344,8 @@ class _Run:
         self._started = datetime.now(timezone.utc)
         #: A held ramp that reached its targets: ending the hold (r, ctrl+c) completes the run.
         self._held = False
+        #: Block mode: the size of each block each runtime ran, in order (for the metadata).
+        self._blocks: dict[str, list[int]] = {}
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -467,37 +474,87 @@ class _Run:
         if len(active) == 1 and hasattr(self.runtimes[active[0]], "cold_starts"):
             self._burst_batched(active[0], total)
             return
+        if self.settings.interleave == "block":
+            self._burst_blocks(total)
+            return
         for index in range(total):
             for name in self._active():
                 if self.cancel.is_set():
                     return
                 self._launch_once(name, index, index < self.settings.warmup, keep=False)
 
+    def _burst_blocks(self, total: int) -> None:
+        """A mixed burst in blocks: each runtime in turn runs a short block of launches (about
+        BLOCK_S, at least one), and the order flips every round, so no runtime's launch starts
+        in the wake of another's work, yet drift still falls on all of them alike. A block's
+        size comes from the runtime's last block (the first is one launch, to measure); at
+        most 1/BLOCK_MIN_ROUNDS of the burst, so even a short burst takes several turns."""
+        order = self._active()
+        done = dict.fromkeys(order, 0)
+        size = dict.fromkeys(order, 1)
+        cap = max(1, -(-total // BLOCK_MIN_ROUNDS))
+        self._blocks = {name: [] for name in order}
+        rounds = 0
+        while not self.cancel.is_set():
+            pending = [n for n in order if n in self.runtimes and done[n] < total]
+            if not pending:
+                break
+            for name in pending if rounds % 2 == 0 else reversed(pending):
+                if self.cancel.is_set() or name not in self.runtimes:
+                    continue
+                n = min(size[name], total - done[name])
+                started = time.monotonic()
+                ran = self._block(name, done[name], n)
+                elapsed = time.monotonic() - started
+                done[name] += ran
+                self._blocks[name].append(ran)
+                per_launch = elapsed / max(1, ran)
+                size[name] = max(1, min(cap, BLOCK_MAX, int(BLOCK_S / max(per_launch, 1e-7))))
+            rounds += 1
+
+    def _block(self, name: str, first: int, n: int) -> int:
+        """``n`` cold starts of one runtime back to back (by its batched path where it has
+        one), numbered from ``first``; returns how many it ran."""
+        rt = self.runtimes[name]
+        if n > 1 and hasattr(rt, "cold_starts"):
+            return self._cold_start_batch(name, first, n)
+        for i in range(n):
+            if self.cancel.is_set() or name not in self.runtimes:
+                return i
+            self._launch_once(name, first + i, first + i < self.settings.warmup, keep=False)
+        return n
+
+    def _cold_start_batch(self, name: str, first: int, n: int) -> int:
+        """One call to the runtime's ``cold_starts``, recorded sample by sample; returns how
+        many launches it accounted for (a failure ends the batch, as the runtime does)."""
+        rt = self.runtimes[name]
+        started = time.monotonic()
+        try:
+            outcomes = rt.cold_starts(self.workload, self.request, n, self.timeout_s)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - one failed launch; the run goes on
+            self._record_failure(name, first, first < self.settings.warmup, started, _launch_error(exc), False)
+            return 1
+        index = first
+        for outcome in outcomes:
+            warmup = index < self.settings.warmup
+            if isinstance(outcome, LaunchFailed):
+                self._record_failure(name, index, warmup, started, str(outcome), False)
+            else:
+                self._record(name, self._sample_from(name, index, warmup, started, outcome), outcome, False)
+            index += 1
+        return max(1, len(outcomes))
+
     def _burst_batched(self, name: str, total: int) -> None:
         """A burst of one runtime: nothing to interleave with, so its cold starts run back to
         back in the runtime (as a bare loop would run them), in chunks sized to take about
         BURST_CHUNK_S each so that cancelling and the live view stay prompt."""
-        rt = self.runtimes[name]
         index = 0
         chunk = 1
         while index < total and name in self.runtimes and not self.cancel.is_set():
-            n = min(chunk, total - index)
             started = time.monotonic()
-            try:
-                outcomes = rt.cold_starts(self.workload, self.request, n, self.timeout_s)  # type: ignore[attr-defined]
-            except Exception as exc:  # noqa: BLE001 - one failed launch; the run goes on
-                self._record_failure(name, index, index < self.settings.warmup, started, _launch_error(exc), False)
-                index += 1
-                continue
-            elapsed = time.monotonic() - started
-            for outcome in outcomes:
-                warmup = index < self.settings.warmup
-                if isinstance(outcome, LaunchFailed):
-                    self._record_failure(name, index, warmup, started, str(outcome), False)
-                else:
-                    self._record(name, self._sample_from(name, index, warmup, started, outcome), outcome, False)
-                index += 1
-            per_launch = elapsed / max(1, len(outcomes))
+            ran = self._cold_start_batch(name, index, min(chunk, total - index))
+            index += ran
+            per_launch = (time.monotonic() - started) / ran
             chunk = max(1, min(BURST_CHUNK_MAX, int(BURST_CHUNK_S / max(per_launch, 1e-6))))
 
     def _ramp(self) -> None:
@@ -681,6 +738,16 @@ class _Run:
             self.emit(InstanceCounts(name, 0, result.launched, result.failed))
         self.resident.clear()
 
+    def _interleave_facts(self) -> dict[str, Any]:
+        """How the burst took turns, so an export says what a figure was measured beside."""
+        facts: dict[str, Any] = {"mode": self.settings.interleave}
+        if self.settings.interleave == "block":
+            facts["block_target_ms"] = BLOCK_S * 1000
+        blocks = {name: _block_sizes(sizes) for name, sizes in self._blocks.items() if sizes}
+        if blocks:
+            facts["launches_per_block"] = blocks
+        return facts
+
     def _metadata(self, started: datetime) -> dict[str, Any]:
         versions: dict[str, str] = {"edgelab": __version__}
         for rt in self.runtimes.values():
@@ -705,6 +772,7 @@ class _Run:
             "settings": replace(self.settings, request=None).as_json()
             | {"request_bytes": len(self.request), "timeout_s": self.timeout_s},
             "workload": {"name": self.workload.name, "description": self.workload.description},
+            "interleave": self._interleave_facts(),
             "cancelled": self._cancelled(),
             "responses_identical": len(digests) <= 1 if digests else None,
             "units": "startup in microseconds (us), memory in KiB (1024 bytes)",
@@ -736,6 +804,11 @@ def limit_line(exc: BaseException) -> str | None:
             if phrase in text:
                 return f"out of {what}: {text.splitlines()[0]}"
     return None
+
+
+def _block_sizes(sizes: list[int]) -> dict[str, int]:
+    ordered = sorted(sizes)
+    return {"blocks": len(sizes), "min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
 
 def _launch_error(exc: Exception) -> str:

@@ -159,3 +159,128 @@ def test_export_to_unwritable_path_fails_cleanly(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(EdgelabError, match="cannot write"):
         write_exports(result, json_path=blocker / "r.json")
+
+
+def _runs(events: list) -> list[tuple[str, int]]:
+    """The launch sequence as (runtime, launches in a row)."""
+    runs: list[tuple[str, int]] = []
+    for event in events:
+        if isinstance(event, SampleRecorded):
+            name = event.sample.runtime
+            if runs and runs[-1][0] == name:
+                runs[-1] = (name, runs[-1][1] + 1)
+            else:
+                runs.append((name, 1))
+    return runs
+
+
+def test_block_interleave_alternates_blocks_and_flips_the_order_every_round() -> None:
+    from edgelab.lab import BLOCK_MIN_ROUNDS
+
+    assert BLOCK_MIN_ROUNDS == 4  # 20 launches: blocks of at most 5
+    runtimes: dict[str, FakeRuntime] = {}
+
+    def factory(name: str, session: object) -> FakeRuntime:
+        runtimes[name] = FakeRuntime(session, name, batched=name == "wasm")  # type: ignore[arg-type]
+        return runtimes[name]
+
+    events: list = []
+    result = Lab(runtime_factory=factory).run(Settings(workload="hello", count=20, warmup=0), on_event=events.append)
+    # Round 0 measures one launch each (c, s, w); then blocks of 5, the order reversed every
+    # round: w s c | c s w | w s c | c s w, so a runtime's last block and its next one meet.
+    assert _runs(events) == [
+        ("container", 1), ("subprocess", 1), ("wasm", 6), ("subprocess", 5), ("container", 10),
+        ("subprocess", 5), ("wasm", 10), ("subprocess", 5), ("container", 9), ("subprocess", 4), ("wasm", 4),
+    ]
+    # Wasm's blocks went through its batched path, one call per block.
+    assert runtimes["wasm"].batches == [5, 5, 5, 4]
+    assert all(r.ok == 20 for r in result.runtimes.values())
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["metadata"]["settings"]["interleave"] == "block"
+    assert data["metadata"]["interleave"]["mode"] == "block"
+    assert data["metadata"]["interleave"]["launches_per_block"]["wasm"] == {"blocks": 5, "min": 1, "median": 5, "max": 5}
+
+
+def test_block_size_follows_the_time_each_launch_takes() -> None:
+    from edgelab.lab import BLOCK_S
+
+    delay = BLOCK_S / 3  # about three launches fill a block
+    lab = Lab(runtime_factory=lambda name, s: FakeRuntime(s, name, delay_s=delay if name == "container" else 0.0))
+    result = lab.run(Settings(workload="hello", runtimes=("container", "wasm"), count=40, warmup=0))
+    blocks = result.metadata["interleave"]["launches_per_block"]
+    assert blocks["container"]["min"] == 1 and blocks["container"]["max"] in (2, 3)
+    assert blocks["wasm"]["max"] == 10  # a quarter of the burst: fast runtimes still take turns
+    assert result.runtimes["container"].ok == 40 and result.runtimes["wasm"].ok == 40
+
+
+def test_launch_interleave_is_recorded_in_the_export() -> None:
+    events: list = []
+    result = fake_lab().run(Settings(workload="hello", count=3, warmup=0, interleave="launch"), on_event=events.append)
+    assert _runs(events) == [(name, 1) for name in ("container", "subprocess", "wasm")] * 3
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["metadata"]["settings"]["interleave"] == "launch"
+    assert data["metadata"]["interleave"] == {"mode": "launch"}
+
+
+def test_ramp_reports_user_space_and_host_figures_with_their_basis_and_rate() -> None:
+    result = fake_lab().run(
+        Settings(workload="hello", scenario="ramp", resident={"container": 4, "subprocess": 50, "wasm": 500})
+    )
+    data = {r["runtime"]: r for r in json.loads(json.dumps(result.to_json()))["results"]}
+    container = result.runtimes["container"].memory
+    assert container is not None
+    assert container.pss_bytes_per_instance == 5_800_000  # user-space: PSS growth / N
+    assert container.mem_available_bytes_per_instance == 9_400_000  # host: the fall of MemAvailable
+    assert container.cgroup_bytes_per_instance == 1_300_000  # host, by the cgroups: kernel included
+    assert container.host_bytes_per_instance == 9_400_000
+    assert container.host_basis == "fall of MemAvailable during this runtime's ramp / instances"
+    assert container.instances_per_gib == pytest.approx((1 << 30) / 9_400_000)
+    for name, user_kib, host_kib in (("subprocess", 125_000 / 1024, 180_000 / 1024), ("wasm", 10.0, 12.0)):
+        memory = data[name]["memory"]
+        assert memory["user_space_kib_per_instance"] == pytest.approx(user_kib, abs=1e-3)
+        assert memory["host_kib_per_instance"] == pytest.approx(host_kib, abs=1e-3)
+        assert memory["host_basis"].startswith("fall of MemAvailable")
+        assert memory["cgroup_kib_per_instance"] is None
+        assert memory["ramp_rate_per_s"] > 0
+        assert memory["limit"] is None and memory["warnings"] == []
+        assert memory["mem_available_noise_kib"] == 0
+    assert data["container"]["memory"]["cgroup_kib_per_instance"] == pytest.approx(1_300_000 / 1024, abs=1e-3)
+
+
+def test_a_noisy_mem_available_is_said_with_the_instances_a_stable_figure_needs() -> None:
+    from edgelab.runtimes.fake import fake_mem_available
+
+    wobble = iter(range(10**9))
+
+    def noisy() -> int:  # +-512 KiB of other processes' noise on the fake's MemAvailable
+        return fake_mem_available() + (512 << 10) * (-1) ** next(wobble)
+
+    lab = Lab(runtime_factory=lambda name, s: FakeRuntime(s, name), mem_available=noisy)
+    result = lab.run(Settings(workload="hello", scenario="ramp", runtimes=("wasm",), resident={"wasm": 20}))
+    memory = result.runtimes["wasm"].memory
+    assert memory is not None and memory.mem_available_noise_bytes == 1 << 20
+    assert not memory.mem_available_stable  # 20 x 12 KiB = 240 KiB, under 10 x 1 MiB
+    needed = memory.instances_for_stable_host_figure
+    assert needed == -(-10 * (1 << 20) // 12_288)  # ten times the noise at ~12 KiB each
+    assert memory.host_basis.endswith("(within noise)")
+    assert any(f"hold at least {needed:,}" in w for w in result.runtimes["wasm"].warnings())
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "launch_many"])
+def test_a_limit_stops_the_ramp_with_its_line_and_keeps_what_it_held(batched: bool) -> None:
+    lab = Lab(runtime_factory=lambda name, s: FakeRuntime(s, name, limit_after=135 if name == "wasm" else None, batched=batched))
+    result = lab.run(
+        Settings(workload="hello", scenario="ramp", runtimes=("wasm", "subprocess"), resident={"wasm": 1000, "subprocess": 30})
+    )
+    memory = result.runtimes["wasm"].memory
+    assert memory is not None
+    # launch_many is all or nothing: the chunk that hit the limit is given back.
+    held = 135 if not batched else 130  # chunks of 10: the one from 130 failed at 135
+    assert memory.instances == held and memory.target == 1000
+    assert memory.limit == f"wasm ramp stopped at {held:,} of 1,000 instances: wasm: fake pids limit of 135 instances"
+    assert memory.pss_bytes_per_instance == 10_240 and memory.host_bytes_per_instance == 12_288
+    assert memory.limit in result.runtimes["wasm"].warnings()
+    assert json.loads(json.dumps(result.to_json()))["results"][0]["memory"]["limit"] == memory.limit
+    assert result.runtimes["subprocess"].memory.instances == 30  # type: ignore[union-attr]
+    assert lab.runtime("wasm").live_instances() == [] and lab.runtime("subprocess").live_instances() == []
+    assert all(r.running == 0 for r in result.runtimes.values())

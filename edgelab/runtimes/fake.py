@@ -10,6 +10,7 @@ figure of a fake run is as deterministic as its PSS.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from edgelab.errors import LaunchFailed, LimitReached
@@ -79,10 +80,13 @@ class FakeRuntime(Runtime):
         unavailable: str | None = None,
         limit_after: int | None = None,
         batched: bool = False,
+        delay_s: float = 0.0,
     ):
         """``limit_after``: a launch with that many instances live raises ``LimitReached``
         (a pretend pids limit), for the lab's limit handling. ``batched``: the fake offers
-        ``cold_starts`` as the Wasm runtime does, so a burst can use the batched path."""
+        ``cold_starts`` and ``launch_many`` as the Wasm runtime does, so bursts and ramps can
+        take the batched paths. ``delay_s``: each launch really takes that long (for block
+        sizing, which follows wall time)."""
         super().__init__(session)
         self.name = as_runtime  # type: ignore[misc]
         phases, self._bytes_per_instance, self.host_bytes_per_instance = _PROFILES[as_runtime]
@@ -93,8 +97,10 @@ class FakeRuntime(Runtime):
         self._launches = 0
         #: The size of every ``cold_starts`` call, in order (what the lab asked for).
         self.batches: list[int] = []
+        self._delay_s = delay_s
         if batched:
             self.cold_starts = self._cold_starts  # type: ignore[method-assign]
+            self.launch_many = self._launch_many  # type: ignore[method-assign]
 
     def check(self) -> None:
         if self._unavailable:
@@ -115,6 +121,8 @@ class FakeRuntime(Runtime):
         live = len(self._live)
         if self._limit_after is not None and live >= self._limit_after:
             raise LimitReached(f"{self.name}: fake pids limit of {self._limit_after:,} instances", live)
+        if self._delay_s:
+            time.sleep(self._delay_s)
         phases = self._timings()
         instance = FakeInstance(self)
         self._track(instance)
@@ -128,6 +136,19 @@ class FakeRuntime(Runtime):
             response = Response(0, b"fake:" + request[:32])
             outcomes.append(Launch(StoppedInstance(self.name), response, sum(phases.values()), phases))
         return outcomes
+
+    def _launch_many(self, workload: Workload, request: bytes, n: int, timeout_s: float) -> list[Launch]:
+        """All or nothing, like the Wasm runtime's: a limit stops the ones made and is raised."""
+        self.batches.append(n)
+        launches: list[Launch] = []
+        try:
+            for _ in range(n):
+                launches.append(self.launch(workload, request, timeout_s))
+        except LimitReached:
+            for launch in launches:
+                launch.instance.stop()
+            raise
+        return launches
 
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
         return len(instances) * self._bytes_per_instance
