@@ -9,6 +9,7 @@ with the versions. wasmtime is imported only inside functions: ``edgelab --help`
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import select
@@ -23,7 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgelab.errors import EdgelabError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
+from edgelab.errors import (
+    EdgelabError,
+    LaunchFailed,
+    LaunchTimeout,
+    LimitReached,
+    RuntimeUnavailable,
+)
 from edgelab.protocol import Response
 from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
 from edgelab.workloads import Workload
@@ -54,6 +61,29 @@ def wasmtime_version() -> str:
 
 #: Instance slots in the Wasm host's pool (see wasm_host.engine_config).
 POOL_SLOTS = 30_000
+#: Resident instances (a ramp's) live in on-demand hosts of at most this many instances each;
+#: more start more hosts. Overridable by SHARD_ENV (tests hold several hosts' worth that way).
+#: 25,000: four hosts for 100,000, each far under its mapping limit even if no two of its
+#: memories merged into one mapping (one mapping each, vm.max_map_count 65,530) and under
+#: 2 GiB of address space (~70 KiB per instance), so a ``ulimit -v`` binds per host late.
+SHARD_INSTANCES = 25_000
+SHARD_ENV = "EDGELAB_WASM_SHARD_INSTANCES"
+
+
+def shard_instances() -> int:
+    """Resident instances per on-demand host: SHARD_ENV if set (a positive integer)."""
+    text = os.environ.get(SHARD_ENV, "").strip()
+    if not text:
+        return SHARD_INSTANCES
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise RuntimeUnavailable(
+            "wasm", f"{SHARD_ENV}={text!r} is not a positive whole number", f"unset {SHARD_ENV}"
+        )
+    return value
 
 
 def pooling_fits(max_memory_bytes: int) -> bool:
@@ -96,6 +126,14 @@ def pool_memory_bytes() -> int:
     return max(-(-most // mib), 4) * mib
 
 
+def _failure(kind: str, message: str) -> LaunchFailed:
+    """The exception for a host's ("err", kind, message): a limit the host ran into (its pool,
+    its mappings, memory) is a LimitReached, which stops a ramp instead of being retried."""
+    if kind == "limit":
+        return LimitReached(message)
+    return (LaunchTimeout if kind == "timeout" else LaunchFailed)(message)
+
+
 def _raise_for(result: tuple[Any, ...], timeout_s: float) -> None:
     """Raise the failure a host launch result carries, if any."""
     error = result[5]
@@ -103,13 +141,20 @@ def _raise_for(result: tuple[Any, ...], timeout_s: float) -> None:
         kind, message = error
         if kind == "timeout":
             raise LaunchTimeout(f"{message} after {timeout_s:g} s")
-        raise LaunchFailed(message)
+        raise _failure(kind, message)
 
 
 class HostProcess:
-    """The host child and its pipes: one call at a time, each with a deadline."""
+    """The host child and its pipes: one call at a time, each with a deadline.
 
-    def __init__(self) -> None:
+    ``allocator`` is the host's instance allocator (wasm_host.ALLOCATORS): "pool" for the
+    burst host, "ondemand" for the resident hosts of a ramp. ``held`` counts the resident
+    instances the runtime has there.
+    """
+
+    def __init__(self, allocator: str = "pool") -> None:
+        self.allocator = allocator
+        self.held = 0
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
@@ -124,6 +169,7 @@ class HostProcess:
                     "-m",
                     "edgelab.runtimes.wasm_host",
                     f"--max-memory={pool_memory_bytes()}",
+                    f"--allocator={allocator}",
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -134,6 +180,8 @@ class HostProcess:
             )
         except OSError as exc:
             self._stderr.close()
+            if exc.errno in (errno.EAGAIN, errno.ENOMEM):
+                raise LimitReached(f"cannot start another wasm host process: {exc}") from None
             raise RuntimeUnavailable("wasm", f"cannot start the wasm host process: {exc}") from None
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin.fileno()
@@ -169,7 +217,7 @@ class HostProcess:
         if reply[0] == "ok":
             return reply[1]
         _, kind, message = reply
-        raise (LaunchTimeout if kind == "timeout" else LaunchFailed)(message)
+        raise _failure(kind, message)
 
     def _write(self, data: bytes, deadline: float) -> None:
         view = memoryview(data)
@@ -268,7 +316,7 @@ class HostProcess:
 
 
 class WasmInstance(Instance):
-    """One Store in the host process, addressed by its id there."""
+    """One Store in a host process, addressed by its id there."""
 
     runtime = "wasm"
 
@@ -307,14 +355,41 @@ class WasmInstance(Instance):
         self._forget()
 
     def _forget(self) -> None:
-        self._stopped = True
+        if not self._stopped:
+            self._stopped = True
+            self._host.held -= 1
         self._runtime._untrack(self)
 
 
+class _Module:
+    """What a host needs to load one workload's module: kept so that a host started later
+    (another resident host of a ramp) loads what the first one did."""
+
+    def __init__(self, workload: Workload, wasm: Path, cwasm: Path | None, engine: str) -> None:
+        self.workload = workload
+        self.wasm = wasm
+        self._cwasm = cwasm
+        self._engine = engine
+
+    def cwasm(self, engine: str) -> Path | None:
+        """The precompiled-module cache for a host whose Engine configuration is ``engine``
+        (code compiled for one configuration does not load into another)."""
+        if self._cwasm is None or engine == self._engine:
+            return self._cwasm
+        if self._engine and self._engine in self._cwasm.name:
+            return self._cwasm.with_name(self._cwasm.name.replace(self._engine, engine))
+        return self._cwasm.with_name(f"{self._cwasm.stem}-{engine}{self._cwasm.suffix}")
+
+
 class WasmRuntime(Runtime):
+    """Wasm instances in host processes: one pooled *burst host* for cold starts (warm pool
+    slots, the fast path), and *resident hosts* (on-demand allocator) for the instances a ramp
+    keeps, each holding up to ``shard_instances()``; more are started as a ramp needs them.
+    Every host is registered with the session watchdog, and memory is their PSS summed."""
+
     name = "wasm"
     phase_names = ("instantiate", "first_response")
-    memory_metric = "PSS growth of the Wasm host process"
+    memory_metric = "PSS growth of the Wasm host processes (summed over all of them)"
     startup_includes = (
         "Store + instantiate + first response, timed in the Wasm host process "
         "(module precompiled; memory from wasmtime's pool; IPC excluded)"
@@ -323,8 +398,11 @@ class WasmRuntime(Runtime):
     def __init__(self, session: Any) -> None:
         super().__init__(session)
         self._host: HostProcess | None = None
-        self._host_lock = threading.Lock()
+        #: The resident hosts, in the order they were started (filled in that order).
+        self._shards: list[HostProcess] = []
+        self._host_lock = threading.RLock()
         self._loaded: set[str] = set()
+        self._modules: dict[str, _Module] = {}
         #: workload name -> what loading its module cost and where it came from.
         self.load_info: dict[str, dict[str, Any]] = {}
         #: How the current host launches: "compiled" (one foreign call) or "ctypes (why)".
@@ -333,6 +411,8 @@ class WasmRuntime(Runtime):
         self.allocator = ""
         #: The current host's Engine configuration, which names the precompiled-module cache.
         self.engine = ""
+        #: Most resident hosts alive at once in this runtime's life, for the preparation line.
+        self.most_shards = 0
 
     # -- availability -------------------------------------------------------------------
     def check(self) -> None:
@@ -349,9 +429,10 @@ class WasmRuntime(Runtime):
     def doctor_details(self) -> dict[str, str]:
         memory = pool_memory_bytes()
         details = {
-            "allocator": f"pooling ({POOL_SLOTS:,} slots)"
+            "allocator": f"pooling ({POOL_SLOTS:,} slots) for cold starts"
             if pooling_fits(memory)
-            else "on demand (ulimit -v is too small for the instance pool)"
+            else "on demand (ulimit -v is too small for the instance pool)",
+            "instances per host": limits_line(),
         }
         if os.environ.get(HOTPATH_ENV, "1") == "0":
             details["launch path"] = f"ctypes ({HOTPATH_ENV}=0)"
@@ -372,6 +453,12 @@ class WasmRuntime(Runtime):
             found["launch path"] = self.launch_path
         if self.allocator:
             found["instance allocator"] = self.allocator
+        if self.most_shards:
+            found["resident hosts"] = (
+                f"{self.most_shards} on-demand host process(es) at most, "
+                f"up to {shard_instances():,} instances each"
+            )
+        found["instances per host"] = limits_line()
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
             found[f"module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
@@ -382,25 +469,41 @@ class WasmRuntime(Runtime):
         with self._host_lock:
             if self._host is None or not self._host.alive:
                 if self._host is not None:
-                    self._abandon_host()
+                    self._abandon(self._host)
                 self.check()
-                self._host = HostProcess()
-                self._watch_pgid(self._host.pid)  # its own session: pid == process group
+                self._host = self._start_host("pool")
                 self._loaded.clear()
-                self.launch_path = self._use_hotpath(self._host)
                 facts = self._host.call(LOAD_TIMEOUT_S, "ping")
                 self.allocator, self.engine = facts["allocator"], facts["engine"]
+                self._host.engine = facts["engine"]  # type: ignore[attr-defined]
             return self._host
 
-    def _abandon_host(self) -> None:
+    def _start_host(self, allocator: str) -> HostProcess:
+        host = HostProcess(allocator)
+        self._watch_pgid(host.pid)  # its own session: pid == process group
+        try:
+            path = self._use_hotpath(host)
+        except BaseException:
+            host.close()
+            raise
+        if allocator == "pool":
+            self.launch_path = path
+        return host
+
+    def _abandon(self, host: HostProcess) -> None:
         """The host is gone: its instances are too; reap it."""
-        host = self._host
-        self._host = None
+        if host is self._host:
+            self._host = None
+        if host in self._shards:
+            self._shards.remove(host)
         for instance in self.live_instances():
             if isinstance(instance, WasmInstance) and instance._host is host:
                 instance._forget()
-        if host is not None:
-            host.close()
+        host.close()
+
+    def _abandon_host(self) -> None:
+        if self._host is not None:
+            self._abandon(self._host)
 
     def prepare(self, workload: Workload) -> None:
         from edgelab.build import ensure_wasm
@@ -412,35 +515,75 @@ class WasmRuntime(Runtime):
             raise RuntimeUnavailable(self.name, str(exc), fix) from None
         self._live_host()
         self.prepare_module(workload, wasm, cwasm_path(workload, self.engine))
+        # The first resident host is started here, not by a ramp's first launch: a ramp's
+        # baseline memory then holds its one-time cost, as it holds the burst host's.
+        with self._host_lock:
+            if not any(shard.alive for shard in self._shards):
+                self._new_shard()
 
     def prepare_module(self, workload: Workload, wasm: Path, cwasm: Path | None) -> None:
-        """Load ``wasm`` (through the ``cwasm`` cache) into the host, then launch and drop one
-        warm-up instance so that the host's baseline PSS holds its one-time allocations."""
+        """Load ``wasm`` (through the ``cwasm`` cache) into the hosts, then launch and drop one
+        warm-up instance so that a host's baseline PSS holds its one-time allocations."""
         host = self._live_host()
-        if workload.name in self._loaded:
-            return
-        info = host.call(
+        with self._host_lock:
+            if workload.name in self._loaded:
+                return
+            module = _Module(workload, wasm, cwasm, self.engine)
+            self.load_info[workload.name] = self._load_into(host, module)
+            self._modules[workload.name] = module
+            self._loaded.add(workload.name)
+            for shard in list(self._shards):
+                if shard.alive:
+                    self._load_into(shard, module)
+
+    def _load_into(self, host: HostProcess, module: _Module) -> dict[str, Any]:
+        workload = module.workload
+        cwasm = module.cwasm(getattr(host, "engine", ""))
+        info: dict[str, Any] = host.call(
             LOAD_TIMEOUT_S,
             "load",
             workload.name,
-            str(wasm),
+            str(module.wasm),
             str(cwasm) if cwasm else None,
             workload.memory_limit_bytes,
             workload.timeout_s,
+            workload.max_response_bytes,
         )
-        self.load_info[workload.name] = info
-        self._loaded.add(workload.name)
-        if workload.hostile:
-            return  # its default request misbehaves by design: no warm-up to time out on
-        warm_up = host.call(
-            workload.timeout_s + IPC_MARGIN_S,
-            "launch",
-            workload.name,
-            workload.default_request,
-            False,
-            workload.timeout_s,
-        )
-        _raise_for(warm_up, workload.timeout_s)
+        if not workload.hostile:  # its default request misbehaves by design: no warm-up
+            warm_up = host.call(
+                workload.timeout_s + IPC_MARGIN_S,
+                "launch",
+                workload.name,
+                workload.default_request,
+                False,
+                workload.timeout_s,
+            )
+            _raise_for(warm_up, workload.timeout_s)
+        return info
+
+    def _new_shard(self) -> HostProcess:
+        """Start one more resident host and load every prepared module into it."""
+        shard = self._start_host("ondemand")
+        try:
+            shard.engine = shard.call(LOAD_TIMEOUT_S, "ping")["engine"]  # type: ignore[attr-defined]
+            for module in self._modules.values():
+                self._load_into(shard, module)
+        except BaseException:
+            shard.close()
+            raise
+        self._shards.append(shard)
+        self.most_shards = max(self.most_shards, len(self._shards))
+        return shard
+
+    def _shard_with_room(self, cap: int) -> HostProcess:
+        """The first resident host with room for another instance, or a new one."""
+        with self._host_lock:
+            for shard in list(self._shards):
+                if not shard.alive:
+                    self._abandon(shard)
+                elif shard.held < cap:
+                    return shard
+            return self._new_shard()
 
     def _use_hotpath(self, host: HostProcess) -> str:
         """Hand the host its compiled hot path; where there is none, it stays on ctypes."""
@@ -475,25 +618,30 @@ class WasmRuntime(Runtime):
     def launch_many(
         self, workload: Workload, request: bytes, n: int, timeout_s: float
     ) -> list[Launch]:
-        """``n`` resident instances in few round trips, for ramps.
+        """``n`` resident instances in few round trips, for ramps, in the resident hosts:
+        each filled to ``shard_instances()`` before the next is started.
 
         All or nothing: if one launch fails, those this call made are stopped and the failure
-        is raised (saying how many had succeeded).
+        is raised (saying how many had succeeded); a limit is a LimitReached naming it and the
+        instances this runtime then holds.
         """
-        host = self._ready_host(workload)
+        self._ready_host(workload)
+        cap = shard_instances()
         launches: list[Launch] = []
         try:
             while len(launches) < n:
-                chunk = min(BATCH_CHUNK, n - len(launches))
+                shard = self._shard_with_room(cap)
+                chunk = min(BATCH_CHUNK, n - len(launches), cap - shard.held)
                 budget = timeout_s + IPC_MARGIN_S + chunk * BATCH_PER_LAUNCH_S
-                results = host.call(
+                results = shard.call(
                     budget, "launch_batch", workload.name, request, chunk, True, timeout_s
                 )
                 for result in results:
-                    launches.append(self._launch_from(host, result, timeout_s))
+                    launches.append(self._launch_from(shard, result, timeout_s))
         except LaunchFailed as exc:
-            for launch in launches:
-                launch.instance.stop()
+            self.stop_many([launch.instance for launch in launches])
+            if isinstance(exc, LimitReached):
+                raise LimitReached(exc.limit, len(self.live_instances())) from None
             if not launches:
                 raise
             raise type(exc)(f"{exc} (after {len(launches)} of {n} launches)") from None
@@ -531,6 +679,7 @@ class WasmRuntime(Runtime):
         _raise_for(result, timeout_s)
         instance_id, status, body, phases, startup_ns, _error = result
         instance = WasmInstance(self, host, instance_id, timeout_s)
+        host.held += 1
         self._track(instance)
         return Launch(
             instance,
@@ -539,7 +688,13 @@ class WasmRuntime(Runtime):
             {name: phases[name] for name in self.phase_names},
         )
 
+    def _hosts(self) -> list[HostProcess]:
+        with self._host_lock:
+            return [h for h in (self._host, *self._shards) if h is not None]
+
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
+        """The PSS of every host process summed: the burst host and each resident host
+        (one started during a ramp counts whole, its interpreter and wasmtime included)."""
         import psutil
 
         host = self._host
@@ -547,13 +702,18 @@ class WasmRuntime(Runtime):
             raise LaunchFailed(
                 host._died() if host is not None else "wasm host process not started"
             )
-        try:
-            return int(psutil.Process(host.pid).memory_full_info().pss)
-        except psutil.Error as exc:
-            raise LaunchFailed(f"cannot read the wasm host's memory: {exc}") from None
+        total = 0
+        for each in self._hosts():
+            if not each.alive:
+                raise LaunchFailed(each._died())
+            try:
+                total += int(psutil.Process(each.pid).memory_full_info().pss)
+            except psutil.Error as exc:
+                raise LaunchFailed(f"cannot read the wasm host's memory: {exc}") from None
+        return total
 
     def stop_many(self, instances: Sequence[Instance]) -> None:
-        """Stop many instances in one round trip to the host (the end of a ramp)."""
+        """Stop many instances in one round trip per host (the end of a ramp)."""
         wasm = [i for i in instances if isinstance(i, WasmInstance) and not i._stopped]
         by_host: dict[int, list[WasmInstance]] = {}
         for instance in wasm:
@@ -570,20 +730,42 @@ class WasmRuntime(Runtime):
 
     @property
     def host_pid(self) -> int | None:
+        """The burst host's pid (the one cold starts run in)."""
         return self._host.pid if self._host is not None else None
+
+    @property
+    def host_pids(self) -> list[int]:
+        """Every host process's pid: the burst host first, then the resident hosts."""
+        return [host.pid for host in self._hosts()]
 
     def close(self) -> None:
         with self._host_lock:
-            host = self._host
-            if host is not None and host.alive:
-                try:
-                    host.call(IPC_MARGIN_S + 30, "drop_all")
-                except EdgelabError:
-                    pass
+            for host in self._hosts():
+                if host.alive:
+                    try:
+                        host.call(IPC_MARGIN_S + 30, "drop_all")
+                    except EdgelabError:
+                        pass
             for instance in self.live_instances():
                 if isinstance(instance, WasmInstance):
                     instance._forget()
                 else:  # pragma: no cover - only WasmInstances are tracked here
                     instance.stop()
-            self._abandon_host()
+            for host in self._hosts():
+                self._abandon(host)
             self._loaded.clear()
+
+
+def limits_line() -> str:
+    """What stops one host process, measured here (hello; see wasm_host's Capacity note)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as limit:
+            most = f"{int(limit.read()):,}"
+    except (OSError, ValueError):
+        most = "unknown"
+    return (
+        f"burst host: the pool's {POOL_SLOTS:,} slots (2 memory mappings and a 4 KiB page "
+        f"table each; vm.max_map_count {most} would stop it near 32,000); resident hosts: "
+        f"{shard_instances():,} instances each, then another host (~0 mappings per instance "
+        "on demand: memory is the limit)"
+    )

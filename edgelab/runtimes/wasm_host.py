@@ -28,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
 from pathlib import Path
@@ -37,6 +38,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from edgelab.runtimes.wasm import POOL_SLOTS, pooling_fits
+from edgelab.workloads import DEFAULT_MAX_RESPONSE_BYTES
 
 # -- engine configuration ------------------------------------------------------------------
 #: Instances come from wasmtime's pooling allocator, as in production Wasm hosts: a slot for
@@ -47,12 +49,23 @@ from edgelab.runtimes.wasm import POOL_SLOTS, pooling_fits
 #: loop, this 2-core VM: ~2-4 us per cold start against ~15-22 us with a fresh mapping per
 #: instance, at the same ~11 KiB PSS per resident instance.
 #:
-#: Capacity: each live instance costs two memory mappings (its memory's accessible part and
-#: the rest of its slot), so vm.max_map_count (65,530 by default) caps a process near 32,000
-#: instances whatever the allocator; the pool stops a little below, with a clear error.
+#: Capacity, measured on hello: each live pooled instance costs two memory mappings (its
+#: memory's accessible part, and the rest of its slot split off), so vm.max_map_count (65,530
+#: by default) would stop a pooled host at ~32,400 instances (~31,600 while the pool also
+#: kept wasmtime's 1,000 async fiber stacks, two mappings each, which this host never uses:
+#: POOL_STACKS is 0). The pool's 30,000 slots stop it first, with one line. And each pooled
+#: instance costs a page-table page of its own (4 KiB: its slot spans more than the 2 MiB
+#: one page-table page maps), which the kernel spends outside PSS. So resident instances of
+#: a ramp live in *on-demand* hosts instead (``ALLOCATORS``): there each memory is mapped at
+#: its size, neighbours merge into one mapping (~0.001 mappings per instance) and share page
+#: tables (~0.14 KiB per instance); 100,000 fit in one such process, limited by memory.
 #: The reservation is address space only (slots x the largest memory a loaded module may
 #: grow to, about 1 TiB for 30,000 slots of 36 MiB); the pool's own bookkeeping is ~7 MiB.
 #: POOL_SLOTS and pooling_fits live in edgelab.runtimes.wasm: the lab names caches by them.
+POOL_STACKS = 0
+#: "pool": the pooling allocator where it fits (the burst host); "ondemand": a mapping per
+#: memory, made when an instance is (the resident hosts of a ramp).
+ALLOCATORS = ("pool", "ondemand")
 #: Bytes of each freed linear memory kept resident (zeroed, not returned to the kernel), so a
 #: reused slot does not page-fault its first page back in: one Wasm page, the initial memory
 #: of every workload here. Only the most recently freed slots stay warm (wasmtime's
@@ -103,6 +116,7 @@ def engine_config(max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, pooling: boo
         ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, POOL_SLOTS)
         ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, POOL_SLOTS)
         ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, POOL_SLOTS)
+        ffi.wasmtime_pooling_allocation_config_total_stacks_set(pool, POOL_STACKS)
         ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, max_memory_bytes)
         ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
             pool, KEEP_RESIDENT_BYTES
@@ -195,6 +209,7 @@ class _HotCall(ctypes.Structure):
         ("wasi_argv", c_void_p),
         ("request", c_char_p),
         ("request_len", c_size_t),
+        ("max_response", c_size_t),
         ("slot", c_void_p),
         ("store", c_void_p),
         ("ctx", c_void_p),
@@ -237,12 +252,13 @@ _HOT_STAGES = {
     7: None,  # edgelab_handle
     8: "edgelab_handle returned no response inside linear memory",
     9: "the wasm host could not allocate the response buffer",
+    10: "response exceeded {cap}",
 }
 
 
-def _arm(call: _HotCall, slot: Any, ticks: int, request: bytes) -> None:
+def _arm(call: _HotCall, slot: int, ticks: int, request: bytes) -> None:
     """Set a call's per-launch inputs: the instance's slot, its deadline and the request."""
-    call.slot = ctypes.addressof(slot)
+    call.slot = slot
     call.deadline_ticks = ticks
     call.request = request
     call.request_len = len(request)
@@ -282,13 +298,15 @@ class HotPath:
         self.launch_batch.argtypes = (c_void_p, ctypes.c_int, c_void_p)
 
     @staticmethod
-    def error(call: _HotCall | _HotLaunched) -> GuestError:
+    def error(call: _HotCall | _HotLaunched, cap: int) -> GuestError:
         """The failure a call stopped at, as one line (and the error or trap freed)."""
         template = _HOT_STAGES.get(call.stage, "hot path stopped at unknown stage {stage}")
         if template is None:
             return _error_text(call.error or 0, call.trap or 0)
         export = _EXPORTS[call.detail].decode() if 0 <= call.detail < len(_EXPORTS) else "?"
-        return GuestError("failed", template.format(export=export, stage=call.stage))
+        return GuestError(
+            "failed", template.format(export=export, stage=call.stage, cap=format_cap(cap))
+        )
 
 
 def _addr(managed: Any) -> int:
@@ -306,6 +324,14 @@ class GuestError(Exception):
 def deadline_ticks(timeout_s: float) -> int:
     """Epoch ticks for ``timeout_s``, rounded up, plus one for the tick already under way."""
     return max(1, int(-(-timeout_s // EPOCH_TICK_S))) + 1
+
+
+def format_cap(n: int) -> str:
+    """A byte cap as a person reads it: "16 MiB", "64 KiB", "1.5 MiB"."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n // size} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def _error_text(error_ptr: int, trap_ptr: int) -> GuestError:
@@ -327,15 +353,34 @@ def _error_text(error_ptr: int, trap_ptr: int) -> GuestError:
     error.close()
     lowered = message.lower()
     if "maximum concurrent limit" in lowered:
-        return GuestError(
-            "failed",
-            f"the wasm host's instance pool is full ({POOL_SLOTS:,} slots): {_last_line(message)}",
-        )
+        return GuestError("limit", f"wasm pool full: {POOL_SLOTS:,} instances per host")
+    if "os error 12" in lowered or "cannot allocate memory" in lowered:
+        return GuestError("limit", host_out_of_memory(_last_line(message)))
     if "memory" in lowered and ("limit" in lowered or "allocate" in lowered):
         return GuestError("failed", f"out of memory ({_last_line(message)})")
     if "interrupt" in lowered:
         return GuestError("timeout", "timed out")
     return GuestError("failed", f"trapped: {_last_line(message)}")
+
+
+#: Mappings a process keeps for itself (libraries, heap, thread stacks) near the top of
+#: vm.max_map_count: within this many of it, an ENOMEM is the mapping limit, not memory.
+MAPPING_SLACK = 64
+
+
+def host_out_of_memory(detail: str) -> str:
+    """The line for an ENOMEM from mmap or mprotect, which means one of two limits: this
+    process's memory mappings (vm.max_map_count) or the machine's memory."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            mappings = maps.read().count(b"\n")
+        with open("/proc/sys/vm/max_map_count") as limit:
+            most = int(limit.read())
+    except (OSError, ValueError):
+        return f"wasm host out of memory ({detail})"
+    if mappings >= most - MAPPING_SLACK:
+        return f"wasm host out of memory mappings: vm.max_map_count is {most:,} per process"
+    return f"wasm host out of memory ({detail})"
 
 
 def _last_line(message: str) -> str:
@@ -424,15 +469,25 @@ class LoadedModule:
     """A module ready to instantiate: imports resolved once, limits per store."""
 
     def __init__(
-        self, host: Host, name: str, module: Any, memory_limit: int, timeout_s: float
+        self,
+        host: Host,
+        name: str,
+        module: Any,
+        memory_limit: int,
+        timeout_s: float,
+        max_response_bytes: int,
     ) -> None:
         _check_exports(module)
         self.name = name
+        self.number = len(host.module_list)
         self.module = module
         self.pre = host.linker.instantiate_pre(module)
         self.pre_ptr = _addr(self.pre)
         self.memory_limit = memory_limit
         self.deadline_ticks = deadline_ticks(timeout_s)
+        #: The longest response the lab takes from this workload (``max_response_bytes``):
+        #: a longer one fails the launch or request, and the instance is dropped.
+        self.max_response = max_response_bytes
         #: A module that imports nothing from WASI cannot use it: a WASI context would cost
         #: time and memory per instance and grant nothing. Modules that do import WASI get a
         #: deny-by-default one (no args but the name, no env, no preopens, no stdio).
@@ -446,21 +501,98 @@ class LoadedModule:
             memory_limit=memory_limit,
             deadline_ticks=self.deadline_ticks,
             wasi_argv=ctypes.addressof(self.argv) if self.wasi else None,
+            max_response=max_response_bytes,
         )
         self.call_ptr = ctypes.addressof(self.call)
 
 
-class Host:
-    """Every module and resident instance of one lab, keyed by small integer ids."""
+#: Resident instances' slots (instance handle + exports) are records in arenas of this many,
+#: so that an instance costs the host ~160 bytes of bookkeeping, not ~600 of Python objects
+#: (a dict entry, a tuple, two ints and a ctypes buffer each).
+ARENA_SLOTS = 4096
+#: An instance id is its record's index plus its generation there shifted by this, so an id
+#: of a dropped instance never names the instance that reuses its record.
+_GENERATION_SHIFT = 32
 
-    def __init__(self, max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> None:
+
+class Residents:
+    """The resident instances of a host, in flat arrays: record index -> Store pointer, module
+    number and generation; the slot records in arenas. No Python object per instance."""
+
+    def __init__(self) -> None:
+        self.stores = array("Q")
+        self.modules = array("H")
+        self.generations = array("I")
+        self.free: list[int] = []
+        self.count = 0
+        self._arenas: list[Any] = []
+        self._arena_base: list[int] = []
+
+    def slot_address(self, index: int) -> int:
+        return self._arena_base[index // ARENA_SLOTS] + (index % ARENA_SLOTS) * _SLOT_BYTES
+
+    def reserve(self) -> int:
+        """A free record's index (its slot is where the next instance is made)."""
+        if self.free:
+            return self.free[-1]
+        index = len(self.stores)
+        if index // ARENA_SLOTS == len(self._arenas):
+            arena = ctypes.create_string_buffer(ARENA_SLOTS * _SLOT_BYTES)
+            self._arenas.append(arena)
+            self._arena_base.append(ctypes.addressof(arena))
+        return index
+
+    def add(self, index: int, store: int, module: int) -> int:
+        """Record the instance made in ``reserve()``'s slot; returns its id."""
+        if self.free and self.free[-1] == index:
+            self.free.pop()
+            self.stores[index] = store
+            self.modules[index] = module
+            self.generations[index] += 1
+        else:
+            self.stores.append(store)
+            self.modules.append(module)
+            self.generations.append(0)
+        self.count += 1
+        return self.generations[index] << _GENERATION_SHIFT | index
+
+    def find(self, instance_id: int) -> int | None:
+        """The record index of a live instance id, else None."""
+        index = instance_id & ((1 << _GENERATION_SHIFT) - 1)
+        if index >= len(self.stores) or not self.stores[index]:
+            return None
+        if self.generations[index] != instance_id >> _GENERATION_SHIFT:
+            return None
+        return index
+
+    def remove(self, index: int) -> int:
+        """Forget record ``index``; returns its Store pointer for the caller to delete."""
+        store = self.stores[index]
+        self.stores[index] = 0
+        self.free.append(index)
+        self.count -= 1
+        return store
+
+    def live(self) -> list[int]:
+        return [i for i, store in enumerate(self.stores) if store]
+
+
+class Host:
+    """Every module and resident instance of one host process, keyed by integer ids."""
+
+    def __init__(
+        self, max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, allocator: str = "pool"
+    ) -> None:
+        if allocator not in ALLOCATORS:
+            raise ValueError(f"unknown allocator {allocator!r}")
         self.max_memory_bytes = max_memory_bytes
-        pooling = pooling_fits(max_memory_bytes)
-        self.allocator = (
-            f"pooling ({POOL_SLOTS:,} slots of {max_memory_bytes >> 20} MiB)"
-            if pooling
-            else "on demand (the instance pool does not fit under ulimit -v)"
-        )
+        pooling = allocator == "pool" and pooling_fits(max_memory_bytes)
+        if pooling:
+            self.allocator = f"pooling ({POOL_SLOTS:,} slots of {max_memory_bytes >> 20} MiB)"
+        elif allocator == "pool":
+            self.allocator = "on demand (the instance pool does not fit under ulimit -v)"
+        else:
+            self.allocator = "on demand (a mapping per memory, for resident instances)"
         #: The Engine configuration in a word, for naming caches of code compiled for it.
         self.engine_tag = f"pool{max_memory_bytes >> 20}m" if pooling else "ondemand"
         self.engine = wasmtime.Engine(engine_config(max_memory_bytes, pooling))
@@ -468,13 +600,13 @@ class Host:
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
         self.modules: dict[str, LoadedModule] = {}
-        #: id -> (store pointer, context pointer, slot buffer, module)
-        self.instances: dict[int, tuple[int, int, Any, LoadedModule]] = {}
-        self.next_id = 1
+        self.module_list: list[LoadedModule] = []
+        self.residents = Residents()
         #: The compiled hot path once the lab hands one over (``use_hotpath``); until then,
         #: or if it cannot be loaded, launches go through ctypes call by call.
         self.hot: HotPath | None = None
         self._scratch_slot = ctypes.create_string_buffer(_SLOT_BYTES)
+        self._scratch = ctypes.addressof(self._scratch_slot)
         self._args = (ffi.wasmtime_val_raw_t * 2)()
         self._args_ptr = ctypes.addressof(self._args)
         self._trap = c_void_p()
@@ -495,7 +627,13 @@ class Host:
         return {"launch_path": "compiled", "path": path}
 
     def load(
-        self, name: str, wasm_path: str, cwasm_path: str | None, memory_limit: int, timeout_s: float
+        self,
+        name: str,
+        wasm_path: str,
+        cwasm_path: str | None,
+        memory_limit: int,
+        timeout_s: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> dict[str, Any]:
         module, info = load_module(
             self.engine, Path(wasm_path), Path(cwasm_path) if cwasm_path else None
@@ -507,7 +645,15 @@ class Host:
                 f"{name}'s memory may grow to {grows_to >> 20} MiB, more than the "
                 f"{self.max_memory_bytes >> 20} MiB of a pool slot in this wasm host",
             )
-        self.modules[name] = LoadedModule(self, name, module, memory_limit, timeout_s)
+        loaded = LoadedModule(self, name, module, memory_limit, timeout_s, max_response_bytes)
+        old = self.modules.get(name)
+        if old is not None:
+            loaded.number = old.number  # resident instances of it keep their module number
+        self.modules[name] = loaded
+        if loaded.number == len(self.module_list):
+            self.module_list.append(loaded)
+        else:
+            self.module_list[loaded.number] = loaded
         return info
 
     def launch(
@@ -518,8 +664,26 @@ class Host:
         if module is None:
             raise GuestError("failed", f"module {name} is not loaded in the wasm host")
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
+        index = self.residents.reserve() if keep else -1
+        base = self.residents.slot_address(index) if keep else self._scratch
         if self.hot is not None:
-            return self._launch_hot(self.hot, module, request, keep, ticks)
+            result = self._launch_hot(self.hot, module, request, base, ticks)
+        else:
+            result = self._launch_ctypes(module, request, base, ticks)
+        if result[5] is not None:
+            return result
+        store, status, body, phases, startup_ns, _ = result
+        if not keep:
+            _store_delete(store)
+            return None, status, body, phases, startup_ns, None
+        instance_id = self.residents.add(index, store, module.number)
+        return instance_id, status, body, phases, startup_ns, None
+
+    def _launch_ctypes(
+        self, module: LoadedModule, request: bytes, base: int, ticks: int
+    ) -> tuple[Any, ...]:
+        """A launch through ctypes call by call: (store, status, body, phases, startup, None)
+        or a failure tuple with the Store already deleted."""
         trap_ptr = self._trap_ptr
         self._trap.value = None
         t0 = time.perf_counter_ns()
@@ -530,8 +694,6 @@ class Host:
             wasi = _wasi_config_new()  # deny by default: no env, preopens, stdin or stdio
             _wasi_config_set_argv(wasi, 1, module.argv)
             err = _set_wasi(ctx, wasi)
-        slot = ctypes.create_string_buffer(_SLOT_BYTES)
-        base = ctypes.addressof(slot)
         try:
             if err:
                 raise _error_text(err, 0)
@@ -549,7 +711,7 @@ class Host:
             if err or self._trap.value:
                 raise _error_text(err, self._trap.value or 0)
             t1 = time.perf_counter_ns()
-            status, body = self._handle(ctx, base, request)
+            status, body = self._handle(ctx, base, request, module.max_response)
             t2 = time.perf_counter_ns()
         except GuestError as exc:
             _store_delete(store)
@@ -557,43 +719,36 @@ class Host:
         except BaseException:
             _store_delete(store)
             raise
-        phases = {"instantiate": t1 - t0, "first_response": t2 - t1}
-        if not keep:
-            _store_delete(store)
-            return None, status, body, phases, t2 - t0, None
-        instance_id = self.next_id
-        self.next_id += 1
-        self.instances[instance_id] = (store, ctx, slot, module)
-        return instance_id, status, body, phases, t2 - t0, None
+        return (
+            store,
+            status,
+            body,
+            {"instantiate": t1 - t0, "first_response": t2 - t1},
+            t2 - t0,
+            None,
+        )
 
     def _launch_hot(
-        self, hot: HotPath, module: LoadedModule, request: bytes, keep: bool, ticks: int
+        self, hot: HotPath, module: LoadedModule, request: bytes, base: int, ticks: int
     ) -> tuple[Any, ...]:
         """``launch`` in one foreign call: the timestamps are taken inside it."""
         call = module.call
-        slot = ctypes.create_string_buffer(_SLOT_BYTES) if keep else self._scratch_slot
-        _arm(call, slot, ticks, request)
+        _arm(call, base, ticks, request)
         failed = hot.launch(module.call_ptr)
         call.request = None  # the call holds no reference to the request between calls
         if failed:
-            exc = hot.error(call)
+            exc = hot.error(call, module.max_response)
             return None, 2, b"", {}, 0, (exc.kind, str(exc))
         raw = ctypes.string_at(call.response, call.response_len)
         t0, t1, t2 = call.t0, call.t1, call.t2
         phases = {"instantiate": t1 - t0, "first_response": t2 - t1}
-        if not keep:
-            _store_delete(call.store)
-            return None, raw[0], raw[1:], phases, t2 - t0, None
-        instance_id = self.next_id
-        self.next_id += 1
-        self.instances[instance_id] = (call.store, call.ctx, slot, module)
-        return instance_id, raw[0], raw[1:], phases, t2 - t0, None
+        return call.store, raw[0], raw[1:], phases, t2 - t0, None
 
     def _launch_batch_hot(
         self, hot: HotPath, module: LoadedModule, request: bytes, n: int, ticks: int
     ) -> list[tuple[Any, ...]]:
         call = module.call
-        _arm(call, self._scratch_slot, ticks, request)
+        _arm(call, self._scratch, ticks, request)
         records = (_HotLaunched * n)()
         done = hot.launch_batch(module.call_ptr, n, records)
         call.request = None
@@ -601,7 +756,7 @@ class Host:
         results: list[tuple[Any, ...]] = []
         for record in records[:done]:
             if record.stage:
-                exc = hot.error(record)
+                exc = hot.error(record, module.max_response)
                 results.append((None, 2, b"", {}, 0, (exc.kind, str(exc))))
                 break
             raw = ctypes.string_at(base + record.response_at, record.response_len)
@@ -611,19 +766,19 @@ class Host:
         return results
 
     def _request_hot(
-        self, hot: HotPath, module: LoadedModule, ctx: int, slot: Any, payload: bytes, ticks: int
+        self, hot: HotPath, module: LoadedModule, store: int, base: int, payload: bytes, ticks: int
     ) -> tuple[int, bytes, int]:
         call = module.call
-        call.ctx = ctx
-        _arm(call, slot, ticks, payload)
+        call.ctx = _store_context(store)
+        _arm(call, base, ticks, payload)
         failed = hot.request(module.call_ptr)
         call.request = None
         if failed:
-            raise hot.error(call)
+            raise hot.error(call, module.max_response)
         raw = ctypes.string_at(call.response, call.response_len)
         return raw[0], raw[1:], call.t2 - call.t0
 
-    def _handle(self, ctx: int, base: int, payload: bytes) -> tuple[int, bytes]:
+    def _handle(self, ctx: int, base: int, payload: bytes, cap: int) -> tuple[int, bytes]:
         """alloc + write + handle + read on one instance: (status, body)."""
         args = self._args
         trap_ptr = self._trap_ptr
@@ -657,6 +812,8 @@ class Host:
         size = _memory_data_size(ctx, memory)
         if response_len == 0 or response + response_len > size:
             raise GuestError("failed", "edgelab_handle returned no response inside linear memory")
+        if response_len > cap:
+            raise GuestError("failed", f"response exceeded {format_cap(cap)}")
         raw = ctypes.string_at(data + response, response_len)
         return raw[0], raw[1:]
 
@@ -684,43 +841,48 @@ class Host:
         self, instance_id: int, payload: bytes, timeout_s: float | None = None
     ) -> tuple[int, bytes, int]:
         """(status, body, elapsed_ns); a guest that traps or times out is dropped."""
-        entry = self.instances.get(instance_id)
-        if entry is None:
+        residents = self.residents
+        index = residents.find(instance_id)
+        if index is None:
             raise GuestError("failed", f"wasm instance {instance_id} is not running")
-        store, ctx, slot, module = entry
+        store = residents.stores[index]
+        base = residents.slot_address(index)
+        module = self.module_list[residents.modules[index]]
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
-        if self.hot is not None:
-            try:
-                return self._request_hot(self.hot, module, ctx, slot, payload, ticks)
-            except GuestError:
-                self.drop([instance_id])
-                raise
-        self._trap.value = None
-        started = time.perf_counter_ns()
-        _set_epoch_deadline(ctx, ticks)
         try:
-            status, body = self._handle(ctx, ctypes.addressof(slot), payload)
+            if self.hot is not None:
+                return self._request_hot(self.hot, module, store, base, payload, ticks)
+            self._trap.value = None
+            started = time.perf_counter_ns()
+            ctx = _store_context(store)
+            _set_epoch_deadline(ctx, ticks)
+            status, body = self._handle(ctx, base, payload, module.max_response)
+            return status, body, time.perf_counter_ns() - started
         except GuestError:
             self.drop([instance_id])
             raise
-        return status, body, time.perf_counter_ns() - started
 
     def drop(self, ids: list[int]) -> int:
         dropped = 0
+        residents = self.residents
         for instance_id in ids:
-            entry = self.instances.pop(instance_id, None)
-            if entry is not None:
-                _store_delete(entry[0])
+            index = residents.find(instance_id)
+            if index is not None:
+                _store_delete(residents.remove(index))
                 dropped += 1
         return dropped
 
     def drop_all(self) -> int:
-        return self.drop(list(self.instances))
+        residents = self.residents
+        live = residents.live()
+        for index in live:
+            _store_delete(residents.remove(index))
+        return len(live)
 
     def ping(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
-            "instances": len(self.instances),
+            "instances": self.residents.count,
             "launch_path": "compiled" if self.hot is not None else "ctypes",
             "allocator": self.allocator,
             "engine": self.engine_tag,
@@ -746,9 +908,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def serve(in_fd: int, out_fd: int, max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES) -> None:
+def serve(
+    in_fd: int,
+    out_fd: int,
+    max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
+    allocator: str = "pool",
+) -> None:
     gc.disable()  # no cycles are made here; a collection would land inside a cold start
-    host = Host(max_memory_bytes)
+    host = Host(max_memory_bytes, allocator)
     commands: dict[str, Callable[..., Any]] = {
         "use_hotpath": host.use_hotpath,
         "load": host.load,
@@ -791,8 +958,9 @@ def main() -> None:
     sys.stdout = sys.stderr
     parser = argparse.ArgumentParser(prog="python -m edgelab.runtimes.wasm_host")
     parser.add_argument("--max-memory", type=int, default=DEFAULT_MAX_MEMORY_BYTES)
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="pool")
     options = parser.parse_args()
-    serve(in_fd, out_fd, options.max_memory)
+    serve(in_fd, out_fd, options.max_memory, options.allocator)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ enum {
     EL_HANDLE = 7,       /* error or trap in edgelab_handle */
     EL_RESPONSE = 8,     /* edgelab_handle returned no response inside linear memory */
     EL_NO_MEMORY = 9,    /* the host could not allocate the response buffer */
+    EL_TOO_LONG = 10,    /* the response is longer than max_response: nothing is copied */
 };
 
 /* One launch or request: the host fills the inputs, this file the outputs. */
@@ -86,6 +87,7 @@ typedef struct {
     const char *const *wasi_argv; /* NULL: the module imports no WASI, so it gets none */
     const u8 *request;
     usize request_len;
+    usize max_response; /* the workload's response cap: a longer response fails the call */
     u8 *slot; /* the instance, then the four exports: EL_INSTANCE_BYTES + 4 * EL_EXTERN_BYTES */
     /* out */
     void *store;
@@ -185,6 +187,7 @@ static int handle(el_call *c, void *ctx, const u8 *slot, usize at_offset) {
     data = api.memory_data(ctx, memory); /* the memory may have grown and moved */
     size = api.memory_data_size(ctx, memory);
     if (n == 0 || at + n > size) return failed(c, EL_RESPONSE);
+    if (n > c->max_response) return failed(c, EL_TOO_LONG);
     if (at_offset + n > response_cap) {
         usize want = at_offset + (usize)n;
         if (want < 2 * response_cap) want = 2 * response_cap;
