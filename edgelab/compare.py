@@ -385,18 +385,20 @@ def render(runs: Sequence[LoadedRun], comparisons: Sequence[Comparison]) -> list
         lines.append("")
         if comparison.differences:
             lines.append(f"{b} differs from {a} in:")
-            lines += ["  " + line for line in text_table([
-                [d.key, _value_text(d.reference), "→", _value_text(d.changed)] for d in comparison.differences
-            ])]
+            width = max(len(d.key) for d in comparison.differences)
+            lines += [f"  {d.key:<{width}}  {_value_text(d.reference)} → {_value_text(d.changed)}"
+                      for d in comparison.differences]
         else:
             lines.append(f"{b} and {a}: same host, versions and settings.")
         for run in (comparison.reference, comparison.changed):
             if run.metadata.get("cancelled"):
                 lines.append(f"note: {run.label} was cancelled; its figures cover the launches before that.")
+            if run.metadata.get("fake"):
+                lines.append(f"note: {run.label} ran on the fake runtime; its figures are not measurements.")
         lines.append("")
         lines.append(
             f"Cold start of {comparison.reference.workload} (launch call → first response byte), {b} against {a};"
-            f" {TEST_NAME} on the samples, alpha {ALPHA}:"
+            f" rank test on the samples: {TEST_NAME}, alpha {ALPHA}:"
         )
         rows = [["runtime", f"n {a}", f"n {b}", f"p50 {a}", f"p50 {b}", f"p99 {a}", f"p99 {b}", "change (p50)", "significance"]]
         for s in comparison.startup:

@@ -231,3 +231,13 @@ def test_importing_compare_history_and_hyperfine_loads_no_heavy_module() -> None
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == ""
+
+
+def test_a_fake_run_is_flagged(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = json.loads(B.read_text())
+    data["metadata"]["fake"] = True
+    fake = write(tmp_path / "fake.json", data)
+    assert main(["compare", str(B), str(fake)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "note: B ran on the fake runtime; its figures are not measurements." in lines
+    assert any(line.split() == ["fake", "runtimes", "false", "→", "true"] for line in lines)
