@@ -387,3 +387,30 @@ def hotpath_path() -> Path:
 def ensure_wasm_hotpath(progress: Progress | None = None) -> Path:
     """Path of the Wasm host's compiled hot path, built on first use (about a second)."""
     return _build(hotpath_path(), hotpath_command, "the wasm host's hot path", progress, False)
+
+
+# -- the native runtime's launcher -----------------------------------------------------------
+LAUNCHER_SOURCE = Path(__file__).resolve().parent / "runtimes" / "launcher.c"
+LAUNCHER_FLAGS = ("-static", "-O2", "-s", "-std=c11", "-ffreestanding", "-nostdlib", "-fno-stack-protector", "-Wall", "-Wextra")
+
+
+def launcher_command(output: Path) -> list[str]:
+    """The exact ``zig cc`` command line for the native launcher (a tiny static binary)."""
+    target = f"{host_arch()}-linux-musl"  # freestanding: links nothing
+    return [sys.executable, "-m", "ziglang", "cc", "-target", target, *LAUNCHER_FLAGS,
+            "-o", str(output), str(LAUNCHER_SOURCE)]  # fmt: skip
+
+
+def launcher_path() -> Path:
+    """Where the launcher for this source, zig and machine is cached."""
+    digest = hashlib.sha256()
+    for part in (_BUILD_FORMAT, zig_version(), host_arch(), " ".join(LAUNCHER_FLAGS)):
+        digest.update(part.encode() + b"\0")
+    digest.update(LAUNCHER_SOURCE.read_bytes())
+    return cache_dir() / "host" / f"launcher-{digest.hexdigest()[:16]}"
+
+
+def ensure_launcher(progress: Progress | None = None) -> Path:
+    """Path of the native runtime's launcher (cgroup join, chroot, uid drop, exec), built on
+    first use (a fraction of a second)."""
+    return _build(launcher_path(), launcher_command, "the native launcher", progress, True)

@@ -1,10 +1,19 @@
 """The capability matrix: what a workload can reach from inside each runtime.
 
-The ``probe`` workload (modules/probe) tries, on its first request, to read a host file
-(/etc/passwd), read its environment, list ``/``, open a TCP connection and write a file in
-/tmp, and answers one line per capability: ``<key>=allowed (<detail>)`` or
-``<key>=denied (<why>)``. The same C source runs in every runtime, so the matrix compares the
-sandboxes, not the code. By design the answers differ across runtimes.
+The ``probe`` workload (modules/probe) tries, on its first request, what a sandbox should
+decide about: being root, reading /etc/passwd and /etc/shadow, its own environment, its
+parent's environment and memory (/proc/<ppid>/environ, /proc/<ppid>/mem), listing ``/``,
+connecting to the Docker socket, the network, writing to every writable-looking mount (/tmp,
+/dev/shm, /dev/mqueue, /) and leaving a file behind. It answers one line per capability:
+``<key>=allowed (<detail>)`` or ``<key>=denied (<why>: ERRNO)`` with the real errno. The same C
+source runs in every runtime, so the matrix compares the sandboxes, not the code.
+
+``file_left`` is decided here, not by the probe: the probe says where it left a file named
+with a fresh token, and once the instance is gone (process reaped, container removed) the
+lab looks for that path on the host. Still there: allowed (and the lab removes it).
+
+``root`` of the subprocess runtime also says when the workload runs as the lab's own user:
+a lab that is not root cannot drop privileges, and native workloads then have its rights.
 
 Network: the lab listens on a TCP port on the host's own non-loopback address and asks the
 probe to connect there (a loopback target would only reach a container's private ``lo``). The
@@ -16,13 +25,31 @@ after 500 ms (a route exists) as allowed; a failing socket() or any other connec
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import secrets
 import socket
 from collections.abc import Iterable
 
 from edgelab.errors import EdgelabError
 from edgelab.session import Session
 
-CAPABILITIES = ("read_file", "read_env", "list_root", "network", "write_file")
+CAPABILITIES = (
+    "root",
+    "read_file",
+    "read_shadow",
+    "read_env",
+    "parent_env",
+    "parent_mem",
+    "list_root",
+    "docker_socket",
+    "network",
+    "write_tmp",
+    "write_dev_shm",
+    "write_dev_mqueue",
+    "write_root",
+    "file_left",
+)
 VERDICTS = ("allowed", "denied")
 PROBE_WORKLOAD = "probe"
 
@@ -56,6 +83,26 @@ def parse_probe_answer(body: bytes) -> dict[str, tuple[str, str]]:
     return found
 
 
+def _judge_left_file(verdict: str, detail: str) -> tuple[str, str]:
+    """The probe's file_left line, judged after the instance is gone: is the file on the host?"""
+    if verdict != "allowed" or not detail.startswith("left /"):
+        return verdict, detail
+    path = detail.removeprefix("left ")
+    if os.path.lexists(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return "allowed", f"{path} was still on the host after the instance ended (the lab removed it)"
+    return "denied", f"wrote {path} inside the instance; it went with the instance"
+
+
+def _judge_root(runtime: str, verdict: str, detail: str) -> tuple[str, str]:
+    """A native workload running as the lab's own user says so: it has the user's rights."""
+    found = re.match(r"uid (\d+)", detail)
+    if runtime == "subprocess" and found and int(found.group(1)) == os.getuid() and os.getuid() != 0:
+        return verdict, f"{detail}: the lab's own user, so native workloads have its rights"
+    return verdict, detail
+
+
 def probe_report(
     runtimes: Iterable[str] = ("container", "subprocess", "wasm"),
 ) -> dict[str, dict[str, tuple[str, str]]]:
@@ -69,7 +116,7 @@ def probe_report(
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("0.0.0.0", 0))  # noqa: S104 - the probe must be able to reach it
         listener.listen(16)
-        request = f"connect={_host_address()}:{listener.getsockname()[1]}".encode()
+        target = f"connect={_host_address()}:{listener.getsockname()[1]}"
         session = Session()
         for name in runtimes:
             runtime = None
@@ -77,12 +124,17 @@ def probe_report(
                 runtime = create_runtime(name, session)
                 runtime.check()
                 runtime.prepare(workload)
+                request = f"{target} left={secrets.token_hex(8)}".encode()
                 launch = runtime.launch(workload, request, workload.timeout_s)
-                launch.instance.stop()
+                launch.instance.stop()  # reaped or removed: what it left is what stays
                 response = launch.response
                 if response.status != 0:
                     raise EdgelabError(f"probe answered status {response.status}: {response.reason()}")
                 answer = parse_probe_answer(response.body)
+                if "file_left" in answer:
+                    answer["file_left"] = _judge_left_file(*answer["file_left"])
+                if "root" in answer:
+                    answer["root"] = _judge_root(name, *answer["root"])
                 report[name] = {
                     cap: answer.get(cap, ("error", "the probe did not report it")) for cap in CAPABILITIES
                 }

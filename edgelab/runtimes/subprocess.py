@@ -1,17 +1,20 @@
 """Native subprocess runtime: the workload's static binary, spawned without a shell.
 
 ``os.posix_spawn`` (glibc: clone(CLONE_VM|CLONE_VFORK) + exec) with no ``preexec_fn``, an empty
-environment, and its own process group so that stop and timeout kill the whole group.
+environment, and its own process group. Where the lab can box the workload in
+(``edgelab.runtimes.isolation``: a cgroup per instance, and when the lab is root a uid of its
+own, no_new_privs and a chroot into a jail holding only its binary), it spawns the tiny
+launcher that does that and then execs the workload; otherwise the workload itself.
 The memory limit is applied with prlimit(2) right after the spawn, before the first request.
 
 Hostile workloads: RLIMIT_AS makes an allocation fail (the workload answers status 2 "out of
-memory"). There is no pids limit: RLIMIT_NPROC counts every process of the user and root
-ignores it, so it cannot contain a fork bomb here (a container's pids limit does). What contains
-one is the process group: every fork inherits it, stop and timeout SIGKILL the whole group, and
-the lab is made a child subreaper (PR_SET_CHILD_SUBREAPER) so that the workload's orphaned
-children are reparented to the lab and reaped here rather than left as zombies under an init
-that may not reap. A workload that leaves its group (setsid/setpgid) escapes this: the native
-runtime is a plain process, not a sandbox (``edgelab probe`` shows what it can reach).
+memory"). There is no pids limit: the forkbomb stops at its own 200 children. Every process an
+instance starts dies with it: stop kills its cgroup whole (``cgroup.kill``), setsid or not;
+where there is no cgroup, stop kills its process group and sweeps its descendants (and, when
+the uid was dropped, every process of its uid). The lab is a child subreaper
+(PR_SET_CHILD_SUBREAPER), so orphans are reparented to it and reaped here. Responses are read
+up to the workload's ``max_response_bytes``: a larger one kills the instance and fails the
+launch ("response exceeded 16 MiB"), so a flood never lands in the lab's memory.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
 from edgelab.protocol import RESPONSE_HEADER_BYTES, Response, decode_response_header, encode_request
+from edgelab.runtimes import isolation
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.workloads import Workload
 
@@ -54,8 +58,9 @@ def _become_subreaper() -> None:
         pass
 
 
-def describe_wait_status(status: int) -> str:
-    """'killed by SIGSEGV' or 'exited with code N' for a waitpid status."""
+def describe_wait_status(status: int, launcher: bool = False) -> str:
+    """'killed by SIGSEGV' or 'exited with code N' for a waitpid status; ``launcher``: the
+    process began as the launcher, whose own failures have codes of their own."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -63,8 +68,22 @@ def describe_wait_status(status: int) -> str:
         except ValueError:
             return f"killed by signal {sig}"
     if os.WIFEXITED(status):
-        return f"exited with code {os.WEXITSTATUS(status)}"
+        code = os.WEXITSTATUS(status)
+        meaning = isolation.describe_launcher_exit(code) if launcher else None
+        return f"exited with code {code}" + (f" ({meaning}?)" if meaning else "")
     return f"ended (wait status {status})"
+
+
+def format_cap(n: int) -> str:
+    """A byte cap as people write it: '16 MiB', '64 KiB', '1000 bytes'."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n:,} bytes"
+
+
+class ResponseTooLarge(LaunchFailed):
+    """The workload announced (or sent) more than its ``max_response_bytes``."""
 
 
 def _reap_group(pgid: int) -> None:
@@ -119,32 +138,63 @@ def write_all(fd: int, data: bytes | memoryview, deadline: float) -> None:
 
 
 def read_exact(fd: int, n: int, deadline: float) -> bytes:
-    """Read exactly ``n`` bytes from a non-blocking fd before ``deadline``."""
-    parts: list[bytes] = []
-    missing = n
-    while missing:
+    """Read exactly ``n`` bytes from a non-blocking fd before ``deadline``, into one buffer
+    (the caller has checked ``n`` against the response cap)."""
+    if n <= _CHUNK:
+        parts: list[bytes] = []
+        missing = n
+        while missing:
+            try:
+                chunk = os.read(fd, missing)
+            except BlockingIOError:
+                _wait_fd(fd, select.POLLIN, deadline, "the workload's response")
+                continue
+            if not chunk:
+                raise LaunchFailed("workload exited without a complete response")
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
+    buffer = bytearray(n)
+    view = memoryview(buffer)
+    got = 0
+    while got < n:
         try:
-            chunk = os.read(fd, min(missing, 1 << 20))
+            count = os.readv(fd, [view[got:]])
         except BlockingIOError:
             _wait_fd(fd, select.POLLIN, deadline, "the workload's response")
             continue
-        if not chunk:
+        if not count:
             raise LaunchFailed("workload exited without a complete response")
-        parts.append(chunk)
-        missing -= len(chunk)
-    return b"".join(parts)
+        got += count
+    view.release()
+    return bytes(buffer)
 
 
 class SubprocessInstance(Instance):
-    """One live native process: its pid (= its process group) and the two pipe ends."""
+    """One live native process: its pid (= its process group), the two pipe ends, and the
+    cgroup that holds it and everything it starts (None where there is none)."""
 
     runtime = "subprocess"
 
-    def __init__(self, owner: SubprocessRuntime, pid: int, stdin_fd: int, stdout_fd: int) -> None:
+    def __init__(
+        self,
+        owner: SubprocessRuntime,
+        pid: int,
+        stdin_fd: int,
+        stdout_fd: int,
+        max_response_bytes: int,
+        cgroup: Path | None = None,
+        uid: int | None = None,
+    ) -> None:
         self._owner = owner
         self.pid = pid
         self._stdin = stdin_fd
         self._stdout = stdout_fd
+        self._max_response = max_response_bytes
+        #: The instance's cgroup (killed whole on stop), None where there is none.
+        self.cgroup = cgroup
+        #: The uid the workload runs as (None: the lab's own).
+        self.uid = uid
         self._stopped = False
         self._lock = threading.Lock()
         #: The workload's waitpid status once it has been reaped.
@@ -160,6 +210,8 @@ class SubprocessInstance(Instance):
         first = time.perf_counter_ns()
         header = read_exact(self._stdout, RESPONSE_HEADER_BYTES, deadline)
         length, status = decode_response_header(header)
+        if length > self._max_response:  # announced: refuse before reading a byte of it
+            raise ResponseTooLarge(f"response exceeded {format_cap(self._max_response)}")
         return first, Response(status, read_exact(self._stdout, length, deadline))
 
     def watch_pgid(self) -> int:
@@ -180,6 +232,9 @@ class SubprocessInstance(Instance):
         if isinstance(exc, LaunchTimeout):
             self.stop()
             return LaunchTimeout(f"timed out after {timeout_s:g} s")
+        if isinstance(exc, ResponseTooLarge):  # alive and still writing: no exit to wait for
+            self.stop()
+            return LaunchFailed(str(exc))
         end = time.monotonic() + EXIT_GRACE_S
         while self.exit_status is None and time.monotonic() < end:
             try:
@@ -193,7 +248,8 @@ class SubprocessInstance(Instance):
         self.stop()
         if self.exit_status is None:
             return LaunchFailed(str(exc))
-        return LaunchFailed(f"{describe_wait_status(self.exit_status)} before answering")
+        launched = self._owner.isolation.launcher is not None
+        return LaunchFailed(f"{describe_wait_status(self.exit_status, launched)} before answering")
 
     def stop(self) -> None:
         with self._lock:
@@ -205,6 +261,11 @@ class SubprocessInstance(Instance):
                 os.close(fd)
             except OSError:
                 pass
+        # Everything it started, first: a cgroup (setsid or not), else a sweep of what can be found.
+        if self.cgroup is not None:
+            pidfds = isolation.kill_cgroup(self.cgroup)
+        else:
+            pidfds = isolation.sweep(self.pid, self.uid)
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -215,7 +276,10 @@ class SubprocessInstance(Instance):
                 self.exit_status = status
         except ChildProcessError:
             pass
+        isolation.reap_pidfds(pidfds, GROUP_REAP_S)
         _reap_group(self.pid)
+        if self.cgroup is not None:
+            self._owner._cgroups_release(self.cgroup)
         self._owner._untrack(self)
 
 
@@ -224,26 +288,91 @@ class SubprocessRuntime(Runtime):
     phase_names = ("spawn", "first_response")
     memory_metric = "PSS of the process"
     startup_includes = "posix_spawn + first response (binary prebuilt; excludes kill and reap)"
+    #: What the figure includes when the launcher boxes the workload in (see ``isolation``).
+    STARTUP_INCLUDES_LAUNCHER = (
+        "spawn: {cgroup}posix_spawn of the launcher; first response: the launcher's {steps} and exec "
+        "of the workload, then its answer (binary prebuilt; excludes kill and reap)"
+    )
 
-    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, session, isolation_mode: isolation.Isolation | None = None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(session)
         self._binaries: dict[str, Path] = {}
+        self._jails: dict[str, Path] = {}
+        self._isolation = isolation_mode
+        self._cgroups: isolation.SessionCgroups | None = None
+
+    @property
+    def isolation(self) -> isolation.Isolation:
+        """How this runtime boxes its workloads in (found by trying, once per process)."""
+        if self._isolation is None:
+            self._isolation = isolation.detect()
+        return self._isolation
 
     def check(self) -> None:
         if not hasattr(os, "posix_spawn"):
             raise RuntimeUnavailable(self.name, "os.posix_spawn is not available on this platform", "run on Linux")
+
+    def doctor_details(self) -> dict[str, str]:
+        mode = self.isolation
+        return {"containment": mode.containment, "privileges": mode.privileges}
 
     def prepare(self, workload: Workload) -> None:
         from edgelab.build import ensure_native, host_arch
 
         try:
             binary = ensure_native(workload, host_arch())
+            jail = isolation.ensure_jail(binary) if self.isolation.drop_uid else None
         except ArtifactError as exc:
             fix = getattr(exc, "fix", None) or "edgelab build shows the compiler's error"
             raise RuntimeUnavailable(self.name, str(exc), fix) from None
         if not os.access(binary, os.X_OK):
             raise RuntimeUnavailable(self.name, f"{binary} is not executable", "edgelab clean --cache")
+        mode = self.isolation
+        if mode.launcher is not None:
+            steps = ", ".join(
+                (["cgroup join"] if mode.cgroup_root else [])
+                + (["chroot, setgroups/setgid/setuid, no_new_privs"] if mode.drop_uid else [])
+            )
+            cgroup = "a cgroup (new or reused) + " if mode.cgroup_root else ""
+            self.startup_includes = self.STARTUP_INCLUDES_LAUNCHER.format(cgroup=cgroup, steps=steps)  # type: ignore[misc]
+        if jail is not None:
+            self._jails[workload.name] = jail
         self._binaries[workload.name] = binary
+
+    def _cgroups_take(self) -> Path | None:
+        root = self.isolation.cgroup_root
+        if root is None:
+            return None
+        if self._cgroups is None:
+            self._cgroups = isolation.SessionCgroups(root, self.session.id)
+        try:
+            return self._cgroups.take()
+        except OSError as exc:
+            raise LaunchFailed(f"cannot make the instance's cgroup: {exc.strerror or exc}") from None
+
+    def _cgroups_release(self, cgroup: Path) -> None:
+        if self._cgroups is not None:
+            self._cgroups.release(cgroup)
+
+    def close(self) -> None:
+        super().close()
+        if self._cgroups is not None:
+            self._cgroups.close()
+
+    def _spawn_argv(self, workload: Workload, binary: Path, cgroup: Path | None) -> tuple[str, list[str]]:
+        """(program, argv) for one launch: the launcher and its steps, or the workload itself."""
+        mode = self.isolation
+        if mode.launcher is None:
+            return str(binary), [workload.name]
+        jail = self._jails.get(workload.name)
+        return str(mode.launcher), [
+            mode.launcher.name,
+            str(cgroup / "cgroup.procs") if cgroup is not None else "-",
+            str(isolation.NATIVE_UID_BASE) if jail is not None else "-",
+            str(jail) if jail is not None else "-",
+            f"/{binary.name}" if jail is not None else str(binary),
+            workload.name,
+        ]
 
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
         binary = self._binaries.get(workload.name)
@@ -253,7 +382,10 @@ class SubprocessRuntime(Runtime):
         _become_subreaper()
         deadline = time.monotonic() + timeout_s
         frame = encode_request(request)
+        dropped = workload.name in self._jails
         started = time.perf_counter_ns()
+        cgroup = self._cgroups_take()
+        program, argv = self._spawn_argv(workload, binary, cgroup)
         child_stdin, to_child = os.pipe()
         from_child, child_stdout = os.pipe()
         # Everything that can be done before the spawn is: on these small machines the new
@@ -263,8 +395,8 @@ class SubprocessRuntime(Runtime):
         os.set_blocking(from_child, False)
         try:
             pid = os.posix_spawn(
-                str(binary),
-                [workload.name],
+                program,
+                argv,
                 {},
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, child_stdin, 0),
@@ -276,7 +408,9 @@ class SubprocessRuntime(Runtime):
         except OSError as exc:
             for fd in (child_stdin, to_child, from_child, child_stdout):
                 os.close(fd)
-            raise LaunchFailed(f"spawn of {binary.name} failed: {exc.strerror}") from None
+            if cgroup is not None:
+                self._cgroups_release(cgroup)
+            raise LaunchFailed(f"spawn of {Path(program).name} failed: {exc.strerror}") from None
         os.close(child_stdin)
         os.close(child_stdout)
         try:  # the memory limit is in place before the workload sees its request
@@ -288,7 +422,10 @@ class SubprocessRuntime(Runtime):
             sent = os.write(to_child, frame)
         except (BlockingIOError, BrokenPipeError):
             sent = 0  # a workload already gone is reported by the exchange
-        instance = SubprocessInstance(self, pid, to_child, from_child)
+        instance = SubprocessInstance(
+            self, pid, to_child, from_child, workload.max_response_bytes, cgroup,
+            isolation.NATIVE_UID_BASE + pid if dropped else None,
+        )  # fmt: skip
         self._track(instance)  # registered with the watchdog before any wait
         spawned = time.perf_counter_ns()
         try:
