@@ -21,7 +21,8 @@ Where edgelab's figure and hyperfine's differ, the export says what it can hones
   plot_parametrized) reads ``user`` or ``system``.
 - ``exit_codes`` are all 0 and as many as ``times``: a failed launch has no startup time, so it
   is left out of both (hyperfine without ``-i`` would have aborted the benchmark).
-- ``parameters`` names the runtime and the workload, as hyperfine's ``-L runtime ...`` would.
+- ``parameters`` names the runtime, as ``hyperfine -L runtime container,subprocess,wasm
+  'edgelab {runtime} hello'`` would.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _benchmark(runtime: RuntimeResult, workload: str) -> dict[str, Any] | None:
         "max": summary.max_ns / NS_PER_S,
         "times": [ns / NS_PER_S for ns in times_ns],
         "exit_codes": [0] * len(times_ns),
-        "parameters": {"runtime": runtime.runtime, "workload": workload},
+        "parameters": {"runtime": runtime.runtime},
     }
 
 
