@@ -11,13 +11,22 @@ write end and writes short lines to it:
 ``c``
     the session uses containers: remove the leftovers of dead sessions now (containers whose
     ``edgelab.pid`` is gone or another process), and this session's containers at the end.
+``k``
+    the lab is about to create its first container: from now on, an engine that does not
+    answer at the end is waited for (up to ENGINE_WAIT_S), not given up on.
 ``d``
     the lab closed cleanly (it stopped and removed what it knew of).
+
+The watchdog also holds the session's lock (``edgelab.session``: it inherits the lab's open
+lock file), so the session stays live to other labs until the watchdog has swept, however
+the lab ended; and while the session uses containers it keeps a heartbeat volume fresh for
+labs on other hosts using the same engine.
 
 The pipe reaches EOF when the lab closes it or dies in any way, SIGKILL included. Then the
 watchdog SIGKILLs every registered group still alive, removes every container labelled with
 this session (by label, so containers whose create call was cut short are found too; retrying
-while the engine is slow), and exits. A registration is one ``write`` of a few bytes; Wasm
+while the engine is slow or gone, for up to ENGINE_WAIT_S once containers were created), and
+exits. A registration is one ``write`` of a few bytes; Wasm
 instances need none (they live in the host process, which is registered).
 
 The watchdog reads its pipe at most every READ_COALESCE_S. Woken by every registration, it
@@ -31,6 +40,7 @@ the whole pid space to wrap around in that time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,8 +59,15 @@ SWEEP_API_TIMEOUT_S = 5.0
 #: A container create cut short by the lab's death may land after the first listing: list
 #: again this long after removing something (or after an unclean end).
 SETTLE_S = 1.0
-#: When no engine listens at all (no socket, connection refused), stop trying after this long.
+#: When no engine listens at all (no socket, connection refused) and the session never
+#: created a container, stop trying after this long.
 ABSENT_GIVE_UP_S = 2.0
+#: Once the session created containers, an unclean end keeps trying to remove them this long
+#: while the engine is gone or frozen (it is killed and restarted, say), then gives up.
+ENGINE_WAIT_S = 600.0
+#: Pause between tries while the engine does not answer, at most (it grows from 0.25 s):
+#: containers go within this much (plus one listing) of the engine answering again.
+RETRY_MAX_S = 2.0
 #: The watchdog reads its pipe at most this often (see above).
 READ_COALESCE_S = 0.02
 #: Prune groups whose leader is gone once this many are registered.
@@ -65,6 +82,9 @@ class Watchdog:
     """The lab's handle on its watchdog process: cheap, non-blocking registrations."""
 
     def __init__(self, session_id: str, env: dict[str, str] | None = None) -> None:
+        from edgelab.session import hold_lock
+
+        lock_fd = hold_lock(session_id)  # the watchdog shares it: see the module docstring
         read_fd, write_fd = os.pipe()  # both ends non-inheritable: no workload holds them
         environ = dict(os.environ if env is None else env)
         environ["PYTHONPATH"] = os.pathsep.join(
@@ -74,8 +94,9 @@ class Watchdog:
         try:
             stderr: Any = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "edgelab.watchdog", session_id],
+                [sys.executable, "-m", "edgelab.watchdog", session_id, str(lock_fd)],
                 stdin=read_fd,
+                pass_fds=(lock_fd,),
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=environ,
@@ -91,6 +112,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._closer = weakref.finalize(self, os.close, write_fd)
         self.containers = False
+        self.created = False
 
     @property
     def pid(self) -> int:
@@ -114,6 +136,12 @@ class Watchdog:
         if not self.containers:
             self.containers = True
             self._send(b"c\n")
+
+    def creates_containers(self) -> None:
+        """Before the first container create: from now on an engine fault is waited out."""
+        if not self.created:
+            self.created = True
+            self._send(b"k\n")
 
     def close(self, clean: bool = True, wait_s: float = 0.0) -> None:
         """EOF to the watchdog: it kills and removes what is left, then exits."""
@@ -209,29 +237,141 @@ def _containers(client: Any, label: str) -> list[dict[str, Any]]:
     return list(client.api.containers(all=True, filters={"label": label}))
 
 
+# -- heartbeat ----------------------------------------------------------------------------------
+def heartbeat_volumes(client: Any, session_id: str | None = None) -> list[dict[str, Any]]:
+    """Heartbeat volumes (of one session, or all), as the engine lists them."""
+    from edgelab.session import HEARTBEAT_LABEL
+
+    label = HEARTBEAT_LABEL if session_id is None else f"{HEARTBEAT_LABEL}={session_id}"
+    return list((client.api.volumes(filters={"label": label}) or {}).get("Volumes") or [])
+
+
+def beat(client: Any, session_id: str, sequence: int) -> None:
+    """Create this session's next heartbeat volume, then remove its older ones.
+
+    A volume, because it is the cheapest object whose creation time the engine records in its
+    own clock (labs on other hosts compare it with the engine's ``SystemTime``, not theirs),
+    and it never shows among containers.
+    """
+    from edgelab.session import HEARTBEAT_LABEL, HOST_LABEL, host_id
+
+    name = f"edgelab-heartbeat-{session_id}-{sequence}"
+    client.api.create_volume(name=name, labels={HEARTBEAT_LABEL: session_id, HOST_LABEL: host_id()})
+    for volume in heartbeat_volumes(client, session_id):
+        if volume.get("Name") != name:
+            _remove_volume(client, volume["Name"])
+
+
+def _remove_volume(client: Any, name: str) -> None:
+    import docker
+
+    try:
+        client.api.remove_volume(name, force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def _heartbeat(session_id: str, stop: threading.Event) -> None:
+    from edgelab.runtimes.container import connect
+    from edgelab.session import HEARTBEAT_S
+
+    sequence = 0
+    client = None
+    while not stop.is_set():
+        try:
+            if client is None:
+                client = connect(SWEEP_API_TIMEOUT_S)
+            beat(client, session_id, sequence)
+            sequence += 1
+        except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next
+            _log(f"heartbeat: {type(exc).__name__}: {exc}")
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+                client = None
+        stop.wait(HEARTBEAT_S)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+# -- leftovers of dead sessions -----------------------------------------------------------------
+def dead_sessions(client: Any, own_session: str | None = None) -> dict[str, list[str]]:
+    """Container ids of every session that is dead by ``edgelab.session.session_alive``.
+
+    Sessions are judged once each (not per container): by their lock when they locked in
+    our sessions directory, else by their heartbeat in the engine's clock.
+    """
+    from edgelab.session import (
+        HEARTBEAT_LABEL,
+        HOST_LABEL,
+        SESSION_LABEL,
+        host_id,
+        parse_engine_time,
+        session_alive,
+    )
+
+    by_session: dict[str, list[dict[str, Any]]] = {}
+    for container in _containers(client, SESSION_LABEL):
+        sid = (container.get("Labels") or {}).get(SESSION_LABEL, "")
+        if sid and sid != own_session:
+            by_session.setdefault(sid, []).append(container)
+    if not by_session:
+        return {}
+    own_host = host_id()
+    foreign = any(
+        (c[0].get("Labels") or {}).get(HOST_LABEL, own_host) != own_host for c in by_session.values()
+    )
+    engine_now: float | None = None
+    beats: dict[str, float] = {}
+    if foreign:  # only then is the engine's clock needed
+        engine_now = parse_engine_time(str(client.info().get("SystemTime", "")))
+        for volume in heartbeat_volumes(client):
+            sid = (volume.get("Labels") or {}).get(HEARTBEAT_LABEL, "")
+            at = parse_engine_time(str(volume.get("CreatedAt", "")))
+            if sid and at is not None:
+                beats[sid] = max(at, beats.get(sid, at))
+    dead: dict[str, list[str]] = {}
+    for sid, containers in by_session.items():
+        labels = containers[0].get("Labels") or {}
+        newest = max((float(c.get("Created") or 0) for c in containers), default=None)
+        if not session_alive(
+            labels, engine_now=engine_now, heartbeat_at=beats.get(sid), newest_created=newest, own_host=own_host
+        ):
+            dead[sid] = [c["Id"] for c in containers]
+    return dead
+
+
 def reap_dead_sessions(session_id: str) -> int:
-    """Remove containers of sessions whose owning process is gone; how many were removed."""
+    """Remove containers (and heartbeats, and lock files) of dead sessions; how many containers."""
     from edgelab.runtimes.container import _remove_all, connect
-    from edgelab.session import SESSION_LABEL, owner_alive
+    from edgelab.session import HEARTBEAT_LABEL, prune_lock_files, reap_lock
 
     client = connect(SWEEP_API_TIMEOUT_S)
     try:
-        dead = [
-            c["Id"]
-            for c in _containers(client, SESSION_LABEL)
-            if (c.get("Labels") or {}).get(SESSION_LABEL) != session_id
-            and not owner_alive(c.get("Labels") or {}, c.get("Created"))
-        ]
-        removed = _remove_all(client, dead)
+        dead = dead_sessions(client, session_id)
+        removed = _remove_all(client, [cid for ids in dead.values() for cid in ids])
+        for volume in heartbeat_volumes(client):
+            if (volume.get("Labels") or {}).get(HEARTBEAT_LABEL) in dead:
+                _remove_volume(client, volume["Name"])
     finally:
         client.close()
+    for sid in dead:
+        reap_lock(sid)
+    prune_lock_files()
     if dead:
-        _log(f"removed {len(dead)} container(s) of dead sessions")
+        _log(f"removed {removed} container(s) of {len(dead)} dead session(s)")
     return removed
 
 
-def sweep_session(session_id: str, clean: bool, deadline: float) -> int:
-    """Remove every container labelled with ``session_id``, retrying until ``deadline``."""
+# -- this session's end -------------------------------------------------------------------------
+def sweep_session(session_id: str, clean: bool, deadline: float, wait_for_engine: bool = False) -> int:
+    """Remove every container labelled ``session_id``, retrying until ``deadline``.
+
+    ``wait_for_engine``: containers were created and the lab did not close cleanly, so an
+    engine that is absent (killed, restarting) is waited for until ``deadline`` too, instead
+    of being given up on after ABSENT_GIVE_UP_S.
+    """
     from edgelab.runtimes.container import _remove_all, connect
     from edgelab.session import SESSION_LABEL
 
@@ -240,11 +380,13 @@ def sweep_session(session_id: str, clean: bool, deadline: float) -> int:
     settle_until = 0.0 if clean else time.monotonic() + SETTLE_S
     client = None
     absent_since = 0.0
+    pause = 0.25
     while time.monotonic() < deadline:
         try:
             if client is None:
                 client = connect(SWEEP_API_TIMEOUT_S)
             found = [c["Id"] for c in _containers(client, label)]
+            pause = 0.25
             if found:
                 _remove_all(client, found)
                 removed += len(found)
@@ -255,22 +397,33 @@ def sweep_session(session_id: str, clean: bool, deadline: float) -> int:
             time.sleep(0.25)
         except Exception as exc:  # noqa: BLE001 - an engine that is slow or gone: retry
             _log(f"sweep: {type(exc).__name__}: {exc}")
-            if _engine_absent(exc):
+            if _engine_absent(exc) and not wait_for_engine:
                 absent_since = absent_since or time.monotonic()
                 if time.monotonic() - absent_since > ABSENT_GIVE_UP_S:
                     break  # no engine listens at all (a slow one times out instead)
             else:
                 absent_since = 0.0
             if client is not None:
-                try:
+                with contextlib.suppress(Exception):
                     client.close()
-                except Exception:  # noqa: BLE001
-                    pass
                 client = None
-            time.sleep(0.5)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(RETRY_MAX_S, pause * 2)
     if client is not None:
-        client.close()
+        with contextlib.suppress(Exception):
+            client.close()
     return removed
+
+
+def remove_heartbeats(session_id: str) -> None:
+    from edgelab.runtimes.container import connect
+
+    client = connect(SWEEP_API_TIMEOUT_S)
+    try:
+        for volume in heartbeat_volumes(client, session_id):
+            _remove_volume(client, volume["Name"])
+    finally:
+        client.close()
 
 
 def _engine_absent(exc: BaseException) -> bool:
@@ -289,13 +442,18 @@ def _engine_absent(exc: BaseException) -> bool:
 def watch(
     read_fd: int,
     session_id: str,
-    sweep: Callable[[str, bool, float], int] = sweep_session,
+    sweep: Callable[..., int] = sweep_session,
     reap: Callable[[str], int] = reap_dead_sessions,
     coalesce_s: float = READ_COALESCE_S,
+    lock_fd: int | None = None,
+    heartbeat: Callable[[str, threading.Event], None] = _heartbeat,
 ) -> None:
     registry = Registry()
     reaper: threading.Thread | None = None
+    beating = threading.Event()
+    beater: threading.Thread | None = None
     containers = False
+    created = False
     clean = False
     pending = b""
     while True:
@@ -321,13 +479,31 @@ def watch(
                 containers = True
                 reaper = threading.Thread(target=_quietly, args=(reap, session_id), daemon=True)
                 reaper.start()
+                beater = threading.Thread(target=heartbeat, args=(session_id, beating), daemon=True)
+                beater.start()
+            elif kind == b"k":
+                created = True
             elif kind == b"d":
                 clean = True
     started = time.monotonic()
     killed = registry.kill_all()
-    removed = sweep(session_id, clean, started + SWEEP_DEADLINE_S) if containers else 0
+    beating.set()
+    removed = 0
+    if containers:
+        wait = created and not clean
+        bound = started + (ENGINE_WAIT_S if wait else SWEEP_DEADLINE_S)
+        removed = sweep(session_id, clean, bound, wait)
     if reaper is not None:  # let a reap of dead sessions that is under way finish
         reaper.join(max(0.0, started + SWEEP_DEADLINE_S - time.monotonic()))
+    if beater is not None:
+        beater.join(SWEEP_API_TIMEOUT_S)
+        _quietly(remove_heartbeats, session_id)
+    if lock_fd is not None:  # the session is over: other labs may now see it dead
+        from edgelab.session import reap_lock
+
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)
+        reap_lock(session_id)
     if killed or removed or not clean:
         _log(
             f"session {session_id} ended ({'cleanly' if clean else 'without closing'}): "
@@ -336,18 +512,28 @@ def watch(
         )
 
 
-def _quietly(job: Callable[[str], int], session_id: str) -> None:
+def _quietly(job: Callable[[str], Any], session_id: str) -> None:
     try:
         job(session_id)
     except Exception as exc:  # noqa: BLE001 - a failed reap is retried by the next lab
-        _log(f"reaping dead sessions failed: {type(exc).__name__}: {exc}")
+        _log(f"{getattr(job, '__name__', 'job')} failed: {type(exc).__name__}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m edgelab.watchdog SESSION_ID  (stdin: the lab's pipe)", file=sys.stderr)
+    if len(args) not in (1, 2):
+        print(
+            "usage: python -m edgelab.watchdog SESSION_ID [LOCK_FD]  (stdin: the lab's pipe)",
+            file=sys.stderr,
+        )
         return 2
+    lock_fd: int | None = None
+    if len(args) == 2:
+        try:
+            lock_fd = int(args[1])
+            os.fstat(lock_fd)
+        except (ValueError, OSError):
+            lock_fd = None
     # Only EOF ends the watch: a terminal's or a process group's signals are the lab's.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
@@ -355,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    watch(read_fd, args[0])
+    watch(read_fd, args[0], lock_fd=lock_fd)
     return 0
 
 

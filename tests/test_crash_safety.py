@@ -8,6 +8,7 @@ with its session, no process of its session, and neither its Wasm host nor its w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -163,6 +164,9 @@ def test_sigkill_mid_ramp_leaves_nothing_within_15_s(lab: RunningLab) -> None:
     print(f"everything gone {took:.2f} s after SIGKILL")
     log = lab.watchdog_log.read_text()
     assert "without closing" in log and "container(s) removed" in log, log
+    from edgelab.session import lock_is_held, lock_path
+
+    assert not lock_is_held(lab.session_id) and not lock_path(lab.session_id).exists()
 
 
 # -- SIGTERM / SIGHUP / SIGINT: a clean exit within 5 s -----------------------------------------
@@ -246,21 +250,39 @@ def test_watchdog_never_kills_a_reused_pid() -> None:
         bystander.wait()
 
 
-# -- leftovers of dead sessions are removed when a lab starts -----------------------------------
+# -- leftovers of dead sessions are removed when a lab starts; live sessions' never -------------
+DEAD_LAB = r"""
+import os, signal, sys
+from edgelab.runtimes.container import ContainerRuntime, connect
+from edgelab.workloads import get_workload
+from edgelab.session import Session
+
+hello = get_workload("hello")
+runtime = ContainerRuntime(Session(), connect())
+runtime.prepare(hello)
+ids = [runtime._create(hello, runtime.image_tag(hello))[0] for _ in range(2)]
+print(" ".join([runtime.session.id, *ids]), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no watchdog, no cleanup: only its lock goes with it
+"""
+
+
+def _existing(client: Any) -> set[str]:
+    return {c["Id"] for c in client.api.containers(all=True, filters={"label": SESSION_LABEL})}
+
+
 def test_lab_start_removes_leftovers_of_dead_sessions(docker_client: Any) -> None:
-    from edgelab.runtimes.container import ContainerRuntime
+    from edgelab.runtimes.container import ContainerRuntime, _remove_all
+    from edgelab.session import lock_is_held
     from edgelab.workloads import get_workload
 
     hello = get_workload("hello")
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    dead = ContainerRuntime(Session(owner_pid=gone.pid), docker_client)  # the owner is gone
-    reused = ContainerRuntime(Session(owner_started=1.0), docker_client)  # our pid, another start
-    live = ContainerRuntime(Session(), docker_client)  # a live lab's: must survive
-    ids = {}
-    for name, runtime in (("dead", dead), ("reused", reused), ("live", live)):
-        runtime.prepare(hello)
-        ids[name], _ = runtime._create(hello, runtime.image_tag(hello))
+    dead = subprocess.run([sys.executable, "-c", DEAD_LAB], capture_output=True, timeout=120)
+    dead_session, *dead_ids = dead.stdout.decode().split()
+    assert dead_ids, dead.stderr.decode()
+    assert not lock_is_held(dead_session), "a SIGKILLed lab's lock is still held"
+    live = ContainerRuntime(Session(), docker_client)  # this process's: live, and must survive
+    live.prepare(hello)
+    live_id, _ = live._create(hello, live.image_tag(hello))
     try:
         done = subprocess.run(
             [sys.executable, "-m", "edgelab", "run", "-w", "hello", "-r", "container", "-n", "1", "--warmup", "0"],
@@ -269,18 +291,143 @@ def test_lab_start_removes_leftovers_of_dead_sessions(docker_client: Any) -> Non
         )
         assert done.returncode == 0, done.stderr.decode()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            existing = {c["Id"] for c in docker_client.api.containers(all=True, filters={"label": SESSION_LABEL})}
-            if ids["dead"] not in existing and ids["reused"] not in existing:
-                break
+        while time.monotonic() < deadline and set(dead_ids) & _existing(docker_client):
             time.sleep(0.2)
-        assert ids["dead"] not in existing, "a dead session's container was left"
-        assert ids["reused"] not in existing, "a container of a reused pid's session was left"
-        assert ids["live"] in existing, "a live session's container was removed"
+        existing = _existing(docker_client)
+        assert not set(dead_ids) & existing, "a dead session's containers were left"
+        assert live_id in existing, "a live session's container was removed"
     finally:
-        from edgelab.runtimes.container import _remove_all
+        _remove_all(docker_client, [*dead_ids, live_id])
 
-        _remove_all(docker_client, ids.values())
+
+#: The issue's case: a lab in another PID namespace (where this process's pid names nobody,
+#: or someone else) must remove none of a live lab's containers.
+UNSHARED_RUN = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "edgelab",
+                "run", "-w", "hello", "-r", "container", "-n", "3", "--warmup", "0"]
+HELD = 6
+
+
+def _can_unshare() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="unshare --pid --fork --mount-proc is not permitted here")
+def test_lab_in_another_pid_namespace_removes_none_of_a_live_labs_containers(docker_client: Any) -> None:
+    from edgelab.runtimes.container import ContainerRuntime
+    from edgelab.workloads import get_workload
+
+    hello = get_workload("hello")
+    first = ContainerRuntime(Session(), docker_client)
+    try:
+        first.prepare(hello)
+        instances = [first.launch(hello, hello.default_request, 30).instance for _ in range(HELD)]
+        ids = {i.container_id for i in instances}  # type: ignore[attr-defined]
+        before = first.host_memory_bytes(instances)
+        assert before
+        done = subprocess.run(UNSHARED_RUN, capture_output=True, timeout=180)
+        assert done.returncode == 0, done.stderr.decode()
+        time.sleep(2.0)  # the second lab's watchdog reaps "dead" sessions off its path: let it
+        existing = _existing(docker_client)
+        assert ids <= existing, f"{len(ids - existing)} of the live lab's {HELD} containers were removed"
+        for instance in instances:  # and each still answers
+            assert instance.request(hello.default_request, 10).status == 0
+        after = first.host_memory_bytes(instances)
+        assert after and 0.7 * before <= after <= 1.5 * before, (before, after)
+    finally:
+        first.close()
+    assert not ids & _existing(docker_client)
+
+
+def test_watchdog_holds_the_lock_until_it_has_swept(tmp_path: Path) -> None:
+    """A lab killed with SIGKILL: its session stays live to other labs while its watchdog
+    sweeps (it inherited the lock), and is dead as soon as the watchdog is done."""
+    from edgelab.session import lock_is_held, lock_path
+
+    script = tmp_path / "lab.py"
+    script.write_text(
+        "import os, sys\n"
+        "from edgelab.session import Session\n"
+        "from edgelab.watchdog import Watchdog\n"
+        "s = Session(); s.hold(); w = Watchdog(s.id)\n"
+        "print(s.id, w.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    lab = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert lab.stdout is not None
+    session_id, watchdog_pid = lab.stdout.readline().split()
+    watchdog = psutil.Process(int(watchdog_pid))
+    session = session_id.decode()
+    try:
+        assert lock_is_held(session)
+        watchdog.suspend()  # as if it were still sweeping when the lab died
+        lab.kill()
+        lab.wait()
+        assert lock_is_held(session), "the lock went with the lab, before the watchdog swept"
+        watchdog.resume()
+        watchdog.wait(10)
+        assert not lock_is_held(session)
+        assert not lock_path(session).exists(), "the watchdog left its session's lock file"
+    finally:
+        with contextlib.suppress(psutil.Error):
+            watchdog.resume()
+            watchdog.kill()
+        if lab.poll() is None:
+            lab.kill()
+
+
+def test_session_alive_by_lock_and_by_heartbeat() -> None:
+    """Units: one host's sessions by their lock, another host's by heartbeat age (engine time)."""
+    from edgelab.session import HEARTBEAT_STALE_S, HOST_LABEL, host_id, session_alive
+
+    mine = Session()
+    labels = mine.labels
+    assert session_alive(labels, engine_now=None, heartbeat_at=None, newest_created=None)
+    unlocked = {**labels, SESSION_LABEL: "0123456789ab"}  # our host, no lock file: dead
+    assert not session_alive(unlocked, engine_now=None, heartbeat_at=None, newest_created=None)
+    foreign = {**unlocked, HOST_LABEL: "another-host"}
+    now = 1_000_000.0
+    fresh, stale = now - 5, now - HEARTBEAT_STALE_S - 1
+    assert session_alive(foreign, engine_now=now, heartbeat_at=fresh, newest_created=stale)
+    assert not session_alive(foreign, engine_now=now, heartbeat_at=stale, newest_created=stale)
+    assert session_alive(foreign, engine_now=now, heartbeat_at=None, newest_created=fresh)
+    assert not session_alive(foreign, engine_now=now, heartbeat_at=None, newest_created=stale)
+    assert session_alive(foreign, engine_now=None, heartbeat_at=None, newest_created=stale)  # in doubt
+    assert session_alive({SESSION_LABEL: "x"}, engine_now=now, heartbeat_at=None, newest_created=stale)
+    assert labels[HOST_LABEL] == host_id()
+
+
+def test_a_fresh_heartbeat_keeps_another_hosts_session(docker_client: Any, tmp_path: Path) -> None:
+    """A session whose lock we cannot see (another sessions directory: another host) with a
+    fresh heartbeat volume is live; without one and with young containers, live too; its
+    heartbeat removed and the engine's clock moved past staleness, dead."""
+    from edgelab.runtimes.container import _remove_all
+    from edgelab.session import HEARTBEAT_STALE_S
+    from edgelab.watchdog import beat, dead_sessions, heartbeat_volumes
+
+    env = {**os.environ, "EDGELAB_SESSION_DIR": str(tmp_path / "other-host")}
+    other = subprocess.run([sys.executable, "-c", DEAD_LAB], capture_output=True, timeout=120, env=env)
+    other_session, *other_ids = other.stdout.decode().split()
+    assert other_ids, other.stderr.decode()
+    try:
+        beat(docker_client, other_session, 0)
+        assert other_session not in dead_sessions(docker_client)
+        for volume in heartbeat_volumes(docker_client, other_session):
+            docker_client.api.remove_volume(volume["Name"])
+        assert other_session not in dead_sessions(docker_client)  # no beat, but young containers
+        info = docker_client.info
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + HEARTBEAT_STALE_S + 5))
+        docker_client.info = lambda: {**info(), "SystemTime": later}
+        try:
+            assert set(dead_sessions(docker_client)[other_session]) == set(other_ids)
+        finally:
+            del docker_client.info
+    finally:
+        _remove_all(docker_client, other_ids)
+        for volume in heartbeat_volumes(docker_client, other_session):
+            docker_client.api.remove_volume(volume["Name"])
 
 
 # -- the TUI: SIGTERM / SIGHUP mid-ramp, in a real terminal (tmux) -------------------------------

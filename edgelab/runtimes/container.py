@@ -1,9 +1,12 @@
 """The container runtime: each instance is a hardened Docker container of a ``FROM scratch`` image.
 
 docker is imported inside functions only, so a missing SDK or engine degrades this runtime
-and nothing else. Every Docker call goes through a client with a timeout; every container
-carries the session's labels, so ``remove_labelled`` (``edgelab clean``) finds whatever a
-crash left behind.
+and nothing else. Every Docker call has a deadline, also when the engine is frozen rather
+than gone: the client's socket timeout bounds each request (docker-py's ``attach_socket``
+sets none, so the attach is made here), and removals after a failure or at close wait a
+bounded time, leaving the rest to the session watchdog, which waits for the engine. Every
+container carries the session's labels, so ``remove_labelled`` (``edgelab clean``) finds
+whatever a crash left behind.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUn
 from edgelab.protocol import Response, decode_response_header, encode_request
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.session import SESSION_LABEL, Session
-from edgelab.workloads import Workload, shipped_dir
+from edgelab.workloads import DEFAULT_MAX_RESPONSE_BYTES, Workload, shipped_dir
 
 #: The image template: in the package when installed from a wheel, at the top of a source tree.
 DOCKERFILE = shipped_dir("images") / "Dockerfile"
@@ -41,6 +44,12 @@ CHECK_TIMEOUT_S = 2.5
 PIDS_LIMIT = 64
 CONTAINER_USER = "65534:65534"
 REMOVE_WORKERS = 8
+#: After a launch fails, wait at most this long for its container's removal (an engine that
+#: does not answer must not hold the failure up); what is left goes at close.
+FAILED_REMOVAL_WAIT_S = 0.5
+#: /dev/mqueue stays mounted (writable, mode 1777) even with ``ipc_mode="none"``: a read-only
+#: tmpfs hides it, and a zero RLIMIT_MSGQUEUE refuses queues made by mq_open directly.
+MQUEUE_TMPFS = {"/dev/mqueue": "ro,nosuid,nodev,noexec,size=4k"}
 _FIX = "start the Docker engine (sudo dockerd &, or .ci/start-docker) or set DOCKER_HOST"
 _ENGINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 _STDERR_TAIL_BYTES = 2048
@@ -71,12 +80,10 @@ def _context_host() -> str | None:
 
 
 def api_timeout_s() -> float:
-    """``API_TIMEOUT_S``, or ``$EDGELAB_DOCKER_TIMEOUT`` seconds when that is set (and > 0)."""
-    try:
-        value = float(os.environ.get("EDGELAB_DOCKER_TIMEOUT", ""))
-    except ValueError:
-        return API_TIMEOUT_S
-    return value if value > 0 else API_TIMEOUT_S
+    """``API_TIMEOUT_S``, or ``$EDGELAB_DOCKER_TIMEOUT`` seconds; out of range is an error."""
+    from edgelab.settings import docker_timeout_s
+
+    return docker_timeout_s(API_TIMEOUT_S)
 
 
 def connect(timeout_s: float | None = None) -> Any:
@@ -161,6 +168,7 @@ def build_image(
                 labels={IMAGE_LABEL: "1"},
                 buildargs={"WORKLOAD": name},
                 decode=True,
+                timeout=client.api.timeout,  # docker-py's default here is none: a frozen engine hung it
             ):
                 if "error" in chunk:
                     message = str(chunk["error"]).strip().splitlines()
@@ -304,6 +312,30 @@ class _AttachStream:
                 pass
 
 
+def attach_socket(client: Any, container_id: str, timeout_s: float) -> Any:
+    """docker-py's ``APIClient.attach_socket`` with a timeout: it posts with none, so a frozen
+    engine held the lab there for ever (and SIGTERM with it). Same request otherwise."""
+    api = client.api
+    params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+    response = api.post(
+        api._url("/containers/{0}/attach", container_id),
+        None,
+        params=api._attach_params(params),
+        stream=True,
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        timeout=timeout_s,
+    )
+    return api._get_raw_response_socket(response)
+
+
+def size_text(n: int) -> str:
+    """16 MiB, 512 KiB, 1000 bytes: a response cap as people write it."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
 def _remaining_s(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -312,20 +344,35 @@ def _remaining_s(deadline: float) -> float:
 
 
 # -- instances and the runtime ----------------------------------------------------------------
+class _ResponseTooLarge(Exception):
+    """The workload announced a response larger than its cap."""
+
+
 class ContainerInstance(Instance):
     """One resident container, answering requests over its attach connection."""
 
     runtime = "container"
 
-    def __init__(self, owner: ContainerRuntime, container_id: str, name: str) -> None:
+    def __init__(
+        self,
+        owner: ContainerRuntime,
+        container_id: str,
+        name: str,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self._owner = owner
         self.container_id = container_id
         self.name = name
+        self.max_response_bytes = max_response_bytes
         self.stream: _AttachStream | None = None
         self._lock = threading.Lock()  # one exchange at a time on the stream
         self._state_lock = threading.Lock()
+        self._remove_lock = threading.Lock()  # one removal at a time; retried until it works
         self._stopped = False
+        self._removed = False
         self._broken = ""
+        self._pid = 0
+        self._memory_files: tuple[Path, Path, str] | None = None
 
     def request(self, payload: bytes, timeout_s: float) -> Response:
         with self._lock:
@@ -334,12 +381,22 @@ class ContainerInstance(Instance):
             if self._broken:
                 raise LaunchFailed(f"container {self.name}: unusable after {self._broken}")
             deadline = time.monotonic() + timeout_s
-            return self._exchange(encode_request(payload), deadline, timeout_s, None)
+            try:
+                return self._exchange(encode_request(payload), deadline, timeout_s, None)
+            except LaunchFailed:
+                if self._broken == "a response over its cap":
+                    self.stop_within(FAILED_REMOVAL_WAIT_S)
+                raise
 
     def _exchange(
         self, frame: bytes, deadline: float, timeout_s: float, first_byte: list[int] | None
     ) -> Response:
-        """Write one frame and read one response; any failure leaves the stream unusable."""
+        """Write one frame and read one response; any failure leaves the stream unusable.
+
+        The announced length is checked against the cap before a byte of the body is read,
+        and only as many bytes as the answer needs are read (at most 1 MiB at a time), so a
+        flood costs the lab no memory: the container is removed instead.
+        """
         assert self.stream is not None
         try:
             self.stream.send(frame, deadline)
@@ -347,10 +404,17 @@ class ContainerInstance(Instance):
             if first_byte is not None:
                 first_byte.append(time.perf_counter_ns())
             length, status = decode_response_header(self.stream.read_stdout(5, deadline))
+            if length > self.max_response_bytes:
+                raise _ResponseTooLarge
             body = self.stream.read_stdout(length, deadline)
         except TimeoutError:
             self._broken = "a timeout"
             raise LaunchTimeout(f"container {self.name}: timed out after {timeout_s:g} s") from None
+        except _ResponseTooLarge:
+            self._broken = "a response over its cap"
+            raise LaunchFailed(
+                f"container {self.name}: response exceeded {size_text(self.max_response_bytes)}"
+            ) from None
         except _WorkloadExited:
             self._broken = "its process exited"
             raise LaunchFailed(f"container {self.name}: {self._exit_reason()}") from None
@@ -375,23 +439,115 @@ class ContainerInstance(Instance):
         return f"{how} before answering" + (f": {tail}" if tail else "")
 
     def pid(self) -> int:
-        """Host pid of the container's init process (0 when it is not running)."""
-        state = self._owner.client.api.inspect_container(self.container_id)["State"]
-        return int(state.get("Pid") or 0)
+        """Host pid of the container's init process (0 when it is not running).
+
+        Asked of the engine once: a container's init does not change while it runs.
+        """
+        if not self._pid:
+            state = self._owner.client.api.inspect_container(self.container_id)["State"]
+            self._pid = int(state.get("Pid") or 0) if state.get("Running") else 0
+        return self._pid
+
+    def memory_files(self) -> tuple[Path, Path, str] | None:
+        """(usage file, stat file, the stat key to subtract) of this container's memory cgroup."""
+        if self._memory_files is None:
+            pid = self.pid()
+            self._memory_files = memory_cgroup_files(pid) if pid else None
+        return self._memory_files
 
     def stop(self) -> None:
+        """Remove the container. Idempotent; a removal that fails (the engine does not answer)
+        raises and may be tried again (``close``); the instance stays tracked until it works."""
         with self._state_lock:  # not self._lock: stop must not wait for a request in flight
-            if self._stopped:
+            if self._removed:
                 return
             self._stopped = True
         if self.stream is not None:
             self.stream.close()
-        try:
-            _remove_container(self._owner.client, self.container_id)
-        except Exception as exc:  # noqa: BLE001 - reworded as one line
-            raise LaunchFailed(f"container {self.name}: removal failed: {_one_line(exc)}") from None
-        finally:
-            self._owner._untrack(self)
+        with self._remove_lock:
+            if self._removed:
+                return
+            try:
+                _remove_container(self._owner.client, self.container_id)
+            except Exception as exc:  # noqa: BLE001 - reworded as one line
+                raise LaunchFailed(
+                    f"container {self.name}: removal failed: {_one_line(exc)}"
+                ) from None
+            self._removed = True
+        self._owner._untrack(self)
+
+    def stop_within(self, wait_s: float) -> bool:
+        """``stop`` in the background, waiting at most ``wait_s``: True if it is removed."""
+        worker = threading.Thread(target=_quietly_stop, args=(self,), daemon=True)
+        worker.start()
+        worker.join(wait_s)
+        return self._removed
+
+
+def _quietly_stop(instance: Instance) -> None:
+    with contextlib.suppress(LaunchFailed):
+        instance.stop()
+
+
+# -- memory as ``docker stats`` reads it ------------------------------------------------------
+def _cgroup_mounts() -> tuple[Path | None, Path | None]:
+    """(cgroup v1 memory hierarchy, cgroup v2 root) as mounted here."""
+    v1 = v2 = None
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            try:
+                fstype = fields[fields.index("-") + 1]
+            except (ValueError, IndexError):
+                continue
+            if fstype == "cgroup" and "memory" in fields[-1].split(","):
+                v1 = Path(fields[4])
+            elif fstype == "cgroup2":
+                v2 = Path(fields[4])
+    return v1, v2
+
+
+def memory_cgroup_files(pid: int) -> tuple[Path, Path, str] | None:
+    """The memory cgroup files of process ``pid``: (usage, stat, key to subtract), or None.
+
+    cgroup v1: ``memory.usage_in_bytes`` (which charges kernel memory too: slab, stacks,
+    page tables, socket buffers) minus ``total_inactive_file``; cgroup v2: ``memory.current``
+    minus ``inactive_file``: what docker stats (CLI 20.10+) shows as MEM USAGE.
+    """
+    v1, v2 = _cgroup_mounts()
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if v1 is not None and "memory" in controllers.split(","):
+            base = v1 / path.lstrip("/")
+            return base / "memory.usage_in_bytes", base / "memory.stat", "total_inactive_file"
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if v2 is not None and controllers == "":
+            base = v2 / path.lstrip("/")
+            return base / "memory.current", base / "memory.stat", "inactive_file"
+    return None
+
+
+def cgroup_memory_bytes(files: tuple[Path, Path, str]) -> int | None:
+    """Usage minus inactive file cache, as docker stats computes it; None if unreadable."""
+    usage_file, stat_file, key = files
+    try:
+        usage = int(usage_file.read_text())
+        inactive = 0
+        with open(stat_file) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    inactive = int(value)
+                    break
+    except (OSError, ValueError):
+        return None
+    return usage - inactive if inactive < usage else usage
 
 
 class ContainerRuntime(Runtime):
@@ -468,6 +624,10 @@ class ContainerRuntime(Runtime):
             pids_limit=PIDS_LIMIT,
             mem_limit=workload.memory_limit_bytes,
             memswap_limit=workload.memory_limit_bytes,  # equal: no swap, so a bomb is OOM-killed
+            # Nothing writable: no /dev/shm at all, /dev/mqueue hidden, no message queues.
+            ipc_mode="none",
+            tmpfs=MQUEUE_TMPFS,
+            ulimits=[{"Name": "msgqueue", "Soft": 0, "Hard": 0}],
             auto_remove=False,
             # stdout is read through attach; logging it to disk as well would only cost.
             log_config={"type": "none"},
@@ -485,6 +645,9 @@ class ContainerRuntime(Runtime):
         return created["Id"], name
 
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        """Create, attach, start, first response. Each engine call is bounded by the client's
+        timeout and the first response by ``timeout_s``; a failed launch waits at most
+        FAILED_REMOVAL_WAIT_S for its container's removal (the rest goes at close)."""
         import docker
 
         if workload.name not in self._tags:
@@ -492,20 +655,18 @@ class ContainerRuntime(Runtime):
         tag = self._tags[workload.name]
         frame = encode_request(request)
         client = self.client
+        if self.watcher is not None:
+            self.watcher.creates_containers()
         instance: ContainerInstance | None = None
         step = "create"
         deadline = time.monotonic() + timeout_s
         try:
             t0 = time.perf_counter_ns()
             container_id, name = self._create(workload, tag)
-            instance = ContainerInstance(self, container_id, name)
+            instance = ContainerInstance(self, container_id, name, workload.max_response_bytes)
             self._track(instance)
             step = "attach"
-            instance.stream = _AttachStream(
-                client.api.attach_socket(
-                    container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-                )
-            )
+            instance.stream = _AttachStream(attach_socket(client, container_id, client.api.timeout))
             t1 = time.perf_counter_ns()
             step = "start"
             client.api.start(container_id)
@@ -516,10 +677,7 @@ class ContainerRuntime(Runtime):
                 response = instance._exchange(frame, deadline, timeout_s, first_byte)
         except BaseException as exc:
             if instance is not None:
-                try:
-                    instance.stop()
-                except LaunchFailed:
-                    pass
+                instance.stop_within(FAILED_REMOVAL_WAIT_S)
             if isinstance(exc, LaunchFailed) or not isinstance(exc, Exception):
                 raise
             if isinstance(exc, docker.errors.ImageNotFound):
@@ -527,7 +685,10 @@ class ContainerRuntime(Runtime):
                     f"container: image {tag} not found (prepare the workload)"
                 ) from None
             if _is_timeout(exc):
-                raise LaunchTimeout(f"container: docker {step} timed out") from None
+                raise LaunchTimeout(
+                    f"container: docker {step} timed out (no answer from the engine in"
+                    f" {client.api.timeout:g} s)"
+                ) from None
             raise LaunchFailed(f"container: docker {step} failed: {_one_line(exc)}") from None
         phases = {"create": t1 - t0, "start": t2 - t1, "first_response": first_byte[0] - t2}
         return Launch(instance, response, first_byte[0] - t0, phases)
@@ -572,22 +733,76 @@ class ContainerRuntime(Runtime):
                 continue
         return total
 
-    def close(self) -> None:
-        """Remove every container this runtime created, several at a time."""
-        live = self.live_instances()
-        if live:
-            errors: list[str] = []
+    def host_memory_bytes(self, instances: Sequence[Instance]) -> int | None:
+        """Summed cgroup memory of the containers, kernel memory included, as docker stats
+        shows it (usage minus inactive file cache), read from the cgroup files (no API call
+        per container after the first). The containerd shims live outside these cgroups
+        (PSS counts them). None when the engine's cgroups are not visible here (a remote
+        engine): the lab then has MemAvailable alone."""
+        total = 0
+        seen = 0
+        for instance in instances:
+            if not isinstance(instance, ContainerInstance):
+                continue
+            files = None
+            with contextlib.suppress(Exception):  # a container that is gone holds no memory
+                files = instance.memory_files()
+            if files is None:
+                continue
+            value = cgroup_memory_bytes(files)
+            if value is not None:
+                total += value
+                seen += 1
+        if instances and not seen:
+            return None
+        return total
 
-            def stop(instance: Instance) -> None:
+    def close(self) -> None:
+        """Remove every container this runtime created, several at a time. When no removal
+        has finished for the client's timeout plus a second (the engine does not answer),
+        raise, naming how many are left: the session watchdog removes them when it answers."""
+        live = self.live_instances()
+        if not live:
+            return
+        errors: list[str] = []
+        todo = list(live)
+        todo_lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with todo_lock:
+                    if not todo:
+                        return
+                    instance = todo.pop()
                 try:
                     instance.stop()
                 except LaunchFailed as exc:
                     errors.append(str(exc))
 
-            with ThreadPoolExecutor(max_workers=min(REMOVE_WORKERS, len(live))) as pool:
-                list(pool.map(stop, live))
-            if errors:
-                raise LaunchFailed(f"{len(errors)} container(s) not removed; first: {errors[0]}")
+        patience = (self._client.api.timeout if self._client else API_TIMEOUT_S) + 1.0
+        workers = [
+            threading.Thread(target=worker, name="container-close", daemon=True)
+            for _ in range(min(REMOVE_WORKERS, len(live)))
+        ]
+        for thread in workers:
+            thread.start()
+        # Give up when no removal has finished for ``patience``: a frozen engine, not a slow one.
+        left = self.live_instances()
+        progress_at = time.monotonic()
+        while any(thread.is_alive() for thread in workers):
+            time.sleep(0.02)
+            now_left = self.live_instances()
+            if len(now_left) < len(left):
+                left, progress_at = now_left, time.monotonic()
+            elif time.monotonic() - progress_at > patience:
+                break
+        left = self.live_instances()
+        if left:
+            why = errors[0] if errors else "the engine did not answer in time"
+            raise LaunchFailed(
+                f"{len(left)} container(s) not removed ({why}); the session watchdog removes"
+                " them when the engine answers"
+            )
 
 
 def _is_timeout(exc: BaseException) -> bool:
