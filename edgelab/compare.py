@@ -149,7 +149,9 @@ def differences(reference: LoadedRun, changed: LoadedRun) -> list[Difference]:
     for name in ref_entries:
         if name in new_entries:
             for key in COMPARED_RUNTIME_KEYS:
-                compare(f"{name}.{key}", ref_entries[name].get(key), new_entries[name].get(key))
+                before, after = ref_entries[name].get(key), new_entries[name].get(key)
+                if before is not None and after is not None:  # absent: nothing measured to mean anything
+                    compare(f"{name}.{key}", before, after)
     return found
 
 

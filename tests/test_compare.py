@@ -241,3 +241,16 @@ def test_a_fake_run_is_flagged(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     lines = capsys.readouterr().out.splitlines()
     assert "note: B ran on the fake runtime; its figures are not measurements." in lines
     assert any(line.split() == ["fake", "runtimes", "false", "→", "true"] for line in lines)
+
+
+def test_what_a_figure_includes_is_a_difference_when_both_runs_say(tmp_path: Path) -> None:
+    data = json.loads(B.read_text())
+    wasm = next(r for r in data["results"] if r["runtime"] == "wasm")
+    wasm["startup_includes"] = "instantiate only"
+    sub = next(r for r in data["results"] if r["runtime"] == "subprocess")
+    sub.update(memory_kib_per_instance=None, memory_metric=None)
+    changed = write(tmp_path / "changed.json", data)
+    comparison = compare_runs(*load_runs([str(B), str(changed)]))
+    assert [d.key for d in comparison.differences] == ["wasm.startup_includes"]
+    assert comparison.differences[0].changed == "instantiate only"
+    assert [m.runtime for m in comparison.memory] == ["wasm"]
