@@ -29,7 +29,11 @@ from edgelab.session import SESSION_LABEL, Session
 from edgelab.workloads import Workload
 
 ECHO_C = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,6 +54,28 @@ int main(void) {
     if (n && rd(p, n) != 1) return 3;
     if (n == 4 && !memcmp(p, "hang", 4)) for (;;) pause();
     if (n == 5 && !memcmp(p, "crash", 5)) { write(2, "crashing on purpose\n", 20); _exit(7); }
+    if (n == 5 && !memcmp(p, "flood", 5)) {  /* announces 4 GiB - 1 and streams it */
+      static char z[65536]; uint8_t o[5] = {0xff, 0xff, 0xff, 0xff, 0}; wr(o, 5);
+      for (;;) wr(z, sizeof z);
+    }
+    if (n > 4 && !memcmp(p, "big:", 4)) {  /* answers that many bytes */
+      uint32_t size = (uint32_t)strtoul(p + 4, 0, 10); static char z[65536];
+      uint8_t o[5] = {size, size >> 8, size >> 16, size >> 24, 0}; wr(o, 5);
+      while (size) { uint32_t k = size < sizeof z ? size : sizeof z; wr(z, k); size -= k; }
+      free(p); continue;
+    }
+    if (n == 6 && !memcmp(p, "writes", 6)) {  /* tries to leave something behind, says errno */
+      static const char *paths[] = {"/dev/shm/x", "/dev/mqueue/x", "/tmp/x", "/x", "/dev/x"};
+      char out[512]; int len = 0;
+      for (unsigned i = 0; i < sizeof paths / sizeof *paths; i++) {
+        int fd = open(paths[i], O_CREAT | O_WRONLY | O_EXCL, 0600);
+        int err = fd < 0 ? errno : 0; if (fd >= 0) { write(fd, "x", 1); close(fd); }
+        len += snprintf(out + len, sizeof out - len, "%s=%d\n", paths[i], err);
+      }
+      mqd_t q = mq_open("/edgelab", O_CREAT | O_WRONLY, 0600, 0);
+      len += snprintf(out + len, sizeof out - len, "mq_open=%d\n", q == (mqd_t)-1 ? errno : 0);
+      uint8_t o[5] = {len, len >> 8, 0, 0, 0}; wr(o, 5); wr(out, len); free(p); continue;
+    }
     uint8_t o[5] = {n, n >> 8, n >> 16, n >> 24, 0}; wr(o, 5); wr(p, n); free(p);
   }
 }
@@ -344,3 +370,78 @@ def test_ensure_image_for_a_real_workload(docker_client: Any) -> None:
         assert launch.response.status == 0
     finally:
         rt.close()
+
+
+# -- bounded responses, nothing writable, memory as docker stats reads it ---------------------
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def test_a_flood_is_cut_at_the_cap_and_the_lab_stays_flat(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    """A workload announcing 4 GiB and streaming it: the launch fails in one line naming the
+    cap, the container is removed, and the lab's memory does not grow by the flood."""
+    runtime.launch(echo_workload, b"warm", timeout_s=20).instance.stop()
+    before = _rss_bytes()
+    started = time.monotonic()
+    with pytest.raises(LaunchFailed) as info:
+        runtime.launch(echo_workload, b"flood", timeout_s=20)
+    assert time.monotonic() - started < 10
+    assert "response exceeded 16 MiB" in str(info.value) and "\n" not in str(info.value)
+    assert _rss_bytes() - before < 8 << 20, "the lab buffered the flood"
+    assert session_containers(docker_client, runtime.session) == []
+
+
+def test_a_resident_instance_past_its_cap_is_removed(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    from dataclasses import replace
+
+    capped = replace(echo_workload, max_response_bytes=1 << 20)
+    instance = runtime.launch(capped, b"x", timeout_s=20).instance
+    assert len(instance.request(b"big:%d" % (1 << 20), timeout_s=20).body) == 1 << 20  # at the cap: fine
+    with pytest.raises(LaunchFailed, match="response exceeded 1 MiB"):
+        instance.request(b"big:%d" % ((1 << 20) + 1), timeout_s=20)
+    deadline = time.monotonic() + 5
+    while session_containers(docker_client, runtime.session) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_containers(docker_client, runtime.session) == []
+
+
+def test_containers_cannot_write_shm_or_mqueue(runtime: ContainerRuntime, echo_workload: Workload) -> None:
+    """No /dev/shm (ipc none), /dev/mqueue hidden by a read-only tmpfs, RLIMIT_MSGQUEUE 0;
+    / is read-only and /dev is root's. Every write fails, each with its real errno."""
+    import errno
+
+    body = runtime.launch(echo_workload, b"writes", timeout_s=20).response.body.decode()
+    found = dict(line.split("=") for line in body.splitlines())
+    assert int(found["/dev/shm/x"]) in (errno.ENOENT, errno.EROFS, errno.EACCES), body
+    assert int(found["/dev/mqueue/x"]) == errno.EROFS, body
+    assert int(found["/tmp/x"]) == errno.ENOENT and int(found["/x"]) in (errno.EROFS, errno.EACCES), body
+    assert int(found["/dev/x"]) == errno.EACCES, body
+    assert int(found["mq_open"]) != 0, body
+
+
+def test_host_memory_matches_docker_stats(
+    runtime: ContainerRuntime, echo_workload: Workload, docker_client: Any
+) -> None:
+    """host_memory_bytes reads the containers' cgroups; the engine's stats API (what
+    ``docker stats`` shows: usage minus inactive file) is the independent instrument."""
+    assert runtime.host_memory_bytes([]) == 0
+    instances = [runtime.launch(echo_workload, b"x", timeout_s=20).instance for _ in range(3)]
+    one = runtime.host_memory_bytes(instances[:1])
+    total = runtime.host_memory_bytes(instances)
+    assert one and total and total > one
+    by_api = 0
+    for instance in instances:
+        memory = docker_client.api.stats(instance.container_id, stream=False)["memory_stats"]  # type: ignore[attr-defined]
+        stats = memory.get("stats") or {}
+        inactive = stats.get("total_inactive_file", stats.get("inactive_file", 0))
+        by_api += memory["usage"] - (inactive if inactive < memory["usage"] else 0)
+    again = runtime.host_memory_bytes(instances)
+    assert again is not None
+    low, high = min(total, again), max(total, again)
+    assert 0.9 * low - (64 << 10) <= by_api <= 1.1 * high + (64 << 10), (total, by_api, again)
