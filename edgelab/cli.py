@@ -46,20 +46,58 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: What ``edgelab``'s exit status means (in --help): scripts and CI can trust it.
+EXIT_STATUS = """exit status:
+  0    every runtime asked for ran every launch (and held its resident target)
+  1    a runtime failed or stopped early (unavailable, failed launches, given up, a limit
+       reached, the request rejected); the others' results are still printed and written,
+       as hyperfine does (--ignore-failure: 0 while one runtime has results)
+  2    bad input: a flag, a workload, a manifest, a request
+  130  interrupted (ctrl+c, SIGTERM, SIGHUP); everything the lab started is removed
+  141  stdout closed early (e.g. | head); the files asked for were written before it"""
+#: Exit status when stdout was closed under us: 128 + SIGPIPE, what a shell reports for a
+#: tool the closed pipe killed (`yes | head`), so `set -o pipefail` scripts see the same.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: str) -> None:
+    """Another spelling of an option, sharing its destination and its check (its ``type``)."""
+    action = parser._option_string_actions[existing]
+    parser.add_argument(*names, dest=action.dest, type=action.type, default=argparse.SUPPRESS, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from edgelab import __version__
+
     parser = _Parser(
         prog="edgelab",
         description="Start one workload as a Docker container, a native process and a Wasm "
         "instance, side by side, and measure startup and memory. No arguments opens the lab.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
     parser.add_argument("--workload", help="workload to select when the lab opens")
     parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves SVG screenshots")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="measure cold starts (and resident memory) headless")
-    run.add_argument("--workload", "-w", default="hello")
-    run.add_argument("--runtimes", "-r", default="container,subprocess,wasm", help="comma-separated")
+    run = sub.add_parser(
+        "run",
+        help="measure cold starts (and resident memory) headless",
+        description="Cold starts of one workload on each runtime, interleaved, then (with "
+        "--resident) memory per resident instance. Prints a table and a plain-language "
+        "conclusion; saves the run's JSON in the history (edgelab history, edgelab compare).",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # -w/-r are edgelab's two everyday choices; hyperfine's meanings (warmup, runs) are the
+    # long names --warmup and --runs, and a number given to -w or -r says so.
+    run.add_argument("--workload", "-w", default="hello", help="workload to start (see edgelab workloads)")
+    run.add_argument(
+        "--runtimes", "-r", default="container,subprocess,wasm",
+        help="comma-separated: container, subprocess, wasm, or a prefix (c,s,w)",
+    )
     run.add_argument("--count", "-n", type=int, default=20, help="measured cold starts per runtime")
     run.add_argument("--warmup", type=_nonnegative_int, default=1, help="launches recorded but not summarised")
     run.add_argument("--resident", default="0", help="resident instances to hold: N, or runtime=N,...")
@@ -70,9 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     request = run.add_mutually_exclusive_group()
     request.add_argument("--request", help="request text (default: the workload's default request)")
     request.add_argument("--request-file", type=Path, help="request bytes from a file")
-    run.add_argument("--json", type=Path, help="write results as JSON")
-    run.add_argument("--csv", type=Path, help="write one row per sample as CSV")
-    run.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    _alias(run, "--count", "--runs", help="same as --count (hyperfine's name for it)")
+    run.add_argument(
+        "--interleave", choices=("block", "launch"), default="block",
+        help="a mixed burst takes turns in short blocks per runtime (default) or one launch each",
+    )
+    run.add_argument("--json", metavar="FILE", help="write results as JSON (- for stdout)")
+    run.add_argument("--csv", metavar="FILE", help="write one row per sample as CSV (- for stdout)")
+    run.add_argument("--markdown", metavar="FILE", help="write the table as Markdown (- for stdout)")
+    run.add_argument(
+        "--export", metavar="FILE", action="append", default=[],
+        help="write an export, its format from the extension (.json, .csv, .md); repeatable",
+    )
+    run.add_argument("--export-hyperfine", metavar="FILE", help="write hyperfine's JSON export schema (- for stdout)")
+    run.add_argument("--no-history", action="store_true", help="do not save this run in the history")
+    run.add_argument(
+        "--ignore-failure", "-i", action="store_true",
+        help="exit 0 even when a runtime failed, as long as one has results (hyperfine's -i)",
+    )
 
     invoke = sub.add_parser("invoke", help="send stdin as one request to a fresh instance; response to stdout")
     invoke.add_argument("workload")
@@ -124,7 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         print("edgelab: interrupted; everything the lab started was removed", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return 1
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as Unix tools do. stdout
+    points at /dev/null from here on, so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _run_tui(args: argparse.Namespace) -> int:

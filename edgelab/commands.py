@@ -3,39 +3,73 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
-import tempfile
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from edgelab.errors import EdgelabError, RequestRejected, RuntimeUnavailable, UsageError
 from edgelab.events import LabEvent, RuntimeStatus, SampleRecorded
-from edgelab.lab import REJECTED_PREFIX, Lab, Scenario, Settings, parse_resident
+from edgelab.lab import (
+    REJECTED_PREFIX,
+    Lab,
+    Scenario,
+    Settings,
+    parse_resident,
+    resolve_runtime_name,
+    unselected_in_resident,
+)
 from edgelab.results import MemoryResult, RunResult
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
 from edgelab.session import Session
+from edgelab.settings import read_request
 from edgelab.stats import format_bytes, format_duration_ns, format_ratio
 from edgelab.workloads import get_workload, load_workloads, require_workloads
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from edgelab.export import ExportTarget
+
+
+
+class _Console(Console):
+    """A rich Console whose closed pipe is a BrokenPipeError, as for any other write: rich's own
+    answer (exit 1 on the spot) would skip what the CLI does for it (exit 141, quietly)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+err = _Console(stderr=True)
 
 
 # -- run ----------------------------------------------------------------------------------------
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    runtimes = parse_runtimes(args.runtimes)
+    runtimes = runtimes_from_text(args.runtimes)
+    if args.workload.strip().isdigit():
+        raise UsageError(
+            f"unknown workload '{args.workload}': -w is --workload here (hyperfine's warmup is"
+            f" --warmup {args.workload})"
+        )
     resident = parse_resident(args.resident, runtimes)
+    ignored = unselected_in_resident(args.resident, runtimes)
+    if ignored:
+        err.print(f"[yellow]--resident:[/] {', '.join(ignored)} not among --runtimes, left out", highlight=False)
     scenario: Scenario = args.scenario or "burst"
     if args.request_file is not None:
+        limit = get_workload(args.workload)  # its max_request_bytes bounds the read
         try:
-            request: bytes | None = args.request_file.read_bytes()
+            with open(args.request_file, "rb") as source:
+                request: bytes | None = read_request(
+                    source, limit.max_request_bytes, limit.name, f"--request-file {args.request_file}"
+                )
         except OSError as exc:
             raise UsageError(f"cannot read --request-file {args.request_file}: {exc.strerror}") from None
     else:
@@ -51,33 +85,52 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         duration_s=args.duration,
         request=request,
         timeout_s=args.timeout,
+        interleave=args.interleave,
     )
     settings.validate()
     get_workload(settings.workload)
     return settings
 
 
-def check_writable(paths: list[Path | None]) -> None:
-    """Fail before a run, not after it, when an export cannot be written (nothing is left)."""
-    for path in paths:
-        if path is None:
-            continue
-        if path.is_dir():
-            raise EdgelabError(f"cannot write {path}: it is a folder")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        except OSError as exc:
-            raise EdgelabError(f"cannot write {path}: {exc.strerror or exc}") from None
-        os.close(fd)
-        os.unlink(probe)
+def runtimes_from_text(text: str) -> tuple[str, ...]:
+    """``--runtimes``: full names or the prefixes ``--resident`` takes (c,s,w), in any case."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    for part in parts:
+        if part.isdigit():
+            raise UsageError(
+                f"unknown runtime '{part}': -r is --runtimes here (hyperfine's runs is --runs {part})"
+            )
+    names = [resolve_runtime_name(part, "--runtimes") for part in parts]
+    return parse_runtimes(",".join(names)) if names else parse_runtimes(text)
+
+
+def export_targets(args: argparse.Namespace) -> list[ExportTarget]:
+    """Every export the command line asks for, checked before anything runs: one line and
+    nothing run or written when one could not be written or two share a destination."""
+    from edgelab.export import check_targets, target
+
+    targets = [
+        target(text, fmt, flag)
+        for fmt, flag, text in (
+            ("json", "--json", args.json),
+            ("csv", "--csv", args.csv),
+            ("markdown", "--markdown", args.markdown),
+            ("hyperfine", "--export-hyperfine", args.export_hyperfine),
+        )
+        if text is not None
+    ]
+    targets += [target(text) for text in args.export]
+    if any(t.fmt == "hyperfine" for t in targets) and importlib.util.find_spec("edgelab.hyperfine") is None:
+        raise UsageError("--export-hyperfine: this edgelab has no hyperfine exporter (edgelab.hyperfine)")
+    check_targets(targets)
+    return targets
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgelab.export import write_exports
+    from edgelab.export import write_targets
 
     settings = settings_from_args(args)
-    check_writable([args.json, args.csv, args.markdown])
+    targets = export_targets(args)
     lab = Lab()
     cancel = threading.Event()
     progress = _Progress(settings)
@@ -90,8 +143,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     finally:
         lab.close()
-    print_result(result)
-    write_exports(result, args.json, args.csv, args.markdown)
+    files = [t for t in targets if not t.to_stdout]
+    write_targets(result, files)  # first: a reader closing stdout early cannot cost a file
+    if not args.no_history:
+        _save_in_history(result)
+    # With an export on stdout, stdout carries only that export (for jq and friends).
+    stdout_exports = [t for t in targets if t.to_stdout]
+    print_result(result, err if stdout_exports else _Console())
+    write_targets(result, stdout_exports)
+    return run_exit_status(result, settings, ignore_failure=args.ignore_failure)
+
+
+def _save_in_history(result: RunResult) -> None:
+    """Every run goes in the history (``edgelab history``, ``compare last``). A history that
+    cannot be written is one warning: the run's results are printed and written anyway."""
+    try:
+        from edgelab.history import save_run
+    except ImportError:  # an edgelab without the history module: nothing to save into
+        return
+    try:
+        path = save_run(result)
+    except (EdgelabError, OSError) as exc:
+        err.print(f"[yellow]not saved in the history:[/] {exc}", highlight=False, soft_wrap=True)
+        return
+    err.print(f"[dim]saved in the history as last: {path}[/]", highlight=False, soft_wrap=True)
+
+
+def runtime_failures(result: RunResult, settings: Settings) -> list[str]:
+    """One line per runtime that failed or stopped early, for the exit status: unavailable or
+    given up, any failed launch (warmups too), fewer cold starts than asked, a ramp that did not
+    reach its target (a limit, most often)."""
+    lines: list[str] = []
+    for name, runtime in result.runtimes.items():
+        if runtime.error:
+            lines.append(f"{name}: {runtime.error}")
+            continue
+        failed = runtime.failed
+        if failed:
+            lines.append(f"{name}: {failed} of {runtime.launched} launches failed; first: {runtime.first_error()}")
+            continue
+        if settings.scenario == "burst" and runtime.ok < settings.count:
+            lines.append(f"{name}: {runtime.ok} of {settings.count} cold starts done")
+            continue
+        target = settings.resident.get(name, 0) if settings.scenario in ("burst", "ramp") else 0
+        memory = runtime.memory
+        held = memory.instances if memory is not None else 0
+        limit = getattr(memory, "limit", None)
+        if limit:
+            lines.append(f"{name}: the ramp stopped at {held:,} of {target:,}: {limit}")
+        elif target and held < target:
+            lines.append(f"{name}: the ramp reached {held:,} of {target:,} resident instances")
+    return lines
+
+
+def run_exit_status(result: RunResult, settings: Settings, ignore_failure: bool = False) -> int:
+    """0 when every runtime did all it was asked; else one line and 1 (see ``edgelab --help``)."""
     rejected = [r.first_error() for r in result.runtimes.values() if (r.first_error() or "").startswith(REJECTED_PREFIX)]
     if rejected:
         raise RequestRejected(rejected[0] or "request rejected")
@@ -99,33 +205,124 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unavailable and len(unavailable) == len(result.runtimes):
         raise EdgelabError(f"no runtime could run {settings.workload}; {unavailable[0]}")
     if all(r.ok == 0 for r in result.runtimes.values()):
-        return 1
-    return 0
+        raise EdgelabError(f"no runtime has results for {settings.workload}; see above")
+    failures = runtime_failures(result, settings)
+    if not failures or ignore_failure:
+        return 0
+    more = f" (and {len(failures) - 1} more above)" if len(failures) > 1 else ""
+    raise EdgelabError(f"{failures[0]}{more}; the other results are above and in the exports")
 
 
 class _Progress:
-    """Turns lab events into a one-line status on stderr."""
+    """Turns lab events into a one-line status on stderr: launches done of the planned total,
+    time so far and an ETA.
 
-    def __init__(self, settings: Settings) -> None:
+    The ETA prices each runtime's remaining launches at its own pace (its mean startup, scaled
+    by the run's overhead beyond startups so far): one average over all runtimes would be
+    wrong by the 10,000x between a container's start and a Wasm instance's. A runtime with no
+    launch yet has no pace, so the ETA waits for it ("ETA …").
+    """
+
+    #: Redraw at most this often (a Wasm burst records thousands of samples a second).
+    REFRESH_S = 0.1
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.status: Any = None
-        self.done = 0
+        self.clock = clock
+        self.planned = planned_launches(settings)
+        self.done = dict.fromkeys(self.planned, 0)
+        self.busy_ns = dict.fromkeys(self.planned, 0)
+        self.started: float | None = None
+        self.phase = "preparing runtimes"
+        self._shown = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.planned.values())
 
     def __call__(self, event: LabEvent) -> None:
         if isinstance(event, SampleRecorded):
-            self.done += 1
-            if self.status is not None and self.done % 10 == 0:
-                self.status.update(f"{self.done} launches…")
-        elif isinstance(event, RuntimeStatus) and event.state == "unavailable":
-            err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False, soft_wrap=True)
-        elif isinstance(event, RuntimeStatus) and self.status is not None:
-            self.status.update(f"{event.runtime}: {event.state}…")
+            name = event.sample.runtime
+            now = self.clock()
+            if self.started is None:
+                self.started = now - (event.sample.startup_ns or 0) / 1e9
+            self.done[name] = self.done.get(name, 0) + 1
+            self.busy_ns[name] = self.busy_ns.get(name, 0) + (event.sample.startup_ns or 0)
+            self.planned[name] = max(self.planned.get(name, 0), self.done[name])
+            if now - self._shown >= self.REFRESH_S:
+                self._update(now)
+        elif isinstance(event, RuntimeStatus):
+            if event.state == "unavailable":
+                self.planned[event.runtime] = self.done.get(event.runtime, 0)  # no more from it
+                err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False, soft_wrap=True)
+            elif event.state in ("preparing", "running", "stopping"):
+                self.phase = f"{event.runtime}: {event.state}"
+            self._update(self.clock())
+
+    def _update(self, now: float) -> None:
+        self._shown = now
+        if self.status is not None:
+            self.status.update(self.line(now))
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds until the planned launches are done, or None while it cannot be priced."""
+        if self.started is None:
+            return None
+        elapsed = max(0.0, now - self.started)
+        if self.settings.scenario == "steady":
+            return max(0.0, self.settings.duration_s - elapsed)
+        busy_s = sum(self.busy_ns.values()) / 1e9
+        overhead = elapsed / busy_s if busy_s > 0 else 1.0
+        eta = 0.0
+        for name, planned in self.planned.items():
+            remaining = planned - self.done.get(name, 0)
+            if remaining <= 0:
+                continue
+            if not self.done.get(name):
+                return None
+            eta += remaining * self.busy_ns[name] / self.done[name] / 1e9 * overhead
+        return eta
+
+    def line(self, now: float) -> str:
+        done = sum(self.done.values())
+        approx = "~" if self.settings.scenario == "steady" else ""
+        text = f"{done:,}/{approx}{self.total:,} launches"
+        if self.started is not None:
+            text += f" · {format_seconds(now - self.started)}"
+            eta = self.eta_s(now)
+            text += f" · ETA {format_seconds(eta)}" if eta is not None else " · ETA …"
+        return f"{text} · {self.phase}…"
+
+
+def planned_launches(settings: Settings) -> dict[str, int]:
+    """Launches the run will make per runtime if nothing fails (steady: at the asked rate)."""
+    planned: dict[str, int] = {}
+    for name in settings.runtimes:
+        resident = settings.resident.get(name, 0)
+        if settings.scenario == "burst":
+            planned[name] = settings.warmup + settings.count + resident
+        elif settings.scenario == "ramp":
+            planned[name] = resident
+        else:
+            planned[name] = max(1, round(settings.rate_per_s * settings.duration_s))
+    return planned
+
+
+def format_seconds(seconds: float) -> str:
+    """Elapsed time and ETAs: 0.4 s, 12 s, 3 min 05 s."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 def print_result(result: RunResult, console: Console | None = None) -> None:
     from rich import box
 
-    console = console or Console()
+    console = console or _Console()
     meta = result.metadata
     fastest = result.fastest()
     fastest_p50 = result.runtimes[fastest].summary().p50_ns if fastest else None  # type: ignore[union-attr]
@@ -192,6 +389,11 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             console.print(f"[yellow]  warning ({runtime.runtime}):[/] {warning}", highlight=False)
     if meta.get("responses_identical") is False:
         console.print("[red]the runtimes' responses differ: the workload is not deterministic across runtimes[/]")
+    from edgelab.export import conclusion
+
+    sentence = conclusion(result)
+    if sentence:
+        console.print(f"[bold]{sentence}[/]", highlight=False, soft_wrap=True)
 
 
 #: Below this total, a MemAvailable change is lost in other processes' noise.
@@ -215,9 +417,9 @@ def memory_cross_check(m: MemoryResult) -> str:
 # -- invoke ---------------------------------------------------------------------------------------
 def cmd_invoke(args: argparse.Namespace) -> int:
     workload = get_workload(args.workload)
-    request = sys.stdin.buffer.read()
-    if len(request) > workload.max_request_bytes:
-        raise UsageError(f"request of {len(request)} bytes exceeds {workload.name}'s limit of {workload.max_request_bytes} bytes")
+    if sys.stdin is None:  # started with <&-: a closed stdin is a mistake, not an empty request
+        raise UsageError("stdin is closed: invoke reads the request from it (</dev/null sends an empty one)")
+    request = read_request(sys.stdin.buffer, workload.max_request_bytes, workload.name, "stdin")
     runtime = create_runtime(args.runtime, Session())
     try:
         runtime.check()
@@ -228,9 +430,32 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         runtime.close()
     if not launch.response.ok:
         raise RequestRejected(f"{workload.name} ({args.runtime}) rejected the request: {launch.response.reason()}")
-    sys.stdout.buffer.write(launch.response.body)
-    sys.stdout.buffer.flush()
+    write_all_to_stdout(launch.response.body)
     return 0
+
+
+def write_all_to_stdout(body: bytes) -> None:
+    """Every byte of ``body`` to stdout, or one line saying how far it got and why: one write(2)
+    moves at most ~2 GiB and a pipe may take less, so a single write is not enough."""
+    if sys.stdout is None:
+        raise EdgelabError(f"stdout is closed: the {len(body)}-byte response was not written")
+    sys.stdout.flush()
+    fd = sys.stdout.fileno()
+    view = memoryview(body)
+    written = 0
+    while written < len(body):
+        try:
+            written += os.write(fd, view[written:])
+        except BlockingIOError:  # a non-blocking stdout: wait until it drains
+            import select
+
+            select.select([], [fd], [])
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise EdgelabError(
+                f"cannot write the response to stdout: {exc.strerror} ({written} of {len(body)} bytes written)"
+            ) from None
 
 
 # -- build / workloads -------------------------------------------------------------------------

@@ -72,11 +72,23 @@ def _memory_figures(runtime: Any) -> tuple[float | None, float | None, float | N
     return m.pss_bytes_per_instance, getattr(m, "host_bytes_per_instance", None), m.instances_per_gib
 
 
+def _solid_instances_per_gib(runtime: Any) -> float | None:
+    """Instances per GiB of *host* memory, only where the host figure stands clear of noise
+    (a stable MemAvailable fall, or a container's cgroup reading): a sentence in plain words
+    must not rank runtimes on a figure its own warnings call noise, nor on a PSS fallback."""
+    m = runtime.memory
+    if m is None or m.host_bytes_per_instance is None:
+        return None
+    if not (m.mem_available_stable or (m.cgroup_bytes_per_instance or 0) > 0):
+        return None
+    return m.instances_per_gib
+
+
 def conclusion(result: RunResult) -> str:
     """The run's figures in plain words (``edgelab.stats.plain_conclusion``), as the CLI
-    prints them and the Markdown export carries them."""
+    prints them and the Markdown and JSON exports carry them."""
     startups = {name: (s.p50_ns if (s := r.summary()) else None) for name, r in result.runtimes.items()}
-    density = {name: _memory_figures(r)[2] for name, r in result.runtimes.items()}
+    density = {name: _solid_instances_per_gib(r) for name, r in result.runtimes.items()}
     return plain_conclusion(startups, density)
 
 

@@ -6,10 +6,34 @@ Pure units (no runtime starts) unless a test says otherwise.
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from edgelab.errors import UsageError
-from edgelab.lab import MAX_RESIDENT, parse_resident, resolve_runtime_name, unselected_in_resident
+from edgelab.cli import build_parser
+from edgelab.commands import (
+    _Progress,
+    format_seconds,
+    planned_launches,
+    run_exit_status,
+    runtime_failures,
+    runtimes_from_text,
+)
+from edgelab.errors import EdgelabError, UsageError
+from edgelab.events import RuntimeStatus, SampleRecorded
+from edgelab.lab import (
+    MAX_RESIDENT,
+    Settings,
+    parse_resident,
+    resolve_runtime_name,
+    unselected_in_resident,
+)
+from edgelab.results import MemoryResult, RunResult, RuntimeResult, Sample
 
 ALL = ("container", "subprocess", "wasm")
 
@@ -84,3 +108,239 @@ def test_unselected_runtimes_are_reported_for_a_note() -> None:
     assert unselected_in_resident("c=10,s=0,w=5", ("wasm",)) == ["container"]
     assert unselected_in_resident("10", ("wasm",)) == []
     assert unselected_in_resident("w=5", ALL) == []
+
+
+# -- progress: a total and an ETA -------------------------------------------------------------
+def _sample(runtime: str, index: int, startup_ns: int, ok: bool = True) -> Sample:
+    return Sample(runtime, index, False, ok, startup_ns if ok else None, error=None if ok else "boom")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_planned_launches_per_scenario() -> None:
+    burst = Settings(runtimes=("container", "wasm"), count=20, warmup=1, resident={"wasm": 5})
+    assert planned_launches(burst) == {"container": 21, "wasm": 26}
+    ramp = Settings(runtimes=("container", "wasm"), scenario="ramp", resident={"container": 10, "wasm": 1000})
+    assert planned_launches(ramp) == {"container": 10, "wasm": 1000}
+    steady = Settings(runtimes=("wasm",), scenario="steady", rate_per_s=10.0, duration_s=5.0)
+    assert planned_launches(steady) == {"wasm": 50}
+
+
+def test_eta_prices_each_runtime_at_its_own_pace() -> None:
+    clock = _Clock()
+    progress = _Progress(Settings(runtimes=("container", "wasm"), count=10, warmup=0), clock=clock)
+    assert progress.total == 20
+    assert progress.line(clock.now) == "0/20 launches · preparing runtimes…"
+    progress(SampleRecorded(_sample("wasm", 0, 10_000)))  # 10 µs
+    assert progress.eta_s(clock.now) is None  # the container has no pace yet
+    assert progress.line(clock.now).endswith("ETA … · preparing runtimes…")
+    clock.now += 0.5
+    progress(SampleRecorded(_sample("container", 0, 490_000_000)))  # 490 ms
+    # 0.5 s elapsed for 0.49001 s of startups: overhead ~1.02; 9 containers left at 490 ms each
+    # and 9 Wasm at 10 µs: the ETA is the containers' ~4.5 s, not an average over both.
+    eta = progress.eta_s(clock.now)
+    assert eta == pytest.approx(9 * 0.49 * (0.5 / 0.49001) + 9 * 10e-6 * (0.5 / 0.49001), rel=1e-3)
+    assert progress.line(clock.now) == "2/20 launches · 0.5 s · ETA 4.5 s · preparing runtimes…"
+
+
+def test_a_runtime_that_gives_up_leaves_the_total() -> None:
+    clock = _Clock()
+    progress = _Progress(Settings(runtimes=("container", "wasm"), count=10, warmup=0), clock=clock)
+    progress(SampleRecorded(_sample("wasm", 0, 10_000)))
+    progress(RuntimeStatus("container", "unavailable", "no engine"))
+    assert progress.total == 10  # the 10 Wasm launches; the container makes none
+    assert progress.planned["container"] == 0
+    assert progress.eta_s(clock.now + 1) is not None
+
+
+def test_steady_eta_is_the_time_left() -> None:
+    clock = _Clock()
+    progress = _Progress(Settings(runtimes=("wasm",), scenario="steady", rate_per_s=10.0, duration_s=5.0), clock=clock)
+    progress(SampleRecorded(_sample("wasm", 0, 10_000)))
+    clock.now += 2.0
+    assert progress.eta_s(clock.now) == pytest.approx(3.0, abs=0.01)
+    assert progress.line(clock.now).startswith("1/~50 launches · 2.0 s · ETA 3.0 s")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.42, "0.4 s"), (12.4, "12 s"), (185.0, "3 min 05 s")])
+def test_seconds_read_as_a_person_would(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+# -- exit status ------------------------------------------------------------------------------
+def _result(**runtimes: RuntimeResult) -> RunResult:
+    return RunResult({"settings": {}}, dict(runtimes))
+
+
+def _ok(name: str, n: int = 3) -> RuntimeResult:
+    result = RuntimeResult(runtime=name)
+    result.samples = [_sample(name, i, 1_000 + i) for i in range(n)]
+    return result
+
+
+def test_exit_0_only_when_every_runtime_did_all_it_was_asked() -> None:
+    settings = Settings(runtimes=("subprocess", "wasm"), count=3, warmup=0)
+    assert run_exit_status(_result(subprocess=_ok("subprocess"), wasm=_ok("wasm")), settings) == 0
+    broken = _ok("subprocess")
+    broken.samples[1] = _sample("subprocess", 1, 0, ok=False)
+    with pytest.raises(EdgelabError) as raised:
+        run_exit_status(_result(subprocess=broken, wasm=_ok("wasm")), settings)
+    assert str(raised.value) == "subprocess: 1 of 3 launches failed; first: boom; the other results are above and in the exports"
+    assert raised.value.exit_code == 1
+    assert run_exit_status(_result(subprocess=broken, wasm=_ok("wasm")), settings, ignore_failure=True) == 0
+
+
+def test_a_runtime_unavailable_or_given_up_fails_the_run() -> None:
+    settings = Settings(runtimes=("container", "wasm"), count=3, warmup=0)
+    gone = RuntimeResult(runtime="container", error="no Docker engine answers")
+    with pytest.raises(EdgelabError, match=r"^container: no Docker engine answers; the other results"):
+        run_exit_status(_result(container=gone, wasm=_ok("wasm")), settings)
+    with pytest.raises(EdgelabError, match=r"^no runtime could run hello; container: no Docker"):
+        run_exit_status(_result(container=gone), Settings(runtimes=("container",)))
+
+
+def test_fewer_cold_starts_or_a_short_ramp_fail_the_run() -> None:
+    settings = Settings(runtimes=("wasm",), count=5, warmup=0)
+    assert runtime_failures(_result(wasm=_ok("wasm", 3)), settings) == ["wasm: 3 of 5 cold starts done"]
+    ramp = Settings(runtimes=("wasm",), scenario="ramp", resident={"wasm": 100})
+    short = _ok("wasm", 80)
+    short.memory = MemoryResult(80, 10_000.0, "PSS", None, limit="the Wasm pool is full")
+    assert runtime_failures(_result(wasm=short), ramp) == ["wasm: the ramp stopped at 80 of 100: the Wasm pool is full"]
+    short.memory = MemoryResult(80, 10_000.0, "PSS", None)
+    assert runtime_failures(_result(wasm=short), ramp) == ["wasm: the ramp reached 80 of 100 resident instances"]
+    full = _ok("wasm", 100)
+    full.memory = MemoryResult(100, 10_000.0, "PSS", None)
+    assert runtime_failures(_result(wasm=full), ramp) == []
+
+
+def test_exit_status_is_in_the_help() -> None:
+    text = build_parser().format_help()
+    assert "exit status:" in text and "141" in text and "--ignore-failure" in text
+
+
+# -- flags ------------------------------------------------------------------------------------
+def test_runs_is_another_name_for_count_and_interleave_is_a_choice() -> None:
+    args = build_parser().parse_args(["run", "--runs", "7", "--interleave", "launch"])
+    assert args.count == 7 and args.interleave == "launch"
+    assert build_parser().parse_args(["run"]).count == 20
+    assert build_parser().parse_args(["run", "-n", "3"]).count == 3
+
+
+def test_runtimes_take_the_same_prefixes_as_resident() -> None:
+    assert runtimes_from_text("c, W") == ("container", "wasm")
+    with pytest.raises(UsageError, match="runtime named twice"):
+        runtimes_from_text("wasm,w")
+    with pytest.raises(UsageError, match=r"^--runtimes: 'vm' is not a runtime"):
+        runtimes_from_text("vm")
+
+
+# -- the command line as a person runs it (real processes; Wasm only, so each takes a second) ---
+def edgelab(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgelab", *args],
+        capture_output=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})},
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[bytes]) -> str:
+    err = done.stderr.decode()
+    assert done.returncode != 0 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_version() -> None:
+    from edgelab import __version__
+
+    done = edgelab("--version")
+    assert (done.returncode, done.stdout.decode()) == (0, f"edgelab {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("-w", "3"), "edgelab: unknown workload '3': -w is --workload here (hyperfine's warmup is --warmup 3)"),
+        (("-r", "10"), "edgelab: unknown runtime '10': -r is --runtimes here (hyperfine's runs is --runs 10)"),
+        (("--export", "-"), "edgelab: --export - has no extension to choose a format from"),
+        (("--export", "r.txt"), "edgelab: --export r.txt: cannot tell the format from its extension"),
+        (("--json", "same", "--csv", "same"), "edgelab: two exports to same (json and csv)"),
+        (("--json", "-", "--markdown", "-"), "edgelab: two exports to stdout"),
+        (("--export", "a.json", "--json", "a.json"), "edgelab: two exports to a.json"),
+        (("--json", "nowhere/r.json"), "edgelab: cannot write nowhere/r.json: folder"),
+    ],
+)
+def test_bad_flags_are_one_line_before_anything_runs(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    done = edgelab("run", "-r", "wasm", "-n", "1", "--no-history", *args, cwd=tmp_path)
+    assert _one_line(done).startswith(says)
+    assert done.returncode == 2 or "cannot write" in says
+    assert done.stdout == b"" and list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_json_to_stdout_keeps_stdout_for_the_export(tmp_path: Path) -> None:
+    done = edgelab("run", "-r", "wasm", "-n", "3", "--json", "-", "--export", "r.md", "--no-history", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    data = json.loads(done.stdout)  # only the export: the table went to stderr
+    assert data["results"][0]["runtime"] == "wasm" and data["results"][0]["p50_vs_fastest"] == 1.0
+    assert "cold start = launch call" in done.stderr.decode()
+    assert (tmp_path / "r.md").read_text().startswith("# edgelab: hello, burst")
+    assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_closed_stdout_writes_the_files_and_exits_141(tmp_path: Path) -> None:
+    """``edgelab run --json F | head`` with head gone: F is whole, no traceback, and the exit
+    status a shell gives a tool the closed pipe stopped (128 + SIGPIPE)."""
+    for stdout_export in ((), ("--csv", "-")):
+        out = tmp_path / "r.json"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgelab", "run", "-r", "wasm", "-n", "3", "--json", str(out), "--no-history", *stdout_export],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before edgelab prints a byte
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, err
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
+        assert json.loads(out.read_text())["results"][0]["ok"] == 3
+        out.unlink()
+
+
+def test_every_run_is_saved_in_the_history(tmp_path: Path) -> None:
+    pytest.importorskip("edgelab.history")
+    data = tmp_path / "data"
+    done = edgelab("run", "-r", "wasm", "-n", "2", "--interleave", "launch", env={"EDGELAB_DATA_DIR": str(data)})
+    assert done.returncode == 0, done.stderr.decode()
+    (saved,) = (data / "runs").glob("*.json")
+    assert json.loads(saved.read_text())["metadata"]["settings"]["interleave"] == "launch"
+    assert f"saved in the history as last: {saved}" in done.stderr.decode().replace("\n", "")
+    done = edgelab("run", "-r", "wasm", "-n", "2", "--no-history", env={"EDGELAB_DATA_DIR": str(data)})
+    assert done.returncode == 0 and len(list((data / "runs").glob("*.json"))) == 1
+
+
+def test_an_unwritable_history_is_a_warning_not_a_lost_run(tmp_path: Path) -> None:
+    pytest.importorskip("edgelab.history")
+    out = tmp_path / "r.json"
+    done = edgelab("run", "-r", "wasm", "-n", "2", "--json", str(out), env={"EDGELAB_DATA_DIR": "/proc/edgelab-history"})
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "not saved in the history:" in err and "Traceback" not in err
+    assert json.loads(out.read_text())["results"][0]["ok"] == 2
+    assert "cold start = launch call" in done.stdout.decode()
+
+
+def test_the_cli_prints_the_same_conclusion_the_exports_carry(tmp_path: Path) -> None:
+    done = edgelab("run", "-r", "wasm", "-n", "2", "--no-history", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stderr.decode()
+    # one runtime: nothing to compare, so no sentence, in both
+    assert json.loads((tmp_path / "r.json").read_text())["metadata"]["conclusion"] == ""
+    assert "faster than" not in done.stdout.decode()

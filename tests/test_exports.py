@@ -262,3 +262,21 @@ def test_the_labs_exports_go_in_a_folder_of_their_own(result: RunResult, tmp_pat
     assert all(p.parent == Path("edgelab-exports") and p.is_file() for p in paths)
     monkeypatch.setenv("EDGELAB_EXPORT_DIR", str(tmp_path / "mine"))
     assert all(p.parent == tmp_path / "mine" for p in export_run(result))
+
+
+def test_the_conclusion_ranks_density_only_on_host_figures_clear_of_noise(result: RunResult) -> None:
+    from edgelab.results import MemoryResult
+
+    mib = 1 << 20
+    result.runtimes["wasm"].memory = MemoryResult(
+        10_000, 10_240.0, "PSS", 12_288.0, mem_available_noise_bytes=1 * mib
+    )  # a 117 MiB fall against 1 MiB of idle noise: stable
+    result.runtimes["container"].memory = MemoryResult(
+        50, 2.7 * mib, "PSS", 4.0 * mib, cgroup_bytes_per_instance=4.0 * mib, mem_available_noise_bytes=400 * mib
+    )  # the fall is noise, but the cgroup reading stands
+    result.runtimes["subprocess"].memory = MemoryResult(
+        2, 18_000.0, "PSS", 40_000.0, mem_available_noise_bytes=4 * mib
+    )  # 80 KB against 4 MiB of noise: left out of the sentence
+    text = json.loads(to_json(result))["metadata"]["conclusion"]
+    assert text.endswith("wasm held 341x more than container instances per GiB of host memory.")
+    assert "subprocess held" not in text and "than subprocess instances" not in text
