@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from edgelab import __version__
+from edgelab import settings as limits
 from edgelab.errors import EdgelabError, LaunchFailed, LimitReached, UsageError
 from edgelab.events import (
     InstanceCounts,
@@ -54,10 +55,18 @@ MAX_CONSECUTIVE_FAILURES = 3
 BURST_CHUNK_S = 0.02
 BURST_CHUNK_MAX = 256
 #: A mixed burst in block mode: each runtime's block aims at about this long (at least one
-#: launch, at most BLOCK_MAX), and a block is at most 1/BLOCK_MIN_ROUNDS of the burst.
+#: launch, at most BLOCK_MAX), and a block is at most 1/BLOCK_MIN_ROUNDS of the burst. The
+#: first launches of a block after another runtime's are slower (cold caches, a host process
+#: woken: Wasm ~50 µs against ~2 µs), so short bursts take few, long turns: with 4 turns a
+#: 20-launch Wasm p50 was ~3 µs, with 2 turns ~2 µs, as alone.
 BLOCK_S = 0.03
 BLOCK_MAX = 2_048
-BLOCK_MIN_ROUNDS = 4
+BLOCK_MIN_ROUNDS = 2
+#: Between two runtimes' blocks: wait until, over a QUIET_WINDOW_S window, the CPUs were busy
+#: less than QUIET_BUSY_CORES cores' worth, but no longer than QUIET_MAX_S.
+QUIET_WINDOW_S = 0.005
+QUIET_BUSY_CORES = 0.5
+QUIET_MAX_S = 0.1
 #: Memory points taken per runtime during a ramp.
 RAMP_POINTS = 20
 #: A ramp's launch chunk: about a hundredth of the target, at most this many per call (so a
@@ -124,19 +133,29 @@ class Settings:
     def validate(self) -> None:
         if self.scenario not in SCENARIOS:
             raise UsageError(f"unknown scenario '{self.scenario}' (choose from {', '.join(SCENARIOS)})")
+        # Every number is finite and in its range (edgelab.settings), whoever filled it in.
         if self.scenario == "burst" and self.count <= 0:
             raise UsageError(f"--count must be a positive number of cold starts, not {self.count}")
-        if self.warmup < 0:
-            raise UsageError(f"--warmup must be 0 or more, not {self.warmup}")
+        if self.scenario == "burst":
+            limits.check(self.count, "--count", limits.COUNT)
+        limits.check(self.warmup, "--warmup", limits.WARMUP)
         for name, n in self.resident.items():
             if n < 0:
                 raise UsageError(f"--resident for {name} must be 0 or more, not {n}")
+            limits.check(n, f"--resident for {name}", limits.RESIDENT)
         if self.scenario == "ramp" and not any(self.resident.get(r, 0) for r in self.runtimes):
             raise UsageError("a ramp needs --resident N (instances to hold per runtime)")
-        if self.scenario == "steady" and (self.rate_per_s <= 0 or self.duration_s <= 0):
-            raise UsageError("steady traffic needs a positive --rate and --duration")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise UsageError("--timeout must be positive")
+        if self.scenario == "steady":
+            limits.check(self.rate_per_s, "--rate", limits.RATE_PER_S)
+            limits.check(self.duration_s, "--duration", limits.DURATION_S)
+            launches = self.rate_per_s * self.duration_s
+            if launches > limits.STEADY_LAUNCHES_MAX:
+                raise UsageError(
+                    f"--rate {self.rate_per_s:g} for --duration {self.duration_s:g} s is {launches:,.0f} "
+                    f"launches per runtime; at most {limits.STEADY_LAUNCHES_MAX:,} are kept"
+                )
+        if self.timeout_s is not None:
+            limits.check(self.timeout_s, "--timeout", limits.TIMEOUT_S)
         if self.interleave not in INTERLEAVE_MODES:
             raise UsageError(f"unknown --interleave '{self.interleave}' (choose from {', '.join(INTERLEAVE_MODES)})")
 
@@ -346,6 +365,8 @@ class _Run:
         self._held = False
         #: Block mode: the size of each block each runtime ran, in order (for the metadata).
         self._blocks: dict[str, list[int]] = {}
+        #: Block mode: time spent waiting for quiet CPUs between blocks (untimed), in seconds.
+        self._settle_s = 0.0
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -488,13 +509,17 @@ class _Run:
         BLOCK_S, at least one), and the order flips every round, so no runtime's launch starts
         in the wake of another's work, yet drift still falls on all of them alike. A block's
         size comes from the runtime's last block (the first is one launch, to measure); at
-        most 1/BLOCK_MIN_ROUNDS of the burst, so even a short burst takes several turns."""
+        most 1/BLOCK_MIN_ROUNDS of the burst, so even a short burst takes several turns.
+        Between two runtimes' blocks the lab waits (untimed, at most QUIET_MAX_S) until the
+        CPUs are quiet: a container's removal goes on in dockerd and containerd after the
+        call returns, and a block started in that wake measures it too."""
         order = self._active()
         done = dict.fromkeys(order, 0)
         size = dict.fromkeys(order, 1)
         cap = max(1, -(-total // BLOCK_MIN_ROUNDS))
         self._blocks = {name: [] for name in order}
         rounds = 0
+        previous: str | None = None
         while not self.cancel.is_set():
             pending = [n for n in order if n in self.runtimes and done[n] < total]
             if not pending:
@@ -502,6 +527,9 @@ class _Run:
             for name in pending if rounds % 2 == 0 else reversed(pending):
                 if self.cancel.is_set() or name not in self.runtimes:
                     continue
+                if previous not in (None, name) and not self.lab.fake:
+                    self._settle_s += _wait_until_quiet(self.cancel)
+                previous = name
                 n = min(size[name], total - done[name])
                 started = time.monotonic()
                 ran = self._block(name, done[name], n)
@@ -743,6 +771,8 @@ class _Run:
         facts: dict[str, Any] = {"mode": self.settings.interleave}
         if self.settings.interleave == "block":
             facts["block_target_ms"] = BLOCK_S * 1000
+            if self._blocks:
+                facts["quiet_wait_ms_total"] = round(self._settle_s * 1000, 1)
         blocks = {name: _block_sizes(sizes) for name, sizes in self._blocks.items() if sizes}
         if blocks:
             facts["launches_per_block"] = blocks
@@ -804,6 +834,40 @@ def limit_line(exc: BaseException) -> str | None:
             if phrase in text:
                 return f"out of {what}: {text.splitlines()[0]}"
     return None
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None where it cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def _wait_until_quiet(cancel: threading.Event) -> float:
+    """Wait until the CPUs were quiet for one QUIET_WINDOW_S (see QUIET_BUSY_CORES), at most
+    QUIET_MAX_S; returns the time waited. Jiffies are coarse (10 ms), so a window whose counters
+    did not move at all counts as quiet only after a full jiffy has passed."""
+    started = time.monotonic()
+    cores = os.cpu_count() or 1
+    before = _cpu_times()
+    if before is None:
+        return 0.0
+    while not cancel.wait(QUIET_WINDOW_S):
+        now = _cpu_times()
+        if now is None:
+            break
+        busy, total = now[0] - before[0], now[1] - before[1]
+        if total > 0 and busy / total * cores < QUIET_BUSY_CORES:
+            break
+        if time.monotonic() - started >= QUIET_MAX_S:
+            break
+        if total > 0:
+            before = now
+    return time.monotonic() - started
 
 
 def _block_sizes(sizes: list[int]) -> dict[str, int]:
