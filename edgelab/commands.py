@@ -256,8 +256,10 @@ class _Progress:
             if event.state == "unavailable":
                 self.planned[event.runtime] = self.done.get(event.runtime, 0)  # no more from it
                 err.print(f"[yellow]{event.runtime} unavailable:[/] {event.reason}" + (f" (fix: {event.fix})" if event.fix else ""), highlight=False, soft_wrap=True)
-            elif event.state in ("preparing", "running", "stopping"):
+            elif event.state in ("preparing", "stopping"):
                 self.phase = f"{event.runtime}: {event.state}"
+            elif event.state == "running":
+                self.phase = ""  # the counts say it; one runtime's name would mislead in a mix
             self._update(self.clock())
 
     def _update(self, now: float) -> None:
@@ -292,7 +294,7 @@ class _Progress:
             text += f" · {format_seconds(now - self.started)}"
             eta = self.eta_s(now)
             text += f" · ETA {format_seconds(eta)}" if eta is not None else " · ETA …"
-        return f"{text} · {self.phase}…"
+        return f"{text} · {self.phase}…" if self.phase else text
 
 
 def planned_launches(settings: Settings) -> dict[str, int]:

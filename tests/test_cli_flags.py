@@ -344,3 +344,24 @@ def test_the_cli_prints_the_same_conclusion_the_exports_carry(tmp_path: Path) ->
     # one runtime: nothing to compare, so no sentence, in both
     assert json.loads((tmp_path / "r.json").read_text())["metadata"]["conclusion"] == ""
     assert "faster than" not in done.stdout.decode()
+
+
+def test_export_hyperfine_writes_hyperfines_schema(tmp_path: Path) -> None:
+    pytest.importorskip("edgelab.hyperfine")
+    out = tmp_path / "h.json"
+    done = edgelab("run", "-r", "wasm", "-n", "3", "--no-history", "--export-hyperfine", str(out), "--export", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stderr.decode()
+    (entry,) = json.loads(out.read_text())["results"]
+    assert entry["command"] == "edgelab wasm hello" and len(entry["times"]) == 3
+    assert entry["median"] == pytest.approx(json.loads((tmp_path / "r.json").read_text())["results"][0]["startup_us"]["p50"] / 1e6, rel=1e-3)
+
+
+def test_progress_names_a_phase_only_while_preparing_or_stopping() -> None:
+    clock = _Clock()
+    progress = _Progress(Settings(runtimes=("container", "wasm"), count=1, warmup=0), clock=clock)
+    progress(RuntimeStatus("container", "preparing"))
+    assert progress.line(clock.now) == "0/2 launches · container: preparing…"
+    progress(RuntimeStatus("wasm", "running"))
+    assert progress.line(clock.now) == "0/2 launches"
+    progress(RuntimeStatus("wasm", "stopping"))
+    assert progress.line(clock.now).endswith("wasm: stopping…")
