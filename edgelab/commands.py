@@ -351,22 +351,30 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     console.print(table)
     if any(r.memory for r in result.runtimes.values()):
         memory_table = Table(
-            title="memory per resident instance (growth / instances)", box=box.SIMPLE_HEAD, pad_edge=False
+            title="memory per resident instance: user-space (PSS growth / N) and host (what the machine loses / N)",
+            box=box.SIMPLE_HEAD, pad_edge=False,
         )
-        for column in ("runtime", "held", "per instance", "metric", "per GiB"):
-            memory_table.add_column(column, justify="left" if column in ("runtime", "metric") else "right")
+        for column in ("runtime", "held", "user-space", "host", "cgroup", "per GiB (host)", "ramp /s"):
+            memory_table.add_column(column, justify="left" if column == "runtime" else "right")
+        bases: list[str] = []
         for runtime in result.runtimes.values():
             m = runtime.memory
             if m is None:
                 continue
+            host, cgroup = m.host_bytes_per_instance, m.cgroup_bytes_per_instance
             memory_table.add_row(
                 runtime.runtime,
                 f"{m.instances:,}",
                 format_bytes(m.pss_bytes_per_instance),
-                m.metric,
+                format_bytes(host) if host is not None else "–",
+                format_bytes(cgroup) if cgroup is not None else "–",
                 f"{m.instances_per_gib:,.0f}" if m.instances_per_gib else "–",
+                f"{m.ramp_rate_per_s:,.0f}" if m.ramp_rate_per_s else "–",
             )
+            bases.append(f"{runtime.runtime}: user-space = {m.metric}; host = {m.host_basis}")
         console.print(memory_table)
+        for line in bases:
+            console.print(f"[dim]  {line}[/]", highlight=False)
     for runtime in result.runtimes.values():
         if runtime.error:
             console.print(f"[red]{runtime.runtime}:[/] {runtime.error}" + (f" — fix: {runtime.fix}" if runtime.fix else ""), highlight=False)

@@ -630,7 +630,7 @@ class _Run:
         idle_after, noise_after = self._mem_available_idle()
         fallen = idle_before - idle_after
         if limit is not None:
-            limit = f"{name} ramp stopped at {held:,} of {target:,} instances: {limit}"
+            limit = f"{name} ramp stopped at {held:,} of {target:,} instances: {limit.removeprefix(f'{name}: ')}"
         result = self.results[name]
         result.memory = MemoryResult(
             instances=held,

@@ -278,7 +278,7 @@ def test_a_limit_stops_the_ramp_with_its_line_and_keeps_what_it_held(batched: bo
     # launch_many is all or nothing: the chunk that hit the limit is given back.
     held = 135 if not batched else 130  # chunks of 10: the one from 130 failed at 135
     assert memory.instances == held and memory.target == 1000
-    assert memory.limit == f"wasm ramp stopped at {held:,} of 1,000 instances: wasm: fake pids limit of 135 instances"
+    assert memory.limit == f"wasm ramp stopped at {held:,} of 1,000 instances: fake pids limit of 135 instances"
     assert memory.pss_bytes_per_instance == 10_240 and memory.host_bytes_per_instance == 12_288
     assert memory.limit in result.runtimes["wasm"].warnings()
     assert json.loads(json.dumps(result.to_json()))["results"][0]["memory"]["limit"] == memory.limit
