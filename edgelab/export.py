@@ -6,8 +6,9 @@ replaced atomically (a temporary file beside it, then a rename) keeping its mode
 failure leaves the old file or the new one and never half of one; a device, a FIFO or a socket
 is written in place (``--json /dev/null`` never replaces /dev/null); a symlink is followed and
 its target written (the link stays); a file with other hard links is rewritten in place, its
-space reserved first, so every link sees the new content. A new file gets ``0666 & ~umask``.
-No folder is ever created: a missing one is one line. ``-`` is stdout.
+space reserved first, so every link sees the new content; ``/dev/stderr`` or ``/dev/fd/N``
+is written to that inherited fd, as a shell would. A new file gets ``0666 & ~umask``.
+No folder is ever created: a missing one is one line. ``-`` (or ``/dev/stdout``) is stdout.
 
 Units are in the column names (CSV) or beside each figure (Markdown: the unit that suits it).
 """
@@ -18,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -225,7 +227,23 @@ def target(text: str, fmt: str | None = None, flag: str = "--export") -> ExportT
             raise UsageError(f"--export {text}: cannot tell the format from its extension (use {known}, or --json/--csv/--markdown)")
     if fmt not in RENDERERS:
         raise UsageError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
-    return ExportTarget(fmt, None if text == STDOUT else Path(text))
+    stdout = text == STDOUT or inherited_fd(Path(text)) == 1  # --json /dev/stdout is stdout too
+    return ExportTarget(fmt, None if stdout else Path(text))
+
+
+#: Names of file descriptors this process inherited: writing to them means writing to the fd
+#: (as a shell's redirection does), not opening the file again at offset 0 or replacing it.
+_FD_PATHS = re.compile(r"^/(?:dev/fd|proc/self/fd)/(\d+)$")
+
+
+def inherited_fd(path: Path) -> int | None:
+    """The fd ``path`` names (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N), or None."""
+    text = os.path.normpath(str(path))
+    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}.get(text)
+    if named is not None:
+        return named
+    match = _FD_PATHS.match(text)
+    return int(match.group(1)) if match else None
 
 
 def check_targets(targets: Iterable[ExportTarget]) -> None:
@@ -245,6 +263,9 @@ def check_targets(targets: Iterable[ExportTarget]) -> None:
 def _identity(path: Path) -> Any:
     """What two spellings of one destination share: the file's (device, inode) if it exists,
     else its resolved path."""
+    fd = inherited_fd(path)
+    if fd is not None:
+        return "stdout" if fd == 1 else ("fd", fd)
     try:
         st = os.stat(path)
         return (st.st_dev, st.st_ino)
@@ -259,9 +280,16 @@ def _cannot(path: Path, why: str) -> EdgelabError:
 def check_writable(path: Path) -> None:
     """Fail now, with one line, if ``write_text(path, ...)`` would fail for want of a folder or
     of permission (leaves nothing behind)."""
+    fd = inherited_fd(path)
+    if fd is not None:
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise _cannot(path, f"{exc.strerror} (fd {fd} is not open)") from None
+        return
     real = Path(os.path.realpath(path))
     try:
-        st: os.stat_result | None = os.stat(real)
+        st: os.stat_result | None = os.stat(path)  # through any link, /proc's magic ones too
     except FileNotFoundError:
         st = None
     except OSError as exc:
@@ -269,7 +297,7 @@ def check_writable(path: Path) -> None:
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise _cannot(path, "it is a folder")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        if not os.access(real, os.W_OK):
+        if not os.access(path, os.W_OK):
             raise _cannot(path, "permission denied")
         return  # written in place; opening a FIFO now would block until it has a reader
     parent = real.parent
@@ -301,9 +329,16 @@ def current_umask() -> int:
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` as the module docstring says; one-line EdgelabError if not."""
     data = text.encode("utf-8")
+    fd = inherited_fd(path)
+    if fd is not None:
+        try:
+            _write_all(fd, data)
+        except OSError as exc:
+            raise _cannot(path, exc.strerror or str(exc)) from None
+        return
     real = Path(os.path.realpath(path))
     try:
-        st: os.stat_result | None = os.stat(real)
+        st: os.stat_result | None = os.stat(path)  # through any link, /proc's magic ones too
     except FileNotFoundError:
         st = None
     except OSError as exc:
@@ -312,9 +347,9 @@ def write_text(path: Path, text: str) -> None:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise _cannot(path, "it is a folder")
         if st is not None and not stat.S_ISREG(st.st_mode):
-            _write_in_place(real, data, reserve=False)
+            _write_in_place(Path(path), data, reserve=False)
         elif st is not None and st.st_nlink > 1:
-            _write_in_place(real, data, reserve=True)
+            _write_in_place(Path(path), data, reserve=True)
         else:
             _replace_atomically(path, real, data, st)
     except OSError as exc:
@@ -326,17 +361,22 @@ def write_atomic(path: Path, text: str) -> None:
     write_text(path, text)
 
 
-def _write_in_place(real: Path, data: bytes, reserve: bool) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    """Every byte, however many calls the kernel wants (a pipe takes 64 KiB at a time)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _write_in_place(path: Path, data: bytes, reserve: bool) -> None:
     """Devices, FIFOs and hard-linked files: write what the path names, not a new file."""
     flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(real, flags if reserve else flags | os.O_TRUNC)
+    fd = os.open(path, flags if reserve else flags | os.O_TRUNC)
     try:
         if reserve and data:
             os.posix_fallocate(fd, 0, len(data))  # no space: fails here, the file untouched
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         if reserve:
             os.ftruncate(fd, len(data))
     finally:
@@ -359,10 +399,7 @@ def _replace_atomically(path: Path, real: Path, data: bytes, st: os.stat_result 
                         pass  # not root: the file becomes ours, as any editor would leave it
             else:
                 os.fchmod(fd, 0o666 & ~current_umask())
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

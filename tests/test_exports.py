@@ -280,3 +280,24 @@ def test_the_conclusion_ranks_density_only_on_host_figures_clear_of_noise(result
     text = json.loads(to_json(result))["metadata"]["conclusion"]
     assert text.endswith("wasm held 341x more than container instances per GiB of host memory.")
     assert "subprocess held" not in text and "than subprocess instances" not in text
+
+
+def test_inherited_fds_are_written_as_a_shell_would(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert target("/dev/stdout", "json") == ExportTarget("json", None)  # stdout, like -
+    with pytest.raises(UsageError, match="two exports to stdout"):
+        check_targets([target("/dev/stdout", "json"), target("-", "csv")])
+    write_text(Path("/dev/stderr"), "to the inherited stderr\n")
+    assert capfd.readouterr().err == "to the inherited stderr\n"
+    read_end, write_end = os.pipe()
+    try:
+        check_targets([ExportTarget("json", Path(f"/dev/fd/{write_end}"))])
+        write_text(Path(f"/proc/self/fd/{write_end}"), "through fd\n")
+        assert os.read(read_end, 100) == b"through fd\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    closed = 987  # an fd nobody opened (closing one of ours could see it reused at once)
+    with pytest.raises(OSError):
+        os.fstat(closed)
+    with pytest.raises(EdgelabError, match=r"^cannot write /dev/fd/987: Bad file descriptor \(fd 987 is not open\)$"):
+        check_targets([ExportTarget("json", Path(f"/dev/fd/{closed}"))])
