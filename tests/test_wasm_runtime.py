@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -14,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edgelab.errors import LaunchFailed, LaunchTimeout
+from edgelab.errors import LaunchFailed, LaunchTimeout, LimitReached
 from edgelab.runtimes.base import StoppedInstance
-from edgelab.runtimes.wasm import HOTPATH_ENV, WasmRuntime
+from edgelab.runtimes.wasm import HOTPATH_ENV, POOL_ENV, SHARD_ENV, WasmRuntime
 from edgelab.session import Session
 from edgelab.workloads import Workload
 
@@ -373,7 +374,7 @@ def test_a_full_instance_pool_is_one_clear_line(
 def test_under_an_address_space_limit_the_host_allocates_on_demand(tmp_path: Path) -> None:
     """The pool reserves ~1 TiB of address space, which wasmtime would abort on under
     ``ulimit -v``; there the host maps each memory on demand and says so."""
-    code = f"""
+    code = """
 import resource
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, resource.RLIM_INFINITY))
 from edgelab.runtimes.wasm import WasmRuntime
@@ -436,3 +437,144 @@ def test_a_reused_pool_slot_shows_nothing_of_the_instance_before(
         assert resident.instance.request(b"", 5).body == b"Z" + bytes([48 + 89]) + b"2"
     finally:
         rt.close()
+
+
+class _Watcher:
+    """Stands in for the session watchdog: records the process groups it is asked to kill."""
+
+    def __init__(self) -> None:
+        self.pgids: list[int] = []
+
+    def register_pgid(self, pgid: int) -> None:
+        self.pgids.append(pgid)
+
+
+def _gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_resident_instances_spread_over_host_processes(
+    runtime: WasmRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More resident instances than one host takes: they fill host after host, memory is the
+    PSS of all of them, every host is known to the watchdog, and stopping reaches them all."""
+    monkeypatch.setenv(SHARD_ENV, "300")
+    watcher = _Watcher()
+    runtime.watcher = watcher
+    echo = _workload(tmp_path, "echo")
+    runtime.prepare_module(echo, _module(tmp_path, "echo", _ECHO), tmp_path / "echo.cwasm")
+    launches = runtime.launch_many(echo, b"resident", 700, 5)
+    assert len(launches) == 700 == len(runtime.live_instances())
+    assert all(launch.response.body == b"resident" for launch in launches)
+    pids = runtime.host_pids
+    assert len(set(pids)) == 4, pids  # the burst host and three resident hosts
+    assert set(pids) <= set(watcher.pgids)
+    held = [shard.call(5, "ping")["instances"] for shard in runtime._shards]
+    assert held == [300, 300, 100]
+    assert runtime._live_host().call(5, "ping")["instances"] == 0  # cold starts' host
+    total = runtime.pss_bytes([launch.instance for launch in launches])
+    each = [psutil.Process(pid).memory_full_info().pss for pid in pids]
+    assert total == pytest.approx(sum(each), rel=0.02)
+    assert total > sum(each) - min(each) / 2  # not just some of them
+    for launch in launches[::150]:  # one on every host
+        assert launch.instance.request(b"still here", 5).body == b"still here"
+    runtime.stop_many([launch.instance for launch in launches[:350]])
+    assert [shard.call(5, "ping")["instances"] for shard in runtime._shards] == [0, 250, 100]
+    runtime.stop_many([launch.instance for launch in launches])
+    assert [shard.call(5, "ping")["instances"] for shard in runtime._shards] == [0, 0, 0]
+    assert runtime.live_instances() == []
+    assert "3 on-demand host process(es) at most" in runtime.preparation()["resident hosts"]
+    again = runtime.launch_many(echo, b"again", 10, 5)  # emptied hosts take instances again
+    assert len(runtime.host_pids) == 4 and again[0].instance._host is runtime._shards[0]  # type: ignore[attr-defined]
+    runtime.close()
+    assert all(_gone(pid) for pid in pids)
+    assert not set(pids) & {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def test_a_full_pool_fails_the_launch_with_the_limit(
+    runtime: WasmRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(POOL_ENV, "3")
+    echo = _workload(tmp_path, "echo")
+    runtime.prepare_module(echo, _module(tmp_path, "echo", _ECHO), None)
+    held = [runtime.launch(echo, b"x", 5) for _ in range(3)]
+    with pytest.raises(LimitReached) as caught:
+        runtime.launch(echo, b"x", 5)
+    assert caught.value.limit == "wasm pool full: 3 instances per host"
+    assert caught.value.reached == 3
+    assert str(caught.value) == "wasm pool full: 3 instances per host (after 3 instances)"
+    held[0].instance.stop()
+    assert runtime.launch(echo, b"room", 5).response.body == b"room"
+
+
+def test_under_ulimit_v_each_host_takes_what_fits_and_another_takes_over() -> None:
+    """``ulimit -v`` binds per process: a resident host that runs out of address space keeps
+    what it holds, says why, and the next host takes the rest."""
+    code = f"""
+import os, resource
+os.environ[{SHARD_ENV!r}] = "1000000"
+resource.setrlimit(resource.RLIMIT_AS, (600 << 20, resource.RLIM_INFINITY))
+from edgelab.runtimes.wasm import WasmRuntime
+from edgelab.session import Session
+from edgelab.workloads import get_workload
+rt = WasmRuntime(Session())
+try:
+    hello = get_workload("hello")
+    rt.prepare(hello)
+    launches = rt.launch_many(hello, b"x", 10_000, 5)
+    held = [shard.call(5, "ping")["instances"] for shard in rt._shards]
+    print(len(launches), len(rt.live_instances()), sum(held), len(held), min(held))
+    print(all(launch.response.body == b"hello, x" for launch in launches))
+    print(rt._shards[0].full)
+finally:
+    rt.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    counts, identical, first_full = done.stdout.splitlines()
+    launched, live, held, hosts, fewest = map(int, counts.split())
+    assert launched == live == held == 10_000
+    assert hosts >= 2 and fewest > 0
+    assert (identical, first_full) == ("True", "True")
+
+
+def _big_answer(tmp_path: Path, answer_bytes: int) -> Path:
+    """A module whose answer is ``answer_bytes`` long (status 0 at 1023, then zeroes)."""
+    pages = -(-(answer_bytes + 2048) // 65536)
+    body = f"(i64.or (i64.shl (i64.const 1023) (i64.const 32)) (i64.const {answer_bytes}))"
+    return _module(tmp_path, f"big{answer_bytes}", body, pages=pages)
+
+
+def test_a_response_past_the_cap_fails_and_stops_the_instance(
+    runtime: WasmRuntime, tmp_path: Path
+) -> None:
+    """The Wasm path enforces max_response_bytes too: the default 16 MiB cap, a response of
+    17 MiB (a flood the guest's memory can hold), the launch fails with the cap in words."""
+    workload = _workload(tmp_path, "flood17", memory_mib=32)
+    assert workload.max_response_bytes == 16 << 20
+    with pytest.raises(LaunchFailed, match=r"^response exceeded 16 MiB$"):
+        runtime.prepare_module(workload, _big_answer(tmp_path, 17 << 20), None)
+    runtime._loaded.add(workload.name)
+    with pytest.raises(LaunchFailed, match=r"^response exceeded 16 MiB$"):
+        runtime.launch(workload, b"x", 5)
+    assert runtime.live_instances() == []
+    assert runtime._live_host().call(5, "ping")["instances"] == 0
+    outcomes = runtime.cold_starts(workload, b"x", 5, 5)
+    assert len(outcomes) == 1 and str(outcomes[0]) == "response exceeded 16 MiB"
+
+
+def test_a_request_answered_past_the_cap_drops_the_resident_instance(
+    runtime: WasmRuntime, tmp_path: Path
+) -> None:
+    workload = dataclasses.replace(_workload(tmp_path, "echo_capped"), max_response_bytes=1024)
+    runtime.prepare_module(workload, _module(tmp_path, "echo_capped", _ECHO), None)
+    launch = runtime.launch(workload, b"small", 5)
+    assert launch.instance.request(b"x" * 1023, 5).body == b"x" * 1023  # status + 1023 = cap
+    with pytest.raises(LaunchFailed, match=r"^response exceeded 1 KiB$"):
+        launch.instance.request(b"x" * 1024, 5)
+    assert runtime.live_instances() == []
+    assert runtime._live_host().call(5, "ping")["instances"] == 0
+    with pytest.raises(LaunchFailed, match="stopped"):
+        launch.instance.request(b"x", 5)

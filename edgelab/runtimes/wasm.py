@@ -59,8 +59,9 @@ def wasmtime_version() -> str:
         return "unknown"
 
 
-#: Instance slots in the Wasm host's pool (see wasm_host.engine_config).
+#: Instance slots in the Wasm host's pool (see wasm_host.engine_config); POOL_ENV overrides.
 POOL_SLOTS = 30_000
+POOL_ENV = "EDGELAB_WASM_POOL_SLOTS"
 #: Resident instances (a ramp's) live in on-demand hosts of at most this many instances each;
 #: more start more hosts. Overridable by SHARD_ENV (tests hold several hosts' worth that way).
 #: 25,000: four hosts for 100,000, each far under its mapping limit even if no two of its
@@ -68,35 +69,48 @@ POOL_SLOTS = 30_000
 #: 2 GiB of address space (~70 KiB per instance), so a ``ulimit -v`` binds per host late.
 SHARD_INSTANCES = 25_000
 SHARD_ENV = "EDGELAB_WASM_SHARD_INSTANCES"
+#: A resident host that hits a limit before holding this many says the machine, not the
+#: host, ran out: the ramp stops there instead of starting host after host.
+MIN_SHARD_INSTANCES = 100
 
 
-def shard_instances() -> int:
-    """Resident instances per on-demand host: SHARD_ENV if set (a positive integer)."""
-    text = os.environ.get(SHARD_ENV, "").strip()
+def _count_from_env(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
     if not text:
-        return SHARD_INSTANCES
+        return default
     try:
         value = int(text.replace(",", "").replace("_", ""))
     except ValueError:
         value = 0
     if value <= 0:
         raise RuntimeUnavailable(
-            "wasm", f"{SHARD_ENV}={text!r} is not a positive whole number", f"unset {SHARD_ENV}"
+            "wasm", f"{name}={text!r} is not a positive whole number", f"unset {name}"
         )
     return value
+
+
+def shard_instances() -> int:
+    """Resident instances per on-demand host: SHARD_ENV if set (a positive integer)."""
+    return _count_from_env(SHARD_ENV, SHARD_INSTANCES)
+
+
+def pool_slots() -> int:
+    """Slots in the burst host's pool: POOL_ENV if set (a machine with a lower
+    vm.max_map_count needs fewer; tests fill a small pool)."""
+    return _count_from_env(POOL_ENV, POOL_SLOTS)
 
 
 def pooling_fits(max_memory_bytes: int) -> bool:
     """Whether the pool's address space fits this process's limit (``ulimit -v``), which the
     host inherits.
 
-    The pool reserves POOL_SLOTS x ``max_memory_bytes`` up front, and wasmtime aborts the
-    process (it does not fail the call) when it cannot.
+    The pool reserves ``pool_slots()`` x ``max_memory_bytes`` up front, and wasmtime aborts
+    the process (it does not fail the call) when it cannot.
     """
     import resource
 
     soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    return soft == resource.RLIM_INFINITY or soft >= 2 * POOL_SLOTS * max_memory_bytes
+    return soft == resource.RLIM_INFINITY or soft >= 2 * pool_slots() * max_memory_bytes
 
 
 def cwasm_path(workload: Workload, engine: str) -> Path:
@@ -155,6 +169,9 @@ class HostProcess:
     def __init__(self, allocator: str = "pool") -> None:
         self.allocator = allocator
         self.held = 0
+        #: Set when the host hit a limit of its own (mappings, address space): it keeps what
+        #: it holds and takes no more.
+        self.full = False
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
@@ -429,7 +446,7 @@ class WasmRuntime(Runtime):
     def doctor_details(self) -> dict[str, str]:
         memory = pool_memory_bytes()
         details = {
-            "allocator": f"pooling ({POOL_SLOTS:,} slots) for cold starts"
+            "allocator": f"pooling ({pool_slots():,} slots) for cold starts"
             if pooling_fits(memory)
             else "on demand (ulimit -v is too small for the instance pool)",
             "instances per host": limits_line(),
@@ -581,7 +598,7 @@ class WasmRuntime(Runtime):
             for shard in list(self._shards):
                 if not shard.alive:
                     self._abandon(shard)
-                elif shard.held < cap:
+                elif shard.held < cap and not shard.full:
                     return shard
             return self._new_shard()
 
@@ -610,16 +627,22 @@ class WasmRuntime(Runtime):
 
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
         host = self._ready_host(workload)
-        result = host.call(
-            timeout_s + IPC_MARGIN_S, "launch", workload.name, request, True, timeout_s
-        )
-        return self._launch_from(host, result, timeout_s)
+        try:
+            result = host.call(
+                timeout_s + IPC_MARGIN_S, "launch", workload.name, request, True, timeout_s
+            )
+            return self._launch_from(host, result, timeout_s)
+        except LimitReached as exc:
+            raise LimitReached(exc.limit, len(self.live_instances())) from None
 
     def launch_many(
         self, workload: Workload, request: bytes, n: int, timeout_s: float
     ) -> list[Launch]:
         """``n`` resident instances in few round trips, for ramps, in the resident hosts:
-        each filled to ``shard_instances()`` before the next is started.
+        each filled to ``shard_instances()`` before the next is started. A host that hits a
+        limit of its own (its mappings, its ``ulimit -v``) keeps what it holds and the next
+        host takes over; one that cannot take even MIN_SHARD_INSTANCES means the machine is
+        out, and that is raised.
 
         All or nothing: if one launch fails, those this call made are stopped and the failure
         is raised (saying how many had succeeded); a limit is a LimitReached naming it and the
@@ -633,11 +656,16 @@ class WasmRuntime(Runtime):
                 shard = self._shard_with_room(cap)
                 chunk = min(BATCH_CHUNK, n - len(launches), cap - shard.held)
                 budget = timeout_s + IPC_MARGIN_S + chunk * BATCH_PER_LAUNCH_S
-                results = shard.call(
-                    budget, "launch_batch", workload.name, request, chunk, True, timeout_s
-                )
-                for result in results:
-                    launches.append(self._launch_from(shard, result, timeout_s))
+                try:
+                    results = shard.call(
+                        budget, "launch_batch", workload.name, request, chunk, True, timeout_s
+                    )
+                    for result in results:
+                        launches.append(self._launch_from(shard, result, timeout_s))
+                except LimitReached:
+                    if shard.held < MIN_SHARD_INSTANCES:
+                        raise
+                    shard.full = True
         except LaunchFailed as exc:
             self.stop_many([launch.instance for launch in launches])
             if isinstance(exc, LimitReached):
@@ -764,7 +792,7 @@ def limits_line() -> str:
     except (OSError, ValueError):
         most = "unknown"
     return (
-        f"burst host: the pool's {POOL_SLOTS:,} slots (2 memory mappings and a 4 KiB page "
+        f"burst host: the pool's {pool_slots():,} slots (2 memory mappings and a 4 KiB page "
         f"table each; vm.max_map_count {most} would stop it near 32,000); resident hosts: "
         f"{shard_instances():,} instances each, then another host (~0 mappings per instance "
         "on demand: memory is the limit)"

@@ -24,6 +24,7 @@ import gc
 import hashlib
 import os
 import pickle
+import resource
 import struct
 import sys
 import threading
@@ -37,7 +38,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from edgelab.runtimes.wasm import POOL_SLOTS, pooling_fits
+from edgelab.runtimes.wasm import pool_slots, pooling_fits
 from edgelab.workloads import DEFAULT_MAX_RESPONSE_BYTES
 
 # -- engine configuration ------------------------------------------------------------------
@@ -61,7 +62,9 @@ from edgelab.workloads import DEFAULT_MAX_RESPONSE_BYTES
 #: tables (~0.14 KiB per instance); 100,000 fit in one such process, limited by memory.
 #: The reservation is address space only (slots x the largest memory a loaded module may
 #: grow to, about 1 TiB for 30,000 slots of 36 MiB); the pool's own bookkeeping is ~7 MiB.
-#: POOL_SLOTS and pooling_fits live in edgelab.runtimes.wasm: the lab names caches by them.
+#: pool_slots and pooling_fits live in edgelab.runtimes.wasm: the lab names caches by them.
+#: A host's configuration is fixed for its life: the pool's size is read once, at start.
+POOL_SLOTS = pool_slots()
 POOL_STACKS = 0
 #: "pool": the pooling allocator where it fits (the burst host); "ondemand": a mapping per
 #: memory, made when an instance is (the resident hosts of a ramp).
@@ -369,18 +372,28 @@ MAPPING_SLACK = 64
 
 
 def host_out_of_memory(detail: str) -> str:
-    """The line for an ENOMEM from mmap or mprotect, which means one of two limits: this
-    process's memory mappings (vm.max_map_count) or the machine's memory."""
+    """The line for an ENOMEM from mmap or mprotect (or a MemoryError here), which means one
+    of three limits: this process's memory mappings (vm.max_map_count), its address space
+    (``ulimit -v``, per process) or the machine's memory."""
     try:
         with open("/proc/self/maps", "rb") as maps:
             mappings = maps.read().count(b"\n")
         with open("/proc/sys/vm/max_map_count") as limit:
             most = int(limit.read())
+        with open("/proc/self/statm") as statm:
+            size_bytes = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
         return f"wasm host out of memory ({detail})"
     if mappings >= most - MAPPING_SLACK:
         return f"wasm host out of memory mappings: vm.max_map_count is {most:,} per process"
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and size_bytes >= soft - ADDRESS_SPACE_SLACK_BYTES:
+        return f"wasm host out of address space: ulimit -v is {soft >> 10:,} KiB per process"
     return f"wasm host out of memory ({detail})"
+
+
+#: Within this much of ``ulimit -v``, a failed allocation is the address-space limit.
+ADDRESS_SPACE_SLACK_BYTES = 64 << 20
 
 
 def _last_line(message: str) -> str:
@@ -831,7 +844,11 @@ class Host:
             return self._launch_batch_hot(self.hot, module, request, n, ticks)
         results = []
         for _ in range(n):
-            result = self.launch(name, request, keep, timeout_s)
+            try:
+                result = self.launch(name, request, keep, timeout_s)
+            except MemoryError:
+                # What this batch made so far is resident: it must reach the lab, not leak.
+                result = (None, 2, b"", {}, 0, ("limit", host_out_of_memory("MemoryError")))
             results.append(result)
             if result[5] is not None:
                 break
@@ -908,6 +925,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+#: Memory set aside at start and given back when an allocation fails, so that the host can
+#: still read the next command and send its answer (saying which limit it hit) instead of
+#: dying with what it holds.
+RESERVE_BYTES = 16 << 20
+
+
 def serve(
     in_fd: int,
     out_fd: int,
@@ -916,6 +939,9 @@ def serve(
 ) -> None:
     gc.disable()  # no cycles are made here; a collection would land inside a cold start
     host = Host(max_memory_bytes, allocator)
+    #: The reply when not even a reply can be made: ready before memory runs out.
+    out_of_memory = pickle.dumps(("err", "limit", "wasm host out of memory"))
+    reserve: bytearray | None = bytearray(RESERVE_BYTES)
     commands: dict[str, Callable[..., Any]] = {
         "use_hotpath": host.use_hotpath,
         "load": host.load,
@@ -927,23 +953,45 @@ def serve(
         "ping": host.ping,
     }
     while True:
-        header = _read_exact(in_fd, _LEN.size)
-        if header is None:
-            break
-        body = _read_exact(in_fd, _LEN.unpack(header)[0])
-        if body is None:
-            break
-        name, *args = pickle.loads(body)
+        try:
+            header = _read_exact(in_fd, _LEN.size)
+            if header is None:
+                break
+            body = _read_exact(in_fd, _LEN.unpack(header)[0])
+            if body is None:
+                break
+            name, *args = pickle.loads(body)
+        except MemoryError:
+            reserve = None  # give it back and try again: the lab is waiting for an answer
+            continue  # pragma: no cover - only under a memory limit
         if name == "exit":
             break
         try:
             reply: tuple[Any, ...] = ("ok", commands[name](*args))
         except GuestError as exc:
             reply = ("err", exc.kind, str(exc))
+        except MemoryError:
+            reserve = None
+            reply = ("err", "limit", host_out_of_memory("MemoryError"))
         except Exception as exc:  # noqa: BLE001 - one bad command must not end the host
             reply = ("err", "failed", f"{type(exc).__name__}: {_last_line(str(exc))}")
-        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(out_fd, _LEN.pack(len(data)) + data)
+        try:
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except MemoryError:
+            reserve = None
+            try:
+                data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            except MemoryError:
+                if name == "launch_batch" and reply[0] == "ok":
+                    host.drop([r[0] for r in reply[1] if r[0] is not None])  # never unseen
+                data = out_of_memory
+        _write_all(out_fd, _LEN.pack(len(data)))  # two writes: no copy of a large reply
+        _write_all(out_fd, data)
+        if reserve is None:
+            try:
+                reserve = bytearray(RESERVE_BYTES)
+            except MemoryError:
+                pass
     host.drop_all()
 
 
