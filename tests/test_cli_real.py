@@ -165,3 +165,46 @@ def test_doctor_and_workloads_json() -> None:
             assert Path(entry[kind]["path"]).is_file()
             assert entry[kind]["size_bytes"] == Path(entry[kind]["path"]).stat().st_size
         assert entry["image"]["tag"].startswith("edgelab/") and entry["image"]["size_bytes"] > 0
+
+
+def test_a_runtime_killed_mid_run_makes_the_exit_non_zero(tmp_path: Path) -> None:
+    """Issue 10 item 8: the Wasm host SIGKILLed mid-run. The run goes on with the container,
+    whose results are printed and written; the exit status is 1 and the last line says why."""
+    import signal
+    import time
+
+    import psutil
+
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgelab", "run", "-w", "hello", "-r", "container,wasm", "-n", "12",
+         "--interleave", "launch", "--warmup", "0", "--json", str(out), "--no-history"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        host = None
+        while host is None and time.monotonic() < deadline and proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if "edgelab.runtimes.wasm_host" in " ".join(child.cmdline()):
+                        host = child
+                except psutil.Error:
+                    continue
+            time.sleep(0.05)
+        assert host is not None, "no Wasm host process appeared"
+        time.sleep(1.0)  # a few interleaved launches in
+        host.send_signal(signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = stderr.decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("edgelab: wasm: "), err
+    results = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}
+    assert results["container"]["ok"] == 12 and results["container"]["failed"] == 0
+    assert results["wasm"]["failed"] > 0 or results["wasm"]["error"]
+    assert "container" in stdout.decode()
