@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import NoReturn
 
 from edgelab.errors import EdgelabError, UsageError
+from edgelab.settings import (
+    COUNT,
+    DURATION_S,
+    RATE_PER_S,
+    TIMEOUT_S,
+    WARMUP,
+    check_environment,
+    check_process_limits,
+    flag,
+    limit_message,
+)
 
 _STARTED = time.perf_counter()
 
@@ -98,13 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtimes", "-r", default="container,subprocess,wasm",
         help="comma-separated: container, subprocess, wasm, or a prefix (c,s,w)",
     )
-    run.add_argument("--count", "-n", type=int, default=20, help="measured cold starts per runtime")
-    run.add_argument("--warmup", type=_nonnegative_int, default=1, help="launches recorded but not summarised")
+    run.add_argument("--count", "-n", type=flag(COUNT), default=20, help="measured cold starts per runtime")
+    run.add_argument("--warmup", type=flag(WARMUP), default=1, help="launches recorded but not summarised")
     run.add_argument("--resident", default="0", help="resident instances to hold: N, or runtime=N,...")
     run.add_argument("--scenario", choices=("burst", "ramp", "steady"), default=None)
-    run.add_argument("--rate", type=_positive_float, default=10.0, help="steady: launches per second per runtime")
-    run.add_argument("--duration", type=_positive_float, default=5.0, help="steady: seconds")
-    run.add_argument("--timeout", type=_positive_float, default=None, help="seconds per launch (default: the manifest's)")
+    run.add_argument("--rate", type=flag(RATE_PER_S), default=10.0, help="steady: launches per second per runtime")
+    run.add_argument("--duration", type=flag(DURATION_S), default=5.0, help="steady: seconds")
+    run.add_argument("--timeout", type=flag(TIMEOUT_S), default=None, help="seconds per launch (default: the manifest's)")
     request = run.add_mutually_exclusive_group()
     request.add_argument("--request", help="request text (default: the workload's default request)")
     request.add_argument("--request-file", type=Path, help="request bytes from a file")
@@ -130,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoke = sub.add_parser("invoke", help="send stdin as one request to a fresh instance; response to stdout")
     invoke.add_argument("workload")
     invoke.add_argument("--runtime", "-r", required=True, choices=("container", "subprocess", "wasm"))
-    invoke.add_argument("--timeout", type=_positive_float, default=None)
+    invoke.add_argument("--timeout", type=flag(TIMEOUT_S), default=None)
 
     build = sub.add_parser("build", help="build every workload's artifacts (cached)")
     build.add_argument("workloads", nargs="*", help="only these (default: all)")
@@ -163,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _exit_cleanly_on_sigterm()
     try:
+        check_environment()
+        check_process_limits()
         if args.command is None:
             return _run_tui(args)
         import importlib
@@ -178,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _stdout_closed()
+    except (OSError, RuntimeError, MemoryError) as exc:
+        limit = limit_message(exc)  # a tight ulimit: name it in one line, not a traceback
+        if limit is None:
+            raise
+        print(f"edgelab: {limit}", file=sys.stderr)
+        return 1
 
 
 def _stdout_closed() -> int:

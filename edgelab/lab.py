@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from edgelab import __version__
+from edgelab import settings as limits
 from edgelab.errors import EdgelabError, LaunchFailed, LimitReached, UsageError
 from edgelab.events import (
     InstanceCounts,
@@ -132,19 +133,29 @@ class Settings:
     def validate(self) -> None:
         if self.scenario not in SCENARIOS:
             raise UsageError(f"unknown scenario '{self.scenario}' (choose from {', '.join(SCENARIOS)})")
+        # Every number is finite and in its range (edgelab.settings), whoever filled it in.
         if self.scenario == "burst" and self.count <= 0:
             raise UsageError(f"--count must be a positive number of cold starts, not {self.count}")
-        if self.warmup < 0:
-            raise UsageError(f"--warmup must be 0 or more, not {self.warmup}")
+        if self.scenario == "burst":
+            limits.check(self.count, "--count", limits.COUNT)
+        limits.check(self.warmup, "--warmup", limits.WARMUP)
         for name, n in self.resident.items():
             if n < 0:
                 raise UsageError(f"--resident for {name} must be 0 or more, not {n}")
+            limits.check(n, f"--resident for {name}", limits.RESIDENT)
         if self.scenario == "ramp" and not any(self.resident.get(r, 0) for r in self.runtimes):
             raise UsageError("a ramp needs --resident N (instances to hold per runtime)")
-        if self.scenario == "steady" and (self.rate_per_s <= 0 or self.duration_s <= 0):
-            raise UsageError("steady traffic needs a positive --rate and --duration")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise UsageError("--timeout must be positive")
+        if self.scenario == "steady":
+            limits.check(self.rate_per_s, "--rate", limits.RATE_PER_S)
+            limits.check(self.duration_s, "--duration", limits.DURATION_S)
+            launches = self.rate_per_s * self.duration_s
+            if launches > limits.STEADY_LAUNCHES_MAX:
+                raise UsageError(
+                    f"--rate {self.rate_per_s:g} for --duration {self.duration_s:g} s is {launches:,.0f} "
+                    f"launches per runtime; at most {limits.STEADY_LAUNCHES_MAX:,} are kept"
+                )
+        if self.timeout_s is not None:
+            limits.check(self.timeout_s, "--timeout", limits.TIMEOUT_S)
         if self.interleave not in INTERLEAVE_MODES:
             raise UsageError(f"unknown --interleave '{self.interleave}' (choose from {', '.join(INTERLEAVE_MODES)})")
 

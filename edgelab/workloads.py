@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from edgelab import settings as limits
 from edgelab.errors import ManifestError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -81,6 +82,14 @@ def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Path) ->
     return value
 
 
+def _limit(path: Path, key: str, value: object, limit: limits.Limit) -> float:
+    """A manifest's number, finite and in range (TOML allows nan, inf and 2**63-1)."""
+    try:
+        return limits.check(value, f"field '{key}'", limit)
+    except limits.BadNumber as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+
+
 def load_manifest(path: Path) -> Workload:
     """Read one manifest; any problem is a ManifestError naming the file and the field."""
     try:
@@ -106,12 +115,33 @@ def load_manifest(path: Path) -> Workload:
             raise ManifestError(f"{path}: cannot read default_request_file ({exc})") from None
     else:
         default_request = str(_require(data, "default_request", str, path)).encode()
-    max_request = int(_require(data, "max_request_bytes", int, path))
-    max_response = int(data.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
-    timeout_s = float(_require(data, "timeout_s", (int, float), path))
-    memory_mib = int(_require(data, "memory_limit_mib", int, path))
-    if max_request <= 0 or timeout_s <= 0 or memory_mib <= 0:
-        raise ManifestError(f"{path}: limits must be positive")
+    max_request = int(
+        _limit(
+            path,
+            "max_request_bytes",
+            _require(data, "max_request_bytes", int, path),
+            limits.MAX_REQUEST_BYTES,
+        )
+    )
+    max_response = int(
+        _limit(
+            path,
+            "max_response_bytes",
+            data.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+            limits.MAX_RESPONSE_BYTES,
+        )
+    )
+    timeout_s = _limit(
+        path, "timeout_s", _require(data, "timeout_s", (int, float), path), limits.TIMEOUT_S
+    )
+    memory_mib = int(
+        _limit(
+            path,
+            "memory_limit_mib",
+            _require(data, "memory_limit_mib", int, path),
+            limits.MEMORY_LIMIT_MIB,
+        )
+    )
     defines = data.get("defines", {})
     if not isinstance(defines, dict) or not all(isinstance(v, str) for v in defines.values()):
         raise ManifestError(f"{path}: [defines] must map names to strings")
