@@ -22,6 +22,7 @@ import argparse
 import ctypes
 import gc
 import hashlib
+import mmap
 import os
 import pickle
 import resource
@@ -925,10 +926,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-#: Memory set aside at start and given back when an allocation fails, so that the host can
-#: still read the next command and send its answer (saying which limit it hit) instead of
-#: dying with what it holds.
+#: Address space set aside at start (an untouched mapping: no memory) and given back when an
+#: allocation fails, so that the host can still read the next command and send its answer
+#: (saying which limit it hit) instead of dying with what it holds.
 RESERVE_BYTES = 16 << 20
+
+
+def _reserve() -> mmap.mmap | None:
+    try:
+        return mmap.mmap(-1, RESERVE_BYTES)
+    except (MemoryError, OSError):
+        return None
+
+
+def _release(reserve: mmap.mmap | None) -> None:
+    if reserve is not None:
+        reserve.close()
 
 
 def serve(
@@ -941,7 +954,7 @@ def serve(
     host = Host(max_memory_bytes, allocator)
     #: The reply when not even a reply can be made: ready before memory runs out.
     out_of_memory = pickle.dumps(("err", "limit", "wasm host out of memory"))
-    reserve: bytearray | None = bytearray(RESERVE_BYTES)
+    reserve = _reserve()
     commands: dict[str, Callable[..., Any]] = {
         "use_hotpath": host.use_hotpath,
         "load": host.load,
@@ -962,7 +975,8 @@ def serve(
                 break
             name, *args = pickle.loads(body)
         except MemoryError:
-            reserve = None  # give it back and try again: the lab is waiting for an answer
+            _release(reserve)  # give it back and try again: the lab is waiting for an answer
+            reserve = None
             continue  # pragma: no cover - only under a memory limit
         if name == "exit":
             break
@@ -971,6 +985,7 @@ def serve(
         except GuestError as exc:
             reply = ("err", exc.kind, str(exc))
         except MemoryError:
+            _release(reserve)
             reserve = None
             reply = ("err", "limit", host_out_of_memory("MemoryError"))
         except Exception as exc:  # noqa: BLE001 - one bad command must not end the host
@@ -978,6 +993,7 @@ def serve(
         try:
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         except MemoryError:
+            _release(reserve)
             reserve = None
             try:
                 data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
@@ -988,10 +1004,7 @@ def serve(
         _write_all(out_fd, _LEN.pack(len(data)))  # two writes: no copy of a large reply
         _write_all(out_fd, data)
         if reserve is None:
-            try:
-                reserve = bytearray(RESERVE_BYTES)
-            except MemoryError:
-                pass
+            reserve = _reserve()
     host.drop_all()
 
 
