@@ -48,8 +48,9 @@ class MemoryResult:
     the system's MemAvailable while this runtime alone ramped up
     (``mem_available_bytes_per_instance``) or, for containers when that fall is lost in the
     noise, their cgroup memory with kernel memory (``cgroup_bytes_per_instance``, as
-    ``docker stats`` reads it). ``host_basis`` says in words which it is; ``instances_per_gib``
-    follows the host figure and falls back to PSS only where no host figure exists.
+    ``docker stats`` reads it; PSS where that is larger). ``host_basis`` says in words which
+    it is; ``instances_per_gib`` follows the host figure and falls back to PSS only where no
+    host figure exists.
 
     MemAvailable moves with every process on the machine: ``mem_available_noise_bytes`` is the
     spread of readings taken with nothing launched, and a fall smaller than
@@ -101,14 +102,18 @@ class MemoryResult:
 
     @property
     def host_bytes_per_instance(self) -> float | None:
-        """What the machine loses per instance (see the class docstring), or None."""
+        """What the machine loses per instance (see the class docstring), or None.
+
+        A MemAvailable fall clear of its noise is the figure. Where it is not, containers fall
+        back to their cgroups' memory, or to PSS where that is larger (the cgroups leave out
+        the containerd shim, which PSS counts): a floor, not the whole cost. Elsewhere a fall
+        within noise is no figure at all (None)."""
         fallen = self.mem_available_bytes_per_instance
         if fallen is not None and fallen > 0 and self.mem_available_stable:
             return fallen
-        if self.cgroup_bytes_per_instance is not None and self.cgroup_bytes_per_instance > 0:
-            return self.cgroup_bytes_per_instance
-        if fallen is not None and fallen > 0:
-            return fallen  # noisy, and said so in warnings()
+        cgroup = self.cgroup_bytes_per_instance
+        if cgroup is not None and cgroup > 0:
+            return max(cgroup, self.pss_bytes_per_instance)
         return None
 
     @property
@@ -117,11 +122,15 @@ class MemoryResult:
         fallen = self.mem_available_bytes_per_instance
         if fallen is not None and fallen > 0 and self.mem_available_stable:
             return "fall of MemAvailable during this runtime's ramp / instances"
-        if self.cgroup_bytes_per_instance is not None and self.cgroup_bytes_per_instance > 0:
-            return "cgroup memory incl. kernel memory (as docker stats reads it) / instances"
-        if fallen is not None and fallen > 0:
-            return "fall of MemAvailable during this runtime's ramp / instances (within noise)"
-        return f"none measured: per GiB from user-space {self.metric}"
+        why = "MemAvailable not measured" if fallen is None else "MemAvailable fall within noise"
+        cgroup = self.cgroup_bytes_per_instance
+        if cgroup is not None and cgroup > 0:
+            if cgroup >= self.pss_bytes_per_instance:
+                return f"cgroup memory incl. kernel memory (as docker stats reads it) / instances; {why}"
+            return f"user-space {self.metric}, above the cgroups' memory (which leaves out the shim); {why}"
+        needed = self.instances_for_stable_host_figure if fallen is not None else None
+        hint = f" (hold at least {needed:,})" if needed and needed > self.instances else ""
+        return f"none: {why}{hint}; per GiB from user-space {self.metric}"
 
     @property
     def instances_per_gib(self) -> float | None:

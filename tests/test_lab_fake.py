@@ -263,7 +263,10 @@ def test_a_noisy_mem_available_is_said_with_the_instances_a_stable_figure_needs(
     assert not memory.mem_available_stable  # 20 x 12 KiB = 240 KiB, under 10 x 1 MiB
     needed = memory.instances_for_stable_host_figure
     assert needed == -(-10 * (1 << 20) // 12_288)  # ten times the noise at ~12 KiB each
-    assert memory.host_basis.endswith("(within noise)")
+    # A fall within noise is no host figure: per GiB falls back to PSS, and says so.
+    assert memory.host_bytes_per_instance is None
+    assert memory.host_basis == f"none: MemAvailable fall within noise (hold at least {needed:,}); per GiB from user-space {memory.metric}"
+    assert memory.instances_per_gib == pytest.approx((1 << 30) / 10_240)
     assert any(f"hold at least {needed:,}" in w for w in result.runtimes["wasm"].warnings())
 
 
@@ -285,3 +288,19 @@ def test_a_limit_stops_the_ramp_with_its_line_and_keeps_what_it_held(batched: bo
     assert result.runtimes["subprocess"].memory.instances == 30  # type: ignore[union-attr]
     assert lab.runtime("wasm").live_instances() == [] and lab.runtime("subprocess").live_instances() == []
     assert all(r.running == 0 for r in result.runtimes.values())
+
+
+def test_a_container_host_figure_within_noise_falls_back_to_cgroup_or_pss_whichever_is_larger() -> None:
+    from edgelab.results import MemoryResult
+
+    mib = 1 << 20
+    noisy = {"mem_available_noise_bytes": 400 * mib}
+    above = MemoryResult(50, 2.7 * mib, "PSS", 4.0 * mib, cgroup_bytes_per_instance=4.0 * mib, **noisy)
+    assert above.host_bytes_per_instance == 4.0 * mib and above.host_basis.startswith("cgroup memory incl. kernel")
+    below = MemoryResult(5, 4.3 * mib, "PSS", 1.0 * mib, cgroup_bytes_per_instance=0.4 * mib, **noisy)
+    assert below.host_bytes_per_instance == 4.3 * mib  # the cgroups leave out the shim
+    assert below.host_basis.startswith("user-space PSS, above the cgroups' memory")
+    assert below.instances_per_gib == pytest.approx((1 << 30) / (4.3 * mib))
+    stable = MemoryResult(100, 2.7 * mib, "PSS", 5.0 * mib, cgroup_bytes_per_instance=0.4 * mib, mem_available_noise_bytes=mib)
+    assert stable.host_bytes_per_instance == 5.0 * mib and stable.host_basis.startswith("fall of MemAvailable")
+    assert stable.warnings() == []
