@@ -296,9 +296,9 @@ def check_writable(path: Path) -> None:
         raise _cannot(path, exc.strerror or str(exc)) from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise _cannot(path, "it is a folder")
+    if st is not None and not os.access(path, os.W_OK):
+        raise _cannot(path, "permission denied")  # as `>` would say: replacing it is no way round
     if st is not None and not stat.S_ISREG(st.st_mode):
-        if not os.access(path, os.W_OK):
-            raise _cannot(path, "permission denied")
         return  # written in place; opening a FIFO now would block until it has a reader
     parent = real.parent
     if not parent.is_dir():
@@ -346,6 +346,8 @@ def write_text(path: Path, text: str) -> None:
     try:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise _cannot(path, "it is a folder")
+        if st is not None and not os.access(path, os.W_OK):
+            raise _cannot(path, "permission denied")
         if st is not None and not stat.S_ISREG(st.st_mode):
             _write_in_place(Path(path), data, reserve=False)
         elif st is not None and st.st_nlink > 1:

@@ -301,3 +301,37 @@ def test_inherited_fds_are_written_as_a_shell_would(tmp_path: Path, capfd: pytes
         os.fstat(closed)
     with pytest.raises(EdgelabError, match=r"^cannot write /dev/fd/987: Bad file descriptor \(fd 987 is not open\)$"):
         check_targets([ExportTarget("json", Path(f"/dev/fd/{closed}"))])
+
+
+def test_a_file_this_user_may_not_write_is_not_replaced(tmp_path: Path) -> None:
+    """As `>` would refuse; replacing it through the writable folder is no way round. (Run as
+    a user without the right: root may write anything, as with a shell.)"""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="edgelab-test-", dir="/tmp"))  # reachable by any user
+    folder.chmod(0o777)
+    path = folder / "r.json"
+    path.write_text("theirs")
+    path.chmod(0o444)
+    code = (
+        "import sys; from pathlib import Path; from edgelab.export import write_text, check_writable\n"
+        "for f in (check_writable, lambda p: write_text(p, 'mine')):\n"
+        "    try: f(Path(sys.argv[1]))\n"
+        "    except Exception as e: print(e)\n"
+    )
+    if IS_ROOT:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code, str(path)]
+    else:
+        command = [sys.executable, "-c", code, str(path)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, cwd="/",
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+        assert done.stdout.splitlines() == [f"cannot write {path}: permission denied"] * 2, done.stderr
+        assert path.read_text() == "theirs" and sorted(p.name for p in folder.iterdir()) == ["r.json"]
+    finally:
+        shutil.rmtree(folder)
