@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from edgelab.errors import EdgelabError, UsageError
 from edgelab.settings import (
@@ -74,7 +74,8 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: str) -> None:
     """Another spelling of an option, sharing its destination and its check (its ``type``)."""
     action = parser._option_string_actions[existing]
-    parser.add_argument(*names, dest=action.dest, type=action.type, default=argparse.SUPPRESS, help=help)
+    checked: dict[str, Any] = {"type": action.type} if action.type is not None else {}
+    parser.add_argument(*names, dest=action.dest, default=argparse.SUPPRESS, help=help, **checked)
 
 
 def build_parser() -> argparse.ArgumentParser:
