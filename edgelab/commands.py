@@ -615,8 +615,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 # -- doctor / clean ------------------------------------------------------------------------------
 def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
-    """Per runtime: (name, usable, reason, fix, versions)."""
-    rows = []
+    """Per runtime: (name, usable, reason, fix, versions); first the workloads themselves, so a
+    malformed manifest is named as the user's file, not as a runtime's fault or a bug."""
+    from edgelab.errors import ManifestError
+    from edgelab.workloads import modules_dir, no_workloads_error
+
+    rows: list[tuple[str, bool, str, str, dict[str, str]]] = []
+    try:
+        found = load_workloads(include_hostile=True)
+        if found:
+            rows.append(("workloads", True, "", "", {f"{len(found)} found": f"under {modules_dir()}"}))
+        else:
+            rows.append(("workloads", False, str(no_workloads_error(modules_dir())), "", {}))
+    except ManifestError as exc:
+        rows.append(("workloads", False, str(exc), "fix that workload.toml (a workload's own file)", {}))
     session = Session()
     for name in RUNTIME_NAMES:
         try:
@@ -626,6 +638,10 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
             runtime.close()
         except RuntimeUnavailable as exc:
             rows.append((name, False, exc.reason, exc.fix, {}))
+        except ManifestError:
+            rows.append((name, False, "not checked: a workload manifest is malformed (see workloads)", "", {}))
+        except EdgelabError as exc:
+            rows.append((name, False, str(exc), "", {}))
         except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
             rows.append((name, False, f"{type(exc).__name__}: {exc}", "report this as a bug", {}))
     return rows
@@ -634,7 +650,7 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
 def cmd_doctor(args: argparse.Namespace) -> int:
     table = Table(title="edgelab doctor")
     for column in ("runtime", "usable", "details", "fix"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a manifest's path is shown whole
     rows = diagnose()
     for name, usable, reason, fix, versions in rows:
         details = ", ".join(f"{k} {v}" for k, v in versions.items()) if usable else reason
@@ -657,8 +673,19 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
         from edgelab.build import cache_dir
 
-        shutil.rmtree(cache_dir() / "artifacts", ignore_errors=True)
-        shutil.rmtree(cache_dir() / "wasm", ignore_errors=True)
-        shutil.rmtree(cache_dir() / "host", ignore_errors=True)
+        problems: list[str] = []
+
+        def note(function: object, path: str, exc_info: object) -> None:
+            error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+            if not isinstance(error, FileNotFoundError):
+                problems.append(f"{path}: {getattr(error, 'strerror', None) or error}")
+
+        handler = {"onexc": note} if sys.version_info >= (3, 12) else {"onerror": note}
+        for kind in ("artifacts", "wasm", "host"):
+            shutil.rmtree(cache_dir() / kind, **handler)  # type: ignore[arg-type]
+        left = [kind for kind in ("artifacts", "wasm", "host") if (cache_dir() / kind).exists()]
+        if problems or left:
+            first = problems[0] if problems else f"{cache_dir() / left[0]} is still there"
+            raise EdgelabError(f"could not remove the build cache under {cache_dir()}: {first}")
         print(f"removed built artifacts under {cache_dir()}")
     return 0

@@ -360,3 +360,54 @@ def test_limit_messages_name_the_limit() -> None:
     assert "ulimit -n is" in (limit_message(wrapped) or "")
     assert limit_message(OSError(errno.ENOENT, "No such file")) is None
     assert limit_message(RuntimeError("something else")) is None
+
+
+# -- doctor and clean tell the truth about the user's files ---------------------------------------
+def test_doctor_names_a_malformed_manifest_as_the_users_file(modules_copy: Path) -> None:
+    manifest = modules_copy / "fib" / "workload.toml"
+    manifest.write_text(manifest.read_text() + 'name = "fib\n')
+    done = edgelab("doctor", env={"EDGELAB_MODULES_DIR": str(modules_copy), "COLUMNS": "400"})
+    out = done.stdout.decode()
+    assert done.returncode == 1, out
+    workloads_row = next(line for line in out.splitlines() if line.startswith("│ workloads"))
+    assert str(manifest) in workloads_row and "not valid TOML" in workloads_row and "line 8" in workloads_row
+    assert "fix that workload.toml" in workloads_row
+    assert "report this as a bug" not in out and "ManifestError" not in out, out
+
+
+def test_doctor_lists_the_workloads_it_found() -> None:
+    done = edgelab("doctor", env={"COLUMNS": "400"})
+    row = next(line for line in done.stdout.decode().splitlines() if line.startswith("│ workloads"))
+    assert "│ yes" in row and f"under {MODULES}" in row
+
+
+def test_clean_cache_on_a_read_only_cache_does_not_claim_success(tmp_path: Path) -> None:
+    """A read-only bind mount (in a mount namespace of the test's own) holds the cache: clean
+    must say it could not remove it, exit non-zero, and the files stay. No engine is reachable
+    for it (DOCKER_HOST), so it cannot touch other labs' containers."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is needed for a read-only mount")
+    cache = tmp_path / "cache"
+    (cache / "artifacts" / "hello-0").mkdir(parents=True)
+    (cache / "artifacts" / "hello-0" / "hello.wasm").write_bytes(b"\0asm")
+    script = (
+        f"mount --bind -o ro {cache} {cache} || exit 77; "
+        f"DOCKER_HOST=unix:///nonexistent EDGELAB_CACHE_DIR={cache} {sys.executable} -m edgelab clean --cache"
+    )
+    done = subprocess.run(["unshare", "--mount", "bash", "-c", script], capture_output=True, timeout=60, cwd=REPO)
+    if done.returncode == 77 or b"unshare failed" in done.stderr:
+        pytest.skip(f"no read-only bind mount here: {done.stderr.decode().strip()}")
+    line = one_clear_line(done)
+    assert line.startswith(f"edgelab: could not remove the build cache under {cache}") and "Read-only" in line
+    assert b"removed built artifacts" not in done.stdout
+    assert (cache / "artifacts" / "hello-0" / "hello.wasm").exists()
+
+
+def test_clean_cache_removes_a_writable_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / "artifacts" / "hello-0").mkdir(parents=True)
+    (cache / "wasm").mkdir()
+    done = edgelab("clean", "--cache", env={"DOCKER_HOST": "unix:///nonexistent", "EDGELAB_CACHE_DIR": str(cache)})
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"removed built artifacts under {cache}" in done.stdout.decode()
+    assert not (cache / "artifacts").exists() and not (cache / "wasm").exists()
