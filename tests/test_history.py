@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,22 @@ def test_an_unreadable_history(history_dir: Path, capsys: pytest.CaptureFixture[
         assert capsys.readouterr().err.startswith("edgelab: cannot read the run history in ")
     finally:
         runs.chmod(0o755)
+
+
+def run_cli(*argv: str, data: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, EDGELAB_DATA_DIR=str(data))
+    return subprocess.run([sys.executable, "-m", "edgelab", *argv], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_edgelab_run_saves_each_run_and_compare_reads_last(history_dir: Path) -> None:
+    for count in ("5", "6"):
+        done = run_cli("run", "-w", "hello", "-r", "subprocess,wasm", "-n", count, data=history_dir)
+        assert done.returncode == 0, done.stderr
+    listed = json.loads(run_cli("history", "--json", data=history_dir).stdout)
+    assert [r["ref"] for r in listed] == ["last", "last~1"]
+    assert [r["runtimes"]["wasm"]["n"] for r in listed] == [6, 5]
+    done = run_cli("compare", "last~1", "last", "--json", data=history_dir)
+    assert done.returncode == 0, done.stderr
+    (comparison,) = json.loads(done.stdout)["comparisons"]
+    assert [s["runtime"] for s in comparison["startup"]] == ["subprocess", "wasm"]
+    assert {"key": "settings.count", "reference": 5, "changed": 6} in comparison["differences"]

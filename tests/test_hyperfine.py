@@ -4,9 +4,11 @@ itself wrote, the committed ones and, where hyperfine is installed, a fresh one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,18 @@ def test_matches_a_fresh_export_of_the_installed_hyperfine(tmp_path: Path) -> No
     theirs = json.loads(out.read_text())
     ours = json.loads(to_hyperfine_json(fixed_run({"wasm": [4_000, 3_000, 5_000]})))
     assert_same_schema(ours, theirs)
+
+
+def test_edgelab_run_export_hyperfine_writes_the_schema(tmp_path: Path) -> None:
+    out = tmp_path / "hf.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgelab", "run", "-w", "hello", "-r", "subprocess,wasm", "-n", "5",
+         "--no-history", "--export-hyperfine", str(out)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, EDGELAB_DATA_DIR=str(tmp_path / "data")),
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert_same_schema(data, json.loads((FIXTURES / "hyperfine-1.15.0.json").read_text()))
+    assert [r["command"] for r in data["results"]] == ["edgelab subprocess hello", "edgelab wasm hello"]
+    assert all(len(r["times"]) == 5 for r in data["results"])
+    assert not (tmp_path / "data").exists()
