@@ -116,7 +116,7 @@ def test_a_real_run_exports_its_samples() -> None:
     assert_same_schema(data, json.loads((FIXTURES / "hyperfine-1.15.0.json").read_text()))
     for entry in data["results"]:
         runtime = result.runtimes[entry["parameters"]["runtime"]]
-        assert entry["times"] == [s.startup_ns / 1e9 for s in runtime.measured if s.ok]
+        assert entry["times"] == [s.startup_ns / 1e9 for s in runtime.measured if s.ok and s.startup_ns is not None]
         assert len(entry["times"]) == 5
 
 
