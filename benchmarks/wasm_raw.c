@@ -7,6 +7,12 @@
  * its limits, instantiate, the export lookups, _initialize, edgelab_alloc, writing the
  * request, edgelab_handle, and copying the response out. Deleting the Store is not timed.
  *
+ * The same work, call for call, as a batch of the lab's hot path (el_launch_batch in
+ * edgelab/runtimes/wasm_hotpath.c): the same clock reads (three: before the Store, after
+ * _initialize, after the copy), the same bounds checks of linear memory, the same response
+ * cap check, responses copied one after the other into one buffer, and the same `warm`
+ * untimed launches first. What it leaves out is the lab: no IPC, no records, no Python.
+ *
  * No wasmtime header ships in the wheel, so the few declarations needed are written here;
  * the struct sizes are those of wasmtime's C API (checked against the wheel by the caller).
  */
@@ -34,6 +40,7 @@ _Bool wasmtime_instance_export_get(void *ctx, const instance_t *instance, const 
 void *wasmtime_func_call_unchecked(void *ctx, const void *func, val_raw_t *args, size_t n,
                                    void **trap);
 uint8_t *wasmtime_memory_data(void *ctx, const void *memory);
+size_t wasmtime_memory_data_size(void *ctx, const void *memory);
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -41,7 +48,7 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static uint8_t response[1 << 16];
+static uint8_t response[1 << 22]; /* responses follow each other, as in the hot path */
 
 size_t raw_sizes(size_t *instance, size_t *extern_, size_t *val) {
     *instance = sizeof(instance_t);
@@ -50,48 +57,73 @@ size_t raw_sizes(size_t *instance, size_t *extern_, size_t *val) {
     return offsetof(extern_t, of);
 }
 
-/* n cold starts; timings[i] in ns. Returns 0, or -(i + 1) if iteration i failed. */
-int raw_loop(void *engine, void *pre, int wasi, int64_t memory_limit, const uint8_t *request,
-             size_t len, int n, int64_t *timings) {
+/* One launch as the hot path's launch_at does it; returns 0 or -1. Its stamps in t[0..2]. */
+static int launch(void *engine, void *pre, int wasi, int64_t memory_limit, const uint8_t *request,
+                  size_t len, size_t max_response, size_t *offset, int64_t t[3], void **out) {
     static const char *const argv[] = {"raw"};
-    for (int i = 0; i < n; i++) {
-        instance_t instance;
-        extern_t exports[4];
-        val_raw_t args[2];
-        void *trap = NULL;
-        int64_t started = now_ns();
-        void *store = wasmtime_store_new(engine, NULL, NULL);
-        void *ctx = wasmtime_store_context(store);
-        if (wasi) {
-            void *config = wasi_config_new();
-            wasi_config_set_argv(config, 1, argv);
-            if (wasmtime_context_set_wasi(ctx, config)) return -(i + 1);
-        }
-        wasmtime_store_limiter(store, memory_limit, -1, -1, -1, -1);
-        wasmtime_context_set_epoch_deadline(ctx, 1u << 30);
-        if (wasmtime_instance_pre_instantiate(pre, ctx, &instance, &trap) || trap) return -(i + 1);
-        if (!wasmtime_instance_export_get(ctx, &instance, "_initialize", 11, &exports[0]) ||
-            !wasmtime_instance_export_get(ctx, &instance, "edgelab_alloc", 13, &exports[1]) ||
-            !wasmtime_instance_export_get(ctx, &instance, "edgelab_handle", 14, &exports[2]) ||
-            !wasmtime_instance_export_get(ctx, &instance, "memory", 6, &exports[3]))
-            return -(i + 1);
-        if (wasmtime_func_call_unchecked(ctx, exports[0].of, args, 0, &trap) || trap) return -(i + 1);
-        args[0].i64 = 0;
-        args[0].i32 = (int32_t)len;
-        if (wasmtime_func_call_unchecked(ctx, exports[1].of, args, 1, &trap) || trap) return -(i + 1);
-        uint32_t pointer = (uint32_t)args[0].i32;
-        memcpy(wasmtime_memory_data(ctx, exports[3].of) + pointer, request, len);
-        args[0].i64 = 0;
-        args[1].i64 = 0;
-        args[0].i32 = (int32_t)pointer;
-        args[1].i32 = (int32_t)len;
-        if (wasmtime_func_call_unchecked(ctx, exports[2].of, args, 2, &trap) || trap) return -(i + 1);
-        uint64_t packed = (uint64_t)args[0].i64;
-        size_t got = packed & 0xFFFFFFFFu;
-        if (got == 0 || got > sizeof response) return -(i + 1);
-        memcpy(response, wasmtime_memory_data(ctx, exports[3].of) + (packed >> 32), got);
-        timings[i] = now_ns() - started;
+    instance_t instance;
+    extern_t exports[4];
+    val_raw_t args[2];
+    void *trap = NULL;
+    t[0] = now_ns();
+    void *store = wasmtime_store_new(engine, NULL, NULL);
+    void *ctx = wasmtime_store_context(store);
+    *out = store;
+    if (wasi) {
+        void *config = wasi_config_new();
+        wasi_config_set_argv(config, 1, argv);
+        if (wasmtime_context_set_wasi(ctx, config)) return -1;
+    }
+    wasmtime_store_limiter(store, memory_limit, -1, -1, -1, -1);
+    wasmtime_context_set_epoch_deadline(ctx, 1u << 30);
+    if (wasmtime_instance_pre_instantiate(pre, ctx, &instance, &trap) || trap) return -1;
+    if (!wasmtime_instance_export_get(ctx, &instance, "_initialize", 11, &exports[0]) ||
+        !wasmtime_instance_export_get(ctx, &instance, "edgelab_alloc", 13, &exports[1]) ||
+        !wasmtime_instance_export_get(ctx, &instance, "edgelab_handle", 14, &exports[2]) ||
+        !wasmtime_instance_export_get(ctx, &instance, "memory", 6, &exports[3]))
+        return -1;
+    if (wasmtime_func_call_unchecked(ctx, exports[0].of, args, 0, &trap) || trap) return -1;
+    t[1] = now_ns();
+    args[0].i64 = 0;
+    args[0].i32 = (int32_t)len;
+    if (wasmtime_func_call_unchecked(ctx, exports[1].of, args, 1, &trap) || trap) return -1;
+    uint32_t pointer = (uint32_t)args[0].i32;
+    uint8_t *data = wasmtime_memory_data(ctx, exports[3].of);
+    size_t size = wasmtime_memory_data_size(ctx, exports[3].of);
+    if (pointer != 0) {
+        if ((uint64_t)pointer + len > size) return -1;
+        if (len) memcpy(data + pointer, request, len);
+    }
+    args[0].i64 = 0;
+    args[1].i64 = 0;
+    args[0].i32 = (int32_t)pointer;
+    args[1].i32 = (int32_t)len;
+    if (wasmtime_func_call_unchecked(ctx, exports[2].of, args, 2, &trap) || trap) return -1;
+    uint64_t packed = (uint64_t)args[0].i64;
+    uint64_t at = packed >> 32, got = packed & 0xFFFFFFFFu;
+    data = wasmtime_memory_data(ctx, exports[3].of);
+    size = wasmtime_memory_data_size(ctx, exports[3].of);
+    if (got == 0 || at + got > size || got > max_response) return -1;
+    if (*offset + got > sizeof response) *offset = 0;
+    memcpy(response + *offset, data + at, got);
+    *offset += got;
+    t[2] = now_ns();
+    return 0;
+}
+
+/* `warm` untimed launches, then n cold starts; timings[i] in ns. Returns 0, or -(i + 1) if
+ * iteration i failed. */
+int raw_loop(void *engine, void *pre, int wasi, int64_t memory_limit, const uint8_t *request,
+             size_t len, int n, int warm, int64_t *timings) {
+    size_t offset = 0;
+    int64_t t[3];
+    void *store = NULL;
+    for (int i = -warm; i < n; i++) {
+        int failed = launch(engine, pre, wasi, memory_limit, request, len, 16u << 20, &offset, t,
+                            &store);
         wasmtime_store_delete(store);
+        if (failed) return -(i + warm + 1);
+        if (i >= 0) timings[i] = t[2] - t[0];
     }
     return 0;
 }

@@ -63,7 +63,7 @@ def _library() -> ctypes.CDLL:
     lib.raw_loop.restype = ctypes.c_int
     lib.raw_loop.argtypes = (
         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_char_p,
-        ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p,
+        ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
     )  # fmt: skip
     return lib
 
@@ -86,19 +86,26 @@ def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
     return engine, pre, needs_wasi
 
 
-def raw_wasm_cold_start_ns(wasm_path: Path, request: bytes, n: int, api: str = "c") -> list[int]:
+def raw_wasm_cold_start_ns(
+    wasm_path: Path, request: bytes, n: int, api: str = "c", warm: int | None = None
+) -> list[int]:
+    """``n`` timed cold starts after ``warm`` untimed ones (by default as many as the lab's
+    host runs before each batch, ``wasm_host.WARM_LAUNCHES``)."""
     from edgelab.runtimes import wasm_host as H
 
+    warm = H.WARM_LAUNCHES if warm is None else warm
     engine, pre, needs_wasi = _prepared(Path(wasm_path))
     if api == "c":
         timings = (ctypes.c_int64 * n)()
         failed = _library().raw_loop(
             H._addr(engine), H._addr(pre), int(needs_wasi), MEMORY_LIMIT_BYTES,
-            request, len(request), n, ctypes.addressof(timings),
+            request, len(request), n, warm, ctypes.addressof(timings),
         )  # fmt: skip
         if failed:
             raise RuntimeError(f"raw wasm loop failed at iteration {-failed}")
         return list(timings)
+    if warm:
+        raw_wasm_cold_start_ns(wasm_path, request, warm, api, 0)
     if api == "wasmtime-py":
         return _public_api(engine, pre, request, n, needs_wasi)
     if api != "ctypes":
