@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -73,18 +74,31 @@ class RankTest:
 
     u: float
     p: float
+    n_reference: int
+    n_changed: int
     alpha: float = ALPHA
 
     @property
     def significant(self) -> bool:
         return self.p < self.alpha
 
+    @property
+    def smallest_p(self) -> float:
+        """The smallest p these sample counts can give (every sample of one run below every
+        sample of the other): 2 / C(n + m, n). At or above alpha, no change could show."""
+        return min(1.0, 2 / math.comb(self.n_reference + self.n_changed, self.n_reference))
+
     def describe(self) -> str:
         p = "p<0.001" if self.p < 0.001 else f"p={self.p:.3g}"
-        return f"significant, {p}" if self.significant else f"not significant, {p}"
+        if self.significant:
+            return f"significant, {p}"
+        if self.smallest_p >= self.alpha:
+            return f"not significant, {p}: too few samples to tell (use --count 10 or more)"
+        return f"not significant, {p}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"test": TEST_NAME, "u": self.u, "p": self.p, "alpha": self.alpha, "significant": self.significant}
+        return {"test": TEST_NAME, "u": self.u, "p": self.p, "alpha": self.alpha, "significant": self.significant,
+                "n_reference": self.n_reference, "n_changed": self.n_changed, "smallest_p": self.smallest_p}
 
 
 def rank_test(reference: Sequence[float], changed: Sequence[float], alpha: float = ALPHA) -> RankTest | None:
@@ -100,7 +114,8 @@ def rank_test(reference: Sequence[float], changed: Sequence[float], alpha: float
 
     result = mannwhitneyu(list(changed), list(reference), alternative="two-sided")
     p = float(result.pvalue)
-    return RankTest(u=float(result.statistic), p=1.0 if p != p else p, alpha=alpha)
+    return RankTest(u=float(result.statistic), p=1.0 if p != p else p, n_reference=len(reference),
+                    n_changed=len(changed), alpha=alpha)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,15 @@ def test_rank_test_small_samples_use_the_exact_distribution() -> None:
     assert rank_test([], [1.0]) is None
 
 
+def test_too_few_samples_to_tell_says_so() -> None:
+    few = rank_test([1, 2, 3], [4, 5, 6])
+    assert few is not None and few.smallest_p == pytest.approx(0.1)
+    assert few.describe() == "not significant, p=0.1: too few samples to tell (use --count 10 or more)"
+    enough = rank_test([1, 2, 3, 4, 5], [3, 4, 5, 6, 2])
+    assert enough is not None and enough.smallest_p < 0.05
+    assert enough.describe() == f"not significant, p={enough.p:.3g}"
+
+
 def test_text_lists_differences_before_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", str(A), str(B)]) == 0
     out = capsys.readouterr().out
