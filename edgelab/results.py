@@ -14,6 +14,8 @@ from typing import Any
 from edgelab.stats import Summary, summarize, warnings_for
 
 GIB = 1 << 30
+#: A steady runtime that reaches less than this share of the asked rate gets a warning.
+RATE_SHORTFALL = 0.9
 #: A MemAvailable fall counts as a host figure once it is this many times its idle noise.
 NOISE_FACTOR = 10
 
@@ -91,14 +93,14 @@ class MemoryResult:
 
     @property
     def instances_for_stable_host_figure(self) -> int | None:
-        """How many instances a MemAvailable fall above the noise needs, at this per-instance
-        cost (PSS where the fall itself is too small to price an instance)."""
+        """About how many instances a MemAvailable fall of ``NOISE_FACTOR`` times its noise
+        needs, priced at the user-space figure (a floor of the host cost: the fall itself is
+        what is in doubt). None if no noise was measured or the count is already held."""
         noise = self.mem_available_noise_bytes
-        if not noise:
+        if not noise or self.pss_bytes_per_instance <= 0:
             return None
-        fallen = self.mem_available_bytes_per_instance or 0.0
-        per_instance = max(fallen, self.pss_bytes_per_instance, 1.0)
-        return max(self.instances, math.ceil(NOISE_FACTOR * noise / per_instance))
+        needed = math.ceil(NOISE_FACTOR * noise / self.pss_bytes_per_instance)
+        return needed if needed > self.instances else None
 
     @property
     def host_bytes_per_instance(self) -> float | None:
@@ -129,7 +131,7 @@ class MemoryResult:
                 return f"cgroup memory incl. kernel memory (as docker stats reads it) / instances; {why}"
             return f"user-space {self.metric}, above the cgroups' memory (which leaves out the shim); {why}"
         needed = self.instances_for_stable_host_figure if fallen is not None else None
-        hint = f" (hold at least {needed:,})" if needed and needed > self.instances else ""
+        hint = f" (hold at least {needed:,})" if needed else ""
         return f"none: {why}{hint}; per GiB from user-space {self.metric}"
 
     @property
@@ -149,10 +151,12 @@ class MemoryResult:
         if self.mem_available_bytes_per_instance is not None and not self.mem_available_stable:
             needed = self.instances_for_stable_host_figure
             noise = self.mem_available_noise_bytes or 0
+            total = self.mem_available_total_bytes or 0
             found.append(
-                f"MemAvailable fall is within its idle noise ({noise / 1024:,.0f} KiB) at"
-                f" {self.instances:,} instances"
-                + (f"; hold at least {needed:,} for a stable host figure" if needed else "")
+                f"MemAvailable fell {total / 1024:,.0f} KiB at {self.instances:,} instances, within"
+                f" {NOISE_FACTOR}x its idle noise ({noise / 1024:,.0f} KiB)"
+                + (f"; hold at least {needed:,} for a stable host figure" if needed
+                   else "; other processes moved it: rerun on a quieter machine")
             )
         return found
 
@@ -194,6 +198,35 @@ class RuntimeResult:
     running: int = 0
     #: The run's scenario; its non-warmup samples are the ones summarised.
     scenario: str = "burst"
+    #: time.monotonic() the samples' times count from (steady: when the first launch was due,
+    #: the same for every runtime); None: from this runtime's first launch.
+    clock_origin: float | None = None
+    #: Steady only: the launches per second asked for, and those that started in the window
+    #: (a launch waits for the one before it, so a slow runtime falls short; ``warnings`` says).
+    rate_asked_per_s: float | None = None
+    rate_achieved_per_s: float | None = None
+
+    def sample_time_s(self, sample: Sample) -> float:
+        """When ``sample``'s launch began, in seconds from ``clock_origin``."""
+        origin = self.clock_origin
+        if origin is None:
+            origin = min((s.started_at for s in self.samples), default=sample.started_at)
+        return sample.started_at - origin
+
+    def rate_warning(self) -> str | None:
+        """A steady run that reached less than 90% of the asked rate, in words with a fix."""
+        asked, achieved = self.rate_asked_per_s, self.rate_achieved_per_s
+        if asked is None or achieved is None or achieved >= RATE_SHORTFALL * asked:
+            return None
+        summary = self.summary()
+        why = (
+            f"; one launch takes ~{summary.p50_ns / 1e6:,.1f} ms here and waits for the one before"
+            if summary else ""
+        )  # fmt: skip
+        return (
+            f"steady reached {achieved:,.2f} launches/s of the {asked:,.2f} asked "
+            f"({achieved / asked:.0%}){why}: ask for at most {achieved:,.2f}/s"
+        )
 
     @property
     def measured(self) -> list[Sample]:
@@ -227,7 +260,8 @@ class RuntimeResult:
         if self.error:
             return []
         found = warnings_for(self.summary(), len(self.measured))
-        return found + (self.memory.warnings() if self.memory else [])
+        rate = self.rate_warning()
+        return found + ([rate] if rate else []) + (self.memory.warnings() if self.memory else [])
 
     def first_error(self) -> str | None:
         """The run-level error, or the first failed launch's reason."""
@@ -254,6 +288,21 @@ class RuntimeResult:
                 for s in self.measured
                 if s.ok and s.startup_ns is not None
             ],
+            # Every measured launch, failed ones too, with when it began (seconds from
+            # clock_origin: a steady run's start) -- samples_us keeps only the ok ones.
+            "launches": [
+                {
+                    "index": s.index,
+                    "t_s": round(self.sample_time_s(s), 6),
+                    "ok": s.ok,
+                    "startup_us": round(s.startup_ns / 1_000, 3) if s.startup_ns is not None else None,
+                }
+                for s in self.measured
+            ],
+            "rate_asked_per_s": self.rate_asked_per_s,
+            "rate_achieved_per_s": (
+                round(self.rate_achieved_per_s, 4) if self.rate_achieved_per_s is not None else None
+            ),
             "memory_kib_per_instance": (
                 round(memory.pss_bytes_per_instance / 1024, 3) if memory else None
             ),

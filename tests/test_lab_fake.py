@@ -262,7 +262,7 @@ def test_a_noisy_mem_available_is_said_with_the_instances_a_stable_figure_needs(
     assert memory is not None and memory.mem_available_noise_bytes == 1 << 20
     assert not memory.mem_available_stable  # 20 x 12 KiB = 240 KiB, under 10 x 1 MiB
     needed = memory.instances_for_stable_host_figure
-    assert needed == -(-10 * (1 << 20) // 12_288)  # ten times the noise at ~12 KiB each
+    assert needed == -(-10 * (1 << 20) // 10_240)  # ten times the noise at 10 KiB (PSS) each
     # A fall within noise is no host figure: per GiB falls back to PSS, and says so.
     assert memory.host_bytes_per_instance is None
     assert memory.host_basis == f"none: MemAvailable fall within noise (hold at least {needed:,}); per GiB from user-space {memory.metric}"
@@ -304,3 +304,16 @@ def test_a_container_host_figure_within_noise_falls_back_to_cgroup_or_pss_whiche
     stable = MemoryResult(100, 2.7 * mib, "PSS", 5.0 * mib, cgroup_bytes_per_instance=0.4 * mib, mem_available_noise_bytes=mib)
     assert stable.host_bytes_per_instance == 5.0 * mib and stable.host_basis.startswith("fall of MemAvailable")
     assert stable.warnings() == []
+
+
+def test_a_fall_within_noise_at_a_count_that_should_suffice_says_the_machine_was_busy() -> None:
+    from edgelab.results import MemoryResult
+
+    # 30,000 x 11 KiB of PSS is ~330 MiB, 10x a 15 MiB noise would need ~14,000: enough
+    # instances, yet the fall was small (other processes freed memory meanwhile).
+    memory = MemoryResult(30_000, 11 * 1024.0, "PSS", 100.0, mem_available_noise_bytes=15 << 20)
+    assert not memory.mem_available_stable and memory.instances_for_stable_host_figure is None
+    assert memory.host_bytes_per_instance is None
+    (warning,) = memory.warnings()
+    assert warning.endswith("other processes moved it: rerun on a quieter machine")
+    assert "hold at least" not in memory.host_basis
