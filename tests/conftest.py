@@ -95,3 +95,19 @@ def _no_leaked_containers() -> Iterator[None]:
 
 
 # =============================================================================================
+# Run history
+# =============================================================================================
+# Every ``edgelab run`` saves its JSON into the user data dir (edgelab.history). Tests must not
+# fill a real user's history, so the whole session (and every process it spawns, which inherits
+# the environment) writes into a folder of its own; tests of the history point it elsewhere again.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    previous = os.environ.get("EDGELAB_DATA_DIR")
+    os.environ["EDGELAB_DATA_DIR"] = str(tmp_path_factory.mktemp("edgelab-data"))
+    yield
+    if previous is None:
+        os.environ.pop("EDGELAB_DATA_DIR", None)
+    else:
+        os.environ["EDGELAB_DATA_DIR"] = previous
