@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
     parser.add_argument("--workload", help="workload to select when the lab opens")
     parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves SVG screenshots")
+    parser.add_argument("--exports", type=Path, default=None, help="where the lab's e writes JSON, CSV and Markdown (default: ./edgelab-exports)")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -224,6 +225,7 @@ def _run_tui(args: argparse.Namespace) -> int:
         return run_app(
             workload=args.workload,
             screenshot_dir=args.screenshots,
+            export_dir=args.exports,
             theme=args.theme,
             started_at=_STARTED,
         )

@@ -56,7 +56,12 @@ def pilot_test(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
 
 
 def fake_app(tmp_path: Path, **kwargs: object) -> EdgelabApp:
-    return EdgelabApp(lab=FakeLab(**kwargs), screenshot_dir=tmp_path, deterministic=True)  # type: ignore[arg-type]
+    return EdgelabApp(
+        lab=FakeLab(**kwargs),  # type: ignore[arg-type]
+        screenshot_dir=tmp_path / "screenshots",
+        export_dir=tmp_path / "exports",
+        deterministic=True,
+    )
 
 
 async def until(pilot: Pilot, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -120,10 +125,14 @@ async def test_r_again_stops_a_holding_ramp_and_reports_memory(tmp_path: Path) -
         await pilot.press("r")
         await until(pilot, lambda: app.state.runtimes["wasm"].running == 30)
         assert app.running
-        assert "/instance so far" in app.panels["wasm"].text()
+        await until(pilot, lambda: app.state.held)
+        assert "holding 90 instances" in str(app.query_one("#status").render())
         await pilot.press("r")
         await until(pilot, lambda: not app.running)
-        assert app.state.cancelled
+        # Ending a held ramp is its planned end: a completed run, not a cancelled one.
+        assert not app.state.cancelled
+        assert app.state.result is not None and app.state.result.metadata["cancelled"] is False
+        assert "ramp of hello ended" in str(app.query_one("#status").render())
         for name, panel in app.panels.items():
             text = panel.text()
             assert "/instance (fake (not a measurement))" in text, (name, text)
@@ -189,11 +198,13 @@ async def test_e_exports_json_csv_and_markdown(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await run_to_end(pilot)
         await pilot.press("e")
-        await until(pilot, lambda: len(list(tmp_path.iterdir())) >= 3)
+        exports = tmp_path / "exports"
+        await until(pilot, lambda: exports.is_dir() and len(list(exports.iterdir())) >= 3)
         await app.workers.wait_for_complete()
-    suffixes = sorted(p.suffix for p in tmp_path.iterdir())
+    suffixes = sorted(p.suffix for p in exports.iterdir())
     assert suffixes == [".csv", ".json", ".md"]
-    assert '"startup_us"' in next(tmp_path.glob("*.json")).read_text()
+    assert '"startup_us"' in next(exports.glob("*.json")).read_text()
+    assert not (tmp_path / "screenshots").exists(), "exports went into the screenshot folder"
 
 
 @pilot_test
@@ -357,3 +368,242 @@ async def test_only_the_inputs_a_scenario_uses_are_shown(tmp_path: Path) -> None
         app.query_one(Controls).set_scenario("steady")
         await pilot.pause()
         assert not app.query_one("#count").display and app.query_one("#rate").display
+
+
+# -- keys whatever has focus, the catalog, moving around (issue 9) ----------------------------
+def visible_in_body(app: EdgelabApp, widget_id: str) -> bool:
+    """The widget's top line lies inside the scrolling body's viewport (not above or below)."""
+    body = app.query_one("#body").region
+    top = app.query_one(widget_id).region.y
+    return body.y <= top < body.bottom
+
+
+@pilot_test
+async def test_r_with_the_n_field_focused_runs_and_types_nothing(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        count = app.query_one("#count", Input)
+        count.focus()
+        await pilot.pause()
+        assert app.focused is count
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.result is not None and not app.running)
+        assert count.value == "20"
+        assert app.state.result.runtimes["wasm"].summary().n == 20  # type: ignore[union-attr]
+
+
+@pilot_test
+async def test_a_ramps_n_takes_runtime_letters_and_r_still_runs(tmp_path: Path) -> None:
+    """c and s are typed where a runtime's letter can stand; r, e, ? never are."""
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.query_one(Controls).set_scenario("ramp")
+        count = app.query_one("#count", Input)
+        count.focus()
+        await pilot.pause()
+        count.value = ""
+        await pilot.press(*"c=3,s=5,w=7")
+        assert count.value == "c=3,s=5,w=7"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.held)
+        assert count.value == "c=3,s=5,w=7"
+        assert [app.state.runtimes[n].running for n in ("container", "subprocess", "wasm")] == [3, 5, 7]
+        await pilot.press("r")
+        await until(pilot, lambda: not app.running)
+
+
+@pilot_test
+async def test_keys_the_n_field_cannot_use_reach_the_lab(tmp_path: Path) -> None:
+    """A digit is typed; ? opens the help; c after a digit (no runtime letter can stand there)
+    clears; in a burst's N no letter is typed at all."""
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_to_end(pilot)
+        count = app.query_one("#count", Input)
+        count.focus()
+        await pilot.pause()
+        count.value = "2"
+        count.cursor_position = 1
+        await pilot.press("5")
+        assert count.value == "25"
+        await pilot.press("c")
+        await pilot.pause()
+        assert count.value == "25"
+        assert app.state.result is None, "c did not clear"
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.focused is count and count.value == "25"
+
+
+@pilot_test
+async def test_enter_in_n_runs(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        count = app.query_one("#count", Input)
+        count.focus()
+        count.value = "7"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.state.result is not None and not app.running)
+        assert app.state.result.runtimes["container"].summary().n == 7  # type: ignore[union-attr]
+
+
+@pilot_test
+async def test_r_before_the_catalog_loads_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import edgelab.workloads
+
+    release = threading.Event()
+    real = edgelab.workloads.load_workloads
+
+    def slow_catalog(*args, **kwargs):  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edgelab.workloads, "load_workloads", slow_catalog)
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.query_one(Controls).workload() is None
+        await pilot.press("r")
+        await pilot.pause()
+        status = str(app.query_one("#status").render())
+        assert "loading workloads…" in status and "no workload" not in status, status
+        assert app.scenario_worker is None
+        release.set()
+        await until(pilot, lambda: app.state.result is not None and not app.running)
+        assert app.state.result.metadata["settings"]["workload"] == "hello"  # type: ignore[union-attr]
+
+
+@pilot_test
+async def test_r_twice_before_the_catalog_loads_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import edgelab.workloads
+
+    release = threading.Event()
+    real = edgelab.workloads.load_workloads
+    monkeypatch.setattr(
+        edgelab.workloads, "load_workloads", lambda *a, **k: (release.wait(10), real(*a, **k))[1]
+    )
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("r", "r")
+        release.set()
+        await ready(pilot)
+        await pilot.pause(0.3)
+        assert app.scenario_worker is None and app.state.result is None
+
+
+@pilot_test
+async def test_keyboard_reaches_every_panel_at_80x24(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert not visible_in_body(app, "#panel-wasm"), "the test needs wasm below the fold"
+        # ] from the workload list: the first panel, then the next ones.
+        for name in ("container", "subprocess", "wasm"):
+            await pilot.press("right_square_bracket")
+            await pilot.pause()
+            assert app.focused is app.panels[name], (name, app.focused)
+            assert visible_in_body(app, f"#panel-{name}"), name
+        assert app.panels["wasm"].has_pseudo_class("focus")
+        # On a panel: left goes back, up/k scroll the body a line, pagedown a page.
+        await pilot.press("left")
+        await pilot.pause()
+        assert app.focused is app.panels["subprocess"]
+        body = app.query_one("#body")
+        before = body.scroll_y
+        await pilot.press("k")
+        await pilot.pause()
+        assert body.scroll_y == before - 1
+        await pilot.press("home")
+        await pilot.pause()
+        assert body.scroll_y == 0
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert body.scroll_y > 0
+        # tab alone gets there too, from the list through every control.
+        app.query_one("#workloads").focus()
+        await pilot.pause()
+        for _ in range(12):
+            if app.focused is app.panels["wasm"]:
+                break
+            await pilot.press("tab")
+            await pilot.pause()
+        assert app.focused is app.panels["wasm"]
+        assert visible_in_body(app, "#panel-wasm")
+
+
+def exported(app: EdgelabApp) -> bool:
+    """Every export worker has finished (the scenario's may still be holding)."""
+    return all(w.is_finished for w in app.workers if w.group == "export")
+
+
+@pilot_test
+async def test_e_on_a_held_ramp_exports_it_as_completed(tmp_path: Path) -> None:
+    import json
+
+    app = fake_app(tmp_path)
+    exports = tmp_path / "exports"
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.query_one(Controls).set_scenario("ramp")
+        app.query_one("#count", Input).value = "c=2,s=3,w=40"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.held)
+        assert app.running
+        await pilot.press("e")
+        await until(pilot, lambda: len(list(exports.glob("*-held.*"))) == 3 and exported(app))
+        held = json.loads(next(exports.glob("*-held.json")).read_text())
+        assert held["metadata"]["cancelled"] is False
+        assert held["metadata"]["settings"]["scenario"] == "ramp"
+        results = {r["runtime"]: r for r in held["results"]}
+        assert results["wasm"]["memory_resident_instances"] == 40
+        assert results["wasm"]["instances"]["running"] == 40
+        assert app.running, "exporting ended the hold"
+        await pilot.press("r")
+        await until(pilot, lambda: not app.running)
+        await pilot.press("e")
+        await until(pilot, lambda: len(list(exports.glob("*.json"))) == 2 and exported(app))
+    ended = [p for p in exports.glob("*.json") if not p.name.endswith("-held.json")]
+    final = json.loads(ended[0].read_text())
+    assert final["metadata"]["cancelled"] is False
+    assert {r["runtime"]: r for r in final["results"]}["wasm"]["memory_resident_instances"] == 40
+
+
+@pilot_test
+async def test_the_run_line_says_how_a_mixed_burst_interleaved(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await run_to_end(pilot)
+        line = str(app.query_one("#run-line").render())
+        assert "burst of hello" in line and "interleave: block" in line, line
+        assert app.state.result.metadata["settings"]["interleave"] == "block"  # type: ignore[union-attr]
+        await pilot.press("i")
+        await run_to_end(pilot)
+        assert "interleave: launch by launch" in str(app.query_one("#run-line").render())
+        assert app.state.result.metadata["settings"]["interleave"] == "launch"  # type: ignore[union-attr]
+
+
+def test_the_exports_flag_reaches_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """edgelab --exports DIR: the lab's e writes there (default ./edgelab-exports)."""
+    import edgelab.tui.app
+    from edgelab.cli import main
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(edgelab.tui.app, "run_app", lambda **kwargs: seen.update(kwargs) or 0)
+    assert main(["--exports", str(tmp_path / "out")]) == 0
+    assert seen["export_dir"] == tmp_path / "out"
+    assert EdgelabApp(lab=FakeLab()).export_dir == Path("edgelab-exports")  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ PROCESS_STARTED = time.perf_counter()  # noqa: E402 - as early as possible, for 
 import asyncio  # noqa: E402
 import gc  # noqa: E402
 import threading  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, ClassVar  # noqa: E402
 
@@ -24,7 +25,7 @@ from textual.containers import Horizontal, VerticalScroll  # noqa: E402
 from textual.message import Message  # noqa: E402
 from textual.screen import Screen  # noqa: E402
 from textual.timer import Timer  # noqa: E402
-from textual.widgets import Static  # noqa: E402
+from textual.widgets import Input, Static  # noqa: E402
 from textual.worker import Worker, WorkerState  # noqa: E402
 
 from edgelab.errors import EdgelabError  # noqa: E402
@@ -42,16 +43,19 @@ from edgelab.tui.controls import Controls  # noqa: E402
 from edgelab.tui.header import HostBar  # noqa: E402
 from edgelab.tui.panels import RuntimePanel  # noqa: E402
 from edgelab.tui.state import EventBuffer, LabState, RunDone, comparison_text, final_figures  # noqa: E402
-from edgelab.tui.view import panel_view  # noqa: E402
+from edgelab.tui.view import panel_view, settings_line  # noqa: E402
 
 if TYPE_CHECKING:
-    from edgelab.lab import Lab, Settings
+    from edgelab.lab import Interleave, Lab, Settings
     from edgelab.results import RunResult
 
 DRAIN_HZ = 8
 #: gc thresholds once the lab is up (Python's defaults: 700, 10, 10).
 GC_THRESHOLDS = (20_000, 20, 1_000)
 WIDE_COLUMNS = 120
+#: Where e writes its exports unless --exports says otherwise: a folder of their own, beside
+#: where the lab was started (as screenshots/ is), so the files are found where one looks.
+DEFAULT_EXPORT_DIR = Path("edgelab-exports")
 QUIT_WAIT_S = 5.0
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 #: Host facts shown instead of the real ones when snapshots must not depend on the machine.
@@ -110,13 +114,21 @@ class EdgelabApp(App[int]):
     #: restyle the whole tree twice before the first frame.
     AUTO_FOCUS = "#workloads"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
+    #: Not priority bindings (but ctrl+c, ctrl+q): an input types the characters its value can
+    #: take and passes every other key on (controls.FieldInput), so these work whatever has
+    #: focus while digits and a ramp's runtime letters still go into N.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run_or_stop", "run/stop"),
         Binding("ctrl+c", "cancel", "cancel", priority=True),
         Binding("s", "save_svg", "svg"),
         Binding("e", "export", "export"),
         Binding("c", "clear", "clear"),
-        Binding("t", "toggle_theme", "theme"),
+        Binding("t", "toggle_theme", "theme", show=False),
+        Binding("i", "toggle_interleave", "interleave", show=False),
+        Binding("right_square_bracket", "focus_panel(1)", "panels", key_display="[ ]"),
+        Binding("left_square_bracket", "focus_panel(-1)", "previous panel", show=False),
+        Binding("pagedown", "scroll_body('page_down')", "page down", show=False),
+        Binding("pageup", "scroll_body('page_up')", "page up", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
@@ -137,7 +149,7 @@ class EdgelabApp(App[int]):
         super().__init__()
         self._lab = lab
         self.screenshot_dir = Path(screenshot_dir)
-        self.export_dir = Path(export_dir) if export_dir is not None else self.screenshot_dir
+        self.export_dir = Path(export_dir) if export_dir is not None else DEFAULT_EXPORT_DIR
         self.initial_workload = workload
         self.deterministic = deterministic
         self.only_workloads = only_workloads
@@ -156,6 +168,11 @@ class EdgelabApp(App[int]):
         self.cancel_event: threading.Event | None = None
         self.stop_verb = ""
         self.settings: Settings | None = None
+        #: The workload list has arrived (r before it waits for it instead of failing).
+        self.catalog_loaded = False
+        #: How the next mixed burst takes turns (Settings.interleave; i switches).
+        self.interleave: Interleave = "block"
+        self.run_when_loaded = False
         self.handled_keys: list[tuple[str, float]] = []
         self._drain_timer: Timer | None = None
         self.draining = False
@@ -186,8 +203,9 @@ class EdgelabApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield HostBar(id="host")
-        with VerticalScroll(id="body"):
+        with VerticalScroll(id="body", can_focus=False):
             yield Controls(id="controls")
+            yield Static("", id="run-line")
             with Horizontal(id="panels"):
                 for name in RUNTIME_NAMES:
                     yield RuntimePanel(name)
@@ -302,10 +320,16 @@ class EdgelabApp(App[int]):
     def on_workloads_loaded(self, message: WorkloadsLoaded) -> None:
         wanted = self.initial_workload or ("hello" if "hello" in message.workloads else None)
         self.query_one(Controls).set_workloads(message.workloads, wanted)
+        self.catalog_loaded = True
         if not message.workloads:
+            self.run_when_loaded = False
             self.show_status("no workloads found under modules/: add one to run the lab")
         elif self.initial_workload and self.initial_workload not in message.workloads:
+            self.run_when_loaded = False
             self.show_status(f"unknown workload '{self.initial_workload}'; pick one from the list")
+        elif self.run_when_loaded:
+            self.run_when_loaded = False
+            self._start_from_controls()
 
     def on_sizes_found(self, message: SizesFound) -> None:
         self.query_one(Controls).set_sizes(message.workload, message.sizes)
@@ -326,8 +350,28 @@ class EdgelabApp(App[int]):
         if self.running:
             self.stop_scenario("stopping")
             return
+        if not self.catalog_loaded:
+            # Pressed before the list arrived: run as soon as it does (r again: don't).
+            self.run_when_loaded = not self.run_when_loaded
+            self.show_status(
+                "loading workloads… the run starts once they are listed (r again: don't)"
+                if self.run_when_loaded
+                else "loading workloads… (r runs once they are listed)"
+            )
+            return
+        self._start_from_controls()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in N (or rate, duration) runs; it never stops a run, r does."""
+        event.stop()
+        if self.running:
+            self.notify("a run is in progress: r stops it", timeout=3)
+            return
+        self.action_run_or_stop()
+
+    def _start_from_controls(self) -> None:
         try:
-            settings = self.query_one(Controls).settings()
+            settings = replace(self.query_one(Controls).settings(), interleave=self.interleave)
             settings.validate()
         except EdgelabError as exc:
             self.report_error(str(exc))
@@ -340,6 +384,7 @@ class EdgelabApp(App[int]):
         self.stop_verb = ""
         self.state.reset(settings.runtimes)
         self.buffer.drain()
+        self.query_one("#run-line", Static).update(settings_line(settings))
         self.refresh_panels(now=None)
         verb = "holding until you press r" if settings.scenario == "ramp" else "running"
         self.show_status(f"{settings.scenario} of {settings.workload}: {verb} · ctrl+c cancels")
@@ -352,7 +397,7 @@ class EdgelabApp(App[int]):
 
     def _scroll_to_panels(self) -> None:
         self.query_one("#body", VerticalScroll).scroll_to_widget(
-            self.query_one("#panels"), top=True, animate=False
+            self.query_one("#run-line"), top=True, animate=False
         )
 
     def stop_scenario(self, verb: str) -> None:
@@ -364,7 +409,9 @@ class EdgelabApp(App[int]):
     @work(thread=True, exclusive=True, group="scenario", exit_on_error=False)
     def run_scenario(self, settings: Settings, cancel: threading.Event) -> RunResult:
         result = self.lab.run(settings, on_event=self.buffer, cancel=cancel)
-        self.buffer(RunDone(result, final_figures(result), cancel.is_set()))
+        # The lab's word, not the cancel event's: ending a held ramp (r) completes it.
+        cancelled = bool(result.metadata.get("cancelled", cancel.is_set()))
+        self.buffer(RunDone(result, final_figures(result), cancelled))
         return result
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -385,10 +432,10 @@ class EdgelabApp(App[int]):
         settings = self.settings
         what = f"{settings.scenario} of {settings.workload}" if settings else "run"
         if not self.state.cancelled:
-            ended = "finished"
+            # r ends a held ramp as planned: a completed run, as its export says.
+            ended = "ended" if self.stop_verb else "finished"
         else:
-            # r ends a holding ramp as planned; only ctrl+c (or quitting) cancels a run.
-            ended = "stopped" if self.stop_verb == "stopping" else "cancelled"
+            ended = "stopped early" if self.stop_verb == "stopping" else "cancelled"
         fake = " · fake runtimes: figures are not measurements" if self.lab.fake else ""
         return f"{what} {ended} · e exports, s saves a screenshot{fake}"
 
@@ -410,8 +457,15 @@ class EdgelabApp(App[int]):
         """Fold whatever the worker produced since the last tick into the panels."""
         events = self.buffer.drain()
         if events:
+            was_held = self.state.held
             self.state.apply(events)
             self._learn_runtime_words()
+            if self.state.held and not was_held and self.settings is not None:
+                held = sum(live.running for live in self.state.runtimes.values())
+                self.show_status(
+                    f"ramp of {self.settings.workload}: holding {held:,} instances"
+                    " · r ends it, e exports it, ctrl+c cancels"
+                )
         if self.covered:
             return
         self.refresh_panels(now=time.monotonic() if self.running else None)
@@ -454,6 +508,7 @@ class EdgelabApp(App[int]):
             return
         self.state.reset(self.query_one(Controls).runtimes())
         self.settings = None
+        self.query_one("#run-line", Static).update("")
         self.refresh_panels(now=None)
         self.show_status("cleared · press r to run")
 
@@ -468,19 +523,30 @@ class EdgelabApp(App[int]):
         self.notify(f"screenshot saved: {path}", timeout=5)
 
     def action_export(self) -> None:
+        """The last result, or a held ramp's figures while it holds (the lab's RampHeld)."""
         self._key_handled("e")
         if self.state.result is None:
-            self.notify("nothing to export yet: run a scenario first (r)", timeout=4)
+            if self.running:
+                self.notify("nothing to export yet: the run is still under way", timeout=4)
+            else:
+                self.notify("nothing to export yet: run a scenario first (r)", timeout=4)
             return
-        self.export_result(self.state.result)
+        # Still running with a result: a held ramp, its figures as they stand (not cancelled).
+        self.export_result(self.state.result, held=self.running)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def export_result(self, result: RunResult) -> None:
+    def export_result(self, result: RunResult, held: bool = False) -> None:
         from edgelab.export import write_exports
 
         settings = result.metadata.get("settings", {})
         stamp = str(result.metadata.get("started", "run"))[:19].replace(":", "-")
-        stem = self.export_dir / f"edgelab-{settings.get('workload', 'run')}-{settings.get('scenario', '')}-{stamp}"
+        suffix = "-held" if held else ""
+        try:
+            # The folder itself, never its parents: a mistyped --exports gets a line, not a tree.
+            self.export_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise EdgelabError(f"cannot export into {self.export_dir}: {exc.strerror}") from None
+        stem = self.export_dir / f"edgelab-{settings.get('workload', 'run')}-{settings.get('scenario', '')}-{stamp}{suffix}"
         paths = write_exports(
             result,
             json_path=stem.with_suffix(".json"),
@@ -490,6 +556,38 @@ class EdgelabApp(App[int]):
         self.call_from_thread(
             self.notify, "exported: " + ", ".join(str(p) for p in paths), timeout=8
         )
+
+    def action_focus_panel(self, step: int) -> None:
+        """] and [ (and right/left on a panel): the next or previous runtime panel, scrolled
+        into view; from the controls, ] goes to the first panel and [ to the last."""
+        panels = list(self.panels.values())
+        focused = self.focused
+        if focused in panels:
+            target = panels[(panels.index(focused) + step) % len(panels)]  # type: ignore[arg-type]
+        else:
+            target = panels[0] if step > 0 else panels[-1]
+        target.focus(scroll_visible=False)
+        self.query_one("#body", VerticalScroll).scroll_to_widget(target, top=True, animate=False)
+
+    def action_scroll_body(self, how: str) -> None:
+        """Page keys scroll the lab's body wherever focus is (the list keeps its own)."""
+        body = self.query_one("#body", VerticalScroll)
+        {
+            "page_down": body.scroll_page_down,
+            "page_up": body.scroll_page_up,
+            "down": body.scroll_down,
+            "up": body.scroll_up,
+        }[how](animate=False)
+
+    def action_toggle_interleave(self) -> None:
+        self._key_handled("i")
+        self.interleave = "launch" if self.interleave == "block" else "block"
+        how = (
+            "one launch per runtime in turn (each in the wake of another runtime's work)"
+            if self.interleave == "launch"
+            else "runtimes take turns in short blocks of launches"
+        )
+        self.notify(f"next mixed bursts interleave: {self.interleave}, {how}", timeout=5)
 
     def action_toggle_theme(self) -> None:
         self._key_handled("t")
@@ -546,10 +644,15 @@ def run_app(
     screenshot_dir: Path = Path("screenshots"),
     theme: str | None = None,
     started_at: float | None = None,
+    export_dir: Path | None = None,
 ) -> int:
     """Open the lab; whatever happens, every container and process it started is removed."""
     app = EdgelabApp(
-        workload=workload, screenshot_dir=screenshot_dir, theme=theme, started_at=started_at
+        workload=workload,
+        screenshot_dir=screenshot_dir,
+        export_dir=export_dir,
+        theme=theme,
+        started_at=started_at,
     )
     try:
         code = app.run()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
@@ -25,6 +27,48 @@ DEFAULT_COUNT = 20
 DEFAULT_RATE_PER_S = 10.0
 DEFAULT_DURATION_S = 5.0
 DESCRIPTION_CHARS = 46
+
+#: What the N field may hold while it is typed. A burst takes a count; a ramp takes a count or
+#: one per runtime by its first letter (c=20,s=50,w=2000), and the field accepts any prefix of
+#: that. Any other key (r, e, ?, a letter where no runtime can stand) is not typed but goes on
+#: to the lab's keys, so r runs whatever has focus.
+COUNT_PATTERN = r" *\d* *"
+_LETTER = "[csw]"
+RESIDENT_PATTERN = rf" *(?:\d+ *|(?:{_LETTER} *= *\d+ *, *)*(?:{_LETTER} *(?:= *\d*)?)?) *"
+#: Rate and duration: a positive decimal number.
+DECIMAL_PATTERN = r"\d*\.?\d*"
+#: Written beside the N field, per scenario (the format is not only in a tooltip).
+COUNT_HINTS = {
+    "burst": "cold starts per runtime",
+    "ramp": "N or c=20,s=50,w=2000",
+}
+
+
+class FieldInput(Input):
+    """An Input that keeps only the characters its value can take.
+
+    Textual's Input swallows every printable key; here a key it cannot use is neither typed
+    nor stopped, so it bubbles to the app's bindings. Letters the field does use (the runtime
+    letters in a ramp's N) are typed, which is why the lab's keys avoid w and only c and s
+    (clear, screenshot) are typed there, and only where a runtime letter can stand.
+    """
+
+    def would_accept(self, character: str) -> bool:
+        selection = self.selection
+        start, end = sorted((selection.start, selection.end))
+        value = self.value
+        if selection.is_empty:
+            start = end = self.cursor_position
+        new_value = value[:start] + character + value[end:]
+        return self.restrict is None or re.fullmatch(self.restrict, new_value) is not None
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character is not None and character.isprintable() and self.would_accept(character)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character and not self.would_accept(event.character):
+            # Input's own handler would stop it (and ring the bell): skip it, let it bubble.
+            event.prevent_default()
 
 
 def size_cell(size: Size) -> str:
@@ -54,11 +98,18 @@ class Controls(Horizontal):
                         yield RadioButton(scenario, value=scenario == "burst", id=f"scenario-{scenario}")
             with Horizontal(classes="option-row"):
                 yield Label("N", classes="option-label", id="count-label")
-                yield Input(str(DEFAULT_COUNT), id="count", compact=True, classes="for-count")
+                yield FieldInput(
+                    str(DEFAULT_COUNT), restrict=COUNT_PATTERN, id="count", compact=True, classes="for-count"
+                )
+                yield Label(COUNT_HINTS["burst"], id="count-hint", classes="for-count")
                 yield Label("rate/s", classes="option-label for-steady")
-                yield Input(f"{DEFAULT_RATE_PER_S:g}", type="number", id="rate", compact=True, classes="for-steady")
+                yield FieldInput(
+                    f"{DEFAULT_RATE_PER_S:g}", restrict=DECIMAL_PATTERN, id="rate", compact=True, classes="for-steady"
+                )
                 yield Label("for s", classes="option-label for-steady")
-                yield Input(f"{DEFAULT_DURATION_S:g}", type="number", id="duration", compact=True, classes="for-steady")
+                yield FieldInput(
+                    f"{DEFAULT_DURATION_S:g}", restrict=DECIMAL_PATTERN, id="duration", compact=True, classes="for-steady"
+                )
 
     def on_mount(self) -> None:
         table = self.query_one("#workloads", DataTable)
@@ -97,12 +148,17 @@ class Controls(Horizontal):
     def _explain_count(self) -> None:
         """Only the inputs the scenario uses are shown: N (burst, ramp) or rate and time."""
         scenario = self.scenario()
-        self.query_one("#count-label", Label).update("resident N" if scenario == "ramp" else "N")
-        self.query_one("#count", Input).tooltip = (
-            "instances to hold per runtime: one number, or per runtime, e.g. c=20,s=50,w=2000"
-            if scenario == "ramp"
+        ramp = scenario == "ramp"
+        self.query_one("#count-label", Label).update("resident N" if ramp else "N")
+        count = self.query_one("#count", Input)
+        count.restrict = RESIDENT_PATTERN if ramp else COUNT_PATTERN
+        count.tooltip = (
+            "instances to hold per runtime: one number, or per runtime by first letter,"
+            " e.g. c=20,s=50,w=2000 (container, subprocess, wasm)"
+            if ramp
             else "cold starts per runtime"
         )
+        self.query_one("#count-hint", Label).update(COUNT_HINTS.get(scenario, ""))
         self.set_class(scenario == "steady", "-steady")
 
     # -- reading ------------------------------------------------------------------------------

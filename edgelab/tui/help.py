@@ -12,18 +12,44 @@ from textual.widgets import Static
 HELP = """\
 [b]edgelab: keys and numbers[/b]
 
-  [b]r[/b]            run the scenario, or stop the one running
+These work whatever has focus: a text field takes only the characters its value can hold
+(digits; in a ramp's N also c, s, w where a runtime's letter can stand, and = ,), and passes
+every other key on.
+
+  [b]r[/b]            run the scenario, or stop the one running (ending a held ramp completes it)
+  [b]enter[/b]        in N, rate or duration: run (it never stops a run)
   [b]ctrl+c[/b]       cancel the running scenario (the lab stays open)
-  [b]s[/b]            save an SVG screenshot into the screenshot folder
-  [b]e[/b]            export the last results as JSON, CSV and Markdown
+  [b]s[/b]            save an SVG screenshot into the screenshot folder (--screenshots)
+  [b]e[/b]            export the last results as JSON, CSV and Markdown into the exports folder
+               (--exports; default ./edgelab-exports); during a held ramp, its figures so far
   [b]c[/b]            clear the panels
+  [b]i[/b]            switch how the next mixed burst interleaves: block (default) or launch
   [b]t[/b]            switch between dark and light themes
-  [b]?[/b]            this help (escape closes it)
+  [b]?[/b]            this help (escape, q or ? closes it)
   [b]q[/b], [b]ctrl+q[/b]    quit: stops the scenario and removes every container and process
 
+[b]Moving around[/b]
+  [b]tab[/b], [b]shift+tab[/b]   next, previous control or panel: workload list, runtimes, scenario,
+                   N (or rate and duration), then the container, subprocess and Wasm panels
+  [b]][/b], [b]\\[[/b]             next, previous runtime panel, from anywhere, scrolled into view
+  [b]← →[/b], [b]h l[/b]         on a panel: the panel beside it
+  [b]↑ ↓[/b], [b]j k[/b]         on a panel: scroll the lab a line
+  [b]home[/b], [b]end[/b]        on a panel: the top, the bottom of the lab
+  [b]pgup[/b], [b]pgdn[/b]       scroll the lab a page (in the workload list: move a page)
+  [b]↑ ↓[/b]              in the workload list: pick the workload to run
+  [b]space[/b], [b]enter[/b]     on a runtime: toggle it; on a scenario: pick it
+  [b]← →[/b]              in the scenario row: the scenario beside it
+  [b]mouse[/b]            click anything; the wheel scrolls
+
+[b]N[/b]: a burst's cold starts per runtime; a ramp's resident instances, one number for every
+  runtime or one each by first letter: [b]c=20,s=50,w=2000[/b] (container, subprocess, wasm).
+
 [b]Scenarios[/b]
-- [b]burst[/b]: N cold starts per runtime, the runtimes interleaved (round-robin) so drift
-  favours none; one warmup each, not counted.
+- [b]burst[/b]: N cold starts per runtime, the runtimes interleaved so drift favours none;
+  one warmup each, not counted. [i]interleave: block[/i] (the default): each runtime takes its
+  turn in a short block of launches, so none starts in the wake of another's work;
+  [i]launch by launch[/i] (i switches): one launch each in turn, which makes a Wasm cold start
+  pay for the caches a container start just used. The line above the panels says which.
 - [b]ramp[/b]: bring N instances per runtime up and hold them until you stop (r or ctrl+c);
   then they are stopped and the memory per instance is reported.
 - [b]steady[/b]: R requests per second for T seconds, each on a fresh instance.

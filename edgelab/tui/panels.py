@@ -6,10 +6,13 @@ change), and fixed line heights, so a changing figure repaints its block without
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.renderables.digits import Digits
@@ -53,9 +56,20 @@ def _big_figures(p50: str, p99: str) -> RenderableType:
     return row
 
 
-class RuntimePanel(Vertical):
-    """Live figures of one runtime. ``view`` is the only input; equal views do not repaint."""
+class RuntimePanel(Vertical, can_focus=True):
+    """Live figures of one runtime. ``view`` is the only input; equal views do not repaint.
 
+    Focusable, so tab, ] and [ reach every panel by keyboard (at 80x24 they are stacked below
+    the fold); on a focused panel up/down/j/k scroll the lab (the scrolling body's own keys,
+    reached through the focus chain) and left/right/h/l go to the neighbouring panel.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "app.scroll_body('down')", "scroll down", show=False),
+        Binding("k", "app.scroll_body('up')", "scroll up", show=False),
+        Binding("right,l", "app.focus_panel(1)", "next panel", show=False),
+        Binding("left,h", "app.focus_panel(-1)", "previous panel", show=False),
+    ]
     view: reactive[PanelView | None] = reactive(None, layout=False)
 
     def __init__(self, runtime: str) -> None:

@@ -14,9 +14,16 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edgelab.events import InstanceCounts, LabEvent, MemoryPoint, RuntimeStatus, SampleRecorded
+from edgelab.events import (
+    InstanceCounts,
+    LabEvent,
+    MemoryPoint,
+    RampHeld,
+    RuntimeStatus,
+    SampleRecorded,
+)
 from edgelab.results import GIB, MemoryResult, RunResult, RuntimeResult
-from edgelab.stats import Summary, percentile
+from edgelab.stats import Summary, percentile, plain_conclusion
 
 #: Startups kept for the sparkline.
 RECENT_STARTUPS = 60
@@ -195,6 +202,8 @@ class LabState:
         self.runtimes: dict[str, RuntimeLive] = {name: RuntimeLive(name) for name in runtimes}
         self.result: RunResult | None = None
         self.cancelled = False
+        #: A ramp reached its targets and holds them (RampHeld); ``result`` is its figures.
+        self.held = False
 
     def reset(self, enabled: Iterable[str]) -> None:
         wanted = set(enabled)
@@ -204,6 +213,7 @@ class LabState:
         }
         self.result = None
         self.cancelled = False
+        self.held = False
 
     def apply(self, events: Iterable[LabEvent | RunDone]) -> bool:
         """Fold events in; returns whether a run finished among them."""
@@ -235,9 +245,21 @@ class LabState:
                     if event.state == "unavailable":
                         live.reason, live.fix = event.reason, event.fix
                     live.dirty = True
+            elif isinstance(event, RampHeld):
+                # Every target reached: the held figures are settled and e can export them.
+                self.result = event.result
+                self.cancelled = False
+                self.held = True
+                for name, result in event.result.runtimes.items():
+                    live = self.runtimes.get(name)
+                    if live is not None and result.memory is not None:
+                        live.memory = result.memory
+                        live.memory_points = list(result.memory.curve) or live.memory_points
+                        live.dirty = True
             elif isinstance(event, RunDone):
                 self.result = event.result
                 self.cancelled = event.cancelled
+                self.held = False
                 for name, result in event.result.runtimes.items():
                     live = self.runtimes.get(name)
                     if live is not None:
@@ -246,32 +268,11 @@ class LabState:
         return finished
 
 
-def _ratio(big: float, small: float) -> str:
-    ratio = big / small
-    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:,.1f}x"
-
-
-def _join(parts: list[str]) -> str:
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def comparison_text(runtimes: Iterable[RuntimeLive]) -> str:
-    """Plain words from measured figures only; empty when fewer than two runtimes have any."""
+    """The core's plain-language conclusion (the sentence ``edgelab run`` prints) from the
+    figures on screen; empty when fewer than two runtimes have any."""
     lives = list(runtimes)
-    sentences: list[str] = []
-    startups = sorted((p50, live.name) for live in lives if (p50 := live.p50_ns()))
-    if len(startups) >= 2:
-        fastest_ns, fastest = startups[0]
-        parts = [f"{_ratio(p50, fastest_ns)} faster than {name}" for p50, name in startups[1:]]
-        sentences.append(f"{fastest} started {_join(parts)} (p50 startup).")
-    dense = sorted(
-        ((per_gib, live.name) for live in lives if (per_gib := live.instances_per_gib())),
-        reverse=True,
+    return plain_conclusion(
+        {live.name: live.p50_ns() for live in lives},
+        {live.name: live.instances_per_gib() for live in lives},
     )
-    if len(dense) >= 2:
-        best, name = dense[0]
-        parts = [f"{_ratio(best, per_gib)} more than {other}" for per_gib, other in dense[1:]]
-        sentences.append(f"{name} held {_join(parts)} instances per GiB of host memory.")
-    return " ".join(sentences)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgelab.stats import format_bytes, format_duration_ns
 from edgelab.tui.state import RuntimeLive
 
+if TYPE_CHECKING:
+    from edgelab.lab import Settings
+
 NOT_YET = "–"
+#: A mixed burst's turn-taking, in words (Settings.interleave).
+INTERLEAVE_WORDS = {"block": "block", "launch": "launch by launch"}
 
 
 @dataclass(frozen=True)
@@ -88,4 +94,25 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
         ),
         rate_line=rate_line,
         warning_line=f"⚠ {short_warning(warnings[0])}" if warnings else "",
+    )
+
+
+def settings_line(settings: Settings) -> str:
+    """The run's settings in one line above the panels: how a mixed burst took turns moves a
+    fast runtime's figures several-fold (Wasm right after a container start pays for the
+    caches dockerd just used), so the mode is on screen beside the figures it explains."""
+    head = f"{settings.scenario} of {settings.workload}"
+    if settings.scenario == "burst":
+        warmup = f" (+{settings.warmup} warmup)" if settings.warmup else ""
+        if len(settings.runtimes) > 1:
+            turns = f"interleave: {INTERLEAVE_WORDS.get(settings.interleave, settings.interleave)}"
+        else:
+            turns = "one runtime: back to back"
+        return f"{head} · {settings.count:,} cold starts per runtime{warmup} · {turns}"
+    if settings.scenario == "ramp":
+        held = " · ".join(f"{name} {settings.resident.get(name, 0):,}" for name in settings.runtimes)
+        return f"{head} · hold {held} · runtimes ramp one after another"
+    return (
+        f"{head} · {settings.rate_per_s:g}/s for {settings.duration_s:g} s per runtime,"
+        " runtimes at the same time"
     )
