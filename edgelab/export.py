@@ -50,6 +50,9 @@ CSV_FIELDS = (
     "response_bytes",
     "error",
     "p50_vs_fastest",
+    "t_s",  # when the launch began, seconds from the run's clock origin (steady: its start)
+    "rate_asked_per_s",  # steady only: launches per second asked for, and reached, per runtime
+    "rate_achieved_per_s",
 )
 
 
@@ -124,9 +127,16 @@ def to_csv(result: RunResult) -> str:
                     s.response_bytes,
                     s.error or "",
                     f"{ratio:.4f}" if ratio is not None else "",
+                    f"{runtime.sample_time_s(s):.6f}",
+                    _rate(runtime.rate_asked_per_s),
+                    _rate(runtime.rate_achieved_per_s),
                 ]
             )
     return buffer.getvalue()
+
+
+def _rate(per_s: float | None) -> str:
+    return "" if per_s is None else f"{per_s:.4f}"
 
 
 def _duration(value_ns: float | None) -> str:

@@ -75,6 +75,9 @@ RAMP_CHUNK_MAX = 1_000
 #: MemAvailable readings taken before and after each ramp, this far apart, for its idle noise.
 IDLE_READINGS = 8
 IDLE_READING_GAP_S = 0.025
+#: After a ramp, the readings span as long as the ramp took, up to this (loaded here: idle
+#: spread ~16 MiB over 0.2 s, ~110 MiB over 2 s, median of 6 windows).
+IDLE_WINDOW_MAX_S = 2.0
 #: Pause after a ramp before reading MemAvailable, so the kernel's counters catch up.
 RAMP_SETTLE_S = 0.3
 
@@ -617,6 +620,7 @@ class _Run:
         chunk_limit = max(1, min(RAMP_CHUNK_MAX, target // (RAMP_POINTS * 5)))
         launching_s = 0.0
         limit: str | None = None
+        ramp_started = time.monotonic()
         while not self.cancel.is_set() and name in self.runtimes:
             held = self._held_count(name)
             if held >= target:
@@ -631,6 +635,7 @@ class _Run:
             if self._held_count(name) // step != held // step:
                 self._memory_point(name, baseline, curve)
         self._memory_point(name, baseline, curve)
+        ramp_s = time.monotonic() - ramp_started
         if not curve or curve[-1][0] == 0:
             if limit is not None:
                 self._give_up(name, limit, None)
@@ -638,7 +643,9 @@ class _Run:
         held, growth = curve[-1]
         cgroup = self._host_memory(name)
         time.sleep(RAMP_SETTLE_S)
-        idle_after, noise_after = self._mem_available_idle()
+        # Other processes move MemAvailable more the longer one looks: the noise after the
+        # ramp is read over a window as long as the ramp took (within bounds).
+        idle_after, noise_after = self._mem_available_idle(min(IDLE_WINDOW_MAX_S, ramp_s))
         fallen = idle_before - idle_after
         if limit is not None:
             limit = f"{name} ramp stopped at {held:,} of {target:,} instances: {limit.removeprefix(f'{name}: ')}"
@@ -665,13 +672,15 @@ class _Run:
         except Exception:  # noqa: BLE001 - an unreadable cgroup leaves the MemAvailable figure
             return None
 
-    def _mem_available_idle(self) -> tuple[int, int]:
-        """MemAvailable with nothing launched: the median of a few readings, and their spread
-        (max - min), which is the noise a fall during a ramp has to stand clear of."""
+    def _mem_available_idle(self, window_s: float = 0.0) -> tuple[int, int]:
+        """MemAvailable with nothing launched: the median of a few readings spread over
+        ``window_s`` (at least IDLE_READING_GAP_S apart), and their spread (max - min), which
+        is the noise a fall during a ramp has to stand clear of."""
+        gap = max(IDLE_READING_GAP_S, window_s / (IDLE_READINGS - 1))
         readings = []
         for i in range(IDLE_READINGS):
             if i:
-                time.sleep(IDLE_READING_GAP_S)
+                time.sleep(gap)
             readings.append(self.lab.mem_available())
         readings.sort()
         return readings[len(readings) // 2], readings[-1] - readings[0]
@@ -735,20 +744,36 @@ class _Run:
         self.emit(MemoryPoint(name, held, growth, self.runtimes[name].memory_metric))
 
     def _steady(self) -> None:
+        """The asked rate per runtime for ``duration_s`` of wall time: no launch starts after the
+        deadline (one in flight ends within its timeout). Runtimes run side by side, each in a
+        thread of its own, one launch at a time: a runtime slower than the rate launches back to
+        back, with no burst to catch up, and its achieved rate (and a warning) says how far it
+        fell short."""
         interval = 1.0 / self.settings.rate_per_s
-        deadline = time.monotonic() + self.settings.duration_s
+        started = time.monotonic()
+        deadline = started + self.settings.duration_s
 
         def drive(name: str) -> None:
-            index = 0
-            due = time.monotonic()
-            while name in self.runtimes and not self.cancel.is_set() and due < deadline:
-                self._launch_once(name, index, False, keep=False)
-                index += 1
-                due += interval
-                pause = due - time.monotonic()
-                if pause > 0:
-                    self.cancel.wait(pause)
+            result = self.results[name]
+            launches = 0
+            due = started
+            while name in self.runtimes and not self.cancel.is_set():
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if due > now:
+                    self.cancel.wait(min(due, deadline) - now)
+                    continue
+                self._launch_once(name, launches, False, keep=False)
+                launches += 1
+                due = max(due + interval, time.monotonic())
+            window = min(time.monotonic(), deadline) - started
+            result.rate_achieved_per_s = launches / window if window > 0 else 0.0
 
+        for name in self._active():
+            result = self.results[name]
+            result.clock_origin = started
+            result.rate_asked_per_s = self.settings.rate_per_s
         threads = [threading.Thread(target=drive, args=(n,), name=f"steady-{n}") for n in self._active()]
         for name in self._active():
             self.emit(RuntimeStatus(name, "running"))
