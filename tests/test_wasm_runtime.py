@@ -483,7 +483,7 @@ def test_resident_instances_spread_over_host_processes(
     runtime.stop_many([launch.instance for launch in launches])
     assert [shard.call(5, "ping")["instances"] for shard in runtime._shards] == [0, 0, 0]
     assert runtime.live_instances() == []
-    assert "3 on-demand host process(es) at most" in runtime.preparation()["resident hosts"]
+    assert runtime.preparation()["resident hosts"] == "3 on-demand hosts, up to 300 instances each"
     again = runtime.launch_many(echo, b"again", 10, 5)  # emptied hosts take instances again
     assert len(runtime.host_pids) == 4 and again[0].instance._host is runtime._shards[0]  # type: ignore[attr-defined]
     runtime.close()

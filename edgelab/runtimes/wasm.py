@@ -446,10 +446,11 @@ class WasmRuntime(Runtime):
     def doctor_details(self) -> dict[str, str]:
         memory = pool_memory_bytes()
         details = {
-            "allocator": f"pooling ({pool_slots():,} slots) for cold starts"
+            "allocator": f"pooling ({pool_slots():,} slots) for cold starts, "
+            "on demand for resident instances"
             if pooling_fits(memory)
             else "on demand (ulimit -v is too small for the instance pool)",
-            "instances per host": limits_line(),
+            "per-host limit": limits_line(),
         }
         if os.environ.get(HOTPATH_ENV, "1") == "0":
             details["launch path"] = f"ctypes ({HOTPATH_ENV}=0)"
@@ -471,11 +472,11 @@ class WasmRuntime(Runtime):
         if self.allocator:
             found["instance allocator"] = self.allocator
         if self.most_shards:
+            hosts = "host" if self.most_shards == 1 else "hosts"
             found["resident hosts"] = (
-                f"{self.most_shards} on-demand host process(es) at most, "
-                f"up to {shard_instances():,} instances each"
+                f"{self.most_shards} on-demand {hosts}, up to {shard_instances():,} instances each"
             )
-        found["instances per host"] = limits_line()
+        found["per-host limit"] = limits_line()
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
             found[f"module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
@@ -790,10 +791,8 @@ def limits_line() -> str:
         with open("/proc/sys/vm/max_map_count") as limit:
             most = f"{int(limit.read()):,}"
     except (OSError, ValueError):
-        most = "unknown"
+        most = "?"
     return (
-        f"burst host: the pool's {pool_slots():,} slots (2 memory mappings and a 4 KiB page "
-        f"table each; vm.max_map_count {most} would stop it near 32,000); resident hosts: "
-        f"{shard_instances():,} instances each, then another host (~0 mappings per instance "
-        "on demand: memory is the limit)"
+        f"pool {pool_slots():,} slots (2 of vm.max_map_count's {most} mappings each); "
+        f"resident hosts {shard_instances():,} each, then another (memory is their limit)"
     )
