@@ -111,7 +111,7 @@ def test_the_uid_drop_alone_denies_the_labs_secrets_with_eacces() -> None:
         scratch.chmod(0o755)
         exe = scratch / binary.name
         shutil.copy2(binary, exe)
-        argv = [mode.launcher.name, "-", str(isolation.NATIVE_UID_BASE), "-", str(exe), "probe"]
+        argv = [mode.launcher.name, "-", str(isolation.NATIVE_UID_BASE), "-", "-", str(exe), "probe"]
         caps = _probe_directly(str(mode.launcher), argv, b"left=uidonly")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -25,6 +25,7 @@ every step and an exec that must fail; exit code 125 means every step before it 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -46,6 +47,7 @@ LAUNCHER_EXITS = {
     123: "the launcher could not drop privileges",
     124: "the launcher could not set no_new_privs",
     125: "the launcher could not exec the workload",
+    126: "the launcher could not set the memory limit",
 }
 #: How long stop waits for a killed cgroup to empty before leaving it for close.
 CGROUP_EMPTY_S = 2.0
@@ -90,7 +92,7 @@ def _cgroup2_dir() -> tuple[Path | None, str]:
 
 def _trial(launcher: Path, procs: str, uid: bool, jail: str) -> int:
     """Run the launcher with these steps and an exec that cannot succeed; its exit code."""
-    argv = [launcher.name, procs, str(NATIVE_UID_BASE) if uid else "-", jail, "/nonexistent", "trial"]
+    argv = [launcher.name, procs, str(NATIVE_UID_BASE) if uid else "-", jail, str(1 << 30), "/nonexistent", "trial"]
     pid = os.posix_spawn(str(launcher), argv, {})
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
@@ -270,31 +272,59 @@ def reap_pidfds(pidfds: list[int], wait_s: float) -> None:
         os.close(fd)
 
 
+def _locks_dir() -> Path:
+    from edgelab.build import cache_dir
+
+    return cache_dir() / "cgroups"
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on ``path``, or None when another process holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class SessionCgroups:
     """``edgelab-<session>`` under the lab's cgroup, one child per live instance; emptied
-    children are kept for the next launch."""
+    children are kept for the next launch.
+
+    Liveness is a lock, not a pid: the owning process holds an flock on
+    ``<cache>/cgroups/<session>.lock`` for as long as its cgroups exist (a pid from another
+    PID namespace would look dead). A lab that can take another session's lock knows that
+    session is gone and kills and removes its cgroups (what a SIGKILLed lab left, setsid'd
+    descendants included); a cgroup with no lock file is someone else's and left alone."""
 
     def __init__(self, root: Path, session_id: str) -> None:
         self.directory = root / f"edgelab-{session_id}"
         self._root = root
+        self._lock_path = _locks_dir() / f"{session_id}.lock"
+        self._lock_fd: int | None = None
         self._spare: list[Path] = []
         self._count = 0
         self._lock = threading.Lock()
-        self._made = False
 
     def _make(self) -> None:
-        for stale in self._root.glob("edgelab-*"):  # what dead sessions left, if empty
-            if stale != self.directory and not _populated(stale):
-                _remove_tree(stale)
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _try_lock(self._lock_path)
+        if self._lock_fd is None:
+            raise OSError(f"cannot lock {self._lock_path}")
         self.directory.mkdir(exist_ok=True)
-        self._made = True
+        remove_dead_sessions(self._root, keep=self.directory)
 
     def take(self) -> Path:
         """An empty cgroup for one new instance."""
         with self._lock:
             if self._spare:
                 return self._spare.pop()
-            if not self._made:
+            if self._lock_fd is None:
                 self._make()
             self._count += 1
             cgroup = self.directory / f"i{self._count}"
@@ -315,16 +345,48 @@ class SessionCgroups:
         """Kill whatever is left in the session's cgroups and remove them all."""
         with self._lock:
             self._spare.clear()
-            made, self._made = self._made, False
-        if made and self.directory.exists():
+            lock_fd, self._lock_fd = self._lock_fd, None
+        if lock_fd is None:
+            return
+        if self.directory.exists():
             reap_pidfds(kill_cgroup(self.directory), 1.0)
             _remove_tree(self.directory)
+        with contextlib.suppress(OSError):
+            self._lock_path.unlink()
+        os.close(lock_fd)
+
+
+def remove_dead_sessions(root: Path, keep: Path | None = None) -> int:
+    """Kill and remove the cgroups of sessions whose lock nobody holds; returns how many."""
+    removed = 0
+    for directory in root.glob("edgelab-*"):
+        session_id = directory.name.removeprefix("edgelab-")
+        lock_path = _locks_dir() / f"{session_id}.lock"
+        if directory == keep or not lock_path.exists():
+            continue
+        fd = _try_lock(lock_path)
+        if fd is None:
+            continue  # alive
+        try:
+            for pidfd in kill_cgroup(directory):
+                os.close(pidfd)  # not ours to reap: their parents or init do
+            _remove_tree(directory)
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
 
 
 # -- the sweep, where there is no cgroup ------------------------------------------------------
-def sweep(pid: int, uid: int | None) -> list[int]:
+def sweep(pid: int, uid: int | None, binary: Path | None = None, spare: frozenset[int] = frozenset()) -> list[int]:
     """Kill what an instance left outside its process group, where no cgroup holds it: its
-    descendants, and every process of its own uid. Returns pidfds to reap."""
+    descendants; every process of its own uid (when it has one, that finds everything); and,
+    without one, this process's own children running ``binary`` that are not live instances
+    (``spare``): an escaped process whose parent died is reparented to the lab (its subreaper),
+    and without a uid or a cgroup it cannot be told from a sibling instance's. Returns pidfds
+    to reap."""
     import psutil
 
     found: set[int] = set()
@@ -335,6 +397,12 @@ def sweep(pid: int, uid: int | None) -> list[int]:
             uids = process.info["uids"]
             if uids is not None and uid in (uids.real, uids.effective):
                 found.add(process.pid)
+    elif binary is not None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process().children():
+                with contextlib.suppress(psutil.Error, OSError):
+                    if child.pid not in spare and Path(child.exe()) == binary:
+                        found.add(child.pid)
     pidfds = []
     for member in found - {pid}:
         with contextlib.suppress(OSError):

@@ -1,6 +1,6 @@
 /* edgelab launcher: the step between the lab and a native workload that posix_spawn cannot do.
  *
- *   launcher CGROUP_PROCS UID_BASE JAIL EXE ARGV0      (each of the first three may be "-": skip)
+ *   launcher CGROUP_PROCS UID_BASE JAIL AS_LIMIT EXE ARGV0   (the first four may be "-": skip)
  *
  * In this order, then exec, so the workload never runs one instruction outside its box:
  *   1. join the instance's cgroup (write "0" to CGROUP_PROCS): every process it starts, setsid
@@ -11,7 +11,9 @@
  *   3. setgroups(0) + setresgid + setresuid to UID_BASE + getpid(): a uid of its own per
  *      instance (no passwd entry, no home), so an instance can signal or ptrace no other;
  *   4. PR_SET_NO_NEW_PRIVS: no exec regains a privilege;
- *   5. close every fd above 2, exec EXE (a path inside JAIL) with ARGV0 and an empty environment.
+ *   5. RLIMIT_AS = AS_LIMIT bytes (here, not by the lab's prlimit after the spawn: once the uid
+ *      has changed, a lab without CAP_SYS_RESOURCE may no longer set it: a race, measured);
+ *   6. close every fd above 2, exec EXE (a path inside JAIL) with ARGV0 and an empty environment.
  *
  * Freestanding (no C library, raw syscalls), so the launcher costs one small static exec.
  * A failing step exits with its own code (LAUNCHER_EXIT_* in edgelab/runtimes/subprocess.py):
@@ -21,7 +23,8 @@ typedef unsigned long ul;
 #if defined(__x86_64__)
 enum { SYS_write = 1, SYS_openat = 257, SYS_close = 3, SYS_getpid = 39, SYS_chdir = 80,
        SYS_chroot = 161, SYS_setgroups = 116, SYS_setresuid = 117, SYS_setresgid = 119,
-       SYS_prctl = 157, SYS_execve = 59, SYS_exit_group = 231, SYS_close_range = 436 };
+       SYS_prctl = 157, SYS_execve = 59, SYS_exit_group = 231, SYS_close_range = 436,
+       SYS_prlimit64 = 302 };
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     long ret;
     register long r10 __asm__("r10") = d;
@@ -34,7 +37,8 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 #elif defined(__aarch64__)
 enum { SYS_write = 64, SYS_openat = 56, SYS_close = 57, SYS_getpid = 172, SYS_chdir = 49,
        SYS_chroot = 51, SYS_setgroups = 159, SYS_setresuid = 147, SYS_setresgid = 149,
-       SYS_prctl = 167, SYS_execve = 221, SYS_exit_group = 94, SYS_close_range = 436 };
+       SYS_prctl = 167, SYS_execve = 221, SYS_exit_group = 94, SYS_close_range = 436,
+       SYS_prlimit64 = 261 };
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     register long x8 __asm__("x8") = n;
     register long x0 __asm__("x0") = a;
@@ -51,11 +55,12 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 #endif
 
 enum { EXIT_USAGE = 120, EXIT_CGROUP = 121, EXIT_CHROOT = 122, EXIT_SETUID = 123,
-       EXIT_NO_NEW_PRIVS = 124, EXIT_EXEC = 125 };
+       EXIT_NO_NEW_PRIVS = 124, EXIT_EXEC = 125, EXIT_RLIMIT = 126 };
 #define AT_FDCWD (-100)
 #define O_WRONLY 01
 #define O_CLOEXEC 02000000
 #define PR_SET_NO_NEW_PRIVS 38
+#define RLIMIT_AS 9
 
 __attribute__((noreturn)) static void die(int code) {
     for (;;) sys6(SYS_exit_group, code, 0, 0, 0, 0, 0);
@@ -67,7 +72,7 @@ static int parse_ul(const char *s, ul *out) {
     ul v = 0;
     if (!*s) return 0;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 0xffffffffUL / 10) return 0;
+        if (*s < '0' || *s > '9' || v > (~0UL) / 10 - 1) return 0;
         v = v * 10 + (ul)(*s - '0');
     }
     *out = v;
@@ -77,10 +82,11 @@ static int parse_ul(const char *s, ul *out) {
 __attribute__((noreturn, used)) void launcher_main(long *sp) {
     long argc = sp[0];
     char **argv = (char **)(sp + 1);
-    if (argc != 6) die(EXIT_USAGE);
-    const char *procs = argv[1], *base_arg = argv[2], *jail = argv[3], *exe = argv[4];
-    ul base = 0;
-    if (!skipped(base_arg) && !parse_ul(base_arg, &base)) die(EXIT_USAGE);
+    if (argc != 7) die(EXIT_USAGE);
+    const char *procs = argv[1], *base_arg = argv[2], *jail = argv[3], *limit_arg = argv[4], *exe = argv[5];
+    ul base = 0, limit = 0;
+    if (!skipped(base_arg) && (!parse_ul(base_arg, &base) || base > 0xffffffffUL)) die(EXIT_USAGE);
+    if (!skipped(limit_arg) && !parse_ul(limit_arg, &limit)) die(EXIT_USAGE);
 
     if (!skipped(procs)) {
         long fd = sys6(SYS_openat, AT_FDCWD, (long)procs, O_WRONLY | O_CLOEXEC, 0, 0, 0);
@@ -99,9 +105,13 @@ __attribute__((noreturn, used)) void launcher_main(long *sp) {
         if (sys6(SYS_setresuid, (long)id, (long)id, (long)id, 0, 0, 0) != 0) die(EXIT_SETUID);
     }
     if (sys6(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0) != 0) die(EXIT_NO_NEW_PRIVS);
+    if (!skipped(limit_arg)) {
+        ul rlim[2] = {limit, limit};
+        if (sys6(SYS_prlimit64, 0, RLIMIT_AS, (long)rlim, 0, 0, 0) != 0) die(EXIT_RLIMIT);
+    }
     sys6(SYS_close_range, 3, ~0L, 0, 0, 0, 0); /* ENOSYS before Linux 5.9: the lab's fds are CLOEXEC anyway */
     static char *const no_env[1] = {0};
-    char *child_argv[2] = {argv[5], 0};
+    char *child_argv[2] = {argv[6], 0};
     sys6(SYS_execve, (long)exe, (long)child_argv, (long)no_env, 0, 0, 0);
     die(EXIT_EXEC);
 }

@@ -5,7 +5,8 @@ environment, and its own process group. Where the lab can box the workload in
 (``edgelab.runtimes.isolation``: a cgroup per instance, and when the lab is root a uid of its
 own, no_new_privs and a chroot into a jail holding only its binary), it spawns the tiny
 launcher that does that and then execs the workload; otherwise the workload itself.
-The memory limit is applied with prlimit(2) right after the spawn, before the first request.
+The memory limit (RLIMIT_AS) is set by the launcher before it execs the workload, or, without
+the launcher, with prlimit(2) right after the spawn; either way before the first request.
 
 Hostile workloads: RLIMIT_AS makes an allocation fail (the workload answers status 2 "out of
 memory"). There is no pids limit: the forkbomb stops at its own 200 children. Every process an
@@ -185,6 +186,7 @@ class SubprocessInstance(Instance):
         max_response_bytes: int,
         cgroup: Path | None = None,
         uid: int | None = None,
+        binary: Path | None = None,
     ) -> None:
         self._owner = owner
         self.pid = pid
@@ -195,6 +197,8 @@ class SubprocessInstance(Instance):
         self.cgroup = cgroup
         #: The uid the workload runs as (None: the lab's own).
         self.uid = uid
+        #: The workload's binary, by which the sweep knows an escaped process without a uid.
+        self.binary = binary
         self._stopped = False
         self._lock = threading.Lock()
         #: The workload's waitpid status once it has been reaped.
@@ -265,7 +269,8 @@ class SubprocessInstance(Instance):
         if self.cgroup is not None:
             pidfds = isolation.kill_cgroup(self.cgroup)
         else:
-            pidfds = isolation.sweep(self.pid, self.uid)
+            spare = frozenset(getattr(i, "pid", 0) for i in self._owner.live_instances())
+            pidfds = isolation.sweep(self.pid, self.uid, self.binary, spare)
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -360,7 +365,8 @@ class SubprocessRuntime(Runtime):
             self._cgroups.close()
 
     def _spawn_argv(self, workload: Workload, binary: Path, cgroup: Path | None) -> tuple[str, list[str]]:
-        """(program, argv) for one launch: the launcher and its steps, or the workload itself."""
+        """(program, argv) for one launch: the launcher and its steps (the memory limit among
+        them), or the workload itself."""
         mode = self.isolation
         if mode.launcher is None:
             return str(binary), [workload.name]
@@ -370,6 +376,7 @@ class SubprocessRuntime(Runtime):
             str(cgroup / "cgroup.procs") if cgroup is not None else "-",
             str(isolation.NATIVE_UID_BASE) if jail is not None else "-",
             str(jail) if jail is not None else "-",
+            str(workload.memory_limit_bytes),
             f"/{binary.name}" if jail is not None else str(binary),
             workload.name,
         ]
@@ -413,18 +420,19 @@ class SubprocessRuntime(Runtime):
             raise LaunchFailed(f"spawn of {Path(program).name} failed: {exc.strerror}") from None
         os.close(child_stdin)
         os.close(child_stdout)
-        try:  # the memory limit is in place before the workload sees its request
-            limit = workload.memory_limit_bytes
-            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
-        except (ProcessLookupError, PermissionError, ValueError):
-            pass
+        if program != str(self.isolation.launcher):  # (the launcher sets it itself, before exec)
+            try:  # the memory limit is in place before the workload sees its request
+                limit = workload.memory_limit_bytes
+                resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
         try:  # as much of the request as the pipe takes now; the rest below
             sent = os.write(to_child, frame)
         except (BlockingIOError, BrokenPipeError):
             sent = 0  # a workload already gone is reported by the exchange
         instance = SubprocessInstance(
             self, pid, to_child, from_child, workload.max_response_bytes, cgroup,
-            isolation.NATIVE_UID_BASE + pid if dropped else None,
+            isolation.NATIVE_UID_BASE + pid if dropped else None, binary,
         )  # fmt: skip
         self._track(instance)  # registered with the watchdog before any wait
         spawned = time.perf_counter_ns()
