@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from edgelab.events import SampleRecorded, ScenarioFinished
+from edgelab.events import RampHeld, SampleRecorded, ScenarioFinished
 from edgelab.lab import Settings
 from edgelab.remote import RemoteLab
 
@@ -50,19 +50,57 @@ def test_cancel_ends_a_held_ramp_and_close_leaves_no_process() -> None:
     before = _descendants()
     lab = RemoteLab()
     cancel = threading.Event()
-    threading.Timer(1.5, cancel.set).start()
-    started = time.monotonic()
+    cancelled_at: list[float] = []
+
+    def cancel_once_held(event: object) -> None:
+        # Once the ramp holds (a fixed timer raced the ramp on a loaded machine).
+        if isinstance(event, RampHeld):
+            cancelled_at.append(time.monotonic())
+            cancel.set()
+
     result = lab.run(
         Settings(workload="hello", scenario="ramp", runtimes=("subprocess", "wasm"), resident={"subprocess": 5, "wasm": 100}, hold=True),
+        on_event=cancel_once_held,
         cancel=cancel,
     )
-    assert time.monotonic() - started < 10
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < 10
     assert result.runtimes["wasm"].memory is not None and result.runtimes["wasm"].memory.instances == 100
     lab.close()
     deadline = time.monotonic() + 5
     while _descendants() - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _descendants() - before == set()
+
+
+def test_a_held_ramp_reaches_the_ui_as_ramp_held_and_ending_it_completes_the_run() -> None:
+    """The measuring process forwards RampHeld (so the TUI's e can export a held ramp), and
+    ending the hold is the ramp's planned end: ``cancelled`` is false in both results."""
+    lab = RemoteLab()
+    cancel = threading.Event()
+    held: list[RampHeld] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, RampHeld):
+            held.append(event)
+            cancel.set()  # what r does in the TUI once the ramp holds
+
+    try:
+        result = lab.run(
+            Settings(workload="hello", scenario="ramp", runtimes=("subprocess", "wasm"), resident={"subprocess": 3, "wasm": 50}, hold=True),
+            on_event=on_event,
+            cancel=cancel,
+        )
+    finally:
+        lab.close()
+    assert len(held) == 1
+    snapshot = held[0].result
+    assert snapshot.metadata["cancelled"] is False
+    for name, target in (("subprocess", 3), ("wasm", 50)):
+        memory = snapshot.runtimes[name].memory
+        assert memory is not None and memory.instances == target, name
+        assert snapshot.runtimes[name].running == target, name
+    assert result.metadata["cancelled"] is False
+    assert result.runtimes["wasm"].running == 0
 
 
 def test_server_cleans_up_when_the_ui_dies() -> None:
