@@ -217,10 +217,13 @@ class _Progress:
     """Turns lab events into a one-line status on stderr: launches done of the planned total,
     time so far and an ETA.
 
-    The ETA prices each runtime's remaining launches at its own pace (its mean startup, scaled
-    by the run's overhead beyond startups so far): one average over all runtimes would be
-    wrong by the 10,000x between a container's start and a Wasm instance's. A runtime with no
-    launch yet has no pace, so the ETA waits for it ("ETA …").
+    The ETA prices each runtime's remaining launches at its own pace: the wall time between
+    one sample and the one before it is charged to the later sample's runtime (its launch,
+    and what the lab did since: a container's removal, the pause between blocks), so a
+    runtime's pace is its share of the clock. One average over all runtimes would be wrong by
+    the 10,000x between a container's start and a Wasm instance's; mean startups alone missed
+    the removals and pauses and said 1.5-2x too long. A runtime with no launch yet has no
+    pace, so the ETA waits for it ("ETA …").
     """
 
     #: Redraw at most this often (a Wasm burst records thousands of samples a second).
@@ -232,8 +235,9 @@ class _Progress:
         self.clock = clock
         self.planned = planned_launches(settings)
         self.done = dict.fromkeys(self.planned, 0)
-        self.busy_ns = dict.fromkeys(self.planned, 0)
+        self.wall_s = dict.fromkeys(self.planned, 0.0)
         self.started: float | None = None
+        self._last_sample: float | None = None
         self.phase = "preparing runtimes"
         self._shown = 0.0
 
@@ -246,9 +250,10 @@ class _Progress:
             name = event.sample.runtime
             now = self.clock()
             if self.started is None:
-                self.started = now - (event.sample.startup_ns or 0) / 1e9
+                self.started = self._last_sample = now - (event.sample.startup_ns or 0) / 1e9
             self.done[name] = self.done.get(name, 0) + 1
-            self.busy_ns[name] = self.busy_ns.get(name, 0) + (event.sample.startup_ns or 0)
+            self.wall_s[name] = self.wall_s.get(name, 0.0) + now - (self._last_sample or now)
+            self._last_sample = now
             self.planned[name] = max(self.planned.get(name, 0), self.done[name])
             if now - self._shown >= self.REFRESH_S:
                 self._update(now)
@@ -274,8 +279,6 @@ class _Progress:
         elapsed = max(0.0, now - self.started)
         if self.settings.scenario == "steady":
             return max(0.0, self.settings.duration_s - elapsed)
-        busy_s = sum(self.busy_ns.values()) / 1e9
-        overhead = elapsed / busy_s if busy_s > 0 else 1.0
         eta = 0.0
         for name, planned in self.planned.items():
             remaining = planned - self.done.get(name, 0)
@@ -283,7 +286,7 @@ class _Progress:
                 continue
             if not self.done.get(name):
                 return None
-            eta += remaining * self.busy_ns[name] / self.done[name] / 1e9 * overhead
+            eta += remaining * self.wall_s[name] / self.done[name]
         return eta
 
     def line(self, now: float) -> str:

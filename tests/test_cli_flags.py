@@ -142,11 +142,17 @@ def test_eta_prices_each_runtime_at_its_own_pace() -> None:
     assert progress.line(clock.now).endswith("ETA … · preparing runtimes…")
     clock.now += 0.5
     progress(SampleRecorded(_sample("container", 0, 490_000_000)))  # 490 ms
-    # 0.5 s elapsed for 0.49001 s of startups: overhead ~1.02; 9 containers left at 490 ms each
-    # and 9 Wasm at 10 µs: the ETA is the containers' ~4.5 s, not an average over both.
+    # The 0.5 s since the Wasm sample are the container's; 9 containers left at 0.5 s each and
+    # 9 Wasm at 10 µs: the ETA is the containers' ~4.5 s, not an average over both.
     eta = progress.eta_s(clock.now)
-    assert eta == pytest.approx(9 * 0.49 * (0.5 / 0.49001) + 9 * 10e-6 * (0.5 / 0.49001), rel=1e-3)
-    assert progress.line(clock.now) == "2/20 launches · 0.5 s · ETA 4.5 s · preparing runtimes…"
+    assert eta == pytest.approx(9 * 0.5 + 9 * 10e-6, rel=1e-6)
+    clock.now += 0.1  # a batch of Wasm samples at once: the first takes the gap, the rest none
+    for i in range(1, 5):
+        progress(SampleRecorded(_sample("wasm", i, 10_000)))
+    assert progress.wall_s["wasm"] == pytest.approx(10e-6 + 0.1)
+    assert progress.eta_s(clock.now) == pytest.approx(9 * 0.5 + 5 * (0.1 + 10e-6) / 5, rel=1e-6)
+    clock.now -= 0.1
+    assert progress.line(clock.now + 0.1) == "6/20 launches · 0.6 s · ETA 4.6 s · preparing runtimes…"
 
 
 def test_a_runtime_that_gives_up_leaves_the_total() -> None:
