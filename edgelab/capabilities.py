@@ -95,10 +95,11 @@ def _judge_left_file(verdict: str, detail: str) -> tuple[str, str]:
     return "denied", f"wrote {path} inside the instance; it went with the instance"
 
 
-def _judge_root(runtime: str, verdict: str, detail: str) -> tuple[str, str]:
+def _judge_root(runtime: str, verdict: str, detail: str, lab_uid: int | None = None) -> tuple[str, str]:
     """A native workload running as the lab's own user says so: it has the user's rights."""
+    lab_uid = os.getuid() if lab_uid is None else lab_uid
     found = re.match(r"uid (\d+)", detail)
-    if runtime == "subprocess" and found and int(found.group(1)) == os.getuid() and os.getuid() != 0:
+    if runtime == "subprocess" and found and int(found.group(1)) == lab_uid and lab_uid != 0:
         return verdict, f"{detail}: the lab's own user, so native workloads have its rights"
     return verdict, detail
 

@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from edgelab.capabilities import CAPABILITIES, _judge_left_file, parse_probe_answer, probe_report
+from edgelab.capabilities import (
+    CAPABILITIES,
+    _judge_left_file,
+    _judge_root,
+    parse_probe_answer,
+    probe_report,
+)
 from edgelab.protocol import Response, decode_response_header, encode_request
 from edgelab.runtimes import isolation
 from edgelab.workloads import get_workload
@@ -136,6 +142,19 @@ def test_a_file_left_on_the_host_is_found_after_exit() -> None:
     assert (verdict, detail.split()[0]) == ("allowed", "/tmp/edgelab-left-hostcheck1")
     assert not os.path.exists("/tmp/edgelab-left-hostcheck1")
     assert _judge_left_file("allowed", "left /tmp/edgelab-left-neverwritten")[0] == "denied"
+
+
+def test_a_user_lab_says_plainly_that_native_workloads_have_its_rights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words doctor and the probe use when the lab is not root (simulated: uid 1000)."""
+    assert _judge_root("subprocess", "denied", "uid 1000, gid 1000", lab_uid=1000) == (
+        "denied",
+        "uid 1000, gid 1000: the lab's own user, so native workloads have its rights",
+    )
+    assert _judge_root("container", "denied", "uid 1000, gid 1000", lab_uid=1000)[1] == "uid 1000, gid 1000"
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 1000)
+    mode = isolation.detect.__wrapped__()  # type: ignore[attr-defined]
+    assert not mode.drop_uid
+    assert mode.privileges == "the user's own rights (uid 1000): the lab is not root, so it cannot drop them"
 
 
 def test_parse_probe_answer() -> None:

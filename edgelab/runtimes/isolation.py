@@ -105,6 +105,7 @@ def detect() -> Isolation:
 
     root = os.geteuid() == 0
     user = f"uid {os.geteuid()}"
+    launcher: Path | None
     try:
         launcher = ensure_launcher()
     except ArtifactError as exc:
@@ -143,9 +144,8 @@ def detect() -> Isolation:
         privileges = "ROOT: the lab is root but could not drop privileges (setuid/chroot failed)"
     else:
         privileges = f"the user's own rights ({user}): the lab is not root, so it cannot drop them"
-    if cgroup_root is None and not uid_ok:
-        launcher = None  # the launcher would add an exec and box nothing
-    return Isolation(launcher, cgroup_root, uid_ok, containment, privileges)
+    boxes = cgroup_root is not None or uid_ok  # else the launcher would add an exec and box nothing
+    return Isolation(launcher if boxes else None, cgroup_root, uid_ok, containment, privileges)
 
 
 # -- jails ------------------------------------------------------------------------------------

@@ -292,12 +292,12 @@ class SubprocessRuntime(Runtime):
     name = "subprocess"
     phase_names = ("spawn", "first_response")
     memory_metric = "PSS of the process"
-    startup_includes = "posix_spawn + first response (binary prebuilt; excludes kill and reap)"
     #: What the figure includes when the launcher boxes the workload in (see ``isolation``).
     STARTUP_INCLUDES_LAUNCHER = (
         "spawn: {cgroup}posix_spawn of the launcher; first response: the launcher's {steps} and exec "
         "of the workload, then its answer (binary prebuilt; excludes kill and reap)"
     )
+    STARTUP_INCLUDES_BARE = "posix_spawn + first response (binary prebuilt; excludes kill and reap)"
 
     def __init__(self, session, isolation_mode: isolation.Isolation | None = None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(session)
@@ -312,6 +312,19 @@ class SubprocessRuntime(Runtime):
         if self._isolation is None:
             self._isolation = isolation.detect()
         return self._isolation
+
+    @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
+    def startup_includes(self) -> str:  # type: ignore[override]
+        mode = self.isolation
+        if mode.launcher is None:
+            return self.STARTUP_INCLUDES_BARE
+        steps = ", ".join(
+            (["cgroup join"] if mode.cgroup_root else [])
+            + (["chroot, setgroups/setgid/setuid, no_new_privs"] if mode.drop_uid else [])
+            + ["RLIMIT_AS"]
+        )
+        cgroup = "a cgroup (a spare one or a new mkdir) + " if mode.cgroup_root else ""
+        return self.STARTUP_INCLUDES_LAUNCHER.format(cgroup=cgroup, steps=steps)
 
     def check(self) -> None:
         if not hasattr(os, "posix_spawn"):
@@ -332,14 +345,6 @@ class SubprocessRuntime(Runtime):
             raise RuntimeUnavailable(self.name, str(exc), fix) from None
         if not os.access(binary, os.X_OK):
             raise RuntimeUnavailable(self.name, f"{binary} is not executable", "edgelab clean --cache")
-        mode = self.isolation
-        if mode.launcher is not None:
-            steps = ", ".join(
-                (["cgroup join"] if mode.cgroup_root else [])
-                + (["chroot, setgroups/setgid/setuid, no_new_privs"] if mode.drop_uid else [])
-            )
-            cgroup = "a cgroup (new or reused) + " if mode.cgroup_root else ""
-            self.startup_includes = self.STARTUP_INCLUDES_LAUNCHER.format(cgroup=cgroup, steps=steps)  # type: ignore[misc]
         if jail is not None:
             self._jails[workload.name] = jail
         self._binaries[workload.name] = binary
