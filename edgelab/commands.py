@@ -395,6 +395,12 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
                 "[dim]  phases p50: " + " / ".join(f"{k} {format_duration_ns(v.p50_ns)}" for k, v in phases.items()) + "[/]",
                 highlight=False,
             )
+        if runtime.rate_asked_per_s is not None and runtime.rate_achieved_per_s is not None:
+            console.print(
+                f"[dim]  steady: {runtime.rate_achieved_per_s:,.2f} launches/s achieved of"
+                f" {runtime.rate_asked_per_s:,.2f} asked[/]",
+                highlight=False,
+            )
         if runtime.memory:
             m = runtime.memory
             console.print(f"[dim]  memory cross-check: {memory_cross_check(m)}[/]", highlight=False)

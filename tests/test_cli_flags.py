@@ -371,3 +371,25 @@ def test_progress_names_a_phase_only_while_preparing_or_stopping() -> None:
     assert progress.line(clock.now) == "0/2 launches"
     progress(RuntimeStatus("wasm", "stopping"))
     assert progress.line(clock.now).endswith("wasm: stopping…")
+
+
+def test_the_table_says_the_steady_rate_achieved_and_the_conclusion() -> None:
+    import io
+
+    from rich.console import Console
+
+    from edgelab.commands import print_result
+
+    slow, fast = _ok("container", 3), _ok("wasm", 30)
+    slow.samples = [_sample("container", i, 300_000_000) for i in range(3)]
+    for runtime, achieved in ((slow, 3.0), (fast, 10.0)):
+        runtime.rate_asked_per_s, runtime.rate_achieved_per_s = 10.0, achieved
+    meta = {"workload": {"name": "hello"}, "host": {"cpu_model": "test", "cpu_cores_logical": 2}, "versions": {}}
+    out = io.StringIO()
+    print_result(RunResult(meta, {"container": slow, "wasm": fast}), Console(file=out, width=200))
+    text = out.getvalue()
+    assert "steady: 3.00 launches/s achieved of 10.00 asked" in text
+    assert "steady: 10.00 launches/s achieved of 10.00 asked" in text
+    assert "steady reached 3.00 launches/s of the 10.00 asked (30%)" in text  # the warning
+    assert "300 ms" in text and "1.01 µs" in text  # p50 of 1,000..1,029 ns
+    assert "wasm started 295,712x faster than container (p50 startup)." in text
