@@ -901,8 +901,11 @@ def _block_sizes(sizes: list[int]) -> dict[str, int]:
 
 
 def _launch_error(exc: Exception) -> str:
-    """A failed launch's line: the lab's own errors as they are, anything else with its type."""
-    return str(exc) if isinstance(exc, LaunchFailed) else f"{type(exc).__name__}: {exc}"
+    """A failed launch's line: the lab's own errors as they are, a process limit by its name
+    (``ulimit -n is 64``, not ``OSError: [Errno 24]``), anything else with its type."""
+    if isinstance(exc, LaunchFailed):
+        return str(exc)
+    return limits.limit_message(exc) or f"{type(exc).__name__}: {exc}"
 
 
 def _stop_quietly(instance: Instance) -> None:
