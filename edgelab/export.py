@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelab.errors import EdgelabError, UsageError
-from edgelab.results import RunResult
+from edgelab.results import MemoryResult, RunResult
 from edgelab.stats import format_bytes, format_duration_ns, format_ratio, plain_conclusion
 
 #: The path that means stdout.
@@ -77,23 +77,23 @@ def _memory_figures(runtime: Any) -> tuple[float | None, float | None, float | N
     return m.pss_bytes_per_instance, getattr(m, "host_bytes_per_instance", None), m.instances_per_gib
 
 
-def _solid_instances_per_gib(runtime: Any) -> float | None:
+def solid_instances_per_gib(memory: MemoryResult | None) -> float | None:
     """Instances per GiB of *host* memory, only where the host figure stands clear of noise
     (a stable MemAvailable fall, or a container's cgroup reading): a sentence in plain words
-    must not rank runtimes on a figure its own warnings call noise, nor on a PSS fallback."""
-    m = runtime.memory
-    if m is None or m.host_bytes_per_instance is None:
+    must not rank runtimes on a figure its own warnings call noise, nor on a PSS fallback.
+    Front ends pass this, not ``instances_per_gib``, to ``plain_conclusion``."""
+    if memory is None or memory.host_bytes_per_instance is None:
         return None
-    if not (m.mem_available_stable or (m.cgroup_bytes_per_instance or 0) > 0):
+    if not (memory.mem_available_stable or (memory.cgroup_bytes_per_instance or 0) > 0):
         return None
-    return m.instances_per_gib
+    return memory.instances_per_gib
 
 
 def conclusion(result: RunResult) -> str:
     """The run's figures in plain words (``edgelab.stats.plain_conclusion``), as the CLI
     prints them and the Markdown and JSON exports carry them."""
     startups = {name: (s.p50_ns if (s := r.summary()) else None) for name, r in result.runtimes.items()}
-    density = {name: _solid_instances_per_gib(r) for name, r in result.runtimes.items()}
+    density = {name: solid_instances_per_gib(r.memory) for name, r in result.runtimes.items()}
     return plain_conclusion(startups, density)
 
 
