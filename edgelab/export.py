@@ -267,7 +267,12 @@ def check_targets(targets: Iterable[ExportTarget]) -> None:
             raise UsageError(f"two exports to {t} ({seen[key].fmt} and {t.fmt}): give each its own path")
         seen[key] = t
         if t.path is not None:
-            check_writable(t.path)
+            try:
+                check_writable(t.path)
+            except UsageError:
+                raise
+            except EdgelabError as exc:  # before the run, a path that cannot be written is bad input
+                raise UsageError(str(exc)) from None
 
 
 def _identity(path: Path) -> Any:
