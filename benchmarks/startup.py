@@ -11,15 +11,18 @@ the median of the *paired* block ratios (each lab block against the raw block be
 time, so drift between pairs cancels), with a 95% bootstrap interval; the pooled ratio of
 medians is printed beside it. Target: 0.95 <= lab/raw <= 1.10 for every runtime.
 
-``--pin`` pins this process (so the lab, the raw loops, the Wasm host and every workload
-process it starts, which inherit it) to one CPU with os.sched_setaffinity; dockerd and the
-containers are not pinned. The table says whether it was pinned.
+``--pin auto|CPU`` pins this process (so the lab, the raw loops, the Wasm host, the watchdog
+and every workload process it starts, which inherit it) to one CPU with os.sched_setaffinity;
+dockerd and the containers are not pinned. The table says whether it was pinned. It is off by
+default because here it did not help: pinned, on the 2-core VM under load, Wasm p50 rose from
+1.7 to 2.6 µs and subprocess from 355 to 552 µs on both sides alike, and the intervals of the
+ratios were no narrower (the lab's threads, its watchdog and the workload then share a core).
 
 Then it holds resident instances (10,000 Wasm, 50 containers, 200 processes by default) and
 prints both memory figures per instance (user-space PSS and host); benchmarks/density.py is
 the full-scale version.
 
-    python benchmarks/startup.py [--workload hello] [--rounds 10] [--pin auto|off|CPU]
+    python benchmarks/startup.py [--workload hello] [--rounds 10] [--pin off|auto|CPU]
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def main() -> int:
     parser.add_argument("--subprocess-block", type=int, default=5, help="cold starts per block")
     parser.add_argument("--wasm-block", type=int, default=20, help="cold starts per block")
     parser.add_argument("--container-block", type=int, default=2, help="cold starts per block (one pair per round)")
-    parser.add_argument("--pin", default="auto", help="auto (the last allowed CPU), off, or a CPU number")
+    parser.add_argument("--pin", default="off", help="off (default), auto (the last allowed CPU), or a CPU number")
     parser.add_argument("--runtimes", default="container,subprocess,wasm")
     parser.add_argument("--resident-wasm", type=int, default=10_000)
     parser.add_argument("--resident-container", type=int, default=50)
