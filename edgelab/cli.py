@@ -71,6 +71,16 @@ EXIT_STATUS = """exit status:
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
+def _runtime_name(text: str) -> str:
+    """One runtime, by the grammar ``--resident`` and ``--runtimes`` take (c, s, w, names)."""
+    from edgelab.lab import resolve_runtime_name
+
+    try:
+        return resolve_runtime_name(text, "--runtime")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--runtime: ")) from None
+
+
 def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: str) -> None:
     """Another spelling of an option, sharing its destination and its check (its ``type``)."""
     action = parser._option_string_actions[existing]
@@ -142,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     invoke = sub.add_parser("invoke", help="send stdin as one request to a fresh instance; response to stdout")
     invoke.add_argument("workload")
-    invoke.add_argument("--runtime", "-r", required=True, choices=("container", "subprocess", "wasm"))
+    invoke.add_argument(
+        "--runtime", "-r", required=True, type=_runtime_name, metavar="RUNTIME",
+        help="container, subprocess or wasm (or a prefix: c, s, w)",
+    )
     invoke.add_argument("--timeout", type=flag(TIMEOUT_S), default=None)
 
     build = sub.add_parser("build", help="build every workload's artifacts (cached)")
@@ -154,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="which runtimes work here, and how to fix those that don't")
     probe = sub.add_parser("probe", help="what a workload can reach in each runtime (files, env, /, network, writes)")
-    probe.add_argument("--runtimes", "-r", default="container,subprocess,wasm", help="comma-separated")
+    probe.add_argument(
+        "--runtimes", "-r", default="container,subprocess,wasm",
+        help="comma-separated: container, subprocess, wasm, or a prefix (c,s,w)",
+    )
     probe.add_argument("--json", action="store_true", help="machine-readable: verdict and detail per capability")
     clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
     clean.add_argument("--cache", action="store_true", help="also remove built artifacts")

@@ -597,7 +597,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from edgelab.capabilities import CAPABILITIES, probe_report
 
-    report = probe_report(parse_runtimes(args.runtimes))
+    report = probe_report(runtimes_from_text(args.runtimes))
     if args.json:
         print(json.dumps(
             {rt: {cap: {"verdict": v, "detail": d} for cap, (v, d) in caps.items()} for rt, caps in report.items()},

@@ -393,3 +393,14 @@ def test_the_table_says_the_steady_rate_achieved_and_the_conclusion() -> None:
     assert "steady reached 3.00 launches/s of the 10.00 asked (30%)" in text  # the warning
     assert "300 ms" in text and "1.01 µs" in text  # p50 of 1,000..1,029 ns
     assert "wasm started 295,712x faster than container (p50 startup)." in text
+
+
+def test_invoke_and_probe_take_the_same_runtime_names() -> None:
+    done = subprocess.run([sys.executable, "-m", "edgelab", "invoke", "fib", "-r", "W"], input=b"10", capture_output=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, b"55"), done.stderr.decode()
+    bad = edgelab("invoke", "fib", "-r", "vm")
+    assert _one_line(bad) == "edgelab: argument --runtime/-r: 'vm' is not a runtime (container, subprocess, wasm, or c, s, w) (see edgelab invoke --help)"
+    assert bad.returncode == 2
+    probe = edgelab("probe", "-r", "w", "--json")
+    assert probe.returncode == 0, probe.stderr.decode()
+    assert list(json.loads(probe.stdout)) == ["wasm"]
