@@ -6,6 +6,7 @@ Artifacts are built once per session into the default cache, so repeated runs ar
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -415,3 +416,61 @@ def test_iot_rejects_with_line_number(binaries: dict[str, Path], bad: bytes, lin
 
 def test_iot_rejects_empty(binaries: dict[str, Path]) -> None:
     assert ask(binaries["iot"], b"\n\n").status == 1
+
+
+# -- the hostile flood and escape, at the frame level ----------------------------------------
+@pytest.fixture(scope="session")
+def hostile_binaries() -> dict[str, Path]:
+    from edgelab.workloads import get_workload
+
+    return {name: build.ensure_native(get_workload(name)) for name in ("flood", "escape")}
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 1_000_000])
+def test_flood_sends_exactly_the_size_asked(hostile_binaries: dict[str, Path], size: int) -> None:
+    done = subprocess.run(
+        [str(hostile_binaries["flood"])], input=encode_request(str(size).encode()),
+        capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert struct.unpack_from("<IB", done.stdout) == (size, 0)
+    assert done.stdout[5:] == b"x" * size  # one frame: the workload exits after streaming
+
+
+def test_flood_announces_4_gib_by_default(hostile_binaries: dict[str, Path]) -> None:
+    proc = subprocess.Popen([str(hostile_binaries["flood"])], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(encode_request(b"flood"))
+    proc.stdin.flush()
+    header = proc.stdout.read(5)
+    first = proc.stdout.read(1 << 16)
+    proc.stdout.close()  # the reader goes away: the flood ends on EPIPE
+    assert proc.wait(timeout=10) != 0
+    proc.stdin.close()
+    assert struct.unpack("<IB", header) == (4 * 1024**3 - 1, 0)
+    assert first == b"x" * (1 << 16)
+
+
+def test_escape_detaches_a_grandchild_in_a_new_session(hostile_binaries: dict[str, Path]) -> None:
+    """What the runtimes must contain: a live grandchild with its own session, outside the
+    workload's process group, not its child."""
+    import psutil
+
+    proc = subprocess.Popen(
+        [str(hostile_binaries["escape"])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0
+    )
+    out, _ = proc.communicate(encode_request(b""), timeout=30)
+    assert proc.returncode == 0
+    length, status = struct.unpack_from("<IB", out)
+    match = re.fullmatch(rb"escaped: grandchild (\d+)", out[5 : 5 + length])
+    assert status == 0 and match, out
+    grandchild = psutil.Process(int(match.group(1)))
+    try:
+        assert grandchild.name().startswith("escape-")
+        assert os.getsid(grandchild.pid) not in (os.getsid(0), proc.pid)  # the middle one's session
+        assert os.getpgid(grandchild.pid) == os.getsid(grandchild.pid) != proc.pid  # not the workload's group
+        assert grandchild.ppid() != proc.pid
+    finally:
+        grandchild.kill()
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            grandchild.wait(timeout=5)
