@@ -436,19 +436,33 @@ class _Run:
 
     # -- one launch ---------------------------------------------------------------------------
     def _record(self, name: str, sample: Sample, launch: Launch | None, keep: bool) -> None:
+        self._record_many(name, [(sample, launch)], keep)
+
+    def _record_many(self, name: str, outcomes: list[tuple[Sample, Launch | None]], keep: bool) -> None:
+        """Record launches of one runtime in order: one lock and one InstanceCounts for all of
+        them (a ramp records its chunks of up to RAMP_CHUNK_MAX this way), a SampleRecorded each."""
+        if not outcomes:
+            return
         result = self.results[name]
         with self._lock:
-            result.samples.append(sample)
-            if launch is not None and keep and sample.ok:
-                self.resident.setdefault(name, []).append(launch.instance)
-            result.running = len(self.resident.get(name, ()))
-            failures = 0 if sample.ok else self._consecutive_failures.get(name, 0) + 1
+            resident = self.resident.setdefault(name, [])
+            failures = self._consecutive_failures.get(name, 0)
+            failed = self._failed.get(name, 0)
+            for sample, launch in outcomes:
+                result.samples.append(sample)
+                if launch is not None and keep and sample.ok:
+                    resident.append(launch.instance)
+                failures = 0 if sample.ok else failures + 1
+                failed += not sample.ok
+            result.running = len(resident)
             self._consecutive_failures[name] = failures
-            failed = self._failed[name] = self._failed.get(name, 0) + (not sample.ok)
-        self.emit(SampleRecorded(sample))
+            self._failed[name] = failed
+        for sample, _ in outcomes:
+            self.emit(SampleRecorded(sample))
         self.emit(InstanceCounts(name, result.running, result.launched, failed))
         if failures >= MAX_CONSECUTIVE_FAILURES and name in self.runtimes:
-            self._give_up(name, f"stopped after {failures} failed launches: {sample.error}", None)
+            last = outcomes[-1][0]
+            self._give_up(name, f"stopped after {failures} failed launches: {last.error}", None)
 
     def _record_failure(self, name: str, index: int, warmup: bool, started: float, error: str, keep: bool) -> None:
         self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started, scenario=self._scenario), None, keep)
@@ -565,14 +579,15 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - one failed launch; the run goes on
             self._record_failure(name, first, first < self.settings.warmup, started, _launch_error(exc), False)
             return 1
-        index = first
-        for outcome in outcomes:
+        recorded: list[tuple[Sample, Launch | None]] = []
+        for index, outcome in enumerate(outcomes, start=first):
             warmup = index < self.settings.warmup
             if isinstance(outcome, LaunchFailed):
-                self._record_failure(name, index, warmup, started, str(outcome), False)
+                sample = Sample(name, index, warmup, False, None, error=str(outcome), started_at=started, scenario=self._scenario)
+                recorded.append((sample, None))
             else:
-                self._record(name, self._sample_from(name, index, warmup, started, outcome), outcome, False)
-            index += 1
+                recorded.append((self._sample_from(name, index, warmup, started, outcome), outcome))
+        self._record_many(name, recorded, False)
         return max(1, len(outcomes))
 
     def _burst_batched(self, name: str, total: int) -> None:
@@ -709,11 +724,13 @@ class _Run:
             for i in range(chunk):
                 self._record_failure(name, first_index + i, False, started, str(exc), True)
             return None
+        outcomes: list[tuple[Sample, Launch | None]] = []
         for i, launch in enumerate(launches):
             sample = self._sample_from(name, first_index + i, False, started, launch)
             if not sample.ok:
                 _stop_quietly(launch.instance)
-            self._record(name, sample, launch, keep=True)
+            outcomes.append((sample, launch))
+        self._record_many(name, outcomes, keep=True)
         return None
 
     def _launch_resident(self, name: str, index: int) -> str | None:
