@@ -17,7 +17,7 @@ import pytest
 
 from edgelab.errors import LaunchFailed, LaunchTimeout, LimitReached
 from edgelab.runtimes.base import StoppedInstance
-from edgelab.runtimes.wasm import HOTPATH_ENV, POOL_ENV, SHARD_ENV, WasmRuntime
+from edgelab.runtimes.wasm import HOTPATH_ENV, POOL_ENV, SHARD_ENV, STORE_SHARING_ENV, WasmRuntime
 from edgelab.session import Session
 from edgelab.workloads import Workload
 
@@ -578,3 +578,54 @@ def test_a_request_answered_past_the_cap_drops_the_resident_instance(
     assert runtime._live_host().call(5, "ping")["instances"] == 0
     with pytest.raises(LaunchFailed, match="stopped"):
         launch.instance.request(b"x", 5)
+
+
+_STATEFUL = """
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 2048) "A")
+  (func (export "_initialize"))
+  (func (export "edgelab_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "edgelab_handle") (param i32 i32) (result i64)
+    (if (i32.and (i32.gt_u (local.get 1) (i32.const 0))
+                 (i32.eq (i32.load8_u (local.get 0)) (i32.const 76)))
+      (then (loop $forever (br $forever))))
+    (i32.store8 (i32.const 1023) (i32.const 0))
+    (i32.store8 (i32.const 1024) (i32.load8_u (i32.const 2048)))
+    (i32.store8 (i32.const 1025) (i32.add (i32.const 48) (memory.size)))
+    (i32.store8 (i32.const 2048) (i32.const 90))
+    (drop (memory.grow (i32.const 1)))
+    (i64.or (i64.shl (i64.const 1023) (i64.const 32)) (i64.const 3))))
+"""
+
+
+def test_resident_instances_sharing_a_store_stay_apart(
+    runtime: WasmRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With STORE_SHARING_ENV, resident instances share Stores: each still starts from the
+    module's initial memory, keeps its own, times out alone, and a Store is freed with the
+    last of its instances."""
+    monkeypatch.setenv(STORE_SHARING_ENV, "4")
+    path = tmp_path / "stateful.wasm"
+    path.write_bytes(wasmtime.wat2wasm(_STATEFUL))
+    workload = _workload(tmp_path, "stateful", timeout_s=1.0)
+    runtime.prepare_module(workload, path, None)
+    launches = runtime.launch_many(workload, b"", 10, 1.0)
+    assert [launch.response.body for launch in launches] == [b"A1"] * 10
+    (shard,) = runtime._shards
+    facts = shard.call(5, "ping")
+    assert (facts["instances"], facts["instances_per_store"], facts["stores"]) == (10, 4, 3)
+    first, second = launches[0].instance, launches[1].instance  # one Store
+    assert first.request(b"", 1.0).body == b"Z2"
+    assert first.request(b"", 1.0).body == b"Z3"
+    assert second.request(b"", 1.0).body == b"Z2"  # its memory, not its neighbour's
+    with pytest.raises(LaunchTimeout):
+        first.request(b"Loop", 1.0)
+    assert second.request(b"", 1.0).body == b"Z3"  # the Store outlives a neighbour's timeout
+    runtime.stop_many([launch.instance for launch in launches[1:3]])
+    assert shard.call(5, "ping")["stores"] == 3  # launches[3] still holds the first Store
+    launches[3].instance.stop()
+    assert shard.call(5, "ping")["stores"] == 2
+    assert "4 share a Store" in runtime.preparation()["resident instances per Store"]
+    runtime.stop_many([launch.instance for launch in launches])
+    assert shard.call(5, "ping")["instances"] == 0 and shard.call(5, "ping")["stores"] == 0

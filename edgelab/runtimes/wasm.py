@@ -64,10 +64,11 @@ POOL_SLOTS = 30_000
 POOL_ENV = "EDGELAB_WASM_POOL_SLOTS"
 #: Resident instances (a ramp's) live in on-demand hosts of at most this many instances each;
 #: more start more hosts. Overridable by SHARD_ENV (tests hold several hosts' worth that way).
-#: 25,000: four hosts for 100,000, each far under its mapping limit even if no two of its
-#: memories merged into one mapping (one mapping each, vm.max_map_count 65,530) and under
-#: 2 GiB of address space (~70 KiB per instance), so a ``ulimit -v`` binds per host late.
-SHARD_INSTANCES = 25_000
+#: 50,000: two hosts for 100,000 (a host's own cost is ~19 MiB PSS, ~0.2 KiB per instance
+#: there), each under its mapping limit even if none of its memories merged into one mapping
+#: (one mapping each of vm.max_map_count's 65,530), ~3.5 GiB of address space each. A host
+#: that hits a limit of its own first (mappings, ``ulimit -v``) hands over to the next.
+SHARD_INSTANCES = 50_000
 SHARD_ENV = "EDGELAB_WASM_SHARD_INSTANCES"
 #: A resident host that hits a limit before holding this many says the machine, not the
 #: host, ran out: the ramp stops there instead of starting host after host.
@@ -92,6 +93,31 @@ def _count_from_env(name: str, default: int) -> int:
 def shard_instances() -> int:
     """Resident instances per on-demand host: SHARD_ENV if set (a positive integer)."""
     return _count_from_env(SHARD_ENV, SHARD_INSTANCES)
+
+
+#: Resident instances per Store in the resident hosts. 1 (the default): each instance its own
+#: Store, the unit a cold start measures, and stopping one frees its memory. More: that many
+#: instances of one module share a Store, each with its own linear memory, globals and tables
+#: (the memory limit applies to each memory) -- measured on hello, a Store and the Store's
+#: share of its first instance are ~5.3 of a resident instance's ~11 KiB, so 8 per Store
+#: hold ~6.1 KiB each -- but a Store, and so a stopped instance's memory, is freed only with
+#: the last of its instances, and a timeout or trap is per call, not per Store.
+STORE_SHARING_ENV = "EDGELAB_WASM_INSTANCES_PER_STORE"
+#: wasmtime's default per-Store limits on instances and memories.
+MAX_INSTANCES_PER_STORE = 10_000
+
+
+def instances_per_store() -> int:
+    """Resident instances per Store: STORE_SHARING_ENV if set, else 1."""
+    value = _count_from_env(STORE_SHARING_ENV, 1)
+    if value > MAX_INSTANCES_PER_STORE:
+        raise RuntimeUnavailable(
+            "wasm",
+            f"{STORE_SHARING_ENV}={value:,} is more than wasmtime's "
+            f"{MAX_INSTANCES_PER_STORE:,} instances per Store",
+            f"set {STORE_SHARING_ENV} to at most {MAX_INSTANCES_PER_STORE:,}",
+        )
+    return value
 
 
 def pool_slots() -> int:
@@ -166,7 +192,7 @@ class HostProcess:
     instances the runtime has there.
     """
 
-    def __init__(self, allocator: str = "pool") -> None:
+    def __init__(self, allocator: str = "pool", instances_per_store: int = 1) -> None:
         self.allocator = allocator
         self.held = 0
         #: Set when the host hit a limit of its own (mappings, address space): it keeps what
@@ -187,6 +213,7 @@ class HostProcess:
                     "edgelab.runtimes.wasm_host",
                     f"--max-memory={pool_memory_bytes()}",
                     f"--allocator={allocator}",
+                    f"--instances-per-store={instances_per_store}",
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -476,6 +503,13 @@ class WasmRuntime(Runtime):
             found["resident hosts"] = (
                 f"{self.most_shards} on-demand {hosts}, up to {shard_instances():,} instances each"
             )
+            sharing = instances_per_store()
+            found["resident instances per Store"] = (
+                "1 (each its own Store, as each cold start)"
+                if sharing == 1
+                else f"{sharing} share a Store ({STORE_SHARING_ENV}): a stopped instance's "
+                "memory is freed with the last of its Store's"
+            )
         found["per-host limit"] = limits_line()
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
@@ -497,7 +531,8 @@ class WasmRuntime(Runtime):
             return self._host
 
     def _start_host(self, allocator: str) -> HostProcess:
-        host = HostProcess(allocator)
+        sharing = instances_per_store() if allocator == "ondemand" else 1
+        host = HostProcess(allocator, sharing)
         self._watch_pgid(host.pid)  # its own session: pid == process group
         try:
             path = self._use_hotpath(host)

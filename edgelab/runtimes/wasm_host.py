@@ -219,6 +219,7 @@ class _HotCall(ctypes.Structure):
         ("request_len", c_size_t),
         ("max_response", c_size_t),
         ("slot", c_void_p),
+        ("reuse_store", c_void_p),
         ("store", c_void_p),
         ("ctx", c_void_p),
         ("error", c_void_p),
@@ -264,9 +265,11 @@ _HOT_STAGES = {
 }
 
 
-def _arm(call: _HotCall, slot: int, ticks: int, request: bytes) -> None:
-    """Set a call's per-launch inputs: the instance's slot, its deadline and the request."""
+def _arm(call: _HotCall, slot: int, ticks: int, request: bytes, reuse_store: int = 0) -> None:
+    """Set a call's per-launch inputs: the instance's slot, its deadline, the request, and
+    the Store to instantiate into (0: a fresh one)."""
     call.slot = slot
+    call.reuse_store = reuse_store or None
     call.deadline_ticks = ticks
     call.request = request
     call.request_len = len(request)
@@ -535,9 +538,20 @@ _GENERATION_SHIFT = 32
 
 class Residents:
     """The resident instances of a host, in flat arrays: record index -> Store pointer, module
-    number and generation; the slot records in arenas. No Python object per instance."""
+    number and generation; the slot records in arenas. No Python object per instance.
 
-    def __init__(self) -> None:
+    With ``per_store`` > 1, up to that many instances (of one module) share a Store: each
+    still has its own linear memory, globals and tables and the memory limit applies to
+    each memory, but a Store is freed only with the last of its instances.
+    """
+
+    def __init__(self, per_store: int = 1) -> None:
+        self.per_store = per_store
+        #: Store -> its live instances, only where Stores are shared.
+        self.refs: dict[int, int] = {}
+        self._open_store = 0
+        self._open_module = -1
+        self._open_made = 0
         self.stores = array("Q")
         self.modules = array("H")
         self.generations = array("I")
@@ -560,8 +574,26 @@ class Residents:
             self._arena_base.append(ctypes.addressof(arena))
         return index
 
+    def store_to_share(self, module: int) -> int:
+        """The Store the next instance of ``module`` goes into (0: a fresh one)."""
+        if self.per_store > 1 and self._open_store and self._open_module == module:
+            return self._open_store
+        return 0
+
+    def made(self, store: int, module: int, reused: bool) -> None:
+        """Note one instantiation (kept or failed) into ``store``."""
+        if self.per_store == 1 or not store:
+            return
+        if not reused:
+            self._open_store, self._open_module, self._open_made = store, module, 0
+        self._open_made += 1
+        if self._open_made >= self.per_store:
+            self._open_store = 0
+
     def add(self, index: int, store: int, module: int) -> int:
         """Record the instance made in ``reserve()``'s slot; returns its id."""
+        if self.per_store > 1:
+            self.refs[store] = self.refs.get(store, 0) + 1
         if self.free and self.free[-1] == index:
             self.free.pop()
             self.stores[index] = store
@@ -584,11 +616,21 @@ class Residents:
         return index
 
     def remove(self, index: int) -> int:
-        """Forget record ``index``; returns its Store pointer for the caller to delete."""
+        """Forget record ``index``; returns the Store pointer for the caller to delete, or 0
+        while other instances still live in that Store."""
         store = self.stores[index]
         self.stores[index] = 0
         self.free.append(index)
         self.count -= 1
+        if self.per_store == 1:
+            return store
+        left = self.refs[store] - 1
+        if left:
+            self.refs[store] = left
+            return 0
+        del self.refs[store]
+        if store == self._open_store:
+            self._open_store = 0
         return store
 
     def live(self) -> list[int]:
@@ -599,10 +641,15 @@ class Host:
     """Every module and resident instance of one host process, keyed by integer ids."""
 
     def __init__(
-        self, max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, allocator: str = "pool"
+        self,
+        max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
+        allocator: str = "pool",
+        instances_per_store: int = 1,
     ) -> None:
         if allocator not in ALLOCATORS:
             raise ValueError(f"unknown allocator {allocator!r}")
+        if instances_per_store < 1:
+            raise ValueError(f"instances per Store must be at least 1, not {instances_per_store}")
         self.max_memory_bytes = max_memory_bytes
         pooling = allocator == "pool" and pooling_fits(max_memory_bytes)
         if pooling:
@@ -619,7 +666,7 @@ class Host:
         self.linker.define_wasi()
         self.modules: dict[str, LoadedModule] = {}
         self.module_list: list[LoadedModule] = []
-        self.residents = Residents()
+        self.residents = Residents(instances_per_store)
         #: The compiled hot path once the lab hands one over (``use_hotpath``); until then,
         #: or if it cannot be loaded, launches go through ctypes call by call.
         self.hot: HotPath | None = None
@@ -682,12 +729,16 @@ class Host:
         if module is None:
             raise GuestError("failed", f"module {name} is not loaded in the wasm host")
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
-        index = self.residents.reserve() if keep else -1
-        base = self.residents.slot_address(index) if keep else self._scratch
+        residents = self.residents
+        index = residents.reserve() if keep else -1
+        base = residents.slot_address(index) if keep else self._scratch
+        reuse = residents.store_to_share(module.number) if keep else 0
         if self.hot is not None:
-            result = self._launch_hot(self.hot, module, request, base, ticks)
+            result = self._launch_hot(self.hot, module, request, base, ticks, reuse)
         else:
-            result = self._launch_ctypes(module, request, base, ticks)
+            result = self._launch_ctypes(module, request, base, ticks, reuse)
+        if keep:
+            residents.made(reuse or result[0] or 0, module.number, bool(reuse))
         if result[5] is not None:
             return result
         store, status, body, phases, startup_ns, _ = result
@@ -698,24 +749,26 @@ class Host:
         return instance_id, status, body, phases, startup_ns, None
 
     def _launch_ctypes(
-        self, module: LoadedModule, request: bytes, base: int, ticks: int
+        self, module: LoadedModule, request: bytes, base: int, ticks: int, reuse: int = 0
     ) -> tuple[Any, ...]:
         """A launch through ctypes call by call: (store, status, body, phases, startup, None)
-        or a failure tuple with the Store already deleted."""
+        or a failure tuple with the Store already deleted (unless it was ``reuse``, a Store
+        other instances live in)."""
         trap_ptr = self._trap_ptr
         self._trap.value = None
         t0 = time.perf_counter_ns()
-        store = _store_new(self.engine_ptr, None, None)
+        store = reuse or _store_new(self.engine_ptr, None, None)
         ctx = _store_context(store)
         err = None
-        if module.wasi:
+        if module.wasi and not reuse:
             wasi = _wasi_config_new()  # deny by default: no env, preopens, stdin or stdio
             _wasi_config_set_argv(wasi, 1, module.argv)
             err = _set_wasi(ctx, wasi)
         try:
             if err:
                 raise _error_text(err, 0)
-            _store_limiter(store, module.memory_limit, -1, -1, -1, -1)
+            if not reuse:
+                _store_limiter(store, module.memory_limit, -1, -1, -1, -1)  # per memory
             _set_epoch_deadline(ctx, ticks)
             err = _pre_instantiate(module.pre_ptr, ctx, base, trap_ptr)
             if err or self._trap.value:
@@ -732,10 +785,12 @@ class Host:
             status, body = self._handle(ctx, base, request, module.max_response)
             t2 = time.perf_counter_ns()
         except GuestError as exc:
-            _store_delete(store)
+            if not reuse:
+                _store_delete(store)
             return None, 2, b"", {}, 0, (exc.kind, str(exc))
         except BaseException:
-            _store_delete(store)
+            if not reuse:
+                _store_delete(store)
             raise
         return (
             store,
@@ -747,11 +802,17 @@ class Host:
         )
 
     def _launch_hot(
-        self, hot: HotPath, module: LoadedModule, request: bytes, base: int, ticks: int
+        self,
+        hot: HotPath,
+        module: LoadedModule,
+        request: bytes,
+        base: int,
+        ticks: int,
+        reuse: int = 0,
     ) -> tuple[Any, ...]:
         """``launch`` in one foreign call: the timestamps are taken inside it."""
         call = module.call
-        _arm(call, base, ticks, request)
+        _arm(call, base, ticks, request, reuse)
         failed = hot.launch(module.call_ptr)
         call.request = None  # the call holds no reference to the request between calls
         if failed:
@@ -895,7 +956,9 @@ class Host:
         for instance_id in ids:
             index = residents.find(instance_id)
             if index is not None:
-                _store_delete(residents.remove(index))
+                store = residents.remove(index)
+                if store:
+                    _store_delete(store)
                 dropped += 1
         return dropped
 
@@ -903,7 +966,9 @@ class Host:
         residents = self.residents
         live = residents.live()
         for index in live:
-            _store_delete(residents.remove(index))
+            store = residents.remove(index)
+            if store:
+                _store_delete(store)
         return len(live)
 
     def ping(self) -> dict[str, Any]:
@@ -913,6 +978,8 @@ class Host:
             "launch_path": "compiled" if self.hot is not None else "ctypes",
             "allocator": self.allocator,
             "engine": self.engine_tag,
+            "instances_per_store": self.residents.per_store,
+            "stores": len(self.residents.refs) if self.residents.per_store > 1 else None,
             "wasmtime": wasmtime_version(),
         }
 
@@ -958,9 +1025,10 @@ def serve(
     out_fd: int,
     max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
     allocator: str = "pool",
+    instances_per_store: int = 1,
 ) -> None:
     gc.disable()  # no cycles are made here; a collection would land inside a cold start
-    host = Host(max_memory_bytes, allocator)
+    host = Host(max_memory_bytes, allocator, instances_per_store)
     #: The reply when not even a reply can be made: ready before memory runs out.
     out_of_memory = pickle.dumps(("err", "limit", "wasm host out of memory"))
     reserve = _reserve()
@@ -1029,8 +1097,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m edgelab.runtimes.wasm_host")
     parser.add_argument("--max-memory", type=int, default=DEFAULT_MAX_MEMORY_BYTES)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="pool")
+    parser.add_argument("--instances-per-store", type=int, default=1)
     options = parser.parse_args()
-    serve(in_fd, out_fd, options.max_memory, options.allocator)
+    serve(in_fd, out_fd, options.max_memory, options.allocator, options.instances_per_store)
 
 
 if __name__ == "__main__":

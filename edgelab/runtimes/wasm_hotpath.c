@@ -89,6 +89,7 @@ typedef struct {
     usize request_len;
     usize max_response; /* the workload's response cap: a longer response fails the call */
     u8 *slot; /* the instance, then the four exports: EL_INSTANCE_BYTES + 4 * EL_EXTERN_BYTES */
+    void *reuse_store; /* NULL: a fresh Store; else instantiate into this one (kept on failure) */
     /* out */
     void *store;
     void *ctx;
@@ -271,11 +272,13 @@ static int launch_at(el_call *c, usize at_offset) {
     void *trap = 0;
     reset(c);
     c->t0 = now_ns();
-    void *store = api.store_new(c->engine, 0, 0);
+    void *store = c->reuse_store;
+    int fresh = store == 0;
+    if (fresh) store = api.store_new(c->engine, 0, 0);
     void *ctx = api.store_context(store);
     c->store = store;
     c->ctx = ctx;
-    if (c->wasi_argv) {
+    if (fresh && c->wasi_argv) {
         void *wasi = api.wasi_config_new(); /* deny by default: no env, preopens or stdio */
         api.wasi_config_set_argv(wasi, 1, c->wasi_argv);
         c->error = api.set_wasi(ctx, wasi);
@@ -284,7 +287,7 @@ static int launch_at(el_call *c, usize at_offset) {
             goto fail;
         }
     }
-    api.store_limiter(store, c->memory_limit, -1, -1, -1, -1);
+    if (fresh) api.store_limiter(store, c->memory_limit, -1, -1, -1, -1); /* per memory */
     api.set_epoch_deadline(ctx, c->deadline_ticks);
     c->error = api.pre_instantiate(c->pre, ctx, c->slot, &trap);
     if (c->error || trap) {
@@ -307,7 +310,7 @@ static int launch_at(el_call *c, usize at_offset) {
     c->t2 = now_ns();
     return EL_OK;
 fail:
-    api.store_delete(store);
+    if (fresh) api.store_delete(store);
     c->store = 0;
     c->ctx = 0;
     return c->stage;
