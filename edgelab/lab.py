@@ -947,5 +947,11 @@ def _stop_all(rt: Runtime, instances: list[Instance]) -> None:
     # Containers take a fraction of a second each to remove: several at a time.
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stop") as pool:
-        list(pool.map(_stop_quietly, instances))
+    try:
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stop") as pool:
+            list(pool.map(_stop_quietly, instances))
+    except RuntimeError:
+        # No thread can start (a ramp that ran into the pids limit): one by one, then; stop
+        # is idempotent, so those the pool reached are skipped cheaply.
+        for instance in instances:
+            _stop_quietly(instance)
