@@ -430,10 +430,18 @@ def _replace_atomically(path: Path, real: Path, data: bytes, st: os.stat_result 
 
 
 def write_stdout(text: str) -> None:
-    """An export to stdout; a closed pipe raises BrokenPipeError for the CLI to exit on."""
+    """An export to stdout, every byte; a closed pipe raises BrokenPipeError for the CLI to
+    exit on. Written to the fd itself: ``sys.stdout.write`` of a few MiB into a pipe whose
+    reader left returned quietly here (Python 3.11), so ``| head`` looked like success."""
     stream = sys.stdout
-    stream.write(text)
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): as it is
+        stream.write(text)
+        stream.flush()
+        return
     stream.flush()
+    _write_all(fd, text.encode("utf-8"))
 
 
 def write_targets(result: RunResult, targets: Iterable[ExportTarget]) -> list[ExportTarget]:

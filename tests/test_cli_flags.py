@@ -404,3 +404,19 @@ def test_invoke_and_probe_take_the_same_runtime_names() -> None:
     probe = edgelab("probe", "-r", "w", "--json")
     assert probe.returncode == 0, probe.stderr.decode()
     assert list(json.loads(probe.stdout)) == ["wasm"]
+
+
+def test_a_reader_that_leaves_mid_export_gets_141_not_a_silent_0(tmp_path: Path) -> None:
+    """A multi-MiB export on stdout and a reader that takes 10 bytes and leaves (``| head -c
+    10``): sys.stdout.write returned quietly here with most of it lost, so exit 0 claimed
+    success. The export is written to the fd, and the closed pipe is 141."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgelab", "run", "-r", "wasm", "-n", "20000", "--json", "-", "--no-history"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b'{\n  "metad'
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err
