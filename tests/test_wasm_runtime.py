@@ -571,9 +571,9 @@ def test_a_request_answered_past_the_cap_drops_the_resident_instance(
     workload = dataclasses.replace(_workload(tmp_path, "echo_capped"), max_response_bytes=1024)
     runtime.prepare_module(workload, _module(tmp_path, "echo_capped", _ECHO), None)
     launch = runtime.launch(workload, b"small", 5)
-    assert launch.instance.request(b"x" * 1023, 5).body == b"x" * 1023  # status + 1023 = cap
+    assert launch.instance.request(b"x" * 1024, 5).body == b"x" * 1024  # the cap: the body
     with pytest.raises(LaunchFailed, match=r"^response exceeded 1 KiB$"):
-        launch.instance.request(b"x" * 1024, 5)
+        launch.instance.request(b"x" * 1025, 5)
     assert runtime.live_instances() == []
     assert runtime._live_host().call(5, "ping")["instances"] == 0
     with pytest.raises(LaunchFailed, match="stopped"):
@@ -629,3 +629,32 @@ def test_resident_instances_sharing_a_store_stay_apart(
     assert "4 share a Store" in runtime.preparation()["resident instances per Store"]
     runtime.stop_many([launch.instance for launch in launches])
     assert shard.call(5, "ping")["instances"] == 0 and shard.call(5, "ping")["stores"] == 0
+
+
+def test_the_flood_workload_is_cut_at_the_cap_and_the_lab_stays_flat(
+    runtime: WasmRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """modules/flood: a 20,000,000-byte answer (it fits the guest's ~36 MiB memory) is past
+    the 16 MiB cap: the launch fails in one line, no byte of it reaches the lab, the host
+    keeps nothing; the default 4 GiB answer does not fit the guest at all (its own out of
+    memory answer)."""
+    monkeypatch.setenv("EDGELAB_CACHE_DIR", str(tmp_path / "cache"))
+    from edgelab.workloads import get_workload
+
+    flood = get_workload("flood")
+    runtime.prepare(flood)
+    me = psutil.Process()
+    before = me.memory_info().rss
+    with pytest.raises(LaunchFailed, match=r"^response exceeded 16 MiB$"):
+        runtime.launch(flood, b"20000000", flood.timeout_s)
+    (outcome,) = runtime.cold_starts(flood, b"20000000", 3, flood.timeout_s)
+    assert str(outcome) == "response exceeded 16 MiB"
+    assert me.memory_info().rss - before < 4 << 20
+    assert runtime.live_instances() == []
+    assert runtime._live_host().call(5, "ping")["instances"] == 0
+    default = runtime.launch(flood, flood.default_request, flood.timeout_s)
+    assert (default.response.status, default.response.body) == (2, b"out of memory")
+    at_the_cap = runtime.launch(flood, str(16 << 20).encode(), flood.timeout_s)
+    assert at_the_cap.response.body == b"x" * (16 << 20)  # the cap is on the body, as natively
+    with pytest.raises(LaunchFailed, match=r"^response exceeded 16 MiB$"):
+        runtime.launch(flood, str((16 << 20) + 1).encode(), flood.timeout_s)

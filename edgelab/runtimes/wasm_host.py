@@ -338,11 +338,11 @@ def deadline_ticks(timeout_s: float) -> int:
 
 
 def format_cap(n: int) -> str:
-    """A byte cap as a person reads it: "16 MiB", "64 KiB", "1.5 MiB"."""
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n // size} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
-    return f"{n} B"
+    """A byte cap as the other runtimes write it: "16 MiB", "64 KiB", "1,000 bytes"."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n:,} bytes"
 
 
 def _error_text(error_ptr: int, trap_ptr: int) -> GuestError:
@@ -891,7 +891,7 @@ class Host:
         size = _memory_data_size(ctx, memory)
         if response_len == 0 or response + response_len > size:
             raise GuestError("failed", "edgelab_handle returned no response inside linear memory")
-        if response_len > cap:
+        if response_len - 1 > cap:  # the body (after the status byte), as natively
             raise GuestError("failed", f"response exceeded {format_cap(cap)}")
         raw = ctypes.string_at(data + response, response_len)
         return raw[0], raw[1:]

@@ -74,7 +74,7 @@ enum {
     EL_HANDLE = 7,       /* error or trap in edgelab_handle */
     EL_RESPONSE = 8,     /* edgelab_handle returned no response inside linear memory */
     EL_NO_MEMORY = 9,    /* the host could not allocate the response buffer */
-    EL_TOO_LONG = 10,    /* the response is longer than max_response: nothing is copied */
+    EL_TOO_LONG = 10,    /* the body is longer than max_response: nothing is copied */
 };
 
 /* One launch or request: the host fills the inputs, this file the outputs. */
@@ -188,7 +188,7 @@ static int handle(el_call *c, void *ctx, const u8 *slot, usize at_offset) {
     data = api.memory_data(ctx, memory); /* the memory may have grown and moved */
     size = api.memory_data_size(ctx, memory);
     if (n == 0 || at + n > size) return failed(c, EL_RESPONSE);
-    if (n > c->max_response) return failed(c, EL_TOO_LONG);
+    if (n - 1 > c->max_response) return failed(c, EL_TOO_LONG); /* the body, as natively */
     if (at_offset + n > response_cap) {
         usize want = at_offset + (usize)n;
         if (want < 2 * response_cap) want = 2 * response_cap;
