@@ -145,28 +145,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         lab.close()
     files = [t for t in targets if not t.to_stdout]
     write_targets(result, files)  # first: a reader closing stdout early cannot cost a file
-    if not args.no_history:
-        _save_in_history(result)
+    saved = None if args.no_history else _save_in_history(result)  # a file too: before stdout
     # With an export on stdout, stdout carries only that export (for jq and friends).
     stdout_exports = [t for t in targets if t.to_stdout]
     print_result(result, err if stdout_exports else _Console())
     write_targets(result, stdout_exports)
+    if saved:
+        err.print(saved, highlight=False, soft_wrap=True)
     return run_exit_status(result, settings, ignore_failure=args.ignore_failure)
 
 
-def _save_in_history(result: RunResult) -> None:
-    """Every run goes in the history (``edgelab history``, ``compare last``). A history that
-    cannot be written is one warning: the run's results are printed and written anyway."""
+def _save_in_history(result: RunResult) -> str | None:
+    """Every run goes in the history (``edgelab history``, ``compare last``); returns the line
+    that says where (shown after the table). A history that cannot be written is a warning:
+    the run's results are printed and written anyway, and the exit status is the run's."""
     try:
         from edgelab.history import save_run
     except ImportError:  # an edgelab without the history module: nothing to save into
-        return
+        return None
     try:
         path = save_run(result)
     except (EdgelabError, OSError) as exc:
-        err.print(f"[yellow]not saved in the history:[/] {exc}", highlight=False, soft_wrap=True)
-        return
-    err.print(f"[dim]saved in the history as last: {path}[/]", highlight=False, soft_wrap=True)
+        return f"[yellow]not saved in the history:[/] {exc}"
+    return f"[dim]saved in the history as last: {path}[/]"
 
 
 def runtime_failures(result: RunResult, settings: Settings) -> list[str]:
