@@ -61,7 +61,8 @@ STEADY_LAUNCHES_MAX = 1_000_000
 MAX_REQUEST_BYTES = Limit(1, GIB, "bytes", whole=True)
 #: The lab holds a response in memory while it reads it.
 MAX_RESPONSE_BYTES = Limit(1, GIB, "bytes", whole=True)
-MEMORY_LIMIT_MIB = Limit(1, 65_536, "MiB", whole=True)
+#: Docker refuses a memory limit under 6 MiB, and every workload runs in every runtime.
+MEMORY_LIMIT_MIB = Limit(6, 65_536, "MiB", whole=True)
 #: Docker API calls. Under half a second a healthy but busy engine looks absent.
 DOCKER_TIMEOUT_S = Limit(0.5, 3_600, "seconds")
 

@@ -107,14 +107,6 @@ def load_manifest(path: Path) -> Workload:
     for source in source_paths:
         if not source.is_file():
             raise ManifestError(f"{path}: source {source.name} does not exist")
-    if "default_request_file" in data:
-        request_path = directory / str(data["default_request_file"])
-        try:
-            default_request = request_path.read_bytes()
-        except OSError as exc:
-            raise ManifestError(f"{path}: cannot read default_request_file ({exc})") from None
-    else:
-        default_request = str(_require(data, "default_request", str, path)).encode()
     max_request = int(
         _limit(
             path,
@@ -123,6 +115,22 @@ def load_manifest(path: Path) -> Workload:
             limits.MAX_REQUEST_BYTES,
         )
     )
+    # The default request is a request like any other: read to the limit and no further.
+    if "default_request_file" in data:
+        request_path = directory / str(data["default_request_file"])
+        try:
+            with open(request_path, "rb") as source:
+                default_request = limits.read_request(source, max_request, name, str(request_path))
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read default_request_file ({exc})") from None
+        except UsageError as exc:
+            raise ManifestError(f"{path}: default_request_file: {exc}") from None
+    else:
+        default_request = str(_require(data, "default_request", str, path)).encode()
+        if len(default_request) > max_request:
+            raise ManifestError(
+                f"{path}: default_request of {len(default_request)} bytes exceeds max_request_bytes = {max_request}"
+            )
     max_response = int(
         _limit(
             path,

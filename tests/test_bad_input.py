@@ -207,9 +207,10 @@ def test_steady_rate_times_duration_is_bounded() -> None:
         ("memory_limit_mib = 16\n", "memory_limit_mib = 9223372036854775807\n", ("field 'memory_limit_mib'", "65,536 MiB")),
         ("timeout_s = 5\n", "timeout_s = 5\nmax_response_bytes = 1.5\n", ("field 'max_response_bytes'", "whole number")),
         ("timeout_s = 5\n", "timeout_s = 5\nmax_response_bytes = \"big\"\n", ("field 'max_response_bytes'", "'big'")),
+        ("memory_limit_mib = 16\n", "memory_limit_mib = 1\n", ("field 'memory_limit_mib'", "from 6 to")),
     ],
     ids=["timeout-nan", "timeout-inf", "timeout-minus-inf", "request-1TiB", "request-0", "memory-huge",
-         "response-float", "response-text"],
+         "response-float", "response-text", "memory-under-docker-minimum"],
 )
 def test_manifest_numbers_are_finite_and_in_range(modules_copy: Path, old: str, new: str, words: tuple[str, ...]) -> None:
     manifest = modules_copy / "hello" / "workload.toml"
@@ -219,6 +220,24 @@ def test_manifest_numbers_are_finite_and_in_range(modules_copy: Path, old: str, 
         line = one_clear_line(edgelab(*args, stdin=b"x", env=env))
         assert str(manifest) in line
         _says_range(line, *words)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ('default_request = "edgelab"\n', 'default_request_file = "/dev/zero"\n', "request exceeds hello's limit of 65536 bytes"),
+        ("max_request_bytes = 65536\n", "max_request_bytes = 3\n", "default_request of 7 bytes exceeds max_request_bytes = 3"),
+    ],
+    ids=["default-request-file-dev-zero", "default-request-too-long"],
+)
+def test_a_manifests_default_request_fits_its_limit(modules_copy: Path, old: str, new: str, says: str) -> None:
+    manifest = modules_copy / "hello" / "workload.toml"
+    _edit(manifest, old, new)
+    done = subprocess.run(["bash", "-c", f"ulimit -v 4000000; exec {sys.executable} -m edgelab invoke hello -r wasm"],
+                          input=b"x", capture_output=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "EDGELAB_MODULES_DIR": str(modules_copy)})
+    line = one_clear_line(done)
+    assert str(manifest) in line and says in line
 
 
 def test_the_largest_max_request_bytes_still_answers_a_one_byte_request(modules_copy: Path) -> None:
