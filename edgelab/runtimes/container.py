@@ -47,6 +47,10 @@ REMOVE_WORKERS = 8
 #: After a launch fails, wait at most this long for its container's removal (an engine that
 #: does not answer must not hold the failure up); what is left goes at close.
 FAILED_REMOVAL_WAIT_S = 0.5
+#: ``close`` first asks the engine for a ping this long; a frozen engine is left to the watchdog.
+CLOSE_PING_S = 2.0
+#: How long a suspect engine's ping answer (see ``ContainerRuntime.__init__``) is relied on.
+PING_KEEP_S = 5.0
 #: /dev/mqueue stays mounted (writable, mode 1777) even with ``ipc_mode="none"``: a read-only
 #: tmpfs hides it, and a zero RLIMIT_MSGQUEUE refuses queues made by mq_open directly.
 MQUEUE_TMPFS = {"/dev/mqueue": "ro,nosuid,nodev,noexec,size=4k"}
@@ -467,9 +471,16 @@ class ContainerInstance(Instance):
         with self._remove_lock:
             if self._removed:
                 return
+            if not self._owner._engine_ok():
+                raise LaunchFailed(
+                    f"container {self.name}: not removed: the engine does not answer (the"
+                    " session watchdog removes it when it does)"
+                )
             try:
                 _remove_container(self._owner.client, self.container_id)
             except Exception as exc:  # noqa: BLE001 - reworded as one line
+                if _is_timeout(exc):
+                    self._owner._suspect_engine()
                 raise LaunchFailed(
                     f"container {self.name}: removal failed: {_one_line(exc)}"
                 ) from None
@@ -568,6 +579,13 @@ class ContainerRuntime(Runtime):
         self._client = client
         self._tags: dict[str, str] = {}
         self.image_sizes_bytes: dict[str, int] = {}
+        # Set when an engine call timed out or was cut short: removals then ask for a ping
+        # first (one at a time, the answer kept PING_KEEP_S), so that stopping a hundred
+        # containers of a frozen engine takes one ping, not a hundred timeouts.
+        self._suspect = False
+        self._ping_lock = threading.Lock()
+        self._ping_at = 0.0
+        self._ping_ok = True
 
     @property
     def client(self) -> Any:
@@ -676,6 +694,8 @@ class ContainerRuntime(Runtime):
             with instance._lock:
                 response = instance._exchange(frame, deadline, timeout_s, first_byte)
         except BaseException as exc:
+            if step != "first request" and (_is_timeout(exc) or not isinstance(exc, Exception)):
+                self._suspect_engine()  # an engine call timed out or was cut short
             if instance is not None:
                 instance.stop_within(FAILED_REMOVAL_WAIT_S)
             if isinstance(exc, LaunchFailed) or not isinstance(exc, Exception):
@@ -757,6 +777,33 @@ class ContainerRuntime(Runtime):
             return None
         return total
 
+    def _suspect_engine(self) -> None:
+        self._suspect = True
+
+    def _engine_ok(self) -> bool:
+        """False when the engine is suspect and does not answer a ping (see ``__init__``)."""
+        if not self._suspect:
+            return True
+        with self._ping_lock:
+            if time.monotonic() - self._ping_at > PING_KEEP_S:
+                self._ping_ok = self._engine_answers(CLOSE_PING_S)
+                self._ping_at = time.monotonic()
+                if self._ping_ok:
+                    self._suspect = False
+            return self._ping_ok
+
+    def _engine_answers(self, within_s: float) -> bool:
+        """Does the engine answer a ping within ``within_s``? (A frozen one holds a close, and
+        with it a SIGTERM, for the whole API timeout otherwise.)"""
+        if self._client is None:
+            return True  # never connected: nothing was created through this runtime
+        api = self._client.api
+        try:
+            api._raise_for_status(api._get(api._url("/_ping"), timeout=within_s))
+            return True
+        except Exception:  # noqa: BLE001 - any failure: it does not answer
+            return False
+
     def close(self) -> None:
         """Remove every container this runtime created, several at a time. When no removal
         has finished for the client's timeout plus a second (the engine does not answer),
@@ -764,6 +811,11 @@ class ContainerRuntime(Runtime):
         live = self.live_instances()
         if not live:
             return
+        if not (self._engine_ok() if self._suspect else self._engine_answers(CLOSE_PING_S)):
+            raise LaunchFailed(
+                f"{len(live)} container(s) not removed (the engine did not answer a ping in"
+                f" {CLOSE_PING_S:g} s); the session watchdog removes them when it answers"
+            )
         errors: list[str] = []
         todo = list(live)
         todo_lock = threading.Lock()
