@@ -119,8 +119,8 @@ def load_manifest(path: Path) -> Workload:
     if "default_request_file" in data:
         request_path = directory / str(data["default_request_file"])
         try:
-            with open(request_path, "rb") as source:
-                default_request = limits.read_request(source, max_request, name, str(request_path))
+            with open(request_path, "rb") as stream:
+                default_request = limits.read_request(stream, max_request, name, str(request_path))
         except OSError as exc:
             raise ManifestError(f"{path}: cannot read default_request_file ({exc})") from None
         except UsageError as exc:
