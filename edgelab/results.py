@@ -18,6 +18,9 @@ GIB = 1 << 30
 RATE_SHORTFALL = 0.9
 #: A MemAvailable fall counts as a host figure once it is this many times its idle noise.
 NOISE_FACTOR = 10
+#: Between ROUGH_FACTOR and NOISE_FACTOR times its noise, a fall is a rough host figure (said
+#: with its uncertainty); below ROUGH_FACTOR it is no figure at all.
+ROUGH_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,23 @@ class MemoryResult:
         return self.mem_available_noise_bytes is None or total >= NOISE_FACTOR * self.mem_available_noise_bytes
 
     @property
+    def mem_available_uncertainty(self) -> float | None:
+        """The idle noise as a fraction of the fall (0.1: the host figure is good to ~±10%)."""
+        total = self.mem_available_total_bytes
+        if total is None or total <= 0 or self.mem_available_noise_bytes is None:
+            return None
+        return self.mem_available_noise_bytes / total
+
+    @property
+    def _mem_available_usable(self) -> bool:
+        """Stable, or at least ROUGH_FACTOR times its noise (a rough figure)."""
+        uncertainty = self.mem_available_uncertainty
+        total = self.mem_available_total_bytes
+        if total is None or total <= 0:
+            return False
+        return uncertainty is None or uncertainty <= 1 / ROUGH_FACTOR
+
+    @property
     def instances_for_stable_host_figure(self) -> int | None:
         """About how many instances a MemAvailable fall of ``NOISE_FACTOR`` times its noise
         needs, priced at the user-space figure (a floor of the host cost: the fall itself is
@@ -106,12 +126,13 @@ class MemoryResult:
     def host_bytes_per_instance(self) -> float | None:
         """What the machine loses per instance (see the class docstring), or None.
 
-        A MemAvailable fall clear of its noise is the figure. Where it is not, containers fall
-        back to their cgroups' memory, or to PSS where that is larger (the cgroups leave out
-        the containerd shim, which PSS counts): a floor, not the whole cost. Elsewhere a fall
-        within noise is no figure at all (None)."""
+        A MemAvailable fall clear of its noise is the figure (a rough one, said so in the
+        basis and warnings, from ROUGH_FACTOR to NOISE_FACTOR times the noise). Where it is
+        not, containers fall back to their cgroups' memory, or to PSS where that is larger
+        (the cgroups leave out the containerd shim, which PSS counts): a floor, not the whole
+        cost. Elsewhere a fall within noise is no figure at all (None)."""
         fallen = self.mem_available_bytes_per_instance
-        if fallen is not None and fallen > 0 and self.mem_available_stable:
+        if fallen is not None and fallen > 0 and self._mem_available_usable:
             return fallen
         cgroup = self.cgroup_bytes_per_instance
         if cgroup is not None and cgroup > 0:
@@ -124,6 +145,9 @@ class MemoryResult:
         fallen = self.mem_available_bytes_per_instance
         if fallen is not None and fallen > 0 and self.mem_available_stable:
             return "fall of MemAvailable during this runtime's ramp / instances"
+        if fallen is not None and fallen > 0 and self._mem_available_usable:
+            rough = self.mem_available_uncertainty or 0
+            return f"fall of MemAvailable during this runtime's ramp / instances (rough: ±{rough:.0%}, idle noise)"
         why = "MemAvailable not measured" if fallen is None else "MemAvailable fall within noise"
         cgroup = self.cgroup_bytes_per_instance
         if cgroup is not None and cgroup > 0:
@@ -152,9 +176,11 @@ class MemoryResult:
             needed = self.instances_for_stable_host_figure
             noise = self.mem_available_noise_bytes or 0
             total = self.mem_available_total_bytes or 0
+            usable = self._mem_available_usable
             found.append(
                 f"MemAvailable fell {total / 1024:,.0f} KiB at {self.instances:,} instances, within"
                 f" {NOISE_FACTOR}x its idle noise ({noise / 1024:,.0f} KiB)"
+                + (f": the host figure is rough (±{self.mem_available_uncertainty or 0:.0%})" if usable else "")
                 + (f"; hold at least {needed:,} for a stable host figure" if needed
                    else "; other processes moved it: rerun on a quieter machine")
             )
@@ -171,6 +197,7 @@ class MemoryResult:
             "host_basis": self.host_basis,
             "mem_available_kib_per_instance": _kib(self.mem_available_bytes_per_instance),
             "mem_available_noise_kib": _kib(self.mem_available_noise_bytes),
+            "mem_available_stable": self.mem_available_stable,
             "cgroup_kib_per_instance": _kib(self.cgroup_bytes_per_instance),
             "instances_per_gib": round(self.instances_per_gib) if self.instances_per_gib else None,
             "ramp_rate_per_s": round(self.ramp_rate_per_s, 1) if self.ramp_rate_per_s else None,

@@ -317,3 +317,20 @@ def test_a_fall_within_noise_at_a_count_that_should_suffice_says_the_machine_was
     (warning,) = memory.warnings()
     assert warning.endswith("other processes moved it: rerun on a quieter machine")
     assert "hold at least" not in memory.host_basis
+
+
+def test_a_fall_between_3x_and_10x_its_noise_is_a_rough_host_figure_with_its_uncertainty() -> None:
+    from edgelab.results import MemoryResult
+
+    mib = 1 << 20
+    # 100,000 x 13.2 KiB fell ~1.26 GiB against 192 MiB of noise: about ±15%.
+    memory = MemoryResult(100_000, 11 * 1024.0, "PSS", 13.2 * 1024, mem_available_noise_bytes=192 * mib)
+    assert not memory.mem_available_stable
+    assert memory.host_bytes_per_instance == 13.2 * 1024
+    assert memory.mem_available_uncertainty == pytest.approx(192 * mib / (100_000 * 13.2 * 1024))
+    assert memory.host_basis.endswith("(rough: ±15%, idle noise)")
+    (warning,) = memory.warnings()
+    assert "the host figure is rough (±15%)" in warning and "hold at least 178,735" in warning
+    assert memory.to_json()["mem_available_stable"] is False
+    # Under 3x its noise the fall is no figure at all.
+    assert MemoryResult(1_000, 11 * 1024.0, "PSS", 13.2 * 1024, mem_available_noise_bytes=5 * mib).host_bytes_per_instance is None
