@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from robust import machine_load, median_ci, ratio_of_medians_ci
 
-from edgelab.lab import Lab, Settings
+from edgelab.lab import Interleave, Lab, Settings
 from edgelab.runtimes import RUNTIME_NAMES
 from edgelab.stats import format_duration_ns
 
@@ -55,7 +55,7 @@ def main() -> int:
         for round_index in range(args.rounds):
             order = conditions if round_index % 2 == 0 else conditions[::-1]
             for condition, chosen in order:
-                mode = "launch" if condition == "launch" else "block"
+                mode: Interleave = "launch" if condition == "launch" else "block"
                 result = lab.run(Settings(workload=args.workload, runtimes=chosen, count=args.count, interleave=mode))
                 for name, runtime_result in result.runtimes.items():
                     if runtime_result.error:

@@ -226,7 +226,9 @@ def memory_section(lab: Lab, workload: str, resident: dict[str, int], report: di
         report["memory"][runtime] = memory.to_json()
         if memory.instances < held_target:
             failures += 1
-    ramp_wasm = [s.startup_ns for s in result.runtimes["wasm"].samples if s.ok and s.scenario == "ramp"] if "wasm" in resident else []
+    ramp_wasm = [
+        s.startup_ns for s in result.runtimes["wasm"].samples if s.ok and s.scenario == "ramp" and s.startup_ns is not None
+    ] if "wasm" in resident else []
     if ramp_wasm:
         resident_p50 = statistics.median(ramp_wasm)
         print(

@@ -294,10 +294,10 @@ def test_a_container_host_figure_within_noise_falls_back_to_cgroup_or_pss_whiche
     from edgelab.results import MemoryResult
 
     mib = 1 << 20
-    noisy = {"mem_available_noise_bytes": 400 * mib}
-    above = MemoryResult(50, 2.7 * mib, "PSS", 4.0 * mib, cgroup_bytes_per_instance=4.0 * mib, **noisy)
+    noise = 400.0 * mib
+    above = MemoryResult(50, 2.7 * mib, "PSS", 4.0 * mib, cgroup_bytes_per_instance=4.0 * mib, mem_available_noise_bytes=noise)
     assert above.host_bytes_per_instance == 4.0 * mib and above.host_basis.startswith("cgroup memory incl. kernel")
-    below = MemoryResult(5, 4.3 * mib, "PSS", 1.0 * mib, cgroup_bytes_per_instance=0.4 * mib, **noisy)
+    below = MemoryResult(5, 4.3 * mib, "PSS", 1.0 * mib, cgroup_bytes_per_instance=0.4 * mib, mem_available_noise_bytes=noise)
     assert below.host_bytes_per_instance == 4.3 * mib  # the cgroups leave out the shim
     assert below.host_basis.startswith("user-space PSS, above the cgroups' memory")
     assert below.instances_per_gib == pytest.approx((1 << 30) / (4.3 * mib))
