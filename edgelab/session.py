@@ -194,6 +194,10 @@ class Session:
 
     @property
     def labels(self) -> dict[str, str]:
+        """The labels of everything this session starts (taking its lock first); computed once."""
+        cached = self.__dict__.get("_labels")
+        if cached is not None:
+            return dict(cached)
         self.hold()
         labels = {
             SESSION_LABEL: self.id,
@@ -202,7 +206,8 @@ class Session:
         }
         if self.owner_started is not None:
             labels[OWNER_STARTED_LABEL] = f"{self.owner_started:.2f}"
-        return labels
+        object.__setattr__(self, "_labels", labels)
+        return dict(labels)
 
 
 # -- is a session alive? ------------------------------------------------------------------------

@@ -630,18 +630,17 @@ class ContainerRuntime(Runtime):
         """The tag ``launch`` uses for ``workload`` (after ``prepare`` or ``use_image``)."""
         return self._tags[workload.name]
 
-    def _create(self, workload: Workload, tag: str) -> tuple[str, str]:
-        """Create (not start) one hardened container; (id, name). One API call, no inspect."""
-        api = self.client.api
-        name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
-        host_config = api.create_host_config(
+    @staticmethod
+    def host_config(client: Any, memory_limit_bytes: int) -> dict[str, Any]:
+        """The hardening every instance gets (benchmarks/container_raw.py uses it too)."""
+        return client.api.create_host_config(
             network_mode="none",
             read_only=True,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=PIDS_LIMIT,
-            mem_limit=workload.memory_limit_bytes,
-            memswap_limit=workload.memory_limit_bytes,  # equal: no swap, so a bomb is OOM-killed
+            mem_limit=memory_limit_bytes,
+            memswap_limit=memory_limit_bytes,  # equal: no swap, so a bomb is OOM-killed
             # Nothing writable: no /dev/shm at all, /dev/mqueue hidden, no message queues.
             ipc_mode="none",
             tmpfs=MQUEUE_TMPFS,
@@ -650,6 +649,12 @@ class ContainerRuntime(Runtime):
             # stdout is read through attach; logging it to disk as well would only cost.
             log_config={"type": "none"},
         )
+
+    def _create(self, workload: Workload, tag: str) -> tuple[str, str]:
+        """Create (not start) one hardened container; (id, name). One API call, no inspect."""
+        api = self.client.api
+        name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
+        host_config = self.host_config(self.client, workload.memory_limit_bytes)
         created = api.create_container(
             tag,
             name=name,
