@@ -16,6 +16,7 @@ Units are in the column names (CSV) or beside each figure (Markdown: the unit th
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -321,6 +322,8 @@ def check_writable(path: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", dir=parent)
     except OSError as exc:
+        if st is not None and exc.errno in _NO_NEW_FILE:
+            return  # the folder takes no new file, the file itself is writable: in place
         raise _cannot(path, exc.strerror or str(exc)) from None
     os.close(fd)
     os.unlink(probe)
@@ -400,11 +403,23 @@ def _write_in_place(path: Path, data: bytes, reserve: bool) -> None:
         os.close(fd)
 
 
+#: Why a folder may refuse a new (temporary) file while a file in it stays writable.
+_NO_NEW_FILE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def _replace_atomically(path: Path, real: Path, data: bytes, st: os.stat_result | None) -> None:
     parent = real.parent
     if not parent.is_dir():
         raise _cannot(path, f"folder {parent} does not exist (edgelab creates no folders: make it first)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", dir=parent)
+    except OSError as exc:
+        if st is not None and exc.errno in _NO_NEW_FILE:
+            # A writable file in a folder we may not add to: write it in place, as `>` would
+            # (space reserved first, so a full disk fails before the old content is touched).
+            _write_in_place(Path(path), data, reserve=True)
+            return
+        raise
     try:
         try:
             if st is not None:

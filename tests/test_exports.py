@@ -303,6 +303,46 @@ def test_inherited_fds_are_written_as_a_shell_would(tmp_path: Path, capfd: pytes
         check_targets([ExportTarget("json", Path(f"/dev/fd/{closed}"))])
 
 
+def _as_another_user(code: str, *args: str) -> list[str]:
+    """Run ``code`` as nobody (as root) or as this user; its stdout lines."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", code, *args]
+    if IS_ROOT:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, cwd="/",
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs a folder another user owns")
+def test_a_writable_file_in_a_folder_that_takes_no_new_file_is_written_in_place() -> None:
+    """As `>` would: the folder refuses the temporary file, the file itself is writable."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="edgelab-test-", dir="/tmp"))
+    folder.chmod(0o755)  # root's: nobody may not add a file
+    path = folder / "r.json"
+    path.write_text("an old and longer content")
+    path.chmod(0o666)
+    inode = path.stat().st_ino
+    code = (
+        "import sys; from pathlib import Path; from edgelab.export import write_text, check_writable\n"
+        "check_writable(Path(sys.argv[1])); write_text(Path(sys.argv[1]), 'new'); print('ok')\n"
+    )
+    try:
+        assert _as_another_user(code, str(path)) == ["ok"]
+        assert path.read_text() == "new" and path.stat().st_ino == inode
+        assert sorted(p.name for p in folder.iterdir()) == ["r.json"]
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_a_file_this_user_may_not_write_is_not_replaced(tmp_path: Path) -> None:
     """As `>` would refuse; replacing it through the writable folder is no way round. (Run as
     a user without the right: root may write anything, as with a shell.)"""
