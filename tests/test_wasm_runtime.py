@@ -658,3 +658,42 @@ def test_the_flood_workload_is_cut_at_the_cap_and_the_lab_stays_flat(
     assert at_the_cap.response.body == b"x" * (16 << 20)  # the cap is on the body, as natively
     with pytest.raises(LaunchFailed, match=r"^response exceeded 16 MiB$"):
         runtime.launch(flood, str((16 << 20) + 1).encode(), flood.timeout_s)
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_lab_holding_several_wasm_hosts_leaves_none() -> None:
+    """A lab holding five Wasm hosts (resident hosts started mid-ramp among them) dies with
+    SIGKILL: every host goes within 15 s, by the watchdog (registration is checked in
+    test_resident_instances_spread_over_host_processes) or by the end of its pipe."""
+    code = f"""
+import os, sys, threading
+os.environ[{SHARD_ENV!r}] = "400"
+from edgelab.events import RampHeld
+from edgelab.lab import Lab, Settings
+lab = Lab()
+def on_event(event):
+    if isinstance(event, RampHeld):
+        print(" ".join(map(str, lab.runtime("wasm").host_pids)), flush=True)
+settings = Settings(workload="hello", scenario="ramp", runtimes=("wasm",),
+                    resident={{"wasm": 1500}}, hold=True)
+lab.run(settings, on_event)
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        pids = [int(pid) for pid in line.split()]
+        assert len(pids) == 5, line  # the burst host and four resident hosts of 400
+        assert all(psutil.pid_exists(pid) for pid in pids)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
+            time.sleep(0.1)
+        assert [pid for pid in pids if not _gone(pid)] == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
