@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -120,8 +119,6 @@ def export_targets(args: argparse.Namespace) -> list[ExportTarget]:
         if text is not None
     ]
     targets += [target(text) for text in args.export]
-    if any(t.fmt == "hyperfine" for t in targets) and importlib.util.find_spec("edgelab.hyperfine") is None:
-        raise UsageError("--export-hyperfine: this edgelab has no hyperfine exporter (edgelab.hyperfine)")
     check_targets(targets)
     return targets
 
@@ -159,10 +156,8 @@ def _save_in_history(result: RunResult) -> str | None:
     """Every run goes in the history (``edgelab history``, ``compare last``); returns the line
     that says where (shown after the table). A history that cannot be written is a warning:
     the run's results are printed and written anyway, and the exit status is the run's."""
-    try:
-        from edgelab.history import save_run
-    except ImportError:  # an edgelab without the history module: nothing to save into
-        return None
+    from edgelab.history import save_run
+
     try:
         path = save_run(result)
     except (EdgelabError, OSError) as exc:

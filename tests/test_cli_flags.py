@@ -322,7 +322,6 @@ def test_a_closed_stdout_writes_the_files_and_exits_141(tmp_path: Path) -> None:
 
 
 def test_every_run_is_saved_in_the_history(tmp_path: Path) -> None:
-    pytest.importorskip("edgelab.history")
     data = tmp_path / "data"
     done = edgelab("run", "-r", "wasm", "-n", "2", "--interleave", "launch", env={"EDGELAB_DATA_DIR": str(data)})
     assert done.returncode == 0, done.stderr.decode()
@@ -334,7 +333,6 @@ def test_every_run_is_saved_in_the_history(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_history_is_a_warning_not_a_lost_run(tmp_path: Path) -> None:
-    pytest.importorskip("edgelab.history")
     out = tmp_path / "r.json"
     done = edgelab("run", "-r", "wasm", "-n", "2", "--json", str(out), env={"EDGELAB_DATA_DIR": "/proc/edgelab-history"})
     err = done.stderr.decode()
@@ -353,7 +351,6 @@ def test_the_cli_prints_the_same_conclusion_the_exports_carry(tmp_path: Path) ->
 
 
 def test_export_hyperfine_writes_hyperfines_schema(tmp_path: Path) -> None:
-    pytest.importorskip("edgelab.hyperfine")
     out = tmp_path / "h.json"
     done = edgelab("run", "-r", "wasm", "-n", "3", "--no-history", "--export-hyperfine", str(out), "--export", str(tmp_path / "r.json"))
     assert done.returncode == 0, done.stderr.decode()
