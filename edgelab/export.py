@@ -6,9 +6,11 @@ replaced atomically (a temporary file beside it, then a rename) keeping its mode
 failure leaves the old file or the new one and never half of one; a device, a FIFO or a socket
 is written in place (``--json /dev/null`` never replaces /dev/null); a symlink is followed and
 its target written (the link stays); a file with other hard links is rewritten in place, its
-space reserved first, so every link sees the new content; ``/dev/stderr`` or ``/dev/fd/N``
-is written to that inherited fd, as a shell would. A new file gets ``0666 & ~umask``.
-No folder is ever created: a missing one is one line. ``-`` (or ``/dev/stdout``) is stdout.
+space reserved first, so every link sees the new content (so is a writable file in a folder
+that takes no new file); ``/dev/stderr`` or ``/dev/fd/N`` is written to that inherited fd, as
+a shell would. A file this user may not write is refused, not replaced. A new file gets
+``0666 & ~umask``. No folder is ever created: a missing one is one line. ``-`` (or
+``/dev/stdout``) is stdout.
 
 Units are in the column names (CSV) or beside each figure (Markdown: the unit that suits it).
 """
