@@ -697,3 +697,23 @@ lab.run(settings, on_event)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_a_ramp_into_a_full_pool_stops_with_the_limit_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through the lab: a small ramp launches one by one into the burst host; its
+    pool (3 slots here) fills, and the ramp stops there, naming the limit."""
+    from edgelab.lab import Lab, Settings
+
+    monkeypatch.setenv(POOL_ENV, "3")
+    lab = Lab()
+    try:
+        result = lab.run(
+            Settings(workload="hello", scenario="ramp", runtimes=("wasm",), resident={"wasm": 10})
+        )
+    finally:
+        lab.close()
+    memory = result.runtimes["wasm"].memory
+    assert memory is not None and memory.instances == 3
+    assert memory.limit == (
+        "wasm ramp stopped at 3 of 10 instances: wasm pool full: 3 instances per host"
+    )
