@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="edgelab",
-        description="Start one workload as a Docker container, a native process and a Wasm "
+        description="Start one workload as a Docker container, a native process and a Wasm\n"
         "instance, side by side, and measure startup and memory. No arguments opens the lab.",
         epilog=EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="measure cold starts (and resident memory) headless",
-        description="Cold starts of one workload on each runtime, interleaved, then (with "
-        "--resident) memory per resident instance. Prints a table and a plain-language "
+        description="Cold starts of one workload on each runtime, interleaved, then (with\n"
+        "--resident) memory per resident instance. Prints a table and a plain-language\n"
         "conclusion; saves the run's JSON in the history (edgelab history, edgelab compare).",
         epilog=EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--count", "-n", type=flag(COUNT), default=20, help="measured cold starts per runtime")
     run.add_argument("--warmup", type=flag(WARMUP), default=1, help="launches recorded but not summarised")
-    run.add_argument("--resident", default="0", help="resident instances to hold: N, or runtime=N,...")
+    run.add_argument("--resident", default="0", help="resident instances to hold per runtime: N, or runtime=N,... (c=20,s=50,w=2000)")
     run.add_argument("--scenario", choices=("burst", "ramp", "steady"), default=None)
     run.add_argument("--rate", type=flag(RATE_PER_S), default=10.0, help="steady: launches per second per runtime")
     run.add_argument("--duration", type=flag(DURATION_S), default=5.0, help="steady: seconds")
