@@ -4,9 +4,9 @@ Where the lab boxes native workloads in (edgelab/runtimes/isolation.py: a cgroup
 chroot into a jail, a uid of its own, through a small launcher that then execs the workload),
 a bare posix_spawn of the workload no longer does the same work as the lab's launch. This loop
 does exactly that work and nothing of the lab's bookkeeping: per iteration a cgroup from the
-runtime's session set, two pipes, ``os.posix_spawn`` of the runtime's own launcher argv, the
-memory limit (prlimit), one request frame written, timed until the first response byte is
-readable. Kill (cgroup.kill), reap and the cgroup's return are outside the timing, as in the lab.
+runtime's session set, two pipes, ``os.posix_spawn`` of the runtime's own launcher argv (the
+launcher sets the memory limit itself, as in the lab), one request frame written, timed until
+the first response byte is readable. Kill (cgroup.kill), reap and the cgroup's return are outside the timing, as in the lab.
 The argv and the cgroups come from the runtime itself (``SubprocessRuntime``), so the two
 cannot drift apart.
 """
@@ -14,7 +14,6 @@ cannot drift apart.
 from __future__ import annotations
 
 import os
-import resource
 import select
 import signal
 import struct
@@ -34,7 +33,6 @@ def raw_launcher_cold_start_ns(runtime: Any, workload: Workload, request: bytes,
     """``n`` cold starts of ``workload`` through ``runtime``'s launcher (prepared), in ns."""
     binary = runtime._binaries[workload.name]
     frame = struct.pack("<I", len(request)) + request
-    limit = workload.memory_limit_bytes
     timings: list[int] = []
     for _ in range(n):
         started = time.perf_counter_ns()
@@ -49,10 +47,6 @@ def raw_launcher_cold_start_ns(runtime: Any, workload: Workload, request: bytes,
         )  # fmt: skip
         os.close(child_stdin)
         os.close(child_stdout)
-        try:  # as the lab: it may have dropped to its own uid already
-            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
-        except (ProcessLookupError, PermissionError):
-            pass
         os.write(to_child, frame)
         select.select([from_child], [], [])
         timings.append(time.perf_counter_ns() - started)
