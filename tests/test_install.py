@@ -308,6 +308,8 @@ def test_quickstart_on_a_fresh_clone_with_an_externally_managed_python(tmp_path:
         _wait(exit_file.exists, 30, "the lab did not exit on q", tmux.screen)
     finally:
         tmux("kill-server")
+        socket_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (socket_dir / tmux.socket).unlink(missing_ok=True)
     assert exit_file.read_text().strip() == "0"
     imported = _run(
         [str(clone / ".venv" / "bin" / "python"), "-c", "import edgelab; print(edgelab.__file__)"],
