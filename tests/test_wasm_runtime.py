@@ -717,3 +717,36 @@ def test_a_ramp_into_a_full_pool_stops_with_the_limit_line(monkeypatch: pytest.M
     assert memory.limit == (
         "wasm ramp stopped at 3 of 10 instances: wasm pool full: 3 instances per host"
     )
+
+
+@pytest.mark.slow
+def test_a_pool_larger_than_the_mapping_limit_stops_at_the_mapping_limit(tmp_path: Path) -> None:
+    """Two mappings per pooled instance: a pool of 40,000 slots cannot be filled under the
+    default vm.max_map_count of 65,530; the launch that finds no mapping left says so (and
+    does not call it memory), near 32,000 instances."""
+    with open("/proc/sys/vm/max_map_count") as limit:
+        most = int(limit.read())
+    if most > 70_000:
+        pytest.skip(f"vm.max_map_count is {most:,} here: a 40,000-slot pool would fit")
+    code = f"""
+import os
+os.environ[{POOL_ENV!r}] = "40000"
+from edgelab.runtimes import wasm_host
+host = wasm_host.Host()
+host.load("echo", {str(_module(tmp_path, "echo", _ECHO))!r}, None, 16 << 20, 1.0)
+for held in range(40_000):
+    result = host.launch("echo", b"x", True)
+    if result[5] is not None:
+        print(held, *result[5], sep="|")
+        break
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    held, kind, line = done.stdout.strip().split("|")
+    assert 30_000 < int(held) < most // 2
+    assert (kind, line) == (
+        "limit",
+        f"wasm host out of memory mappings: vm.max_map_count is {most:,} per process",
+    )
