@@ -704,13 +704,14 @@ class WasmRuntime(Runtime):
                     if shard.held < MIN_SHARD_INSTANCES:
                         raise
                     shard.full = True
-        except LaunchFailed as exc:
+        except EdgelabError as exc:  # a failed launch, or a host that could not start
             self.stop_many([launch.instance for launch in launches])
             if isinstance(exc, LimitReached):
                 raise LimitReached(exc.limit, len(self.live_instances())) from None
             if not launches:
                 raise
-            raise type(exc)(f"{exc} (after {len(launches)} of {n} launches)") from None
+            kind = type(exc) if isinstance(exc, LaunchFailed) else LaunchFailed
+            raise kind(f"{exc} (after {len(launches)} of {n} launches)") from None
         return launches
 
     def cold_starts(
