@@ -342,18 +342,62 @@ def dead_sessions(client: Any, own_session: str | None = None) -> dict[str, list
     return dead
 
 
+def live_and_dead(client: Any) -> dict[str, tuple[int, bool]]:
+    """Every session with labelled containers: (how many, alive?). What ``edgelab clean``
+    can say before it removes them all."""
+    from edgelab.session import SESSION_LABEL
+
+    counts: dict[str, int] = {}
+    for container in _containers(client, SESSION_LABEL):
+        sid = (container.get("Labels") or {}).get(SESSION_LABEL, "")
+        counts[sid] = counts.get(sid, 0) + 1
+    dead = dead_sessions(client)
+    return {sid: (n, sid not in dead) for sid, n in counts.items()}
+
+
+def _prune_heartbeats(client: Any, dead: dict[str, list[str]]) -> None:
+    """Remove heartbeat volumes nobody renews: of dead sessions, of this host's sessions
+    whose lock is free, of other hosts' sessions silent for twice the staleness."""
+    from edgelab.session import (
+        HEARTBEAT_LABEL,
+        HEARTBEAT_STALE_S,
+        HOST_LABEL,
+        host_id,
+        lock_is_held,
+        parse_engine_time,
+    )
+
+    volumes = heartbeat_volumes(client)
+    if not volumes:
+        return
+    own_host = host_id()
+    engine_now = None
+    for volume in volumes:
+        labels = volume.get("Labels") or {}
+        sid = labels.get(HEARTBEAT_LABEL, "")
+        if sid in dead:
+            stale = True
+        elif labels.get(HOST_LABEL) == own_host:
+            stale = not lock_is_held(sid)
+        else:
+            if engine_now is None:
+                engine_now = parse_engine_time(str(client.info().get("SystemTime", ""))) or 0.0
+            created = parse_engine_time(str(volume.get("CreatedAt", "")))
+            stale = bool(engine_now and created and engine_now - created > 2 * HEARTBEAT_STALE_S)
+        if stale:
+            _remove_volume(client, volume["Name"])
+
+
 def reap_dead_sessions(session_id: str) -> int:
     """Remove containers (and heartbeats, and lock files) of dead sessions; how many containers."""
     from edgelab.runtimes.container import _remove_all, connect
-    from edgelab.session import HEARTBEAT_LABEL, prune_lock_files, reap_lock
+    from edgelab.session import prune_lock_files, reap_lock
 
     client = connect(SWEEP_API_TIMEOUT_S)
     try:
         dead = dead_sessions(client, session_id)
         removed = _remove_all(client, [cid for ids in dead.values() for cid in ids])
-        for volume in heartbeat_volumes(client):
-            if (volume.get("Labels") or {}).get(HEARTBEAT_LABEL) in dead:
-                _remove_volume(client, volume["Name"])
+        _prune_heartbeats(client, dead)
     finally:
         client.close()
     for sid in dead:

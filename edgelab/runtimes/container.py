@@ -233,10 +233,20 @@ def _remove_all(client: Any, container_ids: Iterable[str]) -> int:
 
 
 def remove_labelled(client: Any, session_id: str | None = None) -> int:
-    """Remove every container labelled ``edgelab.session`` (or only one session's); the count."""
+    """Remove every container labelled ``edgelab.session`` (or only one session's); the count.
+
+    Everything (``edgelab clean``) takes every heartbeat volume too: a live session's
+    watchdog makes a new one within HEARTBEAT_S, long before anyone judges it stale.
+    """
     label = SESSION_LABEL if session_id is None else f"{SESSION_LABEL}={session_id}"
     found = client.api.containers(all=True, quiet=True, filters={"label": label})
-    return _remove_all(client, (c["Id"] for c in found))
+    removed = _remove_all(client, (c["Id"] for c in found))
+    if session_id is None:
+        from edgelab.watchdog import _remove_volume, heartbeat_volumes
+
+        for volume in heartbeat_volumes(client):
+            _remove_volume(client, volume["Name"])
+    return removed
 
 
 # -- the attach stream ------------------------------------------------------------------------
