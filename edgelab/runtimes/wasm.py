@@ -725,6 +725,7 @@ class WasmRuntime(Runtime):
         budget = timeout_s + IPC_MARGIN_S + n * BATCH_PER_LAUNCH_S
         results = host.call(budget, "launch_batch", workload.name, request, n, False, timeout_s)
         outcomes: list[Launch | LaunchFailed] = []
+        stopped = StoppedInstance(self.name)  # stands for every one of them: it holds nothing
         for result in results:
             try:
                 _raise_for(result, timeout_s)
@@ -732,14 +733,8 @@ class WasmRuntime(Runtime):
                 outcomes.append(exc)
                 break
             _id, status, body, phases, startup_ns, _error = result
-            outcomes.append(
-                Launch(
-                    StoppedInstance(self.name),
-                    Response(status, body),
-                    startup_ns,
-                    {name: phases[name] for name in self.phase_names},
-                )
-            )
+            # phases is the host's fresh dict, keyed by phase_names in their order
+            outcomes.append(Launch(stopped, Response(status, body), startup_ns, phases))
         return outcomes
 
     def _launch_from(self, host: HostProcess, result: tuple[Any, ...], timeout_s: float) -> Launch:
