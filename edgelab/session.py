@@ -129,11 +129,20 @@ def _acquire(session_id: str) -> int:
 
 def hold_lock(session_id: str) -> int:
     """Take ``session_id``'s lock in this process if it is not held yet; its fd. Released by
-    ``Session.release``, when the Session is collected, or at exit."""
+    ``Session.release``, when the Session is collected, or at exit. EdgelabError (one line)
+    when the sessions directory cannot be used: nothing may then be labelled, since a
+    session without its lock file reads as dead to every other lab."""
     with _held_lock:
         fd = _held.get(session_id)
         if fd is None:
-            fd = _held[session_id] = _acquire(session_id)
+            try:
+                fd = _held[session_id] = _acquire(session_id)
+            except OSError as exc:
+                where = os.environ.get("EDGELAB_SESSION_DIR") or "the sessions directory"
+                raise EdgelabError(
+                    f"cannot keep the session's lock in {where}: {exc.strerror or exc}"
+                    " (set EDGELAB_SESSION_DIR to a writable folder)"
+                ) from None
         return fd
 
 

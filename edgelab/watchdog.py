@@ -82,9 +82,13 @@ class Watchdog:
     """The lab's handle on its watchdog process: cheap, non-blocking registrations."""
 
     def __init__(self, session_id: str, env: dict[str, str] | None = None) -> None:
+        from edgelab.errors import EdgelabError
         from edgelab.session import hold_lock
 
-        lock_fd = hold_lock(session_id)  # the watchdog shares it: see the module docstring
+        try:
+            lock_fd: int | None = hold_lock(session_id)  # shared with the watchdog: see above
+        except EdgelabError:  # no sessions directory: containers fail to launch, saying so
+            lock_fd = None
         read_fd, write_fd = os.pipe()  # both ends non-inheritable: no workload holds them
         environ = dict(os.environ if env is None else env)
         environ["PYTHONPATH"] = os.pathsep.join(
@@ -94,9 +98,9 @@ class Watchdog:
         try:
             stderr: Any = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "edgelab.watchdog", session_id, str(lock_fd)],
+                [sys.executable, "-m", "edgelab.watchdog", session_id, *([str(lock_fd)] if lock_fd is not None else [])],
                 stdin=read_fd,
-                pass_fds=(lock_fd,),
+                pass_fds=(lock_fd,) if lock_fd is not None else (),
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=environ,

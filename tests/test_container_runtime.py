@@ -445,3 +445,35 @@ def test_host_memory_matches_docker_stats(
     assert again is not None
     low, high = min(total, again), max(total, again)
     assert 0.9 * low - (64 << 10) <= by_api <= 1.1 * high + (64 << 10), (total, by_api, again)
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_the_flood_workload_is_cut_at_16_mib(docker_client: Any) -> None:
+    """modules/flood in a container: its 4 GiB answer fails at the cap, in one line, the
+    container removed and the lab's peak RSS flat; an answer of exactly 16 MiB is fine."""
+    from edgelab.workloads import get_workload
+
+    flood = get_workload("flood")
+    rt = ContainerRuntime(Session(), client=docker_client)
+    try:
+        rt.prepare(flood)
+        ok = rt.launch(flood, b"%d" % flood.max_response_bytes, timeout_s=30)
+        assert len(ok.response.body) == flood.max_response_bytes
+        ok.instance.stop()
+        del ok
+        peak = _peak_rss_bytes()
+        for request in (flood.default_request, b"%d" % (flood.max_response_bytes + 1)):
+            with pytest.raises(LaunchFailed) as info:
+                rt.launch(flood, request, timeout_s=30)
+            assert str(info.value).endswith("response exceeded 16 MiB"), str(info.value)
+        assert _peak_rss_bytes() - peak < 8 << 20, "the lab's peak RSS grew with the flood"
+        assert session_containers(docker_client, rt.session) == []
+    finally:
+        rt.close()

@@ -27,7 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from edgelab.errors import ArtifactError, LaunchFailed, LaunchTimeout, RuntimeUnavailable
+from edgelab.errors import (
+    ArtifactError,
+    EdgelabError,
+    LaunchFailed,
+    LaunchTimeout,
+    RuntimeUnavailable,
+)
 from edgelab.protocol import Response, decode_response_header, encode_request
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.session import SESSION_LABEL, Session
@@ -688,6 +694,10 @@ class ContainerRuntime(Runtime):
         tag = self._tags[workload.name]
         frame = encode_request(request)
         client = self.client
+        try:
+            self.session.hold()  # the session's lock, before anything carries its labels
+        except EdgelabError as exc:
+            raise LaunchFailed(f"container: {exc}") from None
         if self.watcher is not None:
             self.watcher.creates_containers()
         instance: ContainerInstance | None = None
