@@ -463,6 +463,8 @@ class ContainerInstance(Instance):
 
         Asked of the engine once: a container's init does not change while it runs.
         """
+        if self._pid and not _in_container(self._pid, self.container_id):
+            self._pid = 0  # it ended (OOM-killed, say): its pid may be someone else's now
         if not self._pid:
             state = self._owner.client.api.inspect_container(self.container_id)["State"]
             self._pid = int(state.get("Pid") or 0) if state.get("Running") else 0
@@ -509,6 +511,15 @@ class ContainerInstance(Instance):
         worker.start()
         worker.join(wait_s)
         return self._removed
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    """Is ``pid`` still in that container's cgroup (its path names the container id)?"""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return container_id in f.read()
+    except OSError:
+        return False
 
 
 def _quietly_stop(instance: Instance) -> None:
