@@ -1,10 +1,14 @@
 """What boxes a native workload in: a cgroup per instance, a jail, a uid of its own.
 
-``posix_spawn`` cannot change user, join a cgroup or chroot, so where the lab can do any of
-that it spawns a tiny static launcher (``launcher.c``) that does it and then execs the
-workload. Measured here (2 cores, loaded, hello, p50 spawn-to-first-byte): bare posix_spawn
-~225 us; posix_spawn of the launcher with chroot + uid drop ~300 us; plus joining a cgroup
-~350 us; ``subprocess.Popen(user=...)`` ~1,080 us; ``os.fork`` + setuid + exec ~1,400 us.
+``posix_spawn`` cannot change user, start a process in a cgroup or chroot, so where the lab can
+do any of that it spawns a tiny static launcher (``launcher.c``) that does it and then execs
+the workload. Measured here (2 cores, loaded, hello, p50 spawn-to-first-byte, interleaved):
+bare posix_spawn ~135-225 us; the launcher with chroot + uid drop ~200-300 us;
+``subprocess.Popen(user=...)`` ~1,080 us; ``os.fork`` + setuid + exec ~1,400 us. Into a cgroup:
+*moving* the process (a write to cgroup.procs) waits for an RCU grace period whenever the last
+move was more than a few ms ago, ~12 ms per launch at one launch every 50 ms; the launcher
+instead starts the workload *in* it (clone3 CLONE_INTO_CGROUP | CLONE_PARENT), which costs a
+fork of the launcher: +150 us busy, +350-450 us after 20 ms idle, in a raw loop.
 
 What holds is found out by trying, once per process (``detect``): the launcher is run with
 every step and an exec that must fail; exit code 125 means every step before it worked.
@@ -12,8 +16,9 @@ every step and an exec that must fail; exit code 125 means every step before it 
 - **Containment**: a cgroup v2 directory per instance under ``edgelab-<session>`` beside the
   lab's own cgroup. Every process the instance starts is in it, setsid or not; stop writes
   ``cgroup.kill`` and waits until it is empty. Where no cgroup can be made (not root, no
-  cgroup2, read-only), the lab's child subreaper and a sweep on stop: the process group, the
-  workload's descendants, and (when the uid was dropped) every process of the instance's uid.
+  cgroup2, read-only, Linux < 5.14), the lab's child subreaper and a sweep on stop: the process
+  group, the workload's descendants, every process of the instance's uid (when dropped), and
+  the lab's own orphaned children running the workload's binary.
 - **Privileges** (root only): uid and gid ``NATIVE_UID_BASE + pid`` (one per instance, no passwd
   entry, no home, no supplementary groups), ``PR_SET_NO_NEW_PRIVS``, and ``chroot`` into a
   jail: a root-owned directory of mode 0111 holding a hard link of the workload's binary and
@@ -29,6 +34,7 @@ import fcntl
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -42,7 +48,7 @@ NATIVE_UID_BASE = 1_610_612_736  # 0x60000000: far above any passwd or subuid ra
 #: The launcher's exit codes (launcher.c) and what each means.
 LAUNCHER_EXITS = {
     120: "the launcher was called wrongly",
-    121: "the launcher could not join the instance's cgroup",
+    121: "the launcher could not start the workload in the instance's cgroup",
     122: "the launcher could not chroot into the workload's jail",
     123: "the launcher could not drop privileges",
     124: "the launcher could not set no_new_privs",
@@ -51,8 +57,6 @@ LAUNCHER_EXITS = {
 }
 #: How long stop waits for a killed cgroup to empty before leaving it for close.
 CGROUP_EMPTY_S = 2.0
-#: Emptied instance cgroups kept for the next launch (a mkdir is ~25 us of a cold start).
-SPARE_CGROUPS = 64
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,24 @@ def _cgroup2_dir() -> tuple[Path | None, str]:
     return directory, ""
 
 
-def _trial(launcher: Path, procs: str, uid: bool, jail: str) -> int:
-    """Run the launcher with these steps and an exec that cannot succeed; its exit code."""
-    argv = [launcher.name, procs, str(NATIVE_UID_BASE) if uid else "-", jail, str(1 << 30), "/nonexistent", "trial"]
-    pid = os.posix_spawn(str(launcher), argv, {})
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+def _trial(launcher: Path, cgroup: str, uid: bool, jail: str) -> int:
+    """Run the launcher with these steps and an exec that cannot succeed; the exit code of the
+    process that tried the exec (the launcher's own, or the child it started in ``cgroup``)."""
+    argv = [launcher.name, cgroup, str(NATIVE_UID_BASE) if uid else "-", jail, str(1 << 30), "/nonexistent", "trial"]
+    report_r, report_w = os.pipe()
+    try:
+        pid = os.posix_spawn(str(launcher), argv, {}, file_actions=[(os.POSIX_SPAWN_DUP2, report_w, 3)])
+        os.close(report_w)
+        report_w = -1
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        started = os.read(report_r, 4)
+        if code == 0 and len(started) == 4:  # the workload's own process, started in the cgroup
+            code = os.waitstatus_to_exitcode(os.waitpid(int.from_bytes(started, sys.byteorder), 0)[1])
+        return code
+    finally:
+        os.close(report_r)
+        if report_w >= 0:
+            os.close(report_w)
 
 
 @lru_cache(maxsize=1)
@@ -125,14 +142,14 @@ def detect() -> Isolation:
         else:
             try:
                 has_kill = (trial_dir / "cgroup.kill").exists()
-                code = _trial(launcher, str(trial_dir / "cgroup.procs"), False, "-") if has_kill else 0
+                code = _trial(launcher, str(trial_dir), False, "-") if has_kill else 0
             finally:
                 with contextlib.suppress(OSError):
                     trial_dir.rmdir()
             if not has_kill:
                 cgroup_root, why_not = None, "cgroups have no cgroup.kill here (Linux < 5.14)"
-            elif code != 125:
-                cgroup_root, why_not = None, f"cannot move a process into a cgroup ({LAUNCHER_EXITS.get(code, code)})"
+            elif code != 125:  # clone3 into a cgroup: Linux >= 5.7
+                cgroup_root, why_not = None, f"cannot start a process in a cgroup ({LAUNCHER_EXITS.get(code, code)})"
     if cgroup_root is not None:
         containment = f"cgroup v2 per instance under {cgroup_root}/edgelab-<session> (cgroup.kill on stop)"
     else:
@@ -293,8 +310,11 @@ def _try_lock(path: Path) -> int | None:
 
 
 class SessionCgroups:
-    """``edgelab-<session>`` under the lab's cgroup, one child per live instance; emptied
-    children are kept for the next launch.
+    """``edgelab-<session>`` under the lab's cgroup, one child per live instance, removed at
+    its stop. Never reused: once killed (cgroup.kill), a cgroup SIGKILLs every process later
+    *born* in it with CLONE_INTO_CGROUP (Linux 6.18 here, measured), so a killed cgroup is
+    spent. One fresh cgroup is made ahead (``make_spare``, after a launch's first response):
+    a mkdir costs 50-220 us here (more after idle), which a cold start need not wait for.
 
     Liveness is a lock, not a pid: the owning process holds an flock on
     ``<cache>/cgroups/<session>.lock`` for as long as its cgroups exist (a pid from another
@@ -307,7 +327,7 @@ class SessionCgroups:
         self._root = root
         self._lock_path = _locks_dir() / f"{session_id}.lock"
         self._lock_fd: int | None = None
-        self._spare: list[Path] = []
+        self._spare: Path | None = None
         self._count = 0
         self._lock = threading.Lock()
 
@@ -320,10 +340,13 @@ class SessionCgroups:
         remove_dead_sessions(self._root, keep=self.directory)
 
     def take(self) -> Path:
-        """An empty cgroup for one new instance."""
+        """A fresh cgroup for one new instance: the one made ahead, else a new one."""
         with self._lock:
-            if self._spare:
-                return self._spare.pop()
+            spare, self._spare = self._spare, None
+        return spare if spare is not None else self._new()
+
+    def _new(self) -> Path:
+        with self._lock:
             if self._lock_fd is None:
                 self._make()
             self._count += 1
@@ -331,21 +354,32 @@ class SessionCgroups:
         cgroup.mkdir()
         return cgroup
 
+    def make_spare(self) -> None:
+        """Make the next launch's cgroup now, if none is ready (never fails a launch)."""
+        if self._spare is not None or self._lock_fd is None:
+            return
+        try:
+            cgroup = self._new()
+        except OSError:
+            return
+        with self._lock:
+            keep = self._spare is None and self._lock_fd is not None
+            if keep:
+                self._spare = cgroup
+        if not keep:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+
     def release(self, cgroup: Path) -> None:
-        """Back to the spares once empty; removed if the spares are full or it is not empty."""
-        if not _populated(cgroup):
-            with self._lock:
-                if len(self._spare) < SPARE_CGROUPS:
-                    self._spare.append(cgroup)
-                    return
+        """Remove an instance's cgroup (emptied by its stop; one that is not stays for close)."""
         with contextlib.suppress(OSError):
             cgroup.rmdir()
 
     def close(self) -> None:
         """Kill whatever is left in the session's cgroups and remove them all."""
         with self._lock:
-            self._spare.clear()
             lock_fd, self._lock_fd = self._lock_fd, None
+            self._spare = None
         if lock_fd is None:
             return
         if self.directory.exists():

@@ -20,10 +20,12 @@ launch ("response exceeded 16 MiB"), so a flood never lands in the lab's memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -171,6 +173,15 @@ def read_exact(fd: int, n: int, deadline: float) -> bytes:
     return bytes(buffer)
 
 
+def _read_started_pid(fd: int, deadline: float) -> int:
+    """The pid the launcher reports for the workload it started in the instance's cgroup."""
+    _wait_fd(fd, select.POLLIN, deadline, "the launcher")
+    data = os.read(fd, 4)
+    if len(data) != 4:
+        raise LaunchFailed("the launcher ended without starting the workload")
+    return int.from_bytes(data, sys.byteorder)
+
+
 class SubprocessInstance(Instance):
     """One live native process: its pid (= its process group), the two pipe ends, and the
     cgroup that holds it and everything it starts (None where there is none)."""
@@ -199,6 +210,12 @@ class SubprocessInstance(Instance):
         self.uid = uid
         #: The workload's binary, by which the sweep knows an escaped process without a uid.
         self.binary = binary
+        #: The launcher, when it starts the workload in a cgroup; until the workload's pid is
+        #: read from ``_report_fd``, ``pid`` is the launcher's.
+        self.launcher_pid: int | None = None
+        self._report_fd = -1
+        #: Set: the workload runs as uid_base + its pid.
+        self.uid_base: int | None = None
         self._stopped = False
         self._lock = threading.Lock()
         #: The workload's waitpid status once it has been reaped.
@@ -218,8 +235,32 @@ class SubprocessInstance(Instance):
             raise ResponseTooLarge(f"response exceeded {format_cap(self._max_response)}")
         return first, Response(status, read_exact(self._stdout, length, deadline))
 
-    def watch_pgid(self) -> int:
-        return self.pid  # spawned with setpgroup=0: the pid is its process group
+    def watch_pgid(self) -> int | None:
+        if self._report_fd >= 0:
+            return None  # not known yet: the runtime registers it once read
+        return self.pid  # its own process group: the pid is the group's id
+
+    def learn_pid(self, deadline: float) -> None:
+        """Read the pid of the workload the launcher started (born in the instance's cgroup,
+        the lab's child by CLONE_PARENT, its own group's leader); ``pid`` becomes it."""
+        fd, self._report_fd = self._report_fd, -1
+        if fd < 0:
+            return
+        try:
+            self.pid = _read_started_pid(fd, deadline)
+        finally:
+            os.close(fd)
+        if self.uid_base is not None:
+            self.uid = self.uid_base + self.pid
+
+    def reap_launcher(self) -> None:
+        """Reap the launcher, which exits as soon as it has started the workload."""
+        launcher, self.launcher_pid = self.launcher_pid, None
+        if launcher is not None:
+            try:
+                os.waitpid(launcher, 0)
+            except ChildProcessError:
+                pass
 
     def request(self, payload: bytes, timeout_s: float) -> Response:
         with self._lock:
@@ -233,6 +274,9 @@ class SubprocessInstance(Instance):
 
     def _failed(self, exc: LaunchFailed, timeout_s: float) -> LaunchFailed:
         """Stop the instance after a failed exchange; the failure said precisely."""
+        if self._report_fd >= 0:  # whose exit to report: the workload's if it was started
+            with contextlib.suppress(LaunchFailed):
+                self.learn_pid(time.monotonic() + EXIT_GRACE_S)
         if isinstance(exc, LaunchTimeout):
             self.stop()
             return LaunchTimeout(f"timed out after {timeout_s:g} s")
@@ -260,11 +304,12 @@ class SubprocessInstance(Instance):
             if self._stopped:
                 return
             self._stopped = True
-        for fd in (self._stdin, self._stdout):
+        for fd in (self._stdin, self._stdout, self._report_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self._report_fd = -1
         # Everything it started, first: a cgroup (setsid or not), else a sweep of what can be found.
         if self.cgroup is not None:
             pidfds = isolation.kill_cgroup(self.cgroup)
@@ -282,6 +327,13 @@ class SubprocessInstance(Instance):
         except ChildProcessError:
             pass
         isolation.reap_pidfds(pidfds, GROUP_REAP_S)
+        if self.launcher_pid is not None and self.launcher_pid != self.pid:
+            try:  # not reaped yet (reap_launcher is what reaps it): the pid is still its own
+                os.kill(self.launcher_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.reap_launcher()
+        self.launcher_pid = None  # (the same process as pid: reaped above)
         _reap_group(self.pid)
         if self.cgroup is not None:
             self._owner._cgroups_release(self.cgroup)
@@ -319,11 +371,11 @@ class SubprocessRuntime(Runtime):
         if mode.launcher is None:
             return self.STARTUP_INCLUDES_BARE
         steps = ", ".join(
-            (["cgroup join"] if mode.cgroup_root else [])
+            (["clone3 into the cgroup"] if mode.cgroup_root else [])
             + (["chroot, setgroups/setgid/setuid, no_new_privs"] if mode.drop_uid else [])
             + ["RLIMIT_AS"]
         )
-        cgroup = "a cgroup (a spare one or a new mkdir) + " if mode.cgroup_root else ""
+        cgroup = "mkdir of its cgroup + " if mode.cgroup_root else ""
         return self.STARTUP_INCLUDES_LAUNCHER.format(cgroup=cgroup, steps=steps)
 
     def check(self) -> None:
@@ -378,7 +430,7 @@ class SubprocessRuntime(Runtime):
         jail = self._jails.get(workload.name)
         return str(mode.launcher), [
             mode.launcher.name,
-            str(cgroup / "cgroup.procs") if cgroup is not None else "-",
+            str(cgroup) if cgroup is not None else "-",
             str(isolation.NATIVE_UID_BASE) if jail is not None else "-",
             str(jail) if jail is not None else "-",
             str(workload.memory_limit_bytes),
@@ -400,31 +452,33 @@ class SubprocessRuntime(Runtime):
         program, argv = self._spawn_argv(workload, binary, cgroup)
         child_stdin, to_child = os.pipe()
         from_child, child_stdout = os.pipe()
+        # Where the workload starts in a cgroup, the launcher reports its pid on this pipe.
+        report_r, report_w = os.pipe() if cgroup is not None else (-1, -1)
         # Everything that can be done before the spawn is: on these small machines the new
         # process often waits for this one's core, so each step between the spawn and the
         # first wait delays its answer (by ~15% against a bare posix_spawn loop, measured).
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
+        file_actions = [
+            (os.POSIX_SPAWN_DUP2, child_stdin, 0),
+            (os.POSIX_SPAWN_DUP2, child_stdout, 1),
+            (os.POSIX_SPAWN_DUP2, _devnull(), 2),
+        ]
+        if report_w >= 0:
+            file_actions.append((os.POSIX_SPAWN_DUP2, report_w, 3))
         try:
-            pid = os.posix_spawn(
-                program,
-                argv,
-                {},
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, child_stdin, 0),
-                    (os.POSIX_SPAWN_DUP2, child_stdout, 1),
-                    (os.POSIX_SPAWN_DUP2, _devnull(), 2),
-                ],
-                setpgroup=0,
-            )
+            pid = os.posix_spawn(program, argv, {}, file_actions=file_actions, setpgroup=0)
         except OSError as exc:
-            for fd in (child_stdin, to_child, from_child, child_stdout):
-                os.close(fd)
+            for fd in (child_stdin, to_child, from_child, child_stdout, report_r, report_w):
+                if fd >= 0:
+                    os.close(fd)
             if cgroup is not None:
                 self._cgroups_release(cgroup)
             raise LaunchFailed(f"spawn of {Path(program).name} failed: {exc.strerror}") from None
         os.close(child_stdin)
         os.close(child_stdout)
+        if report_w >= 0:
+            os.close(report_w)
         if program != str(self.isolation.launcher):  # (the launcher sets it itself, before exec)
             try:  # the memory limit is in place before the workload sees its request
                 limit = workload.memory_limit_bytes
@@ -435,11 +489,14 @@ class SubprocessRuntime(Runtime):
             sent = os.write(to_child, frame)
         except (BlockingIOError, BrokenPipeError):
             sent = 0  # a workload already gone is reported by the exchange
-        instance = SubprocessInstance(
-            self, pid, to_child, from_child, workload.max_response_bytes, cgroup,
-            isolation.NATIVE_UID_BASE + pid if dropped else None, binary,
-        )  # fmt: skip
-        self._track(instance)  # registered with the watchdog before any wait
+        instance = SubprocessInstance(self, pid, to_child, from_child, workload.max_response_bytes, cgroup)
+        instance.uid_base = isolation.NATIVE_UID_BASE if dropped else None
+        instance.binary = binary
+        if report_r >= 0:  # the launcher's child will be the workload; its pid is read later
+            instance.launcher_pid, instance._report_fd = pid, report_r
+        elif dropped:
+            instance.uid = isolation.NATIVE_UID_BASE + pid
+        self._track(instance)  # (registered with the watchdog as soon as its pid is known)
         spawned = time.perf_counter_ns()
         try:
             first, response = instance._exchange_frame(memoryview(frame)[sent:], deadline)
@@ -448,6 +505,16 @@ class SubprocessRuntime(Runtime):
         except BaseException:
             instance.stop()
             raise
+        # After the first byte, outside the figure: the workload's pid (by then it is written),
+        # the watchdog, the launcher's exit, and the next launch's cgroup.
+        try:
+            instance.learn_pid(deadline)
+        except LaunchFailed as exc:
+            raise instance._failed(exc, timeout_s) from None
+        self._watch_pgid(instance.pid)
+        instance.reap_launcher()
+        if self._cgroups is not None:
+            self._cgroups.make_spare()
         return Launch(
             instance=instance,
             response=response,
