@@ -414,3 +414,29 @@ def ensure_launcher(progress: Progress | None = None) -> Path:
     """Path of the native runtime's launcher (cgroup join, chroot, uid drop, exec), built on
     first use (a fraction of a second)."""
     return _build(launcher_path(), launcher_command, "the native launcher", progress, True)
+
+
+# -- the native runtime's in-process spawn ---------------------------------------------------
+NATIVE_SPAWN_SOURCE = Path(__file__).resolve().parent / "runtimes" / "native_spawn.c"
+
+
+def native_spawn_command(output: Path) -> list[str]:
+    """The exact ``zig cc`` command line for the native spawn library (loaded by ctypes)."""
+    target = f"{host_arch()}-linux-musl"  # freestanding: links nothing, any libc's Python loads it
+    return [sys.executable, "-m", "ziglang", "cc", "-target", target, *HOTPATH_FLAGS,
+            "-o", str(output), str(NATIVE_SPAWN_SOURCE)]  # fmt: skip
+
+
+def native_spawn_path() -> Path:
+    """Where the native spawn library for this source, zig and machine is cached."""
+    digest = hashlib.sha256()
+    for part in (_BUILD_FORMAT, zig_version(), host_arch(), " ".join(HOTPATH_FLAGS)):
+        digest.update(part.encode() + b"\0")
+    digest.update(NATIVE_SPAWN_SOURCE.read_bytes())
+    return cache_dir() / "host" / f"native_spawn-{digest.hexdigest()[:16]}.so"
+
+
+def ensure_native_spawn(progress: Progress | None = None) -> Path:
+    """Path of the native runtime's spawn library (clone3 + cgroup + jail + uid drop + exec in
+    one call), built on first use (a fraction of a second)."""
+    return _build(native_spawn_path(), native_spawn_command, "the native spawn library", progress, False)

@@ -373,3 +373,73 @@ def test_a_killed_labs_escaped_descendants_die_when_the_next_lab_starts() -> Non
                 pass
         time.sleep(0.02)
     assert _nothing_escaped_within(0.5) == []
+
+
+@pytest.mark.parametrize("cgroup", [True, False], ids=["launcher+cgroup", "launcher, no cgroup"])
+def test_the_launcher_fallback_boxes_in_the_same_way(cgroup: bool) -> None:
+    """Where the in-process spawn library cannot be used, the launcher does the same steps:
+    the workload answers, runs unprivileged (root labs), and an escape dies with its instance."""
+    import dataclasses
+
+    from edgelab.runtimes import isolation
+    from edgelab.runtimes.subprocess import SubprocessRuntime
+
+    detected = isolation.detect()
+    if detected.launcher is None:
+        pytest.skip(f"no launcher here: {detected.containment}")
+    if cgroup and detected.cgroup_root is None:
+        pytest.skip(f"no cgroup here: {detected.containment}")
+    chosen = dataclasses.replace(
+        detected, spawn_lib=None, cgroup_root=detected.cgroup_root if cgroup else None
+    )
+    rt = SubprocessRuntime(Session(), chosen)
+    hello, escape, crash = get_workload("hello"), get_workload("escape"), get_workload("crash")
+    for workload in (hello, escape, crash):
+        rt.prepare(workload)
+    try:
+        launch = rt.launch(hello, b"fallback", hello.timeout_s)
+        assert launch.response.body == b"hello, fallback"
+        pid = launch.instance.pid  # type: ignore[attr-defined]
+        if chosen.drop_uid:
+            assert psutil.Process(pid).uids().real == isolation.NATIVE_UID_BASE + pid
+        if cgroup:
+            assert str(pid) in (launch.instance.cgroup / "cgroup.procs").read_text().split()  # type: ignore[attr-defined]
+        launch.instance.stop()
+        with pytest.raises(LaunchFailed, match=r"^killed by SIGSEGV before answering$"):
+            rt.launch(crash, b"segv", crash.timeout_s)  # the workload's own death, not the launcher's
+        escaped = [rt.launch(escape, b"", escape.timeout_s) for _ in range(2)]
+        assert all(e.response.status == 0 for e in escaped)
+        for e in escaped:
+            e.instance.stop()
+    finally:
+        rt.close()
+    assert _nothing_escaped_within(2.0) == []
+    assert _leftovers(rt, "hello") == []
+
+
+def test_the_in_process_spawn_leaves_no_lab_signal_handler_or_mask_in_the_workload() -> None:
+    """The workload is cloned from the lab's own memory (CLONE_VM | CLONE_VFORK) with every
+    signal blocked: after its exec it must have the lab's mask again (here: empty, not all
+    blocked), no handler, and the ignored signals still ignored, as posix_spawn leaves them
+    (SIGPIPE: Python ignores it)."""
+    import signal as signals
+
+    from edgelab.runtimes import create_runtime, isolation
+
+    if isolation.detect().spawn_lib is None:
+        pytest.skip("the in-process spawn library is not in use here")
+    previous = signals.signal(signals.SIGUSR1, lambda *_: None)
+    try:
+        rt = create_runtime("subprocess", Session())
+        hello = get_workload("hello")
+        rt.prepare(hello)
+        launch = rt.launch(hello, b"", hello.timeout_s)
+        status = Path(f"/proc/{launch.instance.pid}/status").read_text()  # type: ignore[attr-defined]
+        launch.instance.stop()
+        rt.close()
+    finally:
+        signals.signal(signals.SIGUSR1, previous)
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert int(fields["SigCgt"], 16) == 0, fields["SigCgt"]  # no handler of the lab's
+    assert int(fields["SigBlk"], 16) == 0, fields["SigBlk"]
+    assert int(fields["SigIgn"], 16) & (1 << (signals.SIGPIPE - 1)), fields["SigIgn"]

@@ -63,11 +63,108 @@ CGROUP_EMPTY_S = 2.0
 class Isolation:
     """How native workloads run here, found by ``detect``."""
 
-    launcher: Path | None  #: None: posix_spawn the workload itself
+    launcher: Path | None  #: None: posix_spawn the workload itself (unless spawn_lib)
     cgroup_root: Path | None  #: where session cgroups are made; None: subreaper and sweep
     drop_uid: bool  #: a uid of its own per instance, chroot into a jail, no_new_privs
     containment: str  #: in words, for doctor
     privileges: str  #: in words, for doctor
+    #: The in-process spawn library (native_spawn.c): preferred over the launcher where it
+    #: loads and passes the same trial (one exec, no launcher process).
+    spawn_lib: Path | None = None
+
+    @property
+    def spawn_path(self) -> str:
+        """How a native instance is started here, in words."""
+        if self.spawn_lib is not None:
+            return "in-process clone3(CLONE_VM|CLONE_VFORK) + steps + exec (native_spawn.c, via ctypes)"
+        if self.launcher is not None:
+            return "posix_spawn of the launcher (launcher.c): steps, clone3 into the cgroup, exec"
+        return "posix_spawn of the workload"
+
+
+class SpawnFailed(OSError):
+    """A step of the in-process spawn failed: ``step`` (a LAUNCHER_EXITS code) and errno."""
+
+    def __init__(self, step: int, error: int) -> None:
+        super().__init__(error, os.strerror(error) if error else "failed")
+        self.step = step
+
+    def __str__(self) -> str:
+        what = LAUNCHER_EXITS.get(self.step, f"step {self.step}").replace("the launcher ", "the spawn ")
+        return f"{what}: {self.strerror}"
+
+
+class NativeSpawner:
+    """The in-process spawn (``native_spawn.c``) through ctypes: posix_spawn's clone with the
+    steps posix_spawn lacks. One object per library path (``native_spawner``)."""
+
+    def __init__(self, library: Path) -> None:
+        import ctypes
+
+        class Request(ctypes.Structure):
+            _fields_ = [
+                ("fds", ctypes.c_int * 3),
+                ("cgroup_fd", ctypes.c_int),
+                ("jail", ctypes.c_char_p),
+                ("exe", ctypes.c_char_p),
+                ("argv", ctypes.POINTER(ctypes.c_char_p)),
+                ("uid_base", ctypes.c_ulong),
+                ("as_limit", ctypes.c_ulong),
+                ("parent_mask", ctypes.c_ulong),
+                ("failed_step", ctypes.c_int),
+                ("error", ctypes.c_int),
+            ]
+
+        self._ctypes = ctypes
+        self._request = Request
+        self._lib = ctypes.CDLL(str(library))
+        self._lib.el_spawn.argtypes = [ctypes.POINTER(Request)]
+        self._lib.el_spawn.restype = ctypes.c_long
+
+    def spawn(
+        self,
+        fds: tuple[int, int, int],
+        exe: str,
+        argv0: str,
+        cgroup: Path | None = None,
+        jail: Path | None = None,
+        uid_base: int = 0,
+        as_limit: int = 0,
+    ) -> int:
+        """Start ``exe`` (a path inside ``jail`` if given) with fds 0-2, an empty environment
+        and its own process group, born in ``cgroup``; returns its pid (raises SpawnFailed)."""
+        ctypes = self._ctypes
+        argv = (ctypes.c_char_p * 2)(argv0.encode(), None)
+        cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup is not None else -1
+        try:
+            request = self._request(
+                (ctypes.c_int * 3)(*fds), cgroup_fd, str(jail).encode() if jail is not None else None,
+                exe.encode(), argv, uid_base, as_limit, 0, 0, 0,
+            )  # fmt: skip
+            pid = int(self._lib.el_spawn(ctypes.byref(request)))
+        finally:
+            if cgroup_fd >= 0:
+                os.close(cgroup_fd)
+        if pid < 0:
+            raise SpawnFailed(request.failed_step, request.error or (-pid if pid < -1 else 0))
+        return pid
+
+
+@lru_cache(maxsize=4)
+def native_spawner(library: Path) -> NativeSpawner:
+    return NativeSpawner(library)
+
+
+def _spawn_trial(library: Path, cgroup: Path | None, uid: bool, jail: Path | None) -> int:
+    """The in-process spawn with these steps and an exec that cannot succeed: the failed step
+    (125, the exec, means every step before it worked)."""
+    try:
+        native_spawner(library).spawn((0, 1, 2), "/nonexistent", "trial", cgroup, jail, NATIVE_UID_BASE if uid else 0, 1 << 30)
+    except SpawnFailed as exc:
+        return exc.step
+    except OSError:
+        return -1
+    return 0
 
 
 def _cgroup2_dir() -> tuple[Path | None, str]:
@@ -162,7 +259,32 @@ def detect() -> Isolation:
     else:
         privileges = f"the user's own rights ({user}): the lab is not root, so it cannot drop them"
     boxes = cgroup_root is not None or uid_ok  # else the launcher would add an exec and box nothing
-    return Isolation(launcher if boxes else None, cgroup_root, uid_ok, containment, privileges)
+    return Isolation(launcher if boxes else None, cgroup_root, uid_ok, containment, privileges,
+                     _spawn_lib(cgroup_root, uid_ok) if boxes else None)  # fmt: skip
+
+
+def _spawn_lib(cgroup_root: Path | None, uid_ok: bool) -> Path | None:
+    """The in-process spawn library, if it builds, loads and does every step the launcher did."""
+    from edgelab.build import ensure_native_spawn
+    from edgelab.errors import ArtifactError
+
+    try:
+        library = ensure_native_spawn()
+        native_spawner(library)
+    except (ArtifactError, OSError):
+        return None
+    trial_dir = None
+    try:
+        if cgroup_root is not None:
+            trial_dir = Path(tempfile.mkdtemp(prefix="edgelab-trial-", dir=cgroup_root))
+        step = _spawn_trial(library, trial_dir, uid_ok, empty_jail() if uid_ok else None)
+    except OSError:
+        return None
+    finally:
+        if trial_dir is not None:
+            with contextlib.suppress(OSError):
+                trial_dir.rmdir()
+    return library if step == 125 else None
 
 
 # -- jails ------------------------------------------------------------------------------------
