@@ -452,6 +452,32 @@ class SubprocessRuntime(Runtime):
             workload.name,
         ]
 
+    def spawn_process(
+        self, workload: Workload, binary: Path, stdin_fd: int, stdout_fd: int, cgroup: Path | None,
+        report_fd: int = -1,
+    ) -> int:  # fmt: skip
+        """Start one instance's process exactly as ``launch`` does and nothing else (raw
+        baselines call it too): the in-process spawn, else the launcher (with a cgroup it
+        starts the workload as the lab's child and writes its pid to ``report_fd``), else
+        posix_spawn. Returns the pid spawned. Raises SpawnFailed or OSError."""
+        spawner = self._spawner
+        if spawner is not None:  # one call: clone3 + the steps + exec of the workload
+            jail = self._jails.get(workload.name)
+            return spawner.spawn(
+                (stdin_fd, stdout_fd, _devnull()), f"/{binary.name}" if jail else str(binary),
+                workload.name, cgroup, jail, isolation.NATIVE_UID_BASE if jail else 0,
+                workload.memory_limit_bytes,
+            )  # fmt: skip
+        program, argv = self._spawn_argv(workload, binary, cgroup)
+        file_actions = [
+            (os.POSIX_SPAWN_DUP2, stdin_fd, 0),
+            (os.POSIX_SPAWN_DUP2, stdout_fd, 1),
+            (os.POSIX_SPAWN_DUP2, _devnull(), 2),
+        ]
+        if report_fd >= 0:
+            file_actions.append((os.POSIX_SPAWN_DUP2, report_fd, 3))
+        return os.posix_spawn(program, argv, {}, file_actions=file_actions, setpgroup=0)
+
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
         binary = self._binaries.get(workload.name)
         if binary is None:
@@ -464,7 +490,6 @@ class SubprocessRuntime(Runtime):
         started = time.perf_counter_ns()
         cgroup = self._cgroups_take()
         spawner = self._spawner
-        program, argv = self._spawn_argv(workload, binary, cgroup)
         child_stdin, to_child = os.pipe()
         from_child, child_stdout = os.pipe()
         # Where the launcher starts the workload in a cgroup, it reports its pid on this pipe.
@@ -474,23 +499,8 @@ class SubprocessRuntime(Runtime):
         # first wait delays its answer (by ~15% against a bare posix_spawn loop, measured).
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
-        file_actions = [
-            (os.POSIX_SPAWN_DUP2, child_stdin, 0),
-            (os.POSIX_SPAWN_DUP2, child_stdout, 1),
-            (os.POSIX_SPAWN_DUP2, _devnull(), 2),
-        ]
-        if report_w >= 0:
-            file_actions.append((os.POSIX_SPAWN_DUP2, report_w, 3))
         try:
-            if spawner is not None:  # one call: clone3 + the steps + exec of the workload
-                jail = self._jails.get(workload.name)
-                pid = spawner.spawn(
-                    (child_stdin, child_stdout, _devnull()), f"/{binary.name}" if jail else str(binary),
-                    workload.name, cgroup, jail, isolation.NATIVE_UID_BASE if jail else 0,
-                    workload.memory_limit_bytes,
-                )  # fmt: skip
-            else:
-                pid = os.posix_spawn(program, argv, {}, file_actions=file_actions, setpgroup=0)
+            pid = self.spawn_process(workload, binary, child_stdin, child_stdout, cgroup, report_w)
         except isolation.SpawnFailed as exc:
             for fd in (child_stdin, to_child, from_child, child_stdout):
                 os.close(fd)
@@ -503,12 +513,12 @@ class SubprocessRuntime(Runtime):
                     os.close(fd)
             if cgroup is not None:
                 self._cgroups_release(cgroup)
-            raise LaunchFailed(f"spawn of {Path(program).name} failed: {exc.strerror}") from None
+            raise LaunchFailed(f"spawn of {binary.name} failed: {exc.strerror}") from None
         os.close(child_stdin)
         os.close(child_stdout)
         if report_w >= 0:
             os.close(report_w)
-        if spawner is None and program != str(self.isolation.launcher):  # (else set before exec)
+        if spawner is None and self.isolation.launcher is None:  # (else set before the exec)
             try:  # the memory limit is in place before the workload sees its request
                 limit = workload.memory_limit_bytes
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
