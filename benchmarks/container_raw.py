@@ -38,6 +38,8 @@ from edgelab.runtimes.container import (
 from edgelab.session import Session
 from edgelab.workloads import Workload, get_workload
 
+#: Launches per block in ``main``'s alternation.
+BLOCK = 5
 #: The memory limit the runtime would set when no workload is named (manifests' usual value).
 DEFAULT_MEMORY_LIMIT_BYTES = 64 << 20
 
@@ -134,29 +136,51 @@ def main() -> None:
     raw: list[int] = []
     try:
         runtime.launch(workload, workload.default_request, 30).instance.stop()  # warmup
-        for _ in range(args.n):  # interleaved, so drift does not favour one
-            launch = runtime.launch(workload, workload.default_request, 30)
-            launch.instance.stop()
-            startup.append(launch.startup_ns)
-            for name, value in launch.phases_ns.items():
-                phases[name].append(value)
-            raw.extend(raw_container_cold_start_ns(client, tag, 1, workload.default_request, workload))
-        print(f"n={args.n} p50 (perf_counter_ns)")
-        for name, values in phases.items():
-            print(f"  runtime {name:<15}{_p50_ms(values)}")
-        print(f"  runtime startup        {_p50_ms(startup)}  (create+start+first response)")
-        print(f"  raw create+attach+start+first byte {_p50_ms(raw)}")
 
-        before = runtime.pss_bytes([])
-        instances = [
-            runtime.launch(workload, workload.default_request, 30).instance
-            for _ in range(args.resident)
-        ]
-        total = runtime.pss_bytes(instances) - before
-        print(
-            f"  PSS per resident container: {total / args.resident / 2**20:.2f} MiB "
-            f"({args.resident} containers; container processes + containerd shim)"
-        )
+        def lab_block(count: int) -> None:
+            for _ in range(count):
+                launch = runtime.launch(workload, workload.default_request, 30)
+                launch.instance.stop()
+                startup.append(launch.startup_ns)
+                for name, value in launch.phases_ns.items():
+                    phases[name].append(value)
+
+        def raw_block(count: int) -> None:
+            raw.extend(raw_container_cold_start_ns(client, tag, count, workload.default_request, workload))
+
+        # Blocks of BLOCK alternating, the order flipped each time, so drift favours neither
+        # and each launch follows one of its own kind (as in benchmarks/startup.py).
+        done = 0
+        while done < args.n:
+            count = min(BLOCK, args.n - done)
+            for block in (lab_block, raw_block) if (done // BLOCK) % 2 == 0 else (raw_block, lab_block):
+                block(count)
+            done += count
+        print(f"n={args.n} p50 (perf_counter_ns), lab and raw in alternating blocks of {BLOCK}")
+        for name, values in phases.items():
+            print(f"  lab {name:<32}{_p50_ms(values)}")
+        print(f"  lab startup (create+start+first response) {_p50_ms(startup)}")
+        print(f"  raw create+attach+start+first byte    {_p50_ms(raw)}")
+        print(f"  lab/raw                               {statistics.median(startup) / statistics.median(raw):8.3f}")
+
+        if args.resident > 0:
+            before = runtime.pss_bytes([])
+            instances = [
+                runtime.launch(workload, workload.default_request, 30).instance
+                for _ in range(args.resident)
+            ]
+            time.sleep(2.0)  # runc's start-up charge leaves the last cgroups within ~1 s
+            total = runtime.pss_bytes(instances) - before
+            host = runtime.host_memory_bytes(instances)
+            print(
+                f"  PSS per resident container: {total / args.resident / 2**20:.2f} MiB "
+                f"({args.resident} containers; container processes + containerd shim)"
+            )
+            if host is not None:
+                print(
+                    f"  cgroup memory per resident container: {host / args.resident / 2**10:.0f} KiB"
+                    " (usage - inactive file, kernel memory included: what docker stats shows)"
+                )
     finally:
         runtime.close()
 
