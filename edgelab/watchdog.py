@@ -456,7 +456,7 @@ def sweep_session(session_id: str, clean: bool, deadline: float, wait_for_engine
                     client.close()
                 client = None
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(RETRY_MAX_S, pause * 2)
+            pause = min(RETRY_MAX_S, pause * 2) if wait_for_engine else 0.5
     if client is not None:
         with contextlib.suppress(Exception):
             client.close()

@@ -478,3 +478,23 @@ def test_signal_exits_within_5_s_while_the_engine_is_frozen(
     finally:
         own_engine.signal(signal.SIGCONT)
         lab.kill()
+
+
+@pytest.mark.parametrize("wait_for_engine", [True, False], ids=["created", "never-created"])
+def test_watchdog_waits_for_an_absent_engine_only_once_containers_were_made(
+    monkeypatch: pytest.MonkeyPatch, wait_for_engine: bool
+) -> None:
+    """A session that created containers keeps sweeping while no engine listens, until its
+    bound (ENGINE_WAIT_S in the watchdog; 4 s here); one that never created any gives up
+    after ABSENT_GIVE_UP_S."""
+    from edgelab.watchdog import ABSENT_GIVE_UP_S, sweep_session
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    bound_s = 4.0
+    started = time.monotonic()
+    assert sweep_session("0123456789ab", False, started + bound_s, wait_for_engine) == 0
+    took = time.monotonic() - started
+    if wait_for_engine:
+        assert bound_s - 0.1 <= took <= bound_s + 1.0, took
+    else:
+        assert ABSENT_GIVE_UP_S <= took < bound_s - 0.5, took
