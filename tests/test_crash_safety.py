@@ -157,10 +157,17 @@ def lab(tmp_path: Path, docker_client: Any) -> Iterator[RunningLab]:
 
 # -- SIGKILL: the watchdog removes everything ---------------------------------------------------
 def test_sigkill_mid_ramp_leaves_nothing_within_15_s(lab: RunningLab) -> None:
+    from edgelab.watchdog import heartbeat_volumes
+
     lab.wait_until_under_way()
+    assert heartbeat_volumes(lab.client, lab.session_id), "the session keeps no heartbeat for other hosts"
     lab.process.send_signal(signal.SIGKILL)
     lab.process.wait()
     took = lab.wait_nothing_left(KILL_CLEANUP_S)
+    deadline = time.monotonic() + 5  # the heartbeat goes right after the sweep
+    while heartbeat_volumes(lab.client, lab.session_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert heartbeat_volumes(lab.client, lab.session_id) == []
     print(f"everything gone {took:.2f} s after SIGKILL")
     log = lab.watchdog_log.read_text()
     assert "without closing" in log and "container(s) removed" in log, log
