@@ -339,6 +339,7 @@ def own_engine(request: pytest.FixtureRequest) -> Iterator[OwnEngine]:
         except Exception:  # noqa: BLE001 - the engine may be the thing that failed
             pass
         engine.stop()
+        _kill_orphaned_shims(f"edgelab-test-{os.getpid()}")
         mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(f"{root}/") or m == str(root)), reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
@@ -346,6 +347,20 @@ def own_engine(request: pytest.FixtureRequest) -> Iterator[OwnEngine]:
             with contextlib.suppress(OSError):
                 shutil.copyfile(engine.log, Path("/tmp") / f"edgelab-engine-{os.getpid()}.log")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _kill_orphaned_shims(namespace: str) -> None:
+    """A dockerd killed mid-create can leave a shim (and its workload) that no restarted
+    engine knows of; ours run in a containerd namespace of this test's own: kill those."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "-namespace" in cmdline and namespace in cmdline and "containerd-shim" in " ".join(cmdline[:1]):
+            with contextlib.suppress(psutil.Error):
+                for child in process.children(recursive=True):
+                    child.kill()
+                process.kill()
 
 
 class LabProcess:
