@@ -15,10 +15,11 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from edgelab.lab import Lab
+from edgelab.results import GIB
 from edgelab.runtimes.base import Runtime
 from edgelab.runtimes.fake import FakeRuntime
 from edgelab.session import Session
-from edgelab.stats import format_duration_ns
+from edgelab.stats import format_bytes, format_duration_ns
 from edgelab.tui.app import EdgelabApp
 from edgelab.tui.controls import Controls
 from edgelab.tui.help import HelpScreen
@@ -31,11 +32,18 @@ UNITS = ("ns", "µs", "ms", " s")
 class FakeLab(Lab):
     """A Lab on fake runtimes that remembers every runtime it made, to check the teardown."""
 
-    def __init__(self, unavailable: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, unavailable: dict[str, str] | None = None, limit_after: dict[str, int] | None = None
+    ) -> None:
         self.made: list[Runtime] = []
 
         def factory(name: str, session: Session) -> Runtime:
-            runtime = FakeRuntime(session, as_runtime=name, unavailable=(unavailable or {}).get(name))
+            runtime = FakeRuntime(
+                session,
+                as_runtime=name,
+                unavailable=(unavailable or {}).get(name),
+                limit_after=(limit_after or {}).get(name),
+            )
             self.made.append(runtime)
             return runtime
 
@@ -329,7 +337,10 @@ def test_controls_scenarios_are_the_labs() -> None:
 
 
 def test_resident_n_is_one_number_or_one_per_runtime() -> None:
+    """The TUI reads N with the core's parser: the same text gives the same counts as
+    ``edgelab run --resident``, in the TUI's letters and the CLI's names alike."""
     from edgelab.errors import UsageError
+    from edgelab.lab import parse_resident
     from edgelab.tui.controls import resident_counts
 
     every = ("container", "subprocess", "wasm")
@@ -338,10 +349,18 @@ def test_resident_n_is_one_number_or_one_per_runtime() -> None:
         "container": 20, "subprocess": 50, "wasm": 2000,
     }
     assert resident_counts("w=10,c=3", ("container", "wasm")) == {"container": 3, "wasm": 10}
-    for bad, words in (("x=1,c=2,s=3", "'x' is not a runtime"), ("c=2,w=3", "for subprocess too"),
-                       ("c=0,s=1,w=1", "positive number"), ("ten", "positive number")):
+    # A runtime the text leaves out holds none; one toggled off is left out of the answer.
+    assert resident_counts("c=2,w=3", every) == {"container": 2, "subprocess": 0, "wasm": 3}
+    assert resident_counts("c=2,s=4,w=3", ("wasm",)) == {"wasm": 3}
+    for text in ("50", "c=20,s=50,w=2000", "container=20,subprocess=50,wasm=2000", "C=1,W=7", "w=3"):
+        assert resident_counts(text, every) == parse_resident(text, every), text
+    for bad, words in (("x=1,c=2,s=3", "'x' is not a runtime"), ("ten", "whole number"),
+                       ("c=-1,w=2", "0 or more"), ("0", "at least one"), ("c=0,w=0", "at least one")):
         with pytest.raises(UsageError, match=words):
             resident_counts(bad, every)
+        if "at least one" not in words:
+            with pytest.raises(UsageError, match=words):
+                parse_resident(bad, every)
 
 
 @pilot_test
@@ -607,3 +626,76 @@ def test_the_exports_flag_reaches_the_lab(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["--exports", str(tmp_path / "out")]) == 0
     assert seen["export_dir"] == tmp_path / "out"
     assert EdgelabApp(lab=FakeLab()).export_dir == Path("edgelab-exports")  # type: ignore[arg-type]
+
+
+# -- memory figures, labelled (issue 8) --------------------------------------------------------
+@pilot_test
+async def test_a_held_ramp_shows_user_space_and_host_figures_per_instance(tmp_path: Path) -> None:
+    app = fake_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.query_one(Controls).set_scenario("ramp")
+        app.query_one("#count", Input).value = "c=2,s=3,w=40"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.held)
+        await pilot.pause(0.3)
+        assert app.state.result is not None
+        for name, panel in app.panels.items():
+            memory = app.state.result.runtimes[name].memory
+            assert memory is not None and memory.host_bytes_per_instance is not None, name
+            text = panel.text()
+            view = panel.view
+            assert view is not None
+            assert view.memory_line == f"user-space {format_bytes(memory.pss_bytes_per_instance)}/instance ({memory.metric})"
+            assert view.host_line == f"host {format_bytes(memory.host_bytes_per_instance)}/instance (MemAvailable fall)"
+            assert f"{memory.instances_per_gib:,.0f} instances per GiB (from host)" in text, text
+            assert "ramped up at" in text and "instances/s" in text, text
+        # The fake's host cost is above its PSS: per GiB follows the host figure, not PSS.
+        wasm = app.state.result.runtimes["wasm"].memory
+        assert wasm is not None and wasm.instances_per_gib == pytest.approx(GIB / wasm.host_bytes_per_instance)  # type: ignore[operator]
+        assert wasm.instances_per_gib < GIB / wasm.pss_bytes_per_instance
+        await pilot.press("r")
+        await until(pilot, lambda: not app.running)
+
+
+@pilot_test
+async def test_a_limit_that_stops_a_ramp_is_named_in_its_panel(tmp_path: Path) -> None:
+    app = fake_app(tmp_path, limit_after={"wasm": 25})
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.query_one(Controls).set_scenario("ramp")
+        app.query_one("#count", Input).value = "c=1,s=1,w=40"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.held)
+        await pilot.pause(0.3)
+        text = app.panels["wasm"].text()
+        assert "⚠ wasm ramp stopped at 25 of 40 instances: fake pids limit of 25 instances" in text, text
+        assert "⚠" not in app.panels["subprocess"].text()
+        await pilot.press("r")
+        await until(pilot, lambda: not app.running)
+        assert app.lab.live_instances() == 0  # type: ignore[attr-defined]
+
+
+def test_the_host_basis_is_named_by_the_source_it_came_from() -> None:
+    from edgelab.results import MemoryResult
+    from edgelab.tui.view import host_basis_words
+
+    def memory(**kwargs: object) -> MemoryResult:
+        fields: dict[str, object] = dict(instances=1000, pss_bytes_per_instance=10_000.0, metric="PSS",
+                                         mem_available_bytes_per_instance=None)
+        fields.update(kwargs)
+        return MemoryResult(**fields)  # type: ignore[arg-type]
+
+    stable = memory(mem_available_bytes_per_instance=14_000.0, mem_available_noise_bytes=100_000.0)
+    assert stable.host_bytes_per_instance == 14_000.0
+    assert host_basis_words(stable) == "MemAvailable fall"
+    noisy_cgroup = memory(mem_available_bytes_per_instance=100.0, mem_available_noise_bytes=10_000_000.0,
+                          cgroup_bytes_per_instance=30_000.0)
+    assert host_basis_words(noisy_cgroup) == "cgroup incl. kernel"
+    above = memory(mem_available_bytes_per_instance=100.0, mem_available_noise_bytes=10_000_000.0,
+                   cgroup_bytes_per_instance=5_000.0)
+    assert host_basis_words(above) == "PSS, above its cgroup"
+    noisy = memory(instances=10, mem_available_bytes_per_instance=100.0, mem_available_noise_bytes=10_000_000.0)
+    assert noisy.host_bytes_per_instance is None
+    assert host_basis_words(noisy).startswith("MemAvailable fall within noise: hold ")
+    assert host_basis_words(memory()) == "not measured"

@@ -377,6 +377,13 @@ class EdgelabApp(App[int]):
             self.report_error(str(exc))
             return
         self.start_scenario(settings)
+        if settings.scenario == "ramp":
+            from edgelab.lab import unselected_in_resident
+
+            left_out = unselected_in_resident(self.query_one("#count", Input).value, settings.runtimes)
+            if left_out:
+                names = " and ".join(left_out)
+                self.notify(f"N gives {names} instances, but it is toggled off: not held", timeout=6)
 
     def start_scenario(self, settings: Settings) -> None:
         self.settings = settings
@@ -386,7 +393,7 @@ class EdgelabApp(App[int]):
         self.buffer.drain()
         self.query_one("#run-line", Static).update(settings_line(settings))
         self.refresh_panels(now=None)
-        verb = "holding until you press r" if settings.scenario == "ramp" else "running"
+        verb = "ramping up, then holding until you press r" if settings.scenario == "ramp" else "running"
         self.show_status(f"{settings.scenario} of {settings.workload}: {verb} · ctrl+c cancels")
         self.scenario_worker = self.run_scenario(settings, self.cancel_event)
         self._set_draining(True)
@@ -632,6 +639,14 @@ class EdgelabApp(App[int]):
             except Exception:  # noqa: BLE001 - failures were reported; close() sweeps regardless
                 pass
         await asyncio.to_thread(self.lab.close)
+
+    def on_unmount(self) -> None:
+        """However the app ends (q, an error, a test leaving run_test), a run still going is
+        cancelled and builds stop: a held ramp's thread would otherwise wait for ever, and
+        with it the interpreter's exit."""
+        self.build_stop.set()
+        if self.cancel_event is not None:
+            self.cancel_event.set()
 
     def _key_handled(self, key: str) -> None:
         """For the latency benchmark: when each key's action ran (perf_counter)."""

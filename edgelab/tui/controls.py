@@ -33,7 +33,7 @@ DESCRIPTION_CHARS = 46
 #: that. Any other key (r, e, ?, a letter where no runtime can stand) is not typed but goes on
 #: to the lab's keys, so r runs whatever has focus.
 COUNT_PATTERN = r" *\d* *"
-_LETTER = "[csw]"
+_LETTER = "[cswCSW]"
 RESIDENT_PATTERN = rf" *(?:\d+ *|(?:{_LETTER} *= *\d+ *, *)*(?:{_LETTER} *(?:= *\d*)?)?) *"
 #: Rate and duration: a positive decimal number.
 DECIMAL_PATTERN = r"\d*\.?\d*"
@@ -209,24 +209,15 @@ class Controls(Horizontal):
 
 
 def resident_counts(text: str, runtimes: tuple[str, ...]) -> dict[str, int]:
-    """'50' -> 50 for each runtime; 'c=20,s=50,w=2000' (names or their first letters) -> each."""
-    if "=" not in text:
-        count = int(_positive(text, int, "resident N"))
-        return {name: count for name in runtimes}
-    found: dict[str, int] = {}
-    for part in text.split(","):
-        given, _, value = part.partition("=")
-        given = given.strip().lower()
-        named = [name for name in RUNTIME_NAMES if given and name.startswith(given)]
-        if len(named) != 1:
-            raise UsageError(
-                f"resident N: '{given}' is not a runtime (container, subprocess, wasm, or c, s, w)"
-            )
-        found[named[0]] = int(_positive(value, int, f"resident N for {named[0]}"))
-    for name in runtimes:
-        if name not in found:
-            raise UsageError(f"resident N: say how many for {name} too (or toggle it off)")
-    return {name: found[name] for name in runtimes}
+    """The core's parser, the one ``edgelab run --resident`` uses, so the same text means the
+    same counts in both: '50' for each runtime, or 'c=20,s=50,w=2000' (0 for a runtime the
+    text leaves out; one toggled off is left out of the answer)."""
+    from edgelab.lab import parse_resident
+
+    counts = parse_resident(text, runtimes, label="resident N")
+    if not any(counts.values()):
+        raise UsageError("resident N: give at least one runtime instances to hold (e.g. 20)")
+    return counts
 
 
 def _short(text: str, limit: int = DESCRIPTION_CHARS) -> str:

@@ -60,10 +60,20 @@ every other key on.
   each runtime. Warmups are excluded; failed launches are counted apart.
 - [b]phases p50[/b]: the median of each part of the startup (e.g. create, start, first response).
 - [b]sparkline[/b]: the most recent startups, taller is slower.
-- [b]per instance[/b]: growth of host memory divided by the instances held, by the metric
-  named beside it (PSS: shared pages split between the processes sharing them).
-  [i]so far[/i] marks a live figure during a ramp; the settled one comes when it stops.
-- [b]instances per GiB[/b]: 1 GiB divided by the memory per instance.
+- [b]user-space[/b] per instance: growth of the instances' PSS (shared pages split between the
+  processes sharing them) divided by the instances held. It leaves out what the kernel spends
+  per instance (page tables, kernel stacks, task and cgroup structures).
+  [i]so far[/i] marks a live figure during a ramp; the settled ones come when it holds.
+- [b]host[/b] per instance: what the machine loses per instance, the figure a fleet planner
+  pays. Its basis is named beside it: [i]MemAvailable fall[/i] (how far the system's
+  MemAvailable fell while this runtime alone ramped up, per instance), [i]cgroup incl.
+  kernel[/i] (containers: their cgroups' memory with kernel memory, as docker stats reads it),
+  or [i]PSS, above its cgroup[/i]. A fall within MemAvailable's idle noise is no figure: the
+  panel says how many instances a stable one needs.
+- [b]instances per GiB[/b]: 1 GiB divided by the host figure (by the user-space one only
+  where there is no host figure, and then it says so).
+- [b]ramped up at[/b]: instances brought up per second during the ramp. A [b]⚠[/b] under the
+  memory figures names a limit that stopped the ramp early (and the instances it reached).
 - [b]running / launched / failed[/b]: instances resident now, launches so far, launches failed.
 - [b]starts/s[/b]: launches begun in the last two seconds, per second; after a steady run, the
   rate achieved over the run.

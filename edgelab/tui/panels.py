@@ -109,8 +109,8 @@ class RuntimePanel(Vertical, can_focus=True):
             startup_spark.data = list(view.recent_ns)
         details = (view.phases_line, view.includes_line, view.warning_line)
         self._set(".startup-details", "\n".join(line for line in details if line))
-        memory = (view.memory_line, view.density_line)
-        self._set(".memory-lines", "\n".join(line for line in memory if line))
+        memory = (view.memory_line, view.host_line, view.density_line, view.memory_warning_line)
+        self._set(".memory-lines", "\n".join(line for line in memory if line), relayout=True)
         memory_spark = self.query_one(".memory-spark", Sparkline)
         if tuple(memory_spark.data or ()) != view.memory_curve:
             memory_spark.data = list(view.memory_curve)
@@ -118,11 +118,13 @@ class RuntimePanel(Vertical, can_focus=True):
         instances = (view.instances_line, view.rate_line)
         self._set(".instance-lines", "\n".join(line for line in instances if line))
 
-    def _set(self, selector: str, text: str, hide: bool = False) -> None:
-        """Repaint one block only if it changed; blocks have fixed heights, so no relayout."""
+    def _set(self, selector: str, text: str, hide: bool = False, relayout: bool = False) -> None:
+        """Repaint one block only if it changed; blocks have fixed heights, so no relayout,
+        except ``relayout`` ones (height auto: the memory block), whose text changes a few
+        dozen times a run (a ramp's memory points), not per sample."""
         widget = self.query_one(selector, Static)
         if str(widget.content) != text:
-            widget.update(text, layout=False)
+            widget.update(text, layout=relayout)
         if hide:
             _show(widget, bool(text))
 

@@ -22,7 +22,7 @@ from edgelab.events import (
     RuntimeStatus,
     SampleRecorded,
 )
-from edgelab.results import GIB, MemoryResult, RunResult, RuntimeResult
+from edgelab.results import MemoryResult, RunResult, RuntimeResult
 from edgelab.stats import Summary, percentile, plain_conclusion
 
 #: Startups kept for the sparkline.
@@ -191,8 +191,12 @@ class RuntimeLive:
         return None
 
     def instances_per_gib(self) -> float | None:
-        per = self.bytes_per_instance()
-        return GIB / per if per and per > 0 else None
+        """From the settled host figure only (``MemoryResult.instances_per_gib``): a live PSS
+        figure leaves out what the kernel spends, so it makes no per-GiB claim."""
+        memory = self.memory
+        if memory is None or memory.host_bytes_per_instance is None:
+            return None
+        return memory.instances_per_gib
 
 
 class LabState:
@@ -253,6 +257,7 @@ class LabState:
                 for name, result in event.result.runtimes.items():
                     live = self.runtimes.get(name)
                     if live is not None and result.memory is not None:
+                        live.state = "holding"
                         live.memory = result.memory
                         live.memory_points = list(result.memory.curve) or live.memory_points
                         live.dirty = True

@@ -10,6 +10,7 @@ from edgelab.tui.state import RuntimeLive
 
 if TYPE_CHECKING:
     from edgelab.lab import Settings
+    from edgelab.results import MemoryResult
 
 NOT_YET = "–"
 #: A mixed burst's turn-taking, in words (Settings.interleave).
@@ -27,7 +28,9 @@ class PanelView:
     phases_line: str
     includes_line: str
     memory_line: str
+    host_line: str
     density_line: str
+    memory_warning_line: str
     memory_curve: tuple[float, ...]
     instances_line: str
     rate_line: str
@@ -58,24 +61,64 @@ def split_duration(value_ns: float | None) -> str:
     return NOT_YET if value_ns is None else format_duration_ns(value_ns)
 
 
+def host_basis_words(memory: MemoryResult) -> str:
+    """Which figure the host one is, in a few words for the panel (``MemoryResult.host_basis``
+    has the sentence, in the exports): told apart by which source it equals."""
+    host = memory.host_bytes_per_instance
+    if host is not None:
+        if host == memory.mem_available_bytes_per_instance:
+            return "MemAvailable fall"
+        if host == memory.cgroup_bytes_per_instance:
+            return "cgroup incl. kernel"
+        return f"{memory.metric}, above its cgroup"
+    if memory.mem_available_bytes_per_instance is None:
+        return "not measured"
+    needed = memory.instances_for_stable_host_figure
+    return "MemAvailable fall within noise" + (f": hold {needed:,}+" if needed else "")
+
+
+def memory_lines(live: RuntimeLive, scenario: str) -> tuple[str, str, str, str]:
+    """Per resident instance: the user-space figure (PSS), the host figure (what the machine
+    loses) with its basis, instances per GiB from the host figure, and the first thing a
+    reader must know (a limit that stopped the ramp, a host figure lost in noise)."""
+    memory = live.memory
+    if memory is None:
+        per_instance = live.bytes_per_instance()
+        if per_instance is None:
+            return ("per instance: run a ramp to measure" if scenario != "ramp" else NOT_YET, "", "", "")
+        metric = live.memory_metric or "PSS"
+        return (
+            f"user-space {format_bytes(per_instance)}/instance so far ({metric})",
+            "host: when the ramp has settled",
+            "",
+            "",
+        )
+    user = f"user-space {format_bytes(memory.pss_bytes_per_instance)}/instance ({memory.metric})"
+    host_bytes = memory.host_bytes_per_instance
+    host_figure = format_bytes(host_bytes) + "/instance" if host_bytes is not None else NOT_YET
+    host = f"host {host_figure} ({host_basis_words(memory)})"
+    per_gib = memory.instances_per_gib
+    source = "host" if host_bytes is not None else f"user-space {memory.metric}: no host figure"
+    density = f"{per_gib:,.0f} instances per GiB (from {source})" if per_gib else ""
+    warnings = memory.warnings()
+    return user, host, density, f"⚠ {warnings[0]}" if warnings else ""
+
+
+def rate_line(live: RuntimeLive, now: float | None, scenario: str) -> str:
+    """A ramp's rate once it has one; while running, launches of the last two seconds; after a
+    steady run, the rate it achieved."""
+    if live.memory is not None and live.memory.ramp_rate_per_s:
+        return f"ramped up at {live.memory.ramp_rate_per_s:,.0f} instances/s"
+    if now is not None:
+        return f"{live.starts_per_s(now):,.1f} starts/s (last 2 s)"
+    average = live.average_starts_per_s()
+    return f"{average:,.1f} starts/s achieved" if average and scenario == "steady" else ""
+
+
 def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView:
     """``now`` is None when no scenario runs: the live rate gives way to the run's average."""
     phases = " · ".join(f"{name} {format_duration_ns(p50)}" for name, p50 in live.phase_p50s())
-    per_instance = live.bytes_per_instance()
-    if per_instance is not None:
-        settled = "" if live.memory is not None else " so far"
-        metric = live.memory_metric or "host memory"
-        memory_line = f"{format_bytes(per_instance)}/instance{settled} ({metric})"
-        per_gib = live.instances_per_gib()
-        density_line = f"{per_gib:,.0f} instances per GiB" if per_gib else ""
-    else:
-        memory_line = "per instance: run a ramp to measure" if scenario != "ramp" else NOT_YET
-        density_line = ""
-    if now is not None:
-        rate_line = f"{live.starts_per_s(now):,.1f} starts/s (last 2 s)"
-    else:
-        average = live.average_starts_per_s()
-        rate_line = f"{average:,.1f} starts/s achieved" if average and scenario == "steady" else ""
+    memory_line, host_line, density_line, memory_warning_line = memory_lines(live, scenario)
     warnings = live.final.warnings if live.final is not None else []
     return PanelView(
         state=live.state,
@@ -87,12 +130,14 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
         phases_line=f"phases p50: {phases}" if phases else "",
         includes_line=f"includes: {live.startup_includes}" if live.startup_includes else "",
         memory_line=memory_line,
+        host_line=host_line,
         density_line=density_line,
+        memory_warning_line=memory_warning_line,
         memory_curve=tuple(float(growth) for _, growth in live.memory_points),
         instances_line=(
             f"running {live.running:,} · launched {live.launched:,} · failed {live.failed:,}"
         ),
-        rate_line=rate_line,
+        rate_line=rate_line(live, now, scenario),
         warning_line=f"⚠ {short_warning(warnings[0])}" if warnings else "",
     )
 
