@@ -228,3 +228,62 @@ def test_a_person_runs_a_burst_of_fib_on_all_three_and_quits(
     while (leftovers := ours(pane_pid, marker, seen)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert leftovers == [], "processes the lab started outlived it"
+
+
+def test_at_80x24_r_straight_away_runs_and_the_keyboard_reaches_the_wasm_panel(
+    tmux: Tmux, docker_client: Any
+) -> None:
+    """What issue 9 saw in a real terminal: r pressed as soon as the lab appears must run (or
+    say the list is loading), never 'no workload to run'; at 80x24, ] reaches the Wasm panel
+    below the fold without a mouse; q then leaves nothing behind."""
+    marker = uuid.uuid4().hex
+    command = f"exec env -u COLUMNS -u LINES {MARKER}={marker} {sys.executable} -m edgelab"
+    tmux("new-session", "-d", "-s", "lab", "-x", "80", "-y", "24", "-c", str(REPO), command)
+    pane_pid = int(tmux("display-message", "-p", "-t", "lab", "#{pane_pid}").strip())
+    seen: dict[int, float] = {}
+    try:
+        wait_for(lambda: "press r to run" in tmux.screen(), 20, "the lab never painted", tmux.screen)
+        tmux.keys("r")
+        screens: list[str] = []
+
+        def finished() -> bool:
+            seen.update(descendants(pane_pid))
+            screens.append(tmux.screen())
+            return "burst of hello finished" in screens[-1]
+
+        wait_for(finished, RESULT_TIMEOUT_S, "r pressed at first paint never ran a burst", tmux.screen)
+        assert not any("no workload" in s for s in screens), next(s for s in screens if "no workload" in s)
+        assert "┃" not in tmux.screen(), "a panel had focus before any key moved it"
+        for _ in range(3):
+            tmux.keys("]")
+            time.sleep(0.3)
+        def focused_wasm_panel() -> str | None:
+            screen = tmux.screen()
+            return screen if re.search(r"┏━* ?wasm ", screen) else None
+
+        screen = wait_for(
+            focused_wasm_panel,
+            5,
+            "] three times did not bring the focused Wasm panel into view",
+            tmux.screen,
+        )
+        below = screen[screen.index("wasm ") :]
+        assert "cold starts" in below and FIGURE.search(below), screen
+        tmux.keys("q")
+        wait_for(
+            lambda: not psutil.pid_exists(pane_pid)
+            or psutil.Process(pane_pid).status() == psutil.STATUS_ZOMBIE,
+            EXIT_TIMEOUT_S,
+            "the lab did not exit within 5 s of q",
+            tmux.screen,
+        )
+    finally:
+        if psutil.pid_exists(pane_pid):
+            seen.update(descendants(pane_pid))
+        tmux.kill()
+
+    assert labelled_containers(docker_client, pane_pid) == [], "containers left behind"
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while (leftovers := ours(pane_pid, marker, seen)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers == [], "processes the lab started outlived it"

@@ -619,11 +619,12 @@ async def test_the_run_line_says_how_a_mixed_burst_interleaved(tmp_path: Path) -
 def test_the_exports_flag_reaches_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """edgelab --exports DIR: the lab's e writes there (default ./edgelab-exports)."""
     import edgelab.tui.app
-    from edgelab.cli import main
+    from edgelab.cli import _run_tui, build_parser
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(edgelab.tui.app, "run_app", lambda **kwargs: seen.update(kwargs) or 0)
-    assert main(["--exports", str(tmp_path / "out")]) == 0
+    # _run_tui, not main: main would install the CLI's signal handlers in the test process.
+    assert _run_tui(build_parser().parse_args(["--exports", str(tmp_path / "out")])) == 0
     assert seen["export_dir"] == tmp_path / "out"
     assert EdgelabApp(lab=FakeLab()).export_dir == Path("edgelab-exports")  # type: ignore[arg-type]
 
