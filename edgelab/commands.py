@@ -671,8 +671,21 @@ def cmd_clean(args: argparse.Namespace) -> int:
     if missing is not None:
         print(f"containers: skipped ({missing.reason})")
     else:
+        from edgelab.watchdog import live_and_dead
+
+        try:
+            live = {sid: n for sid, (n, alive) in live_and_dead(runtime.client).items() if alive}
+        except Exception:  # noqa: BLE001 - what clean says is a courtesy; removing is the job
+            live = {}
         removed = remove_labelled(runtime.client)
-        print(f"removed {removed} container(s) labelled edgelab.session")
+        line = f"removed {removed} container(s) labelled edgelab.session"
+        if live:
+            ids = ", ".join(sorted(live))
+            line += (
+                f"; {sum(live.values())} of them belonged to {len(live)} live session(s) ({ids}):"
+                " those labs will see their launches fail"
+            )
+        print(line)
     if args.cache:
         import shutil
 

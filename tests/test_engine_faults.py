@@ -513,3 +513,25 @@ def test_watchdog_waits_for_an_absent_engine_only_once_containers_were_made(
         assert bound_s - 0.1 <= took <= bound_s + 1.0, took
     else:
         assert ABSENT_GIVE_UP_S <= took < bound_s - 0.5, took
+
+
+def test_clean_says_which_live_sessions_it_removed_from(own_engine: OwnEngine, tmp_path: Path) -> None:
+    """``edgelab clean`` removes every labelled container (it is explicit), and says how many of
+    them belonged to a lab that is still running, naming its session."""
+    lab = LabProcess(own_engine, tmp_path, ["--scenario", "ramp", "--resident", "container=200"])
+    try:
+        lab.wait_for_containers(2)
+        sessions = {
+            (c.get("Labels") or {}).get("edgelab.session")
+            for c in own_engine.client().api.containers(all=True, filters={"label": "edgelab.session"})
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "edgelab", "clean"],
+            env={**os.environ, "DOCKER_HOST": own_engine.host}, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "live session" in done.stdout, done.stdout
+        assert all(sid in done.stdout for sid in sessions), (sessions, done.stdout)
+    finally:
+        lab.kill()
+        _wait_gone(own_engine, time.monotonic(), lab)
