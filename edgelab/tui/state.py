@@ -105,6 +105,9 @@ class RuntimeLive:
     memory_points: list[tuple[int, int]] = field(default_factory=list)
     final: FinalFigures | None = None
     memory: MemoryResult | None = None
+    #: Steady only, from the lab's result: the rate asked for and the one reached.
+    rate_asked_per_s: float | None = None
+    rate_achieved_per_s: float | None = None
     dirty: bool = True
 
     # -- feeding -----------------------------------------------------------------------------
@@ -136,6 +139,8 @@ class RuntimeLive:
         self.startup_includes = result.startup_includes or self.startup_includes
         self.memory_metric = result.memory_metric or self.memory_metric
         self.phase_names = result.phase_names or self.phase_names
+        self.rate_asked_per_s = result.rate_asked_per_s
+        self.rate_achieved_per_s = result.rate_achieved_per_s
         if result.error:
             self.reason, self.fix = result.error, result.fix
         self.dirty = True
@@ -176,7 +181,10 @@ class RuntimeLive:
         return len(times) / RATE_WINDOW_S
 
     def average_starts_per_s(self) -> float | None:
-        """Launches per second over the whole run (for steady traffic, the achieved rate)."""
+        """Launches per second over the whole run: for steady traffic the lab's own achieved
+        rate (launches started in the run's window, the figure the exports carry)."""
+        if self.rate_achieved_per_s is not None:
+            return self.rate_achieved_per_s
         if self.first_start is None or self.last_start is None or self.launched < 2:
             return None
         span = self.last_start - self.first_start

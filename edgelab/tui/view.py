@@ -112,14 +112,19 @@ def rate_line(live: RuntimeLive, now: float | None, scenario: str) -> str:
     if now is not None:
         return f"{live.starts_per_s(now):,.1f} starts/s (last 2 s)"
     average = live.average_starts_per_s()
-    return f"{average:,.1f} starts/s achieved" if average and scenario == "steady" else ""
+    if average is None or scenario != "steady":
+        return ""
+    asked = f" of {live.rate_asked_per_s:,.4g}/s asked" if live.rate_asked_per_s else ""
+    return f"{average:,.2f} starts/s achieved{asked}"
 
 
 def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView:
     """``now`` is None when no scenario runs: the live rate gives way to the run's average."""
     phases = " · ".join(f"{name} {format_duration_ns(p50)}" for name, p50 in live.phase_p50s())
     memory_line, host_line, density_line, memory_warning_line = memory_lines(live, scenario)
-    warnings = live.final.warnings if live.final is not None else []
+    # Memory warnings have their own line in the memory block.
+    memory_warnings = live.memory.warnings() if live.memory is not None else []
+    warnings = [w for w in live.final.warnings if w not in memory_warnings] if live.final else []
     return PanelView(
         state=live.state,
         state_line=_state_line(live),
