@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +58,7 @@ async def pick(pilot: Pilot, app: EdgelabApp, workload: str, scenario: str, n: s
 
 
 async def main() -> None:
-    app = EdgelabApp(screenshot_dir=HERE)
+    app = EdgelabApp(screenshot_dir=HERE, export_dir=Path(tempfile.mkdtemp(prefix="edgelab-shots-")))
     async with app.run_test(size=SIZE) as pilot:
         try:
             await pick(pilot, app, "fib", "burst", "20")
@@ -72,9 +73,8 @@ async def main() -> None:
 
             await pick(pilot, app, "hello", "ramp", RAMP)
             await pilot.press("r")
-            held = app.state.runtimes
-            await until(lambda: held["container"].running == 20 and held["subprocess"].running == 50
-                        and held["wasm"].running == 2000, 600)
+            # RampHeld: every target reached and the memory figures settled.
+            await until(lambda: app.state.held, 600)
             await pilot.pause(1.5)
             await shoot(pilot, app, "ramp-hello-holding.svg")
             await pilot.press("r")

@@ -703,3 +703,26 @@ def test_the_host_basis_is_named_by_the_source_it_came_from() -> None:
     assert noisy.host_bytes_per_instance is None
     assert host_basis_words(noisy).startswith("MemAvailable fall within noise: hold ")
     assert host_basis_words(memory()) == "not measured"
+    # 3-10x its noise: a rough figure, said with its uncertainty.
+    rough = memory(mem_available_bytes_per_instance=14_000.0, mem_available_noise_bytes=2_800_000.0)
+    assert rough.host_bytes_per_instance == 14_000.0
+    assert host_basis_words(rough) == "MemAvailable fall, rough: ±20%"
+
+
+def test_the_memory_warning_line_names_a_limit_or_what_would_steady_the_host_figure() -> None:
+    from edgelab.results import MemoryResult
+    from edgelab.tui.view import memory_warning
+
+    base: dict[str, object] = dict(instances=10, pss_bytes_per_instance=10_000.0, metric="PSS")
+    limited = MemoryResult(**base, mem_available_bytes_per_instance=None,  # type: ignore[arg-type]
+                           limit="wasm ramp stopped at 10 of 40 instances: out of mappings")
+    assert memory_warning(limited) == "⚠ wasm ramp stopped at 10 of 40 instances: out of mappings"
+    noisy = MemoryResult(**base, mem_available_bytes_per_instance=100.0,  # type: ignore[arg-type]
+                         mem_available_noise_bytes=1_000_000.0)
+    assert memory_warning(noisy) == "⚠ hold 1,000+ instances for a stable host figure"
+    busy = MemoryResult(**{**base, "instances": 5_000}, mem_available_bytes_per_instance=10.0,  # type: ignore[arg-type]
+                        mem_available_noise_bytes=1_000_000.0)
+    assert memory_warning(busy) == "⚠ MemAvailable moved with other processes: rerun on a quieter machine"
+    stable = MemoryResult(**base, mem_available_bytes_per_instance=50_000.0,  # type: ignore[arg-type]
+                          mem_available_noise_bytes=1_000.0)
+    assert memory_warning(stable) == ""

@@ -67,6 +67,9 @@ def host_basis_words(memory: MemoryResult) -> str:
     host = memory.host_bytes_per_instance
     if host is not None:
         if host == memory.mem_available_bytes_per_instance:
+            rough = memory.mem_available_uncertainty
+            if not memory.mem_available_stable and rough is not None:
+                return f"MemAvailable fall, rough: ±{rough:.0%}"
             return "MemAvailable fall"
         if host == memory.cgroup_bytes_per_instance:
             return "cgroup incl. kernel"
@@ -98,10 +101,23 @@ def memory_lines(live: RuntimeLive, scenario: str) -> tuple[str, str, str, str]:
     host_figure = format_bytes(host_bytes) + "/instance" if host_bytes is not None else NOT_YET
     host = f"host {host_figure} ({host_basis_words(memory)})"
     per_gib = memory.instances_per_gib
-    source = "host" if host_bytes is not None else f"user-space {memory.metric}: no host figure"
+    source = "host" if host_bytes is not None else "user-space: no host figure"
     density = f"{per_gib:,.0f} instances per GiB (from {source})" if per_gib else ""
-    warnings = memory.warnings()
-    return user, host, density, f"⚠ {warnings[0]}" if warnings else ""
+    return user, host, density, memory_warning(memory)
+
+
+def memory_warning(memory: MemoryResult) -> str:
+    """The one thing to know before trusting the host figure, in one panel line: a limit that
+    stopped the ramp (the lab's own line), else what would make the figure stable. The full
+    sentences (``MemoryResult.warnings``) are in the exports."""
+    if memory.limit:
+        return f"⚠ {memory.limit}"
+    if memory.mem_available_bytes_per_instance is None or memory.mem_available_stable:
+        return ""
+    needed = memory.instances_for_stable_host_figure
+    if needed:
+        return f"⚠ hold {needed:,}+ instances for a stable host figure"
+    return "⚠ MemAvailable moved with other processes: rerun on a quieter machine"
 
 
 def rate_line(live: RuntimeLive, now: float | None, scenario: str) -> str:
