@@ -434,6 +434,22 @@ async def test_a_ramps_n_takes_runtime_letters_and_r_still_runs(tmp_path: Path) 
         assert [app.state.runtimes[n].running for n in ("container", "subprocess", "wasm")] == [3, 5, 7]
         await pilot.press("r")
         await until(pilot, lambda: not app.running)
+        # The case: r after a runtime letter ran nothing and typed 'cr'.
+        count.value = "c"
+        count.cursor_position = 1
+        await pilot.press("r")
+        await pilot.pause()
+        assert count.value == "c"
+        assert "resident N" in str(app.query_one("#status").render())  # the core's one line
+        # Names spelled out are the core's grammar too (and their letters are typed there).
+        count.value = ""
+        await pilot.press(*"container=3,wasm=7")
+        assert count.value == "container=3,wasm=7"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.held)
+        assert [app.state.runtimes[n].running for n in ("container", "subprocess", "wasm")] == [3, 0, 7]
+        await pilot.press("r")
+        await until(pilot, lambda: not app.running)
 
 
 @pilot_test

@@ -28,13 +28,23 @@ DEFAULT_RATE_PER_S = 10.0
 DEFAULT_DURATION_S = 5.0
 DESCRIPTION_CHARS = 46
 
+
+
+def _spelled(name: str) -> str:
+    """A regex for any prefix of ``name`` that starts with its first letter: w, wa, was, wasm."""
+    rest = ""
+    for letter in reversed(name[1:]):
+        rest = f"(?:{letter}{rest})?"
+    return name[0] + rest
+
+
 #: What the N field may hold while it is typed. A burst takes a count; a ramp takes a count or
-#: one per runtime by its first letter (c=20,s=50,w=2000), and the field accepts any prefix of
-#: that. Any other key (r, e, ?, a letter where no runtime can stand) is not typed but goes on
-#: to the lab's keys, so r runs whatever has focus.
+#: one per runtime (c=20,s=50,w=2000, or the names spelled out: the core's grammar), and the
+#: field accepts any prefix of that. Any other key (r after a count or a letter, e, ?, a
+#: letter where no runtime can stand) is not typed but goes on to the lab's keys: r runs.
 COUNT_PATTERN = r" *\d* *"
-_LETTER = "[cswCSW]"
-RESIDENT_PATTERN = rf" *(?:\d+ *|(?:{_LETTER} *= *\d+ *, *)*(?:{_LETTER} *(?:= *\d*)?)?) *"
+_RUNTIME = "(?i:" + "|".join(_spelled(name) for name in RUNTIME_NAMES) + ")"
+RESIDENT_PATTERN = rf" *(?:\d+ *|(?:{_RUNTIME} *= *\d+ *, *)*(?:{_RUNTIME} *(?:= *\d*)?)?) *"
 #: Rate and duration: a positive decimal number.
 DECIMAL_PATTERN = r"\d*\.?\d*"
 #: Written beside the N field, per scenario (the format is not only in a tooltip).
@@ -48,9 +58,9 @@ class FieldInput(Input):
     """An Input that keeps only the characters its value can take.
 
     Textual's Input swallows every printable key; here a key it cannot use is neither typed
-    nor stopped, so it bubbles to the app's bindings. Letters the field does use (the runtime
-    letters in a ramp's N) are typed, which is why the lab's keys avoid w and only c and s
-    (clear, screenshot) are typed there, and only where a runtime letter can stand.
+    nor stopped, so it bubbles to the app's bindings. Letters the field does use (a runtime's
+    name in a ramp's N, where one can stand) are typed: c, s, e, t there type, not clear,
+    screenshot, export or switch themes; after a count or a comma they are the lab's keys.
     """
 
     def would_accept(self, character: str) -> bool:

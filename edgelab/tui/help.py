@@ -13,8 +13,8 @@ HELP = """\
 [b]edgelab: keys and numbers[/b]
 
 These work whatever has focus: a text field takes only the characters its value can hold
-(digits; in a ramp's N also c, s, w where a runtime's letter can stand, and = ,), and passes
-every other key on.
+(digits; in a ramp's N also = , and a runtime's letter or name where one can stand, as in
+c=20 or wasm=2000), and passes every other key on: r after a count or a letter runs.
 
   [b]r[/b]            run the scenario, or stop the one running (ending a held ramp completes it)
   [b]enter[/b]        in N, rate or duration: run (it never stops a run)
@@ -42,7 +42,8 @@ every other key on.
   [b]mouse[/b]            click anything; the wheel scrolls
 
 [b]N[/b]: a burst's cold starts per runtime; a ramp's resident instances, one number for every
-  runtime or one each by first letter: [b]c=20,s=50,w=2000[/b] (container, subprocess, wasm).
+  runtime or one each by first letter or name: [b]c=20,s=50,w=2000[/b] (container, subprocess,
+  wasm); a runtime left out holds none. The same text means the same as edgelab run --resident.
 
 [b]Scenarios[/b]
 - [b]burst[/b]: N cold starts per runtime, the runtimes interleaved so drift favours none;
