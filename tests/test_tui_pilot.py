@@ -742,3 +742,15 @@ def test_the_memory_warning_line_names_a_limit_or_what_would_steady_the_host_fig
     stable = MemoryResult(**base, mem_available_bytes_per_instance=50_000.0,  # type: ignore[arg-type]
                           mem_available_noise_bytes=1_000.0)
     assert memory_warning(stable) == ""
+
+
+@pilot_test
+async def test_e_into_a_folder_whose_parent_is_missing_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-parent" / "exports"
+    app = EdgelabApp(lab=FakeLab(), export_dir=missing, deterministic=True)  # type: ignore[arg-type]
+    async with app.run_test(size=SIZE) as pilot:
+        await run_to_end(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: exported(app) and "export failed" in str(app.query_one("#status").render()))
+        assert f"cannot export into {missing}" in str(app.query_one("#status").render())
+    assert not missing.parent.exists()
