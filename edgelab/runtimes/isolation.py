@@ -1,17 +1,20 @@
 """What boxes a native workload in: a cgroup per instance, a jail, a uid of its own.
 
-``posix_spawn`` cannot change user, start a process in a cgroup or chroot, so where the lab can
-do any of that it spawns a tiny static launcher (``launcher.c``) that does it and then execs
-the workload. Measured here (2 cores, loaded, hello, p50 spawn-to-first-byte, interleaved):
-bare posix_spawn ~135-225 us; the launcher with chroot + uid drop ~200-300 us;
-``subprocess.Popen(user=...)`` ~1,080 us; ``os.fork`` + setuid + exec ~1,400 us. Into a cgroup:
-*moving* the process (a write to cgroup.procs) waits for an RCU grace period whenever the last
-move was more than a few ms ago, ~12 ms per launch at one launch every 50 ms; the launcher
-instead starts the workload *in* it (clone3 CLONE_INTO_CGROUP | CLONE_PARENT), which costs a
-fork of the launcher: +150 us busy, +350-450 us after 20 ms idle, in a raw loop.
+``posix_spawn`` cannot change user, start a process in a cgroup or chroot. Where the lab can do
+any of that it starts the workload with ``native_spawn.c`` (in-process, through ctypes: clone3
+with CLONE_VM | CLONE_VFORK, the steps, exec), else with the launcher (``launcher.c``: its own
+posix_spawn, the steps, clone3 into the cgroup, exec). Measured here (2 cores, load ~1.7, hello,
+p50 spawn-to-first-byte, interleaved, ``benchmarks/native_spawn_options.py``): posix_spawn
+unboxed ~390 us; in-process with cgroup + uid + jail ~550 us (~410 us without the cgroup); the
+launcher ~740 us (~500 us without); ``subprocess.Popen(user=...)`` ~2,800 us; ``os.fork`` +
+setuid + exec ~2,850 us. Into a cgroup, *moving* a process (a write to cgroup.procs) waits for
+an RCU grace period whenever the last move was more than a few ms ago, ~12 ms per launch at one
+launch every 50 ms; being born in it (CLONE_INTO_CGROUP) costs ~20 us busy, ~190 us after 20 ms
+idle, in a raw loop.
 
-What holds is found out by trying, once per process (``detect``): the launcher is run with
-every step and an exec that must fail; exit code 125 means every step before it worked.
+What holds is found out by trying, once per process (``detect``): the launcher, then the
+in-process spawn, run every step with an exec that must fail; failing at the exec (125) means
+every step before it worked.
 
 - **Containment**: a cgroup v2 directory per instance under ``edgelab-<session>`` beside the
   lab's own cgroup. Every process the instance starts is in it, setsid or not; stop writes
