@@ -8,7 +8,8 @@ its events back over a pipe, so the UI's numbers and ``edgelab run --json`` agre
 
 Wire format both ways: u32 little-endian length + a pickled tuple. To the server: ``("run",
 settings)``, ``("cancel",)``, ``("close",)``. From it: ``("event", event)``, ``("result",
-run_result)``, ``("error", kind, message)``. EOF on its stdin (the UI died) cancels the run,
+run_result)``, ``("error", kind, message)``. Every lab event crosses as it is, ``RampHeld``
+among them: its result is a snapshot of the held ramp, which the TUI's e exports. EOF on its stdin (the UI died) cancels the run,
 closes the lab (every container and process removed) and ends the server.
 """
 
