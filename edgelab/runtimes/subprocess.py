@@ -546,11 +546,12 @@ class SubprocessRuntime(Runtime):
             raise
         # After the first byte, outside the figure: the workload's pid (by then it is written),
         # the watchdog, the launcher's exit, and the next launch's cgroup.
-        try:
-            instance.learn_pid(deadline)
-        except LaunchFailed as exc:
-            raise instance._failed(exc, timeout_s) from None
-        self._watch_pgid(instance.pid)
+        if instance.launcher_pid is not None:
+            try:
+                instance.learn_pid(deadline)
+            except LaunchFailed as exc:
+                raise instance._failed(exc, timeout_s) from None
+            self._watch_pgid(instance.pid)
         instance.reap_launcher()
         if self._cgroups is not None:
             self._cgroups.make_spare()
