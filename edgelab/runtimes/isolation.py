@@ -16,7 +16,7 @@ What holds is found out by trying, once per process (``detect``): the launcher, 
 in-process spawn, run every step with an exec that must fail; failing at the exec (125) means
 every step before it worked.
 
-- **Containment**: a cgroup v2 directory per instance under ``edgelab-<session>`` beside the
+- **Containment**: a cgroup v2 directory per instance under ``edgelab-<session>-<pid>-<n>`` beside the
   lab's own cgroup. Every process the instance starts is in it, setsid or not; stop writes
   ``cgroup.kill`` and waits until it is empty. Where no cgroup can be made (not root, no
   cgroup2, read-only, Linux < 5.14), the lab's child subreaper and a sweep on stop: the process
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import signal
@@ -251,7 +252,7 @@ def detect() -> Isolation:
             elif code != 125:  # clone3 into a cgroup: Linux >= 5.7
                 cgroup_root, why_not = None, f"cannot start a process in a cgroup ({LAUNCHER_EXITS.get(code, code)})"
     if cgroup_root is not None:
-        containment = f"cgroup v2 per instance under {cgroup_root}/edgelab-<session> (cgroup.kill on stop)"
+        containment = f"cgroup v2 per instance under {cgroup_root}/edgelab-<session>-… (cgroup.kill on stop)"
     else:
         containment = f"process group + subreaper + sweep on stop ({why_not})"
     if uid_ok:
@@ -420,6 +421,9 @@ def _locks_dir() -> Path:
     return cache_dir() / "cgroups"
 
 
+_OWNERS = itertools.count(1)
+
+
 def _try_lock(path: Path) -> int | None:
     """An fd holding an exclusive flock on ``path``, or None when another process holds it."""
     try:
@@ -435,22 +439,24 @@ def _try_lock(path: Path) -> int | None:
 
 
 class SessionCgroups:
-    """``edgelab-<session>`` under the lab's cgroup, one child per live instance, removed at
+    """``edgelab-<session>-<pid>-<n>`` under the lab's cgroup, one child per live instance, removed at
     its stop. Never reused: once killed (cgroup.kill), a cgroup SIGKILLs every process later
     *born* in it with CLONE_INTO_CGROUP (Linux 6.18 here, measured), so a killed cgroup is
     spent. One fresh cgroup is made ahead (``make_spare``, after a launch's first response):
     a mkdir costs 50-220 us here (more after idle), which a cold start need not wait for.
 
     Liveness is a lock, not a pid: the owning process holds an flock on
-    ``<cache>/cgroups/<session>.lock`` for as long as its cgroups exist (a pid from another
+    ``<cache>/cgroups/<session>-<pid>-<n>.lock`` for as long as its cgroups exist (a pid from another
     PID namespace would look dead). A lab that can take another session's lock knows that
     session is gone and kills and removes its cgroups (what a SIGKILLed lab left, setsid'd
     descendants included); a cgroup with no lock file is someone else's and left alone."""
 
     def __init__(self, root: Path, session_id: str) -> None:
-        self.directory = root / f"edgelab-{session_id}"
+        # one directory (and lock) per runtime object: two runtimes of one session never share
+        owner = f"{session_id}-{os.getpid()}-{next(_OWNERS)}"
+        self.directory = root / f"edgelab-{owner}"
         self._root = root
-        self._lock_path = _locks_dir() / f"{session_id}.lock"
+        self._lock_path = _locks_dir() / f"{owner}.lock"
         self._lock_fd: int | None = None
         self._spare: Path | None = None
         self._count = 0
