@@ -12,16 +12,16 @@ from textual.widgets import Static
 HELP = """\
 [b]edgelab: keys and numbers[/b]
 
-These work whatever has focus: a text field takes only the characters its value can hold
-(digits; in a ramp's N also = , and a runtime's letter or name where one can stand, as in
-c=20 or wasm=2000), and passes every other key on: r after a count or a letter runs.
+These work whatever has focus: a text field takes only the characters its value can
+hold (digits; in a ramp's N also = , and a runtime's letter or name where one can stand,
+as in c=20 or wasm=2000) and passes every other key on: r after a count or letter runs.
 
-  [b]r[/b]            run the scenario, or stop the one running (ending a held ramp completes it)
+  [b]r[/b]            run the scenario, or stop the one running (a held ramp: completes it)
   [b]enter[/b]        in N, rate or duration: run (it never stops a run)
   [b]ctrl+c[/b]       cancel the running scenario (the lab stays open)
   [b]s[/b]            save an SVG screenshot into the screenshot folder (--screenshots)
-  [b]e[/b]            export the last results as JSON, CSV and Markdown into the exports folder
-               (--exports; default ./edgelab-exports); during a held ramp, its figures so far
+  [b]e[/b]            export the last results as JSON, CSV and Markdown into the exports
+               folder (--exports; default ./edgelab-exports); a held ramp: as it holds
   [b]c[/b]            clear the panels
   [b]i[/b]            switch how the next mixed burst interleaves: block (default) or launch
   [b]t[/b]            switch between dark and light themes
@@ -30,7 +30,7 @@ c=20 or wasm=2000), and passes every other key on: r after a count or a letter r
 
 [b]Moving around[/b]
   [b]tab[/b], [b]shift+tab[/b]   next, previous control or panel: workload list, runtimes, scenario,
-                   N (or rate and duration), then the container, subprocess and Wasm panels
+                   N (or rate and duration), then the three runtime panels
   [b]][/b], [b]\\[[/b]             next, previous runtime panel, from anywhere, scrolled into view
   [b]← →[/b], [b]h l[/b]         on a panel: the panel beside it
   [b]↑ ↓[/b], [b]j k[/b]         on a panel: scroll the lab a line
@@ -42,8 +42,8 @@ c=20 or wasm=2000), and passes every other key on: r after a count or a letter r
   [b]mouse[/b]            click anything; the wheel scrolls
 
 [b]N[/b]: a burst's cold starts per runtime; a ramp's resident instances, one number for every
-  runtime or one each by first letter or name: [b]c=20,s=50,w=2000[/b] (container, subprocess,
-  wasm); a runtime left out holds none. The same text means the same as edgelab run --resident.
+  runtime or one each by first letter or name: [b]c=20,s=50,w=2000[/b] (container,
+  subprocess, wasm); a runtime left out holds none. As edgelab run --resident.
 
 [b]Scenarios[/b]
 - [b]burst[/b]: N cold starts per runtime, the runtimes interleaved so drift favours none;
@@ -61,9 +61,9 @@ c=20 or wasm=2000), and passes every other key on: r after a count or a letter r
   each runtime. Warmups are excluded; failed launches are counted apart.
 - [b]phases p50[/b]: the median of each part of the startup (e.g. create, start, first response).
 - [b]sparkline[/b]: the most recent startups, taller is slower.
-- [b]user-space[/b] per instance: growth of the instances' PSS (shared pages split between the
-  processes sharing them) divided by the instances held. It leaves out what the kernel spends
-  per instance (page tables, kernel stacks, task and cgroup structures).
+- [b]user-space[/b] per instance: growth of the instances' PSS (shared pages split between
+  the processes sharing them) divided by the instances held. It leaves out what the kernel
+  spends per instance (page tables, kernel stacks, task and cgroup structures).
   [i]so far[/i] marks a live figure during a ramp; the settled ones come when it holds.
 - [b]host[/b] per instance: what the machine loses per instance, the figure a fleet planner
   pays. Its basis is named beside it: [i]MemAvailable fall[/i] (how far the system's
@@ -82,7 +82,7 @@ c=20 or wasm=2000), and passes every other key on: r after a count or a letter r
   are other processes). [b]first paint[/b]: from process start to the first frame.
 
 - [b]⚠[/b]: a warning about the figures above it. [i]high spread[/i] (stdev over 10% of the mean):
-  other load on this machine; close other programs, raise N and read p50 rather than the mean.
+  other load on this machine; close other programs, raise N, read p50 rather than the mean.
   [i]only n samples[/i]: percentiles are rough; raise N to 30 or more.
 
 The comparison line is made only from figures measured in this run.
