@@ -136,6 +136,11 @@ class Watchdog:
     def register_pgid(self, pgid: int) -> None:
         self._send(b"g %d\n" % pgid)
 
+    def register_cgroup(self, directory: Path) -> None:
+        """Kill every process in cgroup ``directory`` (and its children) when the lab goes:
+        native instances' setsid'd descendants live there, outside any process group."""
+        self._send(b"x " + os.fsencode(directory) + b"\n")
+
     def uses_containers(self) -> None:
         if not self.containers:
             self.containers = True
@@ -189,6 +194,20 @@ def start_time_ticks(pid: int) -> int | None:
         return int(data[data.rindex(b")") + 2 :].split()[19])
     except (ValueError, IndexError):
         return None
+
+
+def _kill_cgroup_tree(directory: str) -> int:
+    """SIGKILL everything in a native session's cgroups and remove them (see isolation)."""
+    from edgelab.runtimes.isolation import _remove_tree, kill_cgroup
+
+    path = Path(directory)
+    if not path.is_dir():
+        return 0
+    pidfds = kill_cgroup(path)
+    for pidfd in pidfds:
+        os.close(pidfd)  # their parent (the dead lab's subreaper role passed to init) reaps
+    _remove_tree(path)
+    return len(pidfds)
 
 
 class Registry:
@@ -503,6 +522,7 @@ def watch(
     containers = False
     created = False
     clean = False
+    cgroups: list[Path] = []
     pending = b""
     while True:
         try:
@@ -531,10 +551,14 @@ def watch(
                 beater.start()
             elif kind == b"k":
                 created = True
+            elif kind == b"x" and arg:
+                cgroups.append(Path(os.fsdecode(arg)))
             elif kind == b"d":
                 clean = True
     started = time.monotonic()
     killed = registry.kill_all()
+    for cgroup in cgroups:
+        _quietly(_kill_cgroup_tree, str(cgroup))
     beating.set()
     removed = 0
     if containers:

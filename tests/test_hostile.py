@@ -375,6 +375,42 @@ def test_a_killed_labs_escaped_descendants_die_when_the_next_lab_starts() -> Non
     assert _nothing_escaped_within(0.5) == []
 
 
+_WATCHED_LAB = """
+import time
+from edgelab.lab import Lab
+from edgelab.workloads import get_workload
+lab = Lab()  # as edgelab run makes it: with a session watchdog
+rt = lab.runtime("subprocess")
+escape = get_workload("escape")
+rt.prepare(escape)
+held = [rt.launch(escape, b"", escape.timeout_s) for _ in range(2)]
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_labs_escaped_descendants_die_with_its_watchdog_with_no_other_lab() -> None:
+    """SIGKILL a lab (with its watchdog, as edgelab run has one) holding escape instances: the
+    watchdog kills the session's cgroups too, so the setsid'd grandchildren die within 5 s
+    without another lab ever starting."""
+    from edgelab.runtimes import isolation
+
+    if isolation.detect().cgroup_root is None:
+        pytest.skip(f"no cgroup here: {isolation.detect().containment}")
+    assert _escaped() == [], "an escape process is running before the test"
+    lab = subprocess.Popen([sys.executable, "-c", _WATCHED_LAB], stdout=subprocess.PIPE, start_new_session=True)
+    assert lab.stdout is not None and lab.stdout.readline() == b"ready\n"
+    marked = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("escape-")]
+    assert len(marked) == 4, _escaped()  # two workloads, two grandchildren
+    lab.kill()
+    lab.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in marked):
+        time.sleep(0.05)
+    left = [p.pid for p in marked if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], _escaped()
+
+
 @pytest.mark.parametrize("cgroup", [True, False], ids=["launcher+cgroup", "launcher, no cgroup"])
 def test_the_launcher_fallback_boxes_in_the_same_way(cgroup: bool) -> None:
     """Where the in-process spawn library cannot be used, the launcher does the same steps:

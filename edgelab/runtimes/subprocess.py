@@ -421,6 +421,8 @@ class SubprocessRuntime(Runtime):
             return None
         if self._cgroups is None:
             self._cgroups = isolation.SessionCgroups(root, self.session.id)
+            if self.watcher is not None:  # a lab that dies: its watchdog kills the cgroups
+                self.watcher.register_cgroup(self._cgroups.directory)
         try:
             return self._cgroups.take()
         except OSError as exc:
