@@ -13,7 +13,17 @@ from edgelab.remote import RemoteLab
 
 
 def _descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Live descendants. Zombies are left out: once a Lab has run in this process (another
+    test), the lab is a child subreaper, so an orphaned grandchild that has already exited
+    (the measuring process's watchdog) is re-parented here and waits to be reaped."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def test_remote_run_streams_every_event_and_returns_the_result() -> None:
