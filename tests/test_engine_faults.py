@@ -347,6 +347,18 @@ def own_engine(request: pytest.FixtureRequest) -> Iterator[OwnEngine]:
             with contextlib.suppress(OSError):
                 shutil.copyfile(engine.log, Path("/tmp") / f"edgelab-engine-{os.getpid()}.log")
         shutil.rmtree(root, ignore_errors=True)
+        _remove_cgroup_parents(f"edgelab-test-{os.getpid()}")
+
+
+def _remove_cgroup_parents(name: str) -> None:
+    """The engine's --cgroup-parent, in every hierarchy (empty once its containers are gone)."""
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        for directory in sorted(parent.rglob("*"), key=lambda d: len(d.parts), reverse=True):
+            if directory.is_dir():
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 def _kill_orphaned_shims(namespace: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,8 @@ print(json.dumps({"used": used, "live_after_run": live, "memory": memory.to_json
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.access(PIDS_ROOT, os.W_OK), reason="needs a writable cgroup v1 pids hierarchy (root)")
 def test_a_ramp_at_the_pids_limit_stops_with_its_line_and_removes_everything(tmp_path: Path) -> None:
-    cgroup = PIDS_ROOT / f"edgelab-test-{os.getpid()}"
+    # Not edgelab-test-<pid>: test_engine_faults' own engine uses that name as its cgroup parent.
+    cgroup = PIDS_ROOT / f"edgelab-pids-test-{os.getpid()}-{secrets.token_hex(3)}"
     cgroup.mkdir()
     try:
         done = subprocess.run(

@@ -79,7 +79,19 @@ def test_cancel_ends_a_held_ramp_and_close_leaves_no_process() -> None:
     deadline = time.monotonic() + 5
     while _descendants() - before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _descendants() - before == set()
+    left = _descendants() - before
+    assert left == set(), _describe(left)
+
+
+def _describe(pids: set[int]) -> list[str]:
+    found = []
+    for pid in sorted(pids):
+        try:
+            process = psutil.Process(pid)
+            found.append(f"{pid} ppid {process.ppid()} {process.status()} {' '.join(process.cmdline())[:200]}")
+        except psutil.Error:
+            found.append(f"{pid} (gone)")
+    return found
 
 
 def test_a_held_ramp_reaches_the_ui_as_ramp_held_and_ending_it_completes_the_run() -> None:
