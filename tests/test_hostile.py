@@ -66,7 +66,7 @@ CASES: dict[tuple[str, str], dict[str, tuple[Any, str]]] = {
     # exactly the cap is read whole. Wasm is left out: its hot path counts the status byte as part
     # of the response (wasm_hotpath.c: `n > c->max_response`), so it refuses a body of exactly
     # the cap; reported to the Wasm runtime's owner.
-    ("flood", "16777216"): {rt: (0, r"^x{16777216}$") for rt in ("subprocess", "container")},
+    ("flood", "16777216"): {rt: (0, r"^x{16777216}$") for rt in ("subprocess", "container", "wasm")},
     ("escape", "escape"): {  # fork, setsid, fork: the grandchild must die with the instance
         "subprocess": (0, r"^escaped: grandchild \d+$"),
         "container": (0, r"^escaped: grandchild \d+$"),
@@ -324,6 +324,35 @@ def test_a_native_instance_runs_unprivileged_in_its_own_cgroup() -> None:
         assert not cgroup.exists() or not (cgroup / "cgroup.procs").read_text().split()
 
 
+def test_dropping_privileges_is_a_phase_timed_in_the_child() -> None:
+    """The in-process spawn's child stamps the start and end of its steps (chroot, uid drop,
+    no_new_privs, limits) by CLOCK_MONOTONIC: the launch shows them as drop_privileges, between
+    clone and exec, and the phases add up to the startup figure."""
+    from edgelab.runtimes import create_runtime, isolation
+    from edgelab.runtimes.subprocess import PHASES_IN_PROCESS
+
+    if isolation.detect().spawn_lib is None:
+        pytest.skip("the in-process spawn library is not in use here")
+    rt = create_runtime("subprocess", Session())
+    hello = get_workload("hello")
+    rt.prepare(hello)
+    assert rt.phase_names == PHASES_IN_PROCESS
+    try:
+        for _ in range(5):
+            before = time.perf_counter_ns()
+            launch = rt.launch(hello, b"", hello.timeout_s)
+            after = time.perf_counter_ns()
+            launch.instance.stop()
+            phases = launch.phases_ns
+            assert tuple(phases) == PHASES_IN_PROCESS
+            assert all(v > 0 for v in phases.values()), phases
+            assert sum(phases.values()) == launch.startup_ns
+            assert launch.startup_ns <= after - before
+            assert phases["drop_privileges"] < launch.startup_ns
+    finally:
+        rt.close()
+
+
 _HOLDING_LAB = """
 import sys, time
 from edgelab.runtimes.subprocess import SubprocessRuntime
@@ -409,6 +438,12 @@ def test_a_killed_labs_escaped_descendants_die_with_its_watchdog_with_no_other_l
         time.sleep(0.05)
     left = [p.pid for p in marked if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], _escaped()
+    for p in marked:  # the dead are orphans, some re-parented to this process (a subreaper)
+        try:
+            os.waitpid(p.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    assert _nothing_escaped_within(2.0) == []
 
 
 @pytest.mark.parametrize("cgroup", [True, False], ids=["launcher+cgroup", "launcher, no cgroup"])

@@ -117,6 +117,8 @@ class NativeSpawner:
                 ("parent_mask", ctypes.c_ulong),
                 ("failed_step", ctypes.c_int),
                 ("error", ctypes.c_int),
+                ("child_ns", ctypes.c_ulong),
+                ("exec_ns", ctypes.c_ulong),
             ]
 
         self._ctypes = ctypes
@@ -134,18 +136,23 @@ class NativeSpawner:
         jail: Path | None = None,
         uid_base: int = 0,
         as_limit: int = 0,
+        steps_ns: list[tuple[int, int]] | None = None,
     ) -> int:
         """Start ``exe`` (a path inside ``jail`` if given) with fds 0-2, an empty environment
-        and its own process group, born in ``cgroup``; returns its pid (raises SpawnFailed)."""
+        and its own process group, born in ``cgroup``; returns its pid (raises SpawnFailed).
+        ``steps_ns`` gets (start, end) of the child's steps before its exec (chroot, uid drop,
+        no_new_privs, limits), by CLOCK_MONOTONIC, the clock of ``time.perf_counter_ns``."""
         ctypes = self._ctypes
         argv = (ctypes.c_char_p * 2)(argv0.encode(), None)
         cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup is not None else -1
         try:
             request = self._request(
                 (ctypes.c_int * 3)(*fds), cgroup_fd, str(jail).encode() if jail is not None else None,
-                exe.encode(), argv, uid_base, as_limit, 0, 0, 0,
+                exe.encode(), argv, uid_base, as_limit, 0, 0, 0, 0, 0,
             )  # fmt: skip
             pid = int(self._lib.el_spawn(ctypes.byref(request)))
+            if steps_ns is not None and pid > 0:
+                steps_ns.append((int(request.child_ns), int(request.exec_ns)))
         finally:
             if cgroup_fd >= 0:
                 os.close(cgroup_fd)

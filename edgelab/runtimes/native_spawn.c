@@ -11,7 +11,8 @@
  * this library cannot be used).
  *
  * The child never touches the lab's heap: it reads the request struct and the strings the
- * caller keeps alive, and writes only `failed_step` and `error` there. Signals: every signal
+ * caller keeps alive, and writes only `failed_step`, `error` and the two timestamps there
+ * (the steps' start and end: the lab shows them as the launch's drop-privileges phase). Signals: every signal
  * is blocked around the clone; in the child, caught signals are reset to the default (the
  * lab's handlers must never run in the child) before the caller's mask is restored, as
  * glibc's posix_spawn does. Ignored signals stay ignored across exec, as with posix_spawn.
@@ -24,7 +25,7 @@ enum { SYS_write = 1, SYS_openat = 257, SYS_close = 3, SYS_getpid = 39, SYS_chdi
        SYS_chroot = 161, SYS_setgroups = 116, SYS_setresuid = 117, SYS_setresgid = 119,
        SYS_prctl = 157, SYS_execve = 59, SYS_exit = 60, SYS_close_range = 436,
        SYS_prlimit64 = 302, SYS_clone3 = 435, SYS_setpgid = 109, SYS_dup3 = 292, SYS_fcntl = 72,
-       SYS_rt_sigaction = 13, SYS_rt_sigprocmask = 14, SYS_wait4 = 61 };
+       SYS_rt_sigaction = 13, SYS_rt_sigprocmask = 14, SYS_wait4 = 61, SYS_clock_gettime = 228 };
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     long ret;
     register long r10 __asm__("r10") = d;
@@ -47,7 +48,7 @@ enum { SYS_write = 64, SYS_openat = 56, SYS_close = 57, SYS_getpid = 172, SYS_ch
        SYS_chroot = 51, SYS_setgroups = 159, SYS_setresuid = 147, SYS_setresgid = 149,
        SYS_prctl = 167, SYS_execve = 221, SYS_exit = 93, SYS_close_range = 436,
        SYS_prlimit64 = 261, SYS_clone3 = 435, SYS_setpgid = 154, SYS_dup3 = 24, SYS_fcntl = 25,
-       SYS_rt_sigaction = 134, SYS_rt_sigprocmask = 135, SYS_wait4 = 260 };
+       SYS_rt_sigaction = 134, SYS_rt_sigprocmask = 135, SYS_wait4 = 260, SYS_clock_gettime = 113 };
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     register long x8 __asm__("x8") = n;
     register long x0 __asm__("x0") = a;
@@ -95,7 +96,16 @@ struct el_spawn {
     ul parent_mask;    /* the caller's signal mask, restored in the child before exec */
     int failed_step;   /* out: 0, or the STEP_* that failed */
     int error;         /* out: its errno */
+    ul child_ns;       /* out: CLOCK_MONOTONIC when the child began its steps */
+    ul exec_ns;        /* out: CLOCK_MONOTONIC just before its execve (the steps' end) */
 };
+
+/* CLOCK_MONOTONIC in ns, the clock of Python's perf_counter_ns (a syscall: no vDSO here). */
+static ul monotonic_ns(void) {
+    long ts[2] = {0, 0};
+    sys6(SYS_clock_gettime, 1, (long)ts, 0, 0, 0, 0);
+    return (ul)ts[0] * 1000000000UL + (ul)ts[1];
+}
 
 struct kernel_sigaction {
     ul handler;
@@ -113,6 +123,7 @@ __attribute__((noreturn)) static void fail(struct el_spawn *s, int step, long re
 __attribute__((noreturn)) static void child(void *arg) {
     struct el_spawn *s = arg;
     long r;
+    s->child_ns = monotonic_ns(); /* the child shares the caller's memory (CLONE_VM) */
     /* the lab's signal handlers must not run here: reset the caught ones (the table is ours) */
     for (int sig = 1; sig <= NSIG; sig++) {
         if (sig == 9 || sig == 19) continue;
@@ -146,6 +157,7 @@ __attribute__((noreturn)) static void child(void *arg) {
     sys6(SYS_close_range, 3, ~0L, 0, 0, 0, 0); /* the lab's fds are CLOEXEC anyway */
     sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&s->parent_mask, 0, 8, 0, 0);
     static char *const no_env[1] = {0};
+    s->exec_ns = monotonic_ns();
     r = sys6(SYS_execve, (long)s->exe, (long)s->argv, (long)no_env, 0, 0, 0);
     fail(s, STEP_EXEC, r);
 }

@@ -341,9 +341,25 @@ class SubprocessInstance(Instance):
         self._owner._untrack(self)
 
 
+#: Phases of a launch through the in-process spawn, which times the child's own steps.
+PHASES_IN_PROCESS = ("clone", "drop_privileges", "exec", "first_response")
+PHASES_OTHERWISE = ("spawn", "first_response")
+
+
+def _phases(started: int, steps: list[tuple[int, int]], spawned: int, first: int) -> dict[str, int]:
+    """clone: the lab's pipes and cgroup, then clone3 until the child runs; drop_privileges: the
+    child's chroot, uid drop, no_new_privs and limits (timed in the child); exec: its execve and
+    the lab handing over the request; first_response. Without the child's timestamps (the
+    launcher, posix_spawn) the first three are one ``spawn``."""
+    if not steps:
+        return {"spawn": spawned - started, "first_response": first - spawned}
+    child, exec_ = steps[0]
+    return {"clone": child - started, "drop_privileges": exec_ - child, "exec": spawned - exec_,
+            "first_response": first - spawned}  # fmt: skip
+
+
 class SubprocessRuntime(Runtime):
     name = "subprocess"
-    phase_names = ("spawn", "first_response")
     memory_metric = "PSS of the process"
     #: What the figure includes when the launcher boxes the workload in (see ``isolation``).
     STARTUP_INCLUDES_LAUNCHER = (
@@ -372,16 +388,17 @@ class SubprocessRuntime(Runtime):
         return isolation.native_spawner(library) if library is not None else None
 
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
+    def phase_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return PHASES_IN_PROCESS if self.isolation.spawn_lib is not None else PHASES_OTHERWISE
+
+    @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def startup_includes(self) -> str:  # type: ignore[override]
         mode = self.isolation
         if mode.spawn_lib is not None:
-            steps = ", ".join(
-                (["born in its cgroup (made ahead)"] if mode.cgroup_root else [])
-                + (["chroot, setgroups/setgid/setuid"] if mode.drop_uid else [])
-                + ["no_new_privs, RLIMIT_AS"]
-            )
-            return (f"spawn: clone3 + {steps} + exec, in-process (native_spawn.c); first response "
-                    "(binary prebuilt; excludes kill and reap)")  # fmt: skip
+            steps = ", ".join((["chroot, setgroups/setgid/setuid"] if mode.drop_uid else []) + ["no_new_privs, RLIMIT_AS"])
+            into = " into its cgroup (made ahead)" if mode.cgroup_root else ""
+            return (f"clone (pipes, clone3{into}) + drop privileges ({steps}; timed in the child) + exec, "
+                    "in-process (native_spawn.c); first response (binary prebuilt; excludes kill and reap)")  # fmt: skip
         if mode.launcher is None:
             return self.STARTUP_INCLUDES_BARE
         steps = ", ".join(
@@ -456,7 +473,7 @@ class SubprocessRuntime(Runtime):
 
     def spawn_process(
         self, workload: Workload, binary: Path, stdin_fd: int, stdout_fd: int, cgroup: Path | None,
-        report_fd: int = -1,
+        report_fd: int = -1, steps_ns: list[tuple[int, int]] | None = None,
     ) -> int:  # fmt: skip
         """Start one instance's process exactly as ``launch`` does and nothing else (raw
         baselines call it too): the in-process spawn, else the launcher (with a cgroup it
@@ -468,7 +485,7 @@ class SubprocessRuntime(Runtime):
             return spawner.spawn(
                 (stdin_fd, stdout_fd, _devnull()), f"/{binary.name}" if jail else str(binary),
                 workload.name, cgroup, jail, isolation.NATIVE_UID_BASE if jail else 0,
-                workload.memory_limit_bytes,
+                workload.memory_limit_bytes, steps_ns,
             )  # fmt: skip
         program, argv = self._spawn_argv(workload, binary, cgroup)
         file_actions = [
@@ -492,6 +509,7 @@ class SubprocessRuntime(Runtime):
         started = time.perf_counter_ns()
         cgroup = self._cgroups_take()
         spawner = self._spawner
+        steps: list[tuple[int, int]] = []
         child_stdin, to_child = os.pipe()
         from_child, child_stdout = os.pipe()
         # Where the launcher starts the workload in a cgroup, it reports its pid on this pipe.
@@ -502,7 +520,7 @@ class SubprocessRuntime(Runtime):
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
         try:
-            pid = self.spawn_process(workload, binary, child_stdin, child_stdout, cgroup, report_w)
+            pid = self.spawn_process(workload, binary, child_stdin, child_stdout, cgroup, report_w, steps)
         except isolation.SpawnFailed as exc:
             for fd in (child_stdin, to_child, from_child, child_stdout):
                 os.close(fd)
@@ -561,7 +579,7 @@ class SubprocessRuntime(Runtime):
             instance=instance,
             response=response,
             startup_ns=first - started,
-            phases_ns={"spawn": spawned - started, "first_response": first - spawned},
+            phases_ns=_phases(started, steps, spawned, first),
         )
 
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
