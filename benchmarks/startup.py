@@ -182,7 +182,7 @@ def main() -> int:
                 "pairs": len(pair_ratios[runtime]),
             }
         if bare_ns:
-            print(f"subprocess raw baseline = the runtime's launcher with the same steps (benchmarks/launcher_raw.py);"
+            print(f"subprocess raw baseline = the runtime's own spawn with the same steps (benchmarks/launcher_raw.py);"
                   f" a bare posix_spawn of the workload, no containment: p50 {format_duration_ns(statistics.median(bare_ns))}"
                   " (for scale, no target)")
             report["subprocess_bare_posix_spawn_p50_us"] = statistics.median(bare_ns) / 1e3
