@@ -295,6 +295,23 @@ def _cannot(path: Path, why: str) -> EdgelabError:
     return EdgelabError(f"cannot write {path}: {why}")
 
 
+def _target(path: Path) -> tuple[Path, os.stat_result | None]:
+    """What ``path`` names (through any link, /proc's magic ones too) and its stat, None if it
+    does not exist yet; a folder or a file this user may not write is one line."""
+    real = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise _cannot(path, exc.strerror or str(exc)) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise _cannot(path, "it is a folder")
+    if st is not None and not os.access(path, os.W_OK):
+        raise _cannot(path, "permission denied")  # as `>` would say: replacing it is no way round
+    return real, st
+
+
 def check_writable(path: Path) -> None:
     """Fail now, with one line, if ``write_text(path, ...)`` would fail for want of a folder or
     of permission (leaves nothing behind)."""
@@ -305,17 +322,7 @@ def check_writable(path: Path) -> None:
         except OSError as exc:
             raise _cannot(path, f"{exc.strerror} (fd {fd} is not open)") from None
         return
-    real = Path(os.path.realpath(path))
-    try:
-        st: os.stat_result | None = os.stat(path)  # through any link, /proc's magic ones too
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise _cannot(path, exc.strerror or str(exc)) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise _cannot(path, "it is a folder")
-    if st is not None and not os.access(path, os.W_OK):
-        raise _cannot(path, "permission denied")  # as `>` would say: replacing it is no way round
+    real, st = _target(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
         return  # written in place; opening a FIFO now would block until it has a reader
     parent = real.parent
@@ -356,18 +363,8 @@ def write_text(path: Path, text: str) -> None:
         except OSError as exc:
             raise _cannot(path, exc.strerror or str(exc)) from None
         return
-    real = Path(os.path.realpath(path))
+    real, st = _target(path)
     try:
-        st: os.stat_result | None = os.stat(path)  # through any link, /proc's magic ones too
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise _cannot(path, exc.strerror or str(exc)) from None
-    try:
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            raise _cannot(path, "it is a folder")
-        if st is not None and not os.access(path, os.W_OK):
-            raise _cannot(path, "permission denied")
         if st is not None and not stat.S_ISREG(st.st_mode):
             _write_in_place(Path(path), data, reserve=False)
         elif st is not None and st.st_nlink > 1:
