@@ -47,16 +47,6 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
-    return value
-
-
 #: What ``edgelab``'s exit status means (in --help): scripts and CI can trust it.
 EXIT_STATUS = """exit status:
   0    every runtime asked for ran every launch (and held its resident target)
