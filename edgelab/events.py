@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgelab.results import RunResult, Sample
+from edgelab.runtimes.registry import RuntimeInfo
 
 RuntimeState = Literal["preparing", "ready", "unavailable", "running", "stopping", "done"]
 
@@ -20,6 +21,15 @@ class RuntimeStatus:
     state: RuntimeState
     reason: str | None = None
     fix: str | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeDescribed:
+    """A runtime is ready and says what its figures are (phases, what startup includes, the
+    memory metric, versions, marks): the front ends label panels from this, never from a
+    runtime object of their own."""
+
+    info: RuntimeInfo
 
 
 @dataclass(frozen=True)
@@ -59,4 +69,4 @@ class ScenarioFinished:
     cancelled: bool = False
 
 
-LabEvent = RuntimeStatus | SampleRecorded | InstanceCounts | MemoryPoint | RampHeld | ScenarioFinished
+LabEvent = RuntimeStatus | RuntimeDescribed | SampleRecorded | InstanceCounts | MemoryPoint | RampHeld | ScenarioFinished

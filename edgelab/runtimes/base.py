@@ -12,11 +12,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgelab.errors import EdgelabError, LaunchFailed
 from edgelab.protocol import Response
 from edgelab.session import Session
 from edgelab.workloads import Workload
+
+if TYPE_CHECKING:
+    from edgelab.runtimes.registry import RuntimeInfo, RuntimeSpec
 
 
 class Instance(ABC):
@@ -49,8 +53,6 @@ class StoppedInstance(Instance):
         self.runtime = runtime
 
     def request(self, payload: bytes, timeout_s: float) -> Response:
-        from edgelab.errors import LaunchFailed
-
         raise LaunchFailed("instance already stopped")
 
     def stop(self) -> None:
@@ -72,9 +74,19 @@ class Launch:
 
 
 class Runtime(ABC):
-    """One way of running a workload. Subclasses: container, subprocess, wasm, fake."""
+    """One way of running a workload. Subclasses: container, subprocess, wasm, fake, and
+    the rest registered in ``edgelab.runtimes.registry``.
 
-    name: ClassVar[str]
+    The whole contract is here. The optional capabilities (``cold_starts``, ``launch_many``,
+    ``stop_many``) have default implementations written once below, and the lab always calls
+    them; a runtime overrides one only where it can do better (the Wasm host runs a batch in
+    one round trip).
+    """
+
+    #: The registered name (``family`` or ``family:variant``), set by ``create_runtime``.
+    name: str
+    #: The registry entry this runtime was created from (set by ``create_runtime``).
+    spec: RuntimeSpec | None = None
     phase_names: ClassVar[tuple[str, ...]]
     #: What ``pss_bytes`` measures, shown beside every memory figure.
     memory_metric: ClassVar[str]
@@ -102,6 +114,30 @@ class Runtime(ABC):
         """Versions worth recording with results (engine, wasmtime)."""
         return {}
 
+    def marks(self) -> tuple[str, ...]:
+        """Caveats that must stand beside every figure of this runtime, e.g. ``("emulated
+        (TCG): no KVM here",)``. Known after ``check``."""
+        return ()
+
+    def describe(self) -> RuntimeInfo:
+        """This runtime's self-description, sent in events and saved with results (call after
+        ``check``/``prepare``: phases and includes may depend on the host)."""
+        from edgelab.runtimes.registry import RuntimeInfo
+
+        entry = self.spec
+        return RuntimeInfo(
+            name=self.name,
+            family=entry.family if entry else self.name.partition(":")[0],
+            artifact=entry.artifact if entry else "none",
+            phase_names=tuple(self.phase_names),
+            startup_includes=self.startup_includes,
+            memory_metric=self.memory_metric,
+            versions=tuple(sorted(self.versions().items())),
+            marks=self.marks(),
+            skips=entry.skips if entry else "",
+            ready_cost=entry.ready_cost if entry else "",
+        )
+
     def preparation(self) -> dict[str, str]:
         """One-time costs of ``prepare`` (e.g. loading a module), part of no startup figure."""
         return {}
@@ -114,6 +150,48 @@ class Runtime(ABC):
     @abstractmethod
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
         """Launch one instance and send it ``request``; the instance stays resident."""
+
+    def cold_starts(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch | LaunchFailed]:
+        """Up to ``n`` cold starts back to back, none kept (a block of a burst). Each is timed
+        as ``launch`` times it; the instance is stopped outside the timing. Stops at the
+        first failure, which is then the last item. Runtimes that can batch override this."""
+        outcomes: list[Launch | LaunchFailed] = []
+        for _ in range(n):
+            try:
+                launch = self.launch(workload, request, timeout_s)
+            except EdgelabError as exc:
+                outcomes.append(exc if isinstance(exc, LaunchFailed) else LaunchFailed(str(exc)))
+                break
+            try:
+                launch.instance.stop()
+            except Exception:  # noqa: BLE001 - stop() must not raise; a stop that does costs nothing here
+                pass
+            outcomes.append(Launch(StoppedInstance(self.name), launch.response, launch.startup_ns, launch.phases_ns))
+        return outcomes
+
+    def launch_many(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch]:
+        """``n`` resident instances (a chunk of a ramp). All or nothing: on a failure those
+        this call made are stopped and the failure is raised (a limit as LimitReached)."""
+        launches: list[Launch] = []
+        try:
+            for _ in range(n):
+                launches.append(self.launch(workload, request, timeout_s))
+        except BaseException:
+            self.stop_many([launch.instance for launch in launches])
+            raise
+        return launches
+
+    def stop_many(self, instances: Sequence[Instance]) -> None:
+        """Stop many instances (the end of a ramp); runtimes that can batch override this."""
+        for instance in instances:
+            try:
+                instance.stop()
+            except Exception:  # noqa: BLE001 - stop() is documented never to raise
+                pass
 
     @abstractmethod
     def pss_bytes(self, instances: Sequence[Instance]) -> int:

@@ -1,0 +1,194 @@
+"""Every runtime and every rung of the cold-start ladder, in one table.
+
+A *rung* is one way of starting the same workload: ``wasm`` (a pooled warm slot), ``wasm:jit``
+(compile at every launch), ``container:paused`` (unpause a running container) ... Each is one
+``RuntimeSpec``: the class that runs it, the options it passes, and what a person needs to know
+before running it (what it skips, what keeping it ready costs). Adding a runtime, or a variant
+of one, is one module plus one ``register`` call here; the CLI, the TUI, the capability probe,
+the fake and the contract tests read this table and nothing else.
+
+Specs are static facts, readable without importing a runtime (so ``edgelab --help`` stays
+instant and the UI never instantiates one). What only a live runtime knows (versions, the
+phases it really times here, marks such as "emulated") travels as a ``RuntimeInfo`` in the
+lab's ``RuntimeDescribed`` event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from edgelab.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgelab.runtimes.base import Runtime
+    from edgelab.session import Session
+
+#: Which build of a workload a rung runs: its ``.wasm``, its static native binary, its image.
+Artifact = Literal["wasm", "native", "image", "none"]
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One registered runtime or rung. ``name`` is ``family`` or ``family:variant``."""
+
+    name: str
+    #: The module and class that run it; imported only when a runtime is created.
+    module: str
+    cls: str
+    #: The runtime family (container, subprocess, wasm, isolate, microvm, fake).
+    family: str
+    artifact: Artifact
+    #: One line: what this rung is.
+    summary: str
+    #: What this rung skips compared with starting from nothing ("" for the plain cold start).
+    skips: str = ""
+    #: What keeping one instance ready costs, in words (the figure is measured: the ramp's
+    #: memory per resident instance, see ``edgelab ladder``).
+    ready_cost: str = ""
+    #: Keyword arguments for the class (e.g. ``{"strategy": "jit"}``).
+    options: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: In the lab's default selection (the three runtimes a first run shows).
+    default: bool = False
+    #: Left out of listings and ``--runtimes`` (the fake: UI tests only).
+    hidden: bool = False
+
+    @property
+    def variant(self) -> str | None:
+        return self.name.partition(":")[2] or None
+
+    @property
+    def slug(self) -> str:
+        """The name fit for a CSS id or a file name: ``wasm:jit`` -> ``wasm-jit``."""
+        return self.name.replace(":", "-")
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What a live runtime says about itself, after ``check`` and ``prepare``: sent in events
+    and saved with results, so no front end needs a runtime object to label a figure."""
+
+    name: str
+    family: str
+    artifact: str
+    phase_names: tuple[str, ...]
+    startup_includes: str
+    memory_metric: str
+    versions: tuple[tuple[str, str], ...] = ()
+    #: Caveats that must stand beside every figure of this runtime (e.g. "emulated (TCG)").
+    marks: tuple[str, ...] = ()
+    skips: str = ""
+    ready_cost: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "artifact": self.artifact,
+            "phase_names": list(self.phase_names),
+            "startup_includes": self.startup_includes,
+            "memory_metric": self.memory_metric,
+            "versions": dict(self.versions),
+            "marks": list(self.marks),
+            "skips": self.skips,
+            "ready_cost": self.ready_cost,
+        }
+
+
+_SPECS: dict[str, RuntimeSpec] = {}
+
+
+def register(spec: RuntimeSpec, *, replace: bool = False) -> RuntimeSpec:
+    """Add a runtime or rung (tests register tiny fakes at run time); a name is taken once."""
+    if ":" in spec.name and spec.name.partition(":")[0] != spec.family:
+        raise ValueError(f"rung {spec.name!r} must be named after its family {spec.family!r}")
+    if spec.name in _SPECS and not replace:
+        raise ValueError(f"runtime {spec.name!r} is registered already")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a runtime registered at run time (tests)."""
+    _SPECS.pop(name, None)
+
+
+def spec(name: str) -> RuntimeSpec:
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise UsageError(f"unknown runtime '{name}' (choose from {', '.join(names())})") from None
+
+
+def specs(include_hidden: bool = False) -> list[RuntimeSpec]:
+    """Every registered spec in registration order (families together, plain rung first)."""
+    return [s for s in _SPECS.values() if include_hidden or not s.hidden]
+
+
+def names(include_hidden: bool = False) -> tuple[str, ...]:
+    return tuple(s.name for s in specs(include_hidden))
+
+
+def default_names() -> tuple[str, ...]:
+    return tuple(s.name for s in specs() if s.default)
+
+
+def family_of(name: str) -> str:
+    return spec(name).family
+
+
+def parse_runtimes(text: str) -> tuple[str, ...]:
+    """'container,wasm:jit' -> ('container', 'wasm:jit'); unknown, hidden or repeated names
+    and an empty list are a UsageError naming the choices."""
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    choices = ", ".join(names())
+    if not parts:
+        raise UsageError(f"no runtime named (choose from {choices})")
+    for name in parts:
+        if name not in _SPECS or _SPECS[name].hidden:
+            raise UsageError(f"unknown runtime '{name}' (choose from {choices})")
+    if len(set(parts)) != len(parts):
+        raise UsageError(f"runtime named twice in '{text}'")
+    return parts
+
+
+def create_runtime(name: str, session: Session, **overrides: Any) -> Runtime:
+    """A runtime object for ``name``, built with its spec's options (``overrides`` win)."""
+    entry = spec(name)
+    cls = getattr(import_module(entry.module), entry.cls)
+    runtime: Runtime = cls(session, **{**entry.options, **overrides})
+    runtime.name = entry.name
+    runtime.spec = entry
+    return runtime
+
+
+def _options(**kwargs: Any) -> MappingProxyType[str, Any]:
+    return MappingProxyType(kwargs)
+
+
+# -- the table ---------------------------------------------------------------------------------
+# Each family's plain rung first, then its variants. Runtimes added this round register their
+# rungs here, one entry each.
+register(RuntimeSpec(
+    "container", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
+    "a FROM scratch image under runc, created and started through the engine's API",
+    default=True,
+))  # fmt: skip
+register(RuntimeSpec(
+    "subprocess", "edgelab.runtimes.subprocess", "SubprocessRuntime", "subprocess", "native",
+    "the static native binary, spawned into its own cgroup and jail",
+    default=True,
+))  # fmt: skip
+register(RuntimeSpec(
+    "wasm", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
+    "a wasmtime instance in a pooled warm slot of a precompiled module",
+    skips="compiling the module (done once ahead) and mapping memory (the slot is reused)",
+    default=True,
+))  # fmt: skip
+register(RuntimeSpec(
+    "fake", "edgelab.runtimes.fake", "FakeRuntime", "fake", "none",
+    "fixed fake timings for UI snapshots (not a measurement)",
+    hidden=True,
+))  # fmt: skip
