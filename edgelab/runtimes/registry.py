@@ -187,6 +187,12 @@ register(RuntimeSpec(
     skips="compiling the module (done once ahead) and mapping memory (the slot is reused)",
     default=True,
 ))  # fmt: skip
+# -- container rungs (owner: the containers helper) ----------------------------------------------
+# -- subprocess rungs (owner: the subprocess helper) --------------------------------------------
+# -- wasm rungs (owner: the wasm helper) --------------------------------------------------------
+# -- isolate rungs (owner: the isolate helper) --------------------------------------------------
+# -- microvm rungs (owner: the microvm helper) --------------------------------------------------
+
 register(RuntimeSpec(
     "fake", "edgelab.runtimes.fake", "FakeRuntime", "fake", "none",
     "fixed fake timings for UI snapshots (not a measurement)",
