@@ -26,6 +26,7 @@ from edgelab.events import (
     LabEvent,
     MemoryPoint,
     RampHeld,
+    RuntimeDescribed,
     RuntimeStatus,
     SampleRecorded,
     ScenarioFinished,
@@ -413,6 +414,11 @@ class _Run:
                 result.phase_names = rt.phase_names
                 rt.check()
                 rt.prepare(self.workload)
+                info = rt.describe()
+                result.startup_includes = info.startup_includes
+                result.phase_names = info.phase_names
+                result.family, result.skips, result.ready_cost = info.family, info.skips, info.ready_cost
+                result.marks = info.marks
             except EdgelabError as exc:
                 self._give_up(name, getattr(exc, "reason", str(exc)), getattr(exc, "fix", None))
                 continue
@@ -420,6 +426,7 @@ class _Run:
                 self._give_up(name, f"internal error: {type(exc).__name__}: {exc}", None)
                 continue
             self.runtimes[name] = rt
+            self.emit(RuntimeDescribed(info))
             self.emit(RuntimeStatus(name, "ready"))
 
     def _give_up(self, name: str, reason: str, fix: str | None) -> None:

@@ -218,6 +218,12 @@ class RuntimeResult:
     startup_includes: str = ""
     memory_metric: str = ""
     phase_names: tuple[str, ...] = ()
+    #: The runtime's family and, for a rung of the ladder, what it skips and what keeping an
+    #: instance ready costs (registry.RuntimeSpec); marks: caveats shown beside every figure.
+    family: str = ""
+    skips: str = ""
+    ready_cost: str = ""
+    marks: tuple[str, ...] = ()
     error: str | None = None
     fix: str | None = None
     samples: list[Sample] = field(default_factory=list)
@@ -307,6 +313,10 @@ class RuntimeResult:
             "warmups": len(self.samples) - len(self.measured),
             "error": self.first_error() if (self.error or not self.ok) else None,
             "fix": self.fix,
+            "family": self.family or self.runtime.partition(":")[0],
+            "marks": list(self.marks),
+            "skips": self.skips,
+            "ready_cost": self.ready_cost,
             "startup_includes": self.startup_includes,
             "startup_us": summary.as_us() if summary else None,
             "phases_us": {name: s.as_us() for name, s in self.phase_summaries().items()},
