@@ -24,7 +24,6 @@ from edgelab.errors import EdgelabError, LaunchFailed, LimitReached, UsageError
 from edgelab.events import (
     InstanceCounts,
     LabEvent,
-    MemoryPoint,
     RampHeld,
     RuntimeDescribed,
     RuntimeStatus,
@@ -33,17 +32,42 @@ from edgelab.events import (
 )
 from edgelab.hostinfo import host_facts, mem_available_bytes
 from edgelab.protocol import STATUS_REJECTED
-from edgelab.results import MemoryResult, RunResult, RuntimeResult, Sample
+from edgelab.results import RunResult, RuntimeResult, Sample
 from edgelab.runtimes import RUNTIME_NAMES, create_runtime
 from edgelab.runtimes.base import Instance, Launch, Runtime
+from edgelab.runtimes.registry import RuntimeInfo
+from edgelab.scenarios import get_scenario, scenario_names
+
+# The scenarios' own constants, where importers of the lab found them before the split.
+from edgelab.scenarios.burst import (  # noqa: F401
+    BLOCK_MAX,
+    BLOCK_MIN_ROUNDS,
+    BLOCK_S,
+    BURST_CHUNK_MAX,
+    BURST_CHUNK_S,
+    QUIET_BUSY_CORES,
+    QUIET_MAX_S,
+    QUIET_WINDOW_S,
+)
+from edgelab.scenarios.ramp import (  # noqa: F401
+    IDLE_READING_GAP_S,
+    IDLE_READINGS,
+    IDLE_WINDOW_MAX_S,
+    RAMP_CHUNK_MAX,
+    RAMP_POINTS,
+    RAMP_SETTLE_S,
+)
 from edgelab.session import Session
 from edgelab.workloads import Workload, get_workload
 
 if TYPE_CHECKING:
     from edgelab.watchdog import Watchdog
 
-Scenario = Literal["burst", "ramp", "steady"]
-SCENARIOS: tuple[Scenario, ...] = ("burst", "ramp", "steady")
+#: A scenario's name (``edgelab.scenarios.scenario_names()``); kept under this name for importers.
+ScenarioName = str
+Scenario = ScenarioName
+#: The built-in scenarios' names; every registered one: ``scenario_names()``.
+SCENARIOS: tuple[str, ...] = scenario_names()
 #: How a mixed burst takes turns: short blocks of launches per runtime (the default), or one
 #: launch each (every launch then starts in the wake of another runtime's work).
 Interleave = Literal["block", "launch"]
@@ -51,36 +75,6 @@ INTERLEAVE_MODES: tuple[Interleave, ...] = ("block", "launch")
 REJECTED_PREFIX = "workload rejected the request: "
 #: After this many failed launches in a row a runtime is given up for the rest of the run.
 MAX_CONSECUTIVE_FAILURES = 3
-#: A burst of one runtime that can batch its cold starts asks for chunks of about this long
-#: (and at most this many launches), so that cancel and the live view answer promptly.
-BURST_CHUNK_S = 0.02
-BURST_CHUNK_MAX = 256
-#: A mixed burst in block mode: each runtime's block aims at about this long (at least one
-#: launch, at most BLOCK_MAX), and a block is at most 1/BLOCK_MIN_ROUNDS of the burst. The
-#: first launches of a block after another runtime's are slower (cold caches, a host process
-#: woken: Wasm ~50 µs against ~2 µs), so short bursts take few, long turns: with 4 turns a
-#: 20-launch Wasm p50 was ~3 µs, with 2 turns ~2 µs, as alone.
-BLOCK_S = 0.03
-BLOCK_MAX = 2_048
-BLOCK_MIN_ROUNDS = 2
-#: Between two runtimes' blocks: wait until, over a QUIET_WINDOW_S window, the CPUs were busy
-#: less than QUIET_BUSY_CORES cores' worth, but no longer than QUIET_MAX_S.
-QUIET_WINDOW_S = 0.005
-QUIET_BUSY_CORES = 0.5
-QUIET_MAX_S = 0.1
-#: Memory points taken per runtime during a ramp.
-RAMP_POINTS = 20
-#: A ramp's launch chunk: about a hundredth of the target, at most this many per call (so a
-#: ramp of 100,000 makes ~100 calls and cancel still answers within one chunk).
-RAMP_CHUNK_MAX = 1_000
-#: MemAvailable readings taken before and after each ramp, this far apart, for its idle noise.
-IDLE_READINGS = 8
-IDLE_READING_GAP_S = 0.025
-#: After a ramp, the readings span as long as the ramp took, up to this (loaded here: idle
-#: spread ~16 MiB over 0.2 s, ~110 MiB over 2 s, median of 6 windows).
-IDLE_WINDOW_MAX_S = 2.0
-#: Pause after a ramp before reading MemAvailable, so the kernel's counters catch up.
-RAMP_SETTLE_S = 0.3
 
 #: The cancel events of the runs in progress in this process (see ``cancel_all_runs``).
 _RUNNING: set[threading.Event] = set()
@@ -120,7 +114,7 @@ class Settings:
 
     workload: str = "hello"
     runtimes: tuple[str, ...] = RUNTIME_NAMES
-    scenario: Scenario = "burst"
+    scenario: ScenarioName = "burst"
     count: int = 20
     warmup: int = 1
     #: Resident instances per runtime for a ramp (after a burst too, if set).
@@ -135,29 +129,15 @@ class Settings:
     interleave: Interleave = "block"
 
     def validate(self) -> None:
-        if self.scenario not in SCENARIOS:
-            raise UsageError(f"unknown scenario '{self.scenario}' (choose from {', '.join(SCENARIOS)})")
-        # Every number is finite and in its range (edgelab.settings), whoever filled it in.
-        if self.scenario == "burst" and self.count <= 0:
-            raise UsageError(f"--count must be a positive number of cold starts, not {self.count}")
-        if self.scenario == "burst":
-            limits.check(self.count, "--count", limits.COUNT)
+        # Every number is finite and in its range (edgelab.settings), whoever filled it in;
+        # what only one scenario reads, that scenario checks.
+        scenario = get_scenario(self.scenario)
         limits.check(self.warmup, "--warmup", limits.WARMUP)
         for name, n in self.resident.items():
             if n < 0:
                 raise UsageError(f"--resident for {name} must be 0 or more, not {n}")
             limits.check(n, f"--resident for {name}", limits.RESIDENT)
-        if self.scenario == "ramp" and not any(self.resident.get(r, 0) for r in self.runtimes):
-            raise UsageError("a ramp needs --resident N (instances to hold per runtime)")
-        if self.scenario == "steady":
-            limits.check(self.rate_per_s, "--rate", limits.RATE_PER_S)
-            limits.check(self.duration_s, "--duration", limits.DURATION_S)
-            launches = self.rate_per_s * self.duration_s
-            if launches > limits.STEADY_LAUNCHES_MAX:
-                raise UsageError(
-                    f"--rate {self.rate_per_s:g} for --duration {self.duration_s:g} s is {launches:,.0f} "
-                    f"launches per runtime; at most {limits.STEADY_LAUNCHES_MAX:,} are kept"
-                )
+        scenario.validate(self)
         if self.timeout_s is not None:
             limits.check(self.timeout_s, "--timeout", limits.TIMEOUT_S)
         if self.interleave not in INTERLEAVE_MODES:
@@ -336,7 +316,12 @@ class Lab:
 
 
 class _Run:
-    """One scenario over the chosen runtimes; holds the mutable state of a run."""
+    """One scenario over the chosen runtimes; holds the mutable state of a run.
+
+    The bookkeeping every scenario shares lives here (prepare, time and record a launch, give a
+    runtime up, release what is held, the result and its metadata); what to launch when is the
+    scenario's (``edgelab.scenarios``), which drives the run through the public methods below.
+    """
 
     def __init__(
         self,
@@ -359,33 +344,30 @@ class _Run:
         self.runtimes: dict[str, Runtime] = {}
         self.resident: dict[str, list[Instance]] = {}
         self.response_digests: dict[str, str] = {}
+        #: Each ready runtime's self-description, as it said it (saved in the metadata).
+        self.described: dict[str, RuntimeInfo] = {}
         self._consecutive_failures: dict[str, int] = {}
         #: Failed launches per runtime so far (RuntimeResult.failed counts them all each time).
         self._failed: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._scenario = settings.scenario
+        #: The scenario the samples recorded now belong to (a burst's ramp records "ramp").
+        self.scenario = settings.scenario
         self._started = datetime.now(timezone.utc)
         #: A held ramp that reached its targets: ending the hold (r, ctrl+c) completes the run.
         self._held = False
         #: Block mode: the size of each block each runtime ran, in order (for the metadata).
-        self._blocks: dict[str, list[int]] = {}
+        self.blocks: dict[str, list[int]] = {}
         #: Block mode: time spent waiting for quiet CPUs between blocks (untimed), in seconds.
-        self._settle_s = 0.0
+        self.settle_s = 0.0
 
     # -- the whole run ----------------------------------------------------------------------
     def execute(self) -> RunResult:
         started = self._started
+        scenario = get_scenario(self.settings.scenario)
         with track_run(self.cancel):
             try:
                 self._prepare_all()
-                if self.settings.scenario == "burst":
-                    self._burst()
-                    if any(self.settings.resident.values()):
-                        self._ramp()
-                elif self.settings.scenario == "ramp":
-                    self._ramp()
-                else:
-                    self._steady()
+                scenario.run(self)
             except BaseException:
                 self.cancel.set()  # an interrupt: threads of this run stop launching at once
                 raise
@@ -397,6 +379,13 @@ class _Run:
         result = RunResult(self._metadata(started), self.results)
         self.emit(ScenarioFinished(result, cancelled=self._cancelled()))
         return result
+
+    def hold(self) -> None:
+        """Keep what is resident until cancelled, after saying so with the run so far (a held
+        ramp: the TUI's density view); ending the hold is the run's planned end."""
+        self._held = True
+        self.emit(RampHeld(RunResult(self._metadata(self._started), self.results)))
+        self.cancel.wait()
 
     def _cancelled(self) -> bool:
         """Cancelled before it ended as planned; ending a held ramp is its planned end."""
@@ -420,16 +409,18 @@ class _Run:
                 result.family, result.skips, result.ready_cost = info.family, info.skips, info.ready_cost
                 result.marks = info.marks
             except EdgelabError as exc:
-                self._give_up(name, getattr(exc, "reason", str(exc)), getattr(exc, "fix", None))
+                self.give_up(name, getattr(exc, "reason", str(exc)), getattr(exc, "fix", None))
                 continue
             except Exception as exc:  # noqa: BLE001 - one runtime's bug must not stop the others
-                self._give_up(name, f"internal error: {type(exc).__name__}: {exc}", None)
+                self.give_up(name, f"internal error: {type(exc).__name__}: {exc}", None)
                 continue
             self.runtimes[name] = rt
+            self.described[name] = info
             self.emit(RuntimeDescribed(info))
             self.emit(RuntimeStatus(name, "ready"))
 
-    def _give_up(self, name: str, reason: str, fix: str | None) -> None:
+    def give_up(self, name: str, reason: str, fix: str | None) -> None:
+        """Take ``name`` out of the run for good, with its one line (and fix) in its result."""
         result = self.results[name]
         line = reason.splitlines()[0] if reason else "unavailable"
         # Errors raised below the lab often name their runtime already; every view does too.
@@ -438,14 +429,18 @@ class _Run:
         self.runtimes.pop(name, None)
         self.emit(RuntimeStatus(name, "unavailable", result.error, result.fix))
 
-    def _active(self) -> list[str]:
+    def active(self) -> list[str]:
+        """The runtimes still in the run, in the order asked for."""
         return [name for name in self.settings.runtimes if name in self.runtimes]
 
-    # -- one launch ---------------------------------------------------------------------------
-    def _record(self, name: str, sample: Sample, launch: Launch | None, keep: bool) -> None:
-        self._record_many(name, [(sample, launch)], keep)
+    def held_count(self, name: str) -> int:
+        return len(self.resident.get(name, ()))
 
-    def _record_many(self, name: str, outcomes: list[tuple[Sample, Launch | None]], keep: bool) -> None:
+    # -- recording ----------------------------------------------------------------------------
+    def record(self, name: str, sample: Sample, launch: Launch | None, keep: bool) -> None:
+        self.record_many(name, [(sample, launch)], keep)
+
+    def record_many(self, name: str, outcomes: list[tuple[Sample, Launch | None]], keep: bool) -> None:
         """Record launches of one runtime in order: one lock and one InstanceCounts for all of
         them (a ramp records its chunks of up to RAMP_CHUNK_MAX this way), a SampleRecorded each."""
         if not outcomes:
@@ -469,12 +464,12 @@ class _Run:
         self.emit(InstanceCounts(name, result.running, result.launched, failed))
         if failures >= MAX_CONSECUTIVE_FAILURES and name in self.runtimes:
             last = outcomes[-1][0]
-            self._give_up(name, f"stopped after {failures} failed launches: {last.error}", None)
+            self.give_up(name, f"stopped after {failures} failed launches: {last.error}", None)
 
-    def _record_failure(self, name: str, index: int, warmup: bool, started: float, error: str, keep: bool) -> None:
-        self._record(name, Sample(name, index, warmup, False, None, error=error, started_at=started, scenario=self._scenario), None, keep)
+    def record_failure(self, name: str, index: int, warmup: bool, started: float, error: str, keep: bool) -> None:
+        self.record(name, Sample(name, index, warmup, False, None, error=error, started_at=started, scenario=self.scenario), None, keep)
 
-    def _sample_from(self, name: str, index: int, warmup: bool, started: float, launch: Launch) -> Sample:
+    def sample_from(self, name: str, index: int, warmup: bool, started: float, launch: Launch) -> Sample:
         response = launch.response
         if response.ok:
             error = None
@@ -494,318 +489,88 @@ class _Run:
             error=error,
             response_bytes=len(response.body),
             started_at=started,
-            scenario=self._scenario,
+            scenario=self.scenario,
         )
 
-    def _launch_once(self, name: str, index: int, warmup: bool, keep: bool) -> None:
+    # -- launching: the primitives scenarios drive ------------------------------------------------
+    def launch_once(self, name: str, index: int, warmup: bool, keep: bool) -> None:
+        """One launch of ``name``, recorded; kept resident if ``keep`` and it answered."""
         rt = self.runtimes[name]
         started = time.monotonic()
         try:
             launch = rt.launch(self.workload, self.request, self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the run goes on
-            self._record_failure(name, index, warmup, started, _launch_error(exc), keep)
+            self.record_failure(name, index, warmup, started, _launch_error(exc), keep)
             return
-        sample = self._sample_from(name, index, warmup, started, launch)
+        sample = self.sample_from(name, index, warmup, started, launch)
         if not (keep and sample.ok):
             _stop_quietly(launch.instance)
-        self._record(name, sample, launch, keep)
+        self.record(name, sample, launch, keep)
 
-    # -- scenarios ------------------------------------------------------------------------------
-    def _burst(self) -> None:
-        total = self.settings.warmup + self.settings.count
-        for name in self._active():
-            self.emit(RuntimeStatus(name, "running"))
-        active = self._active()
-        if len(active) == 1 and hasattr(self.runtimes[active[0]], "cold_starts"):
-            self._burst_batched(active[0], total)
-            return
-        if self.settings.interleave == "block":
-            self._burst_blocks(total)
-            return
-        for index in range(total):
-            for name in self._active():
-                if self.cancel.is_set():
-                    return
-                self._launch_once(name, index, index < self.settings.warmup, keep=False)
-
-    def _burst_blocks(self, total: int) -> None:
-        """A mixed burst in blocks: each runtime in turn runs a short block of launches (about
-        BLOCK_S, at least one), and the order flips every round, so no runtime's launch starts
-        in the wake of another's work, yet drift still falls on all of them alike. A block's
-        size comes from the runtime's last block (the first is one launch, to measure); at
-        most 1/BLOCK_MIN_ROUNDS of the burst, so even a short burst takes several turns.
-        Between two runtimes' blocks the lab waits (untimed, at most QUIET_MAX_S) until the
-        CPUs are quiet: a container's removal goes on in dockerd and containerd after the
-        call returns, and a block started in that wake measures it too."""
-        order = self._active()
-        done = dict.fromkeys(order, 0)
-        size = dict.fromkeys(order, 1)
-        cap = max(1, -(-total // BLOCK_MIN_ROUNDS))
-        self._blocks = {name: [] for name in order}
-        rounds = 0
-        previous: str | None = None
-        while not self.cancel.is_set():
-            pending = [n for n in order if n in self.runtimes and done[n] < total]
-            if not pending:
-                break
-            for name in pending if rounds % 2 == 0 else reversed(pending):
-                if self.cancel.is_set() or name not in self.runtimes:
-                    continue
-                if previous not in (None, name) and not self.lab.fake:
-                    self._settle_s += _wait_until_quiet(self.cancel)
-                previous = name
-                n = min(size[name], total - done[name])
-                started = time.monotonic()
-                ran = self._block(name, done[name], n)
-                elapsed = time.monotonic() - started
-                done[name] += ran
-                self._blocks[name].append(ran)
-                per_launch = elapsed / max(1, ran)
-                size[name] = max(1, min(cap, BLOCK_MAX, int(BLOCK_S / max(per_launch, 1e-7))))
-            rounds += 1
-
-    def _block(self, name: str, first: int, n: int) -> int:
-        """``n`` cold starts of one runtime back to back (by its batched path where it has
-        one), numbered from ``first``; returns how many it ran."""
-        rt = self.runtimes[name]
-        if n > 1 and hasattr(rt, "cold_starts"):
-            return self._cold_start_batch(name, first, n)
-        for i in range(n):
-            if self.cancel.is_set() or name not in self.runtimes:
-                return i
-            self._launch_once(name, first + i, first + i < self.settings.warmup, keep=False)
-        return n
-
-    def _cold_start_batch(self, name: str, first: int, n: int) -> int:
+    def cold_start_batch(self, name: str, first: int, n: int) -> int:
         """One call to the runtime's ``cold_starts``, recorded sample by sample; returns how
         many launches it accounted for (a failure ends the batch, as the runtime does)."""
         rt = self.runtimes[name]
         started = time.monotonic()
         try:
-            outcomes = rt.cold_starts(self.workload, self.request, n, self.timeout_s)  # type: ignore[attr-defined]
+            outcomes = rt.cold_starts(self.workload, self.request, n, self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - one failed launch; the run goes on
-            self._record_failure(name, first, first < self.settings.warmup, started, _launch_error(exc), False)
+            self.record_failure(name, first, first < self.settings.warmup, started, _launch_error(exc), False)
             return 1
         recorded: list[tuple[Sample, Launch | None]] = []
         for index, outcome in enumerate(outcomes, start=first):
             warmup = index < self.settings.warmup
             if isinstance(outcome, LaunchFailed):
-                sample = Sample(name, index, warmup, False, None, error=str(outcome), started_at=started, scenario=self._scenario)
+                sample = Sample(name, index, warmup, False, None, error=str(outcome), started_at=started, scenario=self.scenario)
                 recorded.append((sample, None))
             else:
-                recorded.append((self._sample_from(name, index, warmup, started, outcome), outcome))
-        self._record_many(name, recorded, False)
+                recorded.append((self.sample_from(name, index, warmup, started, outcome), outcome))
+        self.record_many(name, recorded, False)
         return max(1, len(outcomes))
 
-    def _burst_batched(self, name: str, total: int) -> None:
-        """A burst of one runtime: nothing to interleave with, so its cold starts run back to
-        back in the runtime (as a bare loop would run them), in chunks sized to take about
-        BURST_CHUNK_S each so that cancelling and the live view stay prompt."""
-        index = 0
-        chunk = 1
-        while index < total and name in self.runtimes and not self.cancel.is_set():
-            started = time.monotonic()
-            ran = self._cold_start_batch(name, index, min(chunk, total - index))
-            index += ran
-            per_launch = (time.monotonic() - started) / ran
-            chunk = max(1, min(BURST_CHUNK_MAX, int(BURST_CHUNK_S / max(per_launch, 1e-6))))
-
-    def _ramp(self) -> None:
-        """Bring each runtime up to its resident target, one runtime after the other.
-
-        Runtimes ramp in turn (not interleaved, unlike cold starts) so that the fall of the
-        system's MemAvailable while one runtime ramps can be attributed to it: that is the
-        cross-check beside each PSS figure.
-        """
-        self._scenario = "ramp"
-        targets = {n: self.settings.resident.get(n, 0) for n in self._active()}
-        for name, target in targets.items():
-            if target > 0 and name in self.runtimes and not self.cancel.is_set():
-                self._ramp_one(name, target)
-        if self.settings.hold and not self.cancel.is_set():
-            self._held = True
-            self.emit(RampHeld(RunResult(self._metadata(self._started), self.results)))
-            self.cancel.wait()
-
-    def _ramp_one(self, name: str, target: int) -> None:
-        """Ramp one runtime to ``target`` resident instances and price them twice: user-space
-        (PSS growth) and host (the fall of MemAvailable, and the cgroups' memory where the
-        runtime reads it). A limit the machine or the runtime hits first ends the ramp there;
-        the figures then describe what it held."""
-        self.emit(RuntimeStatus(name, "running"))
+    def launch_resident(self, name: str, chunk: int, first_index: int) -> str | None:
+        """Launch ``chunk`` resident instances (one through ``launch``, more through the
+        runtime's ``launch_many``), recorded and kept; returns the line naming a limit if one
+        was hit (a ramp then stops there), else None. A limit is not counted towards giving up."""
+        if chunk == 1:
+            return self._launch_one_resident(name, first_index)
         rt = self.runtimes[name]
-        baseline = rt.pss_bytes([])
-        idle_before, noise_before = self._mem_available_idle()
-        curve: list[tuple[int, int]] = []
-        index = len(self.results[name].samples)
-        step = max(1, target // RAMP_POINTS)
-        chunk_limit = max(1, min(RAMP_CHUNK_MAX, target // (RAMP_POINTS * 5)))
-        launching_s = 0.0
-        limit: str | None = None
-        ramp_started = time.monotonic()
-        while not self.cancel.is_set() and name in self.runtimes:
-            held = self._held_count(name)
-            if held >= target:
-                break
-            chunk = min(target - held, chunk_limit)
-            started = time.monotonic()
-            limit = self._launch_chunk(name, chunk, index)
-            launching_s += time.monotonic() - started
-            index += chunk
-            if limit is not None:
-                break
-            if self._held_count(name) // step != held // step:
-                self._memory_point(name, baseline, curve)
-        self._memory_point(name, baseline, curve)
-        ramp_s = time.monotonic() - ramp_started
-        if not curve or curve[-1][0] == 0:
-            if limit is not None:
-                self._give_up(name, limit, None)
-            return
-        held, growth = curve[-1]
-        cgroup = self._host_memory(name)
-        time.sleep(RAMP_SETTLE_S)
-        # Other processes move MemAvailable more the longer one looks: the noise after the
-        # ramp is read over a window as long as the ramp took (within bounds).
-        idle_after, noise_after = self._mem_available_idle(min(IDLE_WINDOW_MAX_S, ramp_s))
-        fallen = idle_before - idle_after
-        if limit is not None:
-            limit = f"{name} ramp stopped at {held:,} of {target:,} instances: {limit.removeprefix(f'{name}: ')}"
-        result = self.results[name]
-        result.memory = MemoryResult(
-            instances=held,
-            pss_bytes_per_instance=growth / held,
-            metric=result.memory_metric,
-            mem_available_bytes_per_instance=fallen / held,
-            curve=tuple(curve),
-            cgroup_bytes_per_instance=cgroup / held if cgroup is not None else None,
-            mem_available_noise_bytes=float(max(noise_before, noise_after)),
-            ramp_rate_per_s=held / launching_s if launching_s > 0 else None,
-            limit=limit,
-            target=target,
-        )
-
-    def _held_count(self, name: str) -> int:
-        return len(self.resident.get(name, ()))
-
-    def _host_memory(self, name: str) -> int | None:
-        try:
-            return self.runtimes[name].host_memory_bytes(self.resident.get(name, []))
-        except Exception:  # noqa: BLE001 - an unreadable cgroup leaves the MemAvailable figure
-            return None
-
-    def _mem_available_idle(self, window_s: float = 0.0) -> tuple[int, int]:
-        """MemAvailable with nothing launched: the median of a few readings spread over
-        ``window_s`` (at least IDLE_READING_GAP_S apart), and their spread (max - min), which
-        is the noise a fall during a ramp has to stand clear of."""
-        gap = max(IDLE_READING_GAP_S, window_s / (IDLE_READINGS - 1))
-        readings = []
-        for i in range(IDLE_READINGS):
-            if i:
-                time.sleep(gap)
-            readings.append(self.lab.mem_available())
-        readings.sort()
-        return readings[len(readings) // 2], readings[-1] - readings[0]
-
-    def _launch_chunk(self, name: str, chunk: int, first_index: int) -> str | None:
-        """Launch ``chunk`` resident instances; returns the line naming a limit if one was
-        hit (the ramp then stops), else None."""
-        rt = self.runtimes[name]
-        launch_many = getattr(rt, "launch_many", None)
-        if chunk == 1 or launch_many is None:
-            for i in range(chunk):
-                if name not in self.runtimes:
-                    return None
-                limit = self._launch_resident(name, first_index + i)
-                if limit is not None:
-                    return limit
-            return None
         started = time.monotonic()
         try:
-            launches: list[Launch] = launch_many(self.workload, self.request, chunk, self.timeout_s)
+            launches = rt.launch_many(self.workload, self.request, chunk, self.timeout_s)
         except EdgelabError as exc:
             limit = limit_line(exc)
             if limit is not None:
-                self._record_failure(name, first_index, False, started, str(exc), True)
+                self.record_failure(name, first_index, False, started, str(exc), True)
                 return limit
             for i in range(chunk):
-                self._record_failure(name, first_index + i, False, started, str(exc), True)
+                self.record_failure(name, first_index + i, False, started, str(exc), True)
             return None
         outcomes: list[tuple[Sample, Launch | None]] = []
         for i, launch in enumerate(launches):
-            sample = self._sample_from(name, first_index + i, False, started, launch)
+            sample = self.sample_from(name, first_index + i, False, started, launch)
             if not sample.ok:
                 _stop_quietly(launch.instance)
             outcomes.append((sample, launch))
-        self._record_many(name, outcomes, keep=True)
+        self.record_many(name, outcomes, keep=True)
         return None
 
-    def _launch_resident(self, name: str, index: int) -> str | None:
-        """One resident launch for a ramp; a limit is returned, not counted towards giving up."""
+    def _launch_one_resident(self, name: str, index: int) -> str | None:
         rt = self.runtimes[name]
         started = time.monotonic()
         try:
             launch = rt.launch(self.workload, self.request, self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the ramp goes on
             limit = limit_line(exc)
-            self._record_failure(name, index, False, started, _launch_error(exc), True)
+            self.record_failure(name, index, False, started, _launch_error(exc), True)
             return limit
-        sample = self._sample_from(name, index, False, started, launch)
+        sample = self.sample_from(name, index, False, started, launch)
         if not sample.ok:
             _stop_quietly(launch.instance)
-        self._record(name, sample, launch, True)
+        self.record(name, sample, launch, True)
         return None
 
-    def _memory_point(self, name: str, baseline: int, curve: list[tuple[int, int]]) -> None:
-        held = len(self.resident.get(name, ()))
-        if held == 0 or curve and curve[-1][0] == held:
-            return
-        try:
-            growth = self.runtimes[name].pss_bytes(self.resident.get(name, [])) - baseline
-        except Exception:  # noqa: BLE001 - a process gone mid-read skips one point
-            return
-        curve.append((held, growth))
-        self.emit(MemoryPoint(name, held, growth, self.runtimes[name].memory_metric))
-
-    def _steady(self) -> None:
-        """The asked rate per runtime for ``duration_s`` of wall time: no launch starts after the
-        deadline (one in flight ends within its timeout). Runtimes run side by side, each in a
-        thread of its own, one launch at a time: a runtime slower than the rate launches back to
-        back, with no burst to catch up, and its achieved rate (and a warning) says how far it
-        fell short."""
-        interval = 1.0 / self.settings.rate_per_s
-        started = time.monotonic()
-        deadline = started + self.settings.duration_s
-
-        def drive(name: str) -> None:
-            result = self.results[name]
-            launches = 0
-            due = started
-            while name in self.runtimes and not self.cancel.is_set():
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                if due > now:
-                    self.cancel.wait(min(due, deadline) - now)
-                    continue
-                self._launch_once(name, launches, False, keep=False)
-                launches += 1
-                due = max(due + interval, time.monotonic())
-            window = min(time.monotonic(), deadline) - started
-            result.rate_achieved_per_s = launches / window if window > 0 else 0.0
-
-        for name in self._active():
-            result = self.results[name]
-            result.clock_origin = started
-            result.rate_asked_per_s = self.settings.rate_per_s
-        threads = [threading.Thread(target=drive, args=(n,), name=f"steady-{n}") for n in self._active()]
-        for name in self._active():
-            self.emit(RuntimeStatus(name, "running"))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
+    # -- the end ---------------------------------------------------------------------------------
     def _release_resident(self) -> None:
         for name, instances in list(self.resident.items()):
             self.emit(RuntimeStatus(name, "stopping"))
@@ -820,9 +585,9 @@ class _Run:
         facts: dict[str, Any] = {"mode": self.settings.interleave}
         if self.settings.interleave == "block":
             facts["block_target_ms"] = BLOCK_S * 1000
-            if self._blocks:
-                facts["quiet_wait_ms_total"] = round(self._settle_s * 1000, 1)
-        blocks = {name: _block_sizes(sizes) for name, sizes in self._blocks.items() if sizes}
+            if self.blocks:
+                facts["quiet_wait_ms_total"] = round(self.settle_s * 1000, 1)
+        blocks = {name: _block_sizes(sizes) for name, sizes in self.blocks.items() if sizes}
         if blocks:
             facts["launches_per_block"] = blocks
         return facts
@@ -847,6 +612,7 @@ class _Run:
             "session": self.lab.session.id,
             "host": host_facts(),
             "versions": versions,
+            "runtimes": {name: info.as_json() for name, info in self.described.items()},
             "preparation": preparation,
             "settings": replace(self.settings, request=None).as_json()
             | {"request_bytes": len(self.request), "timeout_s": self.timeout_s},
@@ -885,40 +651,6 @@ def limit_line(exc: BaseException) -> str | None:
     return None
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs from /proc/stat, or None where it cannot be read."""
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-def _wait_until_quiet(cancel: threading.Event) -> float:
-    """Wait until the CPUs were quiet for one QUIET_WINDOW_S (see QUIET_BUSY_CORES), at most
-    QUIET_MAX_S; returns the time waited. Jiffies are coarse (10 ms), so a window whose counters
-    did not move at all counts as quiet only after a full jiffy has passed."""
-    started = time.monotonic()
-    cores = os.cpu_count() or 1
-    before = _cpu_times()
-    if before is None:
-        return 0.0
-    while not cancel.wait(QUIET_WINDOW_S):
-        now = _cpu_times()
-        if now is None:
-            break
-        busy, total = now[0] - before[0], now[1] - before[1]
-        if total > 0 and busy / total * cores < QUIET_BUSY_CORES:
-            break
-        if time.monotonic() - started >= QUIET_MAX_S:
-            break
-        if total > 0:
-            before = now
-    return time.monotonic() - started
-
-
 def _block_sizes(sizes: list[int]) -> dict[str, int]:
     ordered = sorted(sizes)
     return {"blocks": len(sizes), "min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
@@ -940,13 +672,13 @@ def _stop_quietly(instance: Instance) -> None:
 
 
 def _stop_all(rt: Runtime, instances: list[Instance]) -> None:
-    stop_many = getattr(rt, "stop_many", None)
-    if stop_many is not None:
-        try:
-            stop_many(instances)
-            return
-        except Exception:  # noqa: BLE001 - fall back to one by one
-            pass
+    """Release what a run held through the runtime's ``stop_many``; should that fail, each
+    instance is stopped on its own (several at a time), so that nothing is left behind."""
+    try:
+        rt.stop_many(instances)
+        return
+    except Exception:  # noqa: BLE001 - fall back to one by one
+        pass
     if len(instances) < 4:
         for instance in instances:
             _stop_quietly(instance)
