@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="machine-readable: verdict and detail per capability")
     clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
     clean.add_argument("--cache", action="store_true", help="also remove built artifacts")
+    from edgelab.ladder import add_parser as add_ladder_parser  # the ladder's flags live beside it
+
+    add_ladder_parser(sub)
 
     compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="an export's path, or last, last~1, ... (see edgelab history)")
@@ -175,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Subcommands whose handler lives in a module of its own (the rest are in edgelab.commands).
-_HANDLER_MODULES = {"compare": "edgelab.compare", "history": "edgelab.history"}
+_HANDLER_MODULES = {"compare": "edgelab.compare", "history": "edgelab.history", "ladder": "edgelab.ladder"}
 
 
 def main(argv: list[str] | None = None) -> int:
