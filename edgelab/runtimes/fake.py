@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from edgelab.errors import LaunchFailed, LimitReached
+from edgelab.errors import EdgelabError, LaunchFailed, LimitReached
 from edgelab.protocol import Response
 from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
 from edgelab.session import Session
 from edgelab.workloads import Workload
 
-# Per pretend runtime: phase timings (ns), user-space (PSS) bytes and host bytes per instance.
+if TYPE_CHECKING:
+    from edgelab.runtimes.registry import RuntimeSpec
+
+# Per runtime *family*: phase timings (ns), user-space (PSS) bytes and host bytes per instance.
+# Every registered rung takes its family's profile scaled by ``rung_factor``, so a snapshot can
+# show any rung the registry holds; a family not listed here gets ``_GENERIC``.
 _PROFILES: dict[str, tuple[tuple[tuple[str, int], ...], int, int]] = {
     "container": (
         (("create", 95_000_000), ("start", 80_000_000), ("first_response", 1_200_000)),
@@ -28,7 +35,44 @@ _PROFILES: dict[str, tuple[tuple[tuple[str, int], ...], int, int]] = {
     ),
     "subprocess": ((("spawn", 150_000), ("first_response", 40_000)), 125_000, 180_000),
     "wasm": ((("instantiate", 9_000), ("first_response", 3_000)), 10_240, 12_288),
+    "isolate": (
+        (("isolate", 1_900_000), ("compile", 900_000), ("instantiate", 400_000), ("first_response", 200_000)),
+        1_600_000,
+        2_100_000,
+    ),
+    "microvm": (
+        (("boot", 1_800_000_000), ("init", 600_000_000), ("first_response", 4_000_000)),
+        48_000_000,
+        64_000_000,
+    ),
 }
+_GENERIC: tuple[tuple[tuple[str, int], ...], int, int] = (
+    (("launch", 1_000_000), ("first_response", 100_000)), 1_000_000, 1_200_000
+)
+
+
+def rung_factor(name: str) -> float:
+    """1.0 for a family's plain rung; a fixed factor in [0.25, 2.25) per variant, from its
+    name alone (crc32), so a fake rung's figures differ from its family's yet never move."""
+    variant = name.partition(":")[2]
+    if not variant:
+        return 1.0
+    return 0.25 + (zlib.crc32(variant.encode()) % 200) / 100
+
+
+def fake_profile(name: str) -> tuple[tuple[tuple[str, int], ...], int, int]:
+    """The fake figures for registered rung (or family) ``name``: its family's, scaled."""
+    from edgelab.runtimes import registry
+
+    try:
+        family = registry.spec(name).family
+    except EdgelabError:
+        family = name.partition(":")[0]
+    phases, pss, host = _PROFILES.get(family, _GENERIC)
+    factor = rung_factor(name)
+    return tuple((k, round(v * factor)) for k, v in phases), round(pss * factor), round(host * factor)
+
+
 #: The fake container's cgroup memory per instance (kernel memory included, pretend).
 _FAKE_CGROUP_BYTES = 1_300_000
 #: What the fake MemAvailable starts at.
@@ -48,6 +92,16 @@ def _fake_use(delta: int) -> None:
     global _fake_used
     with _fake_lock:
         _fake_used += delta
+
+
+def _registered(name: str) -> RuntimeSpec | None:
+    """The spec the fake stands in for, so ``describe()`` says its family and artifact."""
+    from edgelab.runtimes import registry
+
+    try:
+        return registry.spec(name)
+    except EdgelabError:
+        return None
 
 
 class FakeInstance(Instance):
@@ -89,7 +143,9 @@ class FakeRuntime(Runtime):
         sizing, which follows wall time)."""
         super().__init__(session)
         self.name = as_runtime  # type: ignore[misc]
-        phases, self._bytes_per_instance, self.host_bytes_per_instance = _PROFILES[as_runtime]
+        self.spec = _registered(as_runtime)
+        self.family = self.spec.family if self.spec else as_runtime.partition(":")[0]
+        phases, self._bytes_per_instance, self.host_bytes_per_instance = fake_profile(as_runtime)
         self._phases = dict(phases)
         self.phase_names = tuple(self._phases)  # type: ignore[misc,assignment]
         self._unavailable = unavailable
@@ -154,7 +210,7 @@ class FakeRuntime(Runtime):
         return len(instances) * self._bytes_per_instance
 
     def host_memory_bytes(self, instances: Sequence[Instance]) -> int | None:
-        if self.name != "container":
+        if self.family != "container":
             return None
         return len(instances) * _FAKE_CGROUP_BYTES
 
