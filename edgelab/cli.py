@@ -71,6 +71,24 @@ def _runtime_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--runtime: ")) from None
 
 
+#: ``--runtimes``' default and help, from the registry (filled by ``_read_registry``).
+_DEFAULT_RUNTIMES = "container,subprocess,wasm"
+_RUNTIMES_HELP = ""
+
+
+def _read_registry() -> None:
+    """The runtime choices come from ``edgelab.runtimes.registry``, the one list (importing it
+    imports no runtime, so --help stays instant)."""
+    from edgelab.runtimes import registry
+
+    global _DEFAULT_RUNTIMES, _RUNTIMES_HELP
+    _DEFAULT_RUNTIMES = ",".join(registry.default_names())
+    _RUNTIMES_HELP = (
+        f"comma-separated rungs (default {_DEFAULT_RUNTIMES}), or unique prefixes (c,s,w);"
+        " every rung: edgelab runtimes"
+    )
+
+
 def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: str) -> None:
     """Another spelling of an option, sharing its destination and its check (its ``type``)."""
     action = parser._option_string_actions[existing]
@@ -80,6 +98,8 @@ def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: st
 
 def build_parser() -> argparse.ArgumentParser:
     from edgelab import __version__
+
+    _read_registry()
 
     parser = _Parser(
         prog="edgelab",
@@ -107,10 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     # -w/-r are edgelab's two everyday choices; hyperfine's meanings (warmup, runs) are the
     # long names --warmup and --runs, and a number given to -w or -r says so.
     run.add_argument("--workload", "-w", default="hello", help="workload to start (see edgelab workloads)")
-    run.add_argument(
-        "--runtimes", "-r", default="container,subprocess,wasm",
-        help="comma-separated: container, subprocess, wasm, or a prefix (c,s,w)",
-    )
+    run.add_argument("--runtimes", "-r", default=_DEFAULT_RUNTIMES, help=_RUNTIMES_HELP)
     run.add_argument("--count", "-n", type=flag(COUNT), default=20, help="measured cold starts per runtime")
     run.add_argument("--warmup", type=flag(WARMUP), default=1, help="launches recorded but not summarised")
     run.add_argument("--resident", default="0", help="resident instances to hold per runtime: N, or runtime=N,... (c=20,s=50,w=2000)")
@@ -144,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("workload")
     invoke.add_argument(
         "--runtime", "-r", required=True, type=_runtime_name, metavar="RUNTIME",
-        help="container, subprocess or wasm (or a prefix: c, s, w)",
+        help="any rung of edgelab runtimes (e.g. wasm:jit), or a unique prefix (c, s, w)",
     )
     invoke.add_argument("--timeout", type=flag(TIMEOUT_S), default=None)
 
@@ -156,11 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     workloads.add_argument("--json", action="store_true", help="machine-readable, with paths and sizes in bytes")
 
     sub.add_parser("doctor", help="which runtimes work here, and how to fix those that don't")
+    rungs = sub.add_parser("runtimes", help="every runtime and rung: what it starts, skips and costs to keep ready")
+    rungs.add_argument("--json", action="store_true", help="machine-readable")
     probe = sub.add_parser("probe", help="what a workload can reach in each runtime (files, env, /, network, writes)")
-    probe.add_argument(
-        "--runtimes", "-r", default="container,subprocess,wasm",
-        help="comma-separated: container, subprocess, wasm, or a prefix (c,s,w)",
-    )
+    probe.add_argument("--runtimes", "-r", default=_DEFAULT_RUNTIMES, help=_RUNTIMES_HELP)
     probe.add_argument("--json", action="store_true", help="machine-readable: verdict and detail per capability")
     clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
     clean.add_argument("--cache", action="store_true", help="also remove built artifacts")

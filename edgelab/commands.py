@@ -27,7 +27,7 @@ from edgelab.lab import (
     unselected_in_resident,
 )
 from edgelab.results import MemoryResult, RunResult
-from edgelab.runtimes import RUNTIME_NAMES, create_runtime, parse_runtimes
+from edgelab.runtimes import create_runtime, parse_runtimes, registry
 from edgelab.session import Session
 from edgelab.settings import read_request
 from edgelab.stats import format_bytes, format_duration_ns, format_ratio
@@ -535,36 +535,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def workload_listing(include_images: bool = True) -> list[dict[str, Any]]:
-    from edgelab.build import ensure_native, ensure_wasm, host_arch
+    """The catalog as JSON, every artifact built first (what ``edgelab workloads`` shows)."""
+    from edgelab.catalog import catalog
 
-    image_info = None
-    image_error = None
-    if include_images:
-        image_info, missing = _usable_engine()
-        if missing is not None:
-            image_error = missing.reason
-    listing = []
-    for workload in load_workloads().values():
-        wasm = ensure_wasm(workload)
-        native = ensure_native(workload, host_arch())
-        entry: dict[str, Any] = {
-            "name": workload.name,
-            "description": workload.description,
-            "default_request_bytes": len(workload.default_request),
-            "max_request_bytes": workload.max_request_bytes,
-            "wasm": {"path": str(wasm), "size_bytes": wasm.stat().st_size},
-            "native": {"path": str(native), "size_bytes": native.stat().st_size},
-            "image": None,
-        }
-        if image_info is not None:
-            from edgelab.runtimes.container import ensure_image, image_size_bytes
-
-            tag = ensure_image(image_info.client, workload)
-            entry["image"] = {"tag": tag, "size_bytes": image_size_bytes(image_info.client, tag)}
-        elif image_error:
-            entry["image_error"] = image_error
-        listing.append(entry)
-    return listing
+    return [entry.as_json() for entry in catalog(ensure=True, images=include_images)]
 
 
 def cmd_workloads(args: argparse.Namespace) -> int:
@@ -573,19 +547,24 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
+    from edgelab.catalog import artifact_kinds
+
+    kinds = artifact_kinds()
     table = Table(title="workloads (sizes of the artifacts each runtime starts)")
-    for column in ("name", "description", "wasm", "native", "image"):
-        table.add_column(column, justify="right" if column in ("wasm", "native", "image") else "left")
+    table.add_column("name")
+    table.add_column("description")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
     for entry in listing:
-        image = entry["image"]
-        table.add_row(
-            entry["name"],
-            entry["description"],
-            format_bytes(entry["wasm"]["size_bytes"]),
-            format_bytes(entry["native"]["size_bytes"]),
-            format_bytes(image["size_bytes"]) if image else "–",
-        )
+        cells = []
+        for kind in kinds:
+            found = entry.get(kind)
+            cells.append(format_bytes(found["size_bytes"]) if found and found["size_bytes"] is not None else "–")
+        table.add_row(entry["name"], entry["description"], *cells)
     Console().print(table)
+    notes = {entry[f"{k}_error"] for entry in listing for k in kinds if entry.get(f"{k}_error")}
+    for note in sorted(notes):
+        err.print(f"[yellow]images:[/] {note}", highlight=False)
     return 0
 
 
@@ -635,7 +614,7 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
     except ManifestError as exc:
         rows.append(("workloads", False, str(exc), "fix that workload.toml (a workload's own file)", {}))
     session = Session()
-    for name in RUNTIME_NAMES:
+    for name in registry.names():  # every registered rung, one row each
         try:
             runtime = create_runtime(name, session)
             runtime.check()
@@ -650,6 +629,42 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
         except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
             rows.append((name, False, f"{type(exc).__name__}: {exc}", "report this as a bug", {}))
     return rows
+
+
+def runtime_listing() -> list[dict[str, Any]]:
+    """Every registered rung as the registry states it (no runtime is created: instant)."""
+    return [
+        {
+            "name": entry.name,
+            "family": entry.family,
+            "artifact": entry.artifact,
+            "default": entry.default,
+            "summary": entry.summary,
+            "skips": entry.skips,
+            "ready_cost": entry.ready_cost,
+        }
+        for entry in registry.specs()
+    ]
+
+
+def cmd_runtimes(args: argparse.Namespace) -> int:
+    listing = runtime_listing()
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    table = Table(title="runtimes and rungs (-r takes any name; * in the default selection)")
+    for column in ("rung", "starts", "what it is", "skips", "kept ready costs"):
+        table.add_column(column, overflow="fold")
+    for entry in listing:
+        table.add_row(
+            entry["name"] + (" *" if entry["default"] else ""),
+            entry["artifact"],
+            entry["summary"],
+            entry["skips"] or "–",
+            entry["ready_cost"] or "–",
+        )
+    Console().print(table)
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
