@@ -53,6 +53,14 @@ COMMON_FLAGS = (
 )
 WASM_FLAGS = ("-target", WASM_TARGET, "-Wl,--no-entry", f"-Wl,-z,stack-size={WASM_STACK_BYTES}")
 NATIVE_FLAGS = ("-static",)
+#: Native builds besides the static binary, each a rung of its own (``ensure_native(variant=)``):
+#: ``dynamic`` links the same source, as a PIE, against the system glibc (its loader, start
+#: files, mem* and malloc: what a binary built the usual way pays at start); ``forkserver``,
+#: the static binary with the fork-server mode of modules/abi/el_forkserver.h compiled in.
+NATIVE_VARIANTS: dict[str, tuple[str, ...]] = {
+    "dynamic": ("-fPIE", "-pie", "-DEDGELAB_DYNAMIC"),
+    "forkserver": ("-static", "-DEDGELAB_FORKSERVER"),
+}
 _BUILD_FORMAT = "edgelab-build-2"
 
 
@@ -104,14 +112,29 @@ def _define_flags(workload: Workload) -> list[str]:
     return flags
 
 
+def _split_target(target: str) -> tuple[str, str | None]:
+    """'x86_64' -> ('x86_64', None); 'x86_64-dynamic' -> ('x86_64', 'dynamic')."""
+    arch, _, variant = target.partition("-")
+    return arch, variant or None
+
+
 def _target_flags(workload: Workload, target: str) -> list[str]:
     if target == WASM_TARGET:
         return [*WASM_FLAGS, f"-Wl,--max-memory={wasm_max_memory_bytes(workload)}"]
-    if target not in NATIVE_ARCHES:
-        raise ArtifactError(
-            f"unknown build target '{target}' (known: wasm, {', '.join(NATIVE_ARCHES)})"
-        )
-    return ["-target", f"{target}-linux-musl", *NATIVE_FLAGS]
+    arch, variant = _split_target(target)
+    if arch not in NATIVE_ARCHES or (variant is not None and variant not in NATIVE_VARIANTS):
+        known = [*NATIVE_ARCHES, *(f"{a}-{v}" for a in NATIVE_ARCHES for v in NATIVE_VARIANTS)]
+        raise ArtifactError(f"unknown build target '{target}' (known: wasm, {', '.join(known)})")
+    if variant == "dynamic":  # glibc's start files and libc.so.6, through its dynamic loader
+        return ["-target", f"{arch}-linux-gnu", *NATIVE_VARIANTS[variant]]
+    return ["-target", f"{arch}-linux-musl", *(NATIVE_VARIANTS[variant] if variant else NATIVE_FLAGS)]
+
+
+def _common_flags(target: str) -> tuple[str, ...]:
+    """COMMON_FLAGS, less -nostdlib for the build linked against the system libc."""
+    if _split_target(target)[1] == "dynamic":
+        return tuple(flag for flag in COMMON_FLAGS if flag != "-nostdlib")
+    return COMMON_FLAGS
 
 
 def _abi_files() -> list[Path]:
@@ -130,7 +153,7 @@ def compile_command(workload: Workload, target: str, output: Path) -> list[str]:
         "ziglang",
         "cc",
         *_target_flags(workload, target),
-        *COMMON_FLAGS,
+        *_common_flags(target),
         f"-I{ABI_DIR}",
         *_define_flags(workload),
         "-o",
@@ -162,6 +185,7 @@ def source_hash(workload: Workload) -> str:
         str(wasm_max_memory_bytes(workload)),
         "|",
         *NATIVE_FLAGS,
+        *(f"{name}:{' '.join(extra)}" for name, extra in sorted(NATIVE_VARIANTS.items())),
     ]
     add("flags", "\n".join(flags).encode())
     return digest.hexdigest()
@@ -295,10 +319,15 @@ def ensure_wasm(workload: Workload, progress: Progress | None = None) -> Path:
 
 
 def ensure_native(
-    workload: Workload, arch: str | None = None, progress: Progress | None = None
+    workload: Workload,
+    arch: str | None = None,
+    progress: Progress | None = None,
+    variant: str | None = None,
 ) -> Path:
-    """Path of the workload's static Linux binary for ``arch`` (default: this machine)."""
-    return _ensure(workload, arch or host_arch(), progress)
+    """Path of the workload's static Linux binary for ``arch`` (default: this machine), or of
+    one of its ``NATIVE_VARIANTS`` (``dynamic``, ``forkserver``)."""
+    target = arch or host_arch()
+    return _ensure(workload, f"{target}-{variant}" if variant else target, progress)
 
 
 def ensure_all(
@@ -319,7 +348,8 @@ def artifact_sizes(workload: Workload) -> dict[str, int]:
     """Sizes in bytes of the artifacts already built for this workload, by target."""
     directory = artifact_dir(workload)
     sizes: dict[str, int] = {}
-    for target in (WASM_TARGET, *NATIVE_ARCHES):
+    variants = (f"{arch}-{variant}" for arch in NATIVE_ARCHES for variant in NATIVE_VARIANTS)
+    for target in (WASM_TARGET, *NATIVE_ARCHES, *variants):
         path = directory / _artifact_name(workload, target)
         if _is_built(path):
             sizes[target] = path.stat().st_size

@@ -1,9 +1,11 @@
 /* The freestanding runtime under every workload: mem* functions, a small first-fit
  * allocator on top of brk (native) or memory.grow (Wasm), the output buffer and the
  * number formatters.  No C library is linked, so nothing here differs between targets
- * except where the heap comes from. */
+ * except where the heap comes from.  The dynamically linked native build (EDGELAB_DYNAMIC,
+ * the subprocess:dynamic rung) takes mem*, strlen and the allocator from the system libc. */
 #include "edgelab.h"
 
+#ifndef EDGELAB_DYNAMIC /* linked against the system libc: its mem* and strlen */
 /* ---- memory functions (the compiler may also emit calls to these) ---- */
 
 void *memcpy(void *dst, const void *src, size_t n) {
@@ -45,6 +47,8 @@ size_t strlen(const char *s) {
     while (*p) p++;
     return (size_t)(p - s);
 }
+
+#endif /* EDGELAB_DYNAMIC */
 
 /* ---- raw syscalls (native only) ---- */
 
@@ -105,6 +109,7 @@ void el_sys_exit(int code) {
 }
 #endif
 
+#ifndef EDGELAB_DYNAMIC /* linked against the system libc: its malloc, realloc, free */
 /* ---- heap: one contiguous region that grows (and, natively, shrinks) at its top ---- */
 
 static uintptr_t heap_start, heap_top, heap_limit;
@@ -254,6 +259,8 @@ void *realloc(void *p, size_t n) {
     free(p);
     return q;
 }
+
+#endif /* EDGELAB_DYNAMIC */
 
 /* ---- output buffer ---- */
 

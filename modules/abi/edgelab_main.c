@@ -135,9 +135,8 @@ static void respond(int status) {
 static char *no_environ[1];
 char **el_environ = no_environ;
 
-/* `sp` is the stack pointer the kernel entered with: argc, argv[argc], NULL, envp..., NULL. */
-__attribute__((noreturn, used)) void el_start_c(long *sp) {
-    if (sp) el_environ = (char **)(sp + 1 + sp[0] + 1);
+/* Answer request frames on stdin until it ends. */
+__attribute__((noreturn)) static void serve(void) {
     uint8_t *req = NULL;
     for (;;) {
         uint8_t hdr[4];
@@ -163,6 +162,28 @@ __attribute__((noreturn, used)) void el_start_c(long *sp) {
     }
 }
 
+#ifdef EDGELAB_FORKSERVER
+#include "el_forkserver.h"
+#endif
+
+#ifdef EDGELAB_DYNAMIC
+/* Linked against the system C library: its start files and dynamic loader run first. */
+int main(int argc, char **argv, char **envp) {
+    (void)argc;
+    (void)argv;
+    el_environ = envp;
+    serve();
+}
+#else
+/* `sp` is the stack pointer the kernel entered with: argc, argv[argc], NULL, envp..., NULL. */
+__attribute__((noreturn, used)) void el_start_c(long *sp) {
+    if (sp) el_environ = (char **)(sp + 1 + sp[0] + 1);
+#ifdef EDGELAB_FORKSERVER
+    el_forkserver(); /* returns only in a forked instance, its request pipes on fds 0 and 1 */
+#endif
+    serve();
+}
+
 /* The kernel enters here with argc/argv/envp on the stack; pass that stack pointer as the
  * first argument, align the stack and call into C. */
 #if defined(__x86_64__)
@@ -172,5 +193,6 @@ __asm__(".text\n.global _start\n.type _start,@function\n_start:\n"
 __asm__(".text\n.global _start\n.type _start,%function\n_start:\n"
         "  mov x29, #0\n  mov x30, #0\n  mov x0, sp\n  and x1, x0, #-16\n  mov sp, x1\n  bl el_start_c\n  brk #0\n");
 #endif
+#endif /* EDGELAB_DYNAMIC */
 
 #endif
