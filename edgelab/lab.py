@@ -33,7 +33,7 @@ from edgelab.events import (
 from edgelab.hostinfo import host_facts, mem_available_bytes
 from edgelab.protocol import STATUS_REJECTED
 from edgelab.results import RunResult, RuntimeResult, Sample
-from edgelab.runtimes import RUNTIME_NAMES, create_runtime
+from edgelab.runtimes import RUNTIME_NAMES, create_runtime, registry
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.runtimes.registry import RuntimeInfo
 from edgelab.scenarios import get_scenario, scenario_names
@@ -165,19 +165,33 @@ MAX_RESIDENT = 1_000_000
 
 
 def resolve_runtime_name(given: str, label: str = "--resident") -> str:
-    """A runtime's full name or an unambiguous prefix of it, in any case (``c``, ``Wasm``,
-    ``sub``): the TUI's one-letter spelling and the CLI's full names are one grammar."""
+    """A registered runtime's or rung's name, or an unambiguous prefix of one, in any case
+    (``c``, ``Wasm``, ``wasm:j``): the TUI's one-letter spelling and the CLI's full names are
+    one grammar, read from the registry. A prefix whose matches are one family's plain rung and
+    its variants names the plain rung (``c`` is ``container``, not ``container:paused``); any
+    other prefix with several matches is one ``UsageError`` line listing them."""
     key = given.strip().lower()
-    named = [name for name in RUNTIME_NAMES if key and name.startswith(key)]
-    if key in RUNTIME_NAMES:
+    if key in registry.names(include_hidden=True):
         return key
+    known = registry.names()
+    named = [name for name in known if key and name.startswith(key)]
     if len(named) == 1:
         return named[0]
-    choices = ", ".join(RUNTIME_NAMES)
-    letters = ", ".join(name[0] for name in RUNTIME_NAMES)
+    families = {registry.family_of(name) for name in named}
+    if len(families) == 1 and (plain := families.pop()) in named:
+        return plain
     if named:
         raise UsageError(f"{label}: '{given.strip()}' could be {' or '.join(named)}; spell more of it")
-    raise UsageError(f"{label}: '{given.strip()}' is not a runtime ({choices}, or {letters})")
+    letters = ", ".join(_family_letters(known))
+    raise UsageError(f"{label}: '{given.strip()}' is not a runtime ({', '.join(known)}, or {letters})")
+
+
+def _family_letters(known: tuple[str, ...]) -> list[str]:
+    """The one-letter spellings that name a runtime (each family's first letter, where no other
+    family starts with it), in registry order."""
+    plain = [name for name in known if ":" not in name]
+    firsts = [name[0] for name in plain]
+    return [letter for letter in dict.fromkeys(firsts) if firsts.count(letter) == 1]
 
 
 def _resident_count(text: str, label: str) -> int:
@@ -271,8 +285,9 @@ class Lab:
 
                         self.watchdog = Watchdog(self.session.id)
                     rt.watcher = self.watchdog
-                    if name == "container":
-                        # It also removes the leftovers of dead sessions, off the lab's path.
+                    if _family(rt, name) == "container":
+                        # Every container rung labels its containers: the watchdog sweeps them
+                        # by label, and also removes dead sessions' leftovers, off the lab's path.
                         self.watchdog.uses_containers()
                 self._runtimes[name] = rt
             return self._runtimes[name]
@@ -662,6 +677,12 @@ def _launch_error(exc: Exception) -> str:
     if isinstance(exc, LaunchFailed):
         return str(exc)
     return limits.limit_message(exc) or f"{type(exc).__name__}: {exc}"
+
+
+def _family(rt: Runtime, name: str) -> str:
+    """The runtime's family from the registry entry it was made from; a runtime made by a
+    test's factory without one is of the family its name says (``container:paused``)."""
+    return rt.spec.family if rt.spec is not None else name.partition(":")[0]
 
 
 def _stop_quietly(instance: Instance) -> None:
