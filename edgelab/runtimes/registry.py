@@ -188,6 +188,35 @@ register(RuntimeSpec(
     default=True,
 ))  # fmt: skip
 # -- container rungs (owner: the containers helper) ----------------------------------------------
+register(RuntimeSpec(
+    "container:cli", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
+    "docker run --rm -i through the docker CLI, as people type it (request on stdin)",
+    options=_options(strategy="cli"),
+))  # fmt: skip
+register(RuntimeSpec(
+    "container:created", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
+    "a container created and attached ahead, started on request",
+    skips="docker create (done ahead, untimed)",
+    ready_cost="one created container: engine state only, no process until started",
+    options=_options(strategy="created"),
+))  # fmt: skip
+register(RuntimeSpec(
+    "container:paused", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
+    "a container started ahead and paused in its first read, unpaused on request (a warm pool)",
+    skips="docker create and start (done ahead, untimed): a warm pool, provisioned concurrency",
+    ready_cost="one paused container: its processes' memory while idle, as a resident one",
+    options=_options(strategy="paused"),
+))  # fmt: skip
+register(RuntimeSpec(
+    "container:gvisor", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
+    "the same image and hardening under gVisor's runsc (a user-space kernel), via the SDK",
+    options=_options(oci_runtime="runsc"),
+))  # fmt: skip
+register(RuntimeSpec(
+    "container:crun", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
+    "the same image and hardening under crun (the OCI runtime in C) instead of runc, via the SDK",
+    options=_options(oci_runtime="crun"),
+))  # fmt: skip
 # -- subprocess rungs (owner: the subprocess helper) --------------------------------------------
 # -- wasm rungs (owner: the wasm helper) --------------------------------------------------------
 # -- isolate rungs (owner: the isolate helper) --------------------------------------------------

@@ -381,6 +381,7 @@ class ContainerInstance(Instance):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._owner = owner
+        self.runtime = getattr(owner, "name", "container")  # the rung: container:paused ...
         self.container_id = container_id
         self.name = name
         self.max_response_bytes = max_response_bytes
@@ -594,15 +595,44 @@ class ContainerRuntime(Runtime):
     Phases: ``create`` is the create call plus attaching stdin/stdout (before start, so no
     output is lost); ``start`` is the start call (runc sets the container up and execs the
     binary); ``first_response`` runs from there to the first byte of the first response.
+
+    ``strategy`` picks the rung (``strategies.STRATEGIES``): ``sdk`` (the above), ``cli``
+    (``docker run`` through the docker CLI), ``created`` (created ahead, started on request),
+    ``paused`` (started and paused ahead, unpaused on request). ``oci_runtime`` names the
+    engine's OCI runtime (``runsc``, ``crun``; None: the engine's default, runc). Every rung
+    runs the same image with the same hardening.
     """
 
     name = "container"
-    phase_names = ("create", "start", "first_response")
+    phase_names: tuple[str, ...] = ("create", "start", "first_response")  # type: ignore[misc]
     memory_metric = "PSS of the container's processes + its containerd shim"
-    startup_includes = "docker create + start + first response (image prebuilt; excludes removal)"
+    startup_includes = "docker create + start + first response (image prebuilt; excludes removal)"  # type: ignore[misc]
 
-    def __init__(self, session: Session, client: Any = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        client: Any = None,
+        strategy: str = "sdk",
+        oci_runtime: str | None = None,
+    ) -> None:
+        from edgelab.runtimes.container import strategies
+
         super().__init__(session)
+        if strategy not in strategies.STRATEGIES:
+            raise ValueError(f"container strategy {strategy!r} is not one of {strategies.STRATEGIES}")
+        self.strategy = strategy
+        self.oci_runtime = oci_runtime or None
+        self.phase_names = strategies.uses(strategy)["phase_names"]
+        includes = strategies.uses(strategy)["startup_includes"]
+        if self.oci_runtime:
+            includes = f"{includes}; under the OCI runtime {self.oci_runtime}"
+        self.startup_includes = includes
+        self._pool = (
+            strategies.ReadyPool(self, paused=strategy == "paused")
+            if strategy in ("created", "paused")
+            else None
+        )
+        self._docker_cli: str | None = None
         self._client = client
         self._tags: dict[str, str] = {}
         self.image_sizes_bytes: dict[str, int] = {}
@@ -630,20 +660,80 @@ class ContainerRuntime(Runtime):
             client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means: no engine
             raise RuntimeUnavailable(self.name, engine_unavailable_reason(exc), _FIX) from None
-        if self._client is None:
-            client.close()
+        try:
+            if self.oci_runtime:
+                self._check_oci_runtime(client)
+            if self.strategy == "cli":
+                self._check_cli()
+        finally:
+            if self._client is None:
+                client.close()
+
+    def _check_oci_runtime(self, client: Any) -> None:
+        """The engine must list the OCI runtime (``docker info``, cached), and crun must not
+        be facing a hybrid cgroup layout it refuses (see ``engine``)."""
+        from edgelab.runtimes.container import engine
+
+        assert self.oci_runtime is not None
+        try:
+            registered = engine.oci_runtimes(client)
+        except Exception as exc:  # noqa: BLE001 - any failure means: no engine
+            raise RuntimeUnavailable(self.name, engine_unavailable_reason(exc), _FIX) from None
+        if self.oci_runtime not in registered:
+            listed = ", ".join(sorted(n for n in registered if not n.startswith("io.containerd")))
+            raise RuntimeUnavailable(
+                self.name,
+                f"the Docker engine has no OCI runtime '{self.oci_runtime}' registered"
+                f" (it lists {listed or 'none'})",
+                engine.registration_fix(self.oci_runtime),
+            )
+        if engine.local_engine(client):
+            problem = engine.hybrid_cgroup_problem(self.oci_runtime)
+            if problem is not None:
+                raise RuntimeUnavailable(self.name, *problem)
+
+    def _check_cli(self) -> None:
+        from edgelab.runtimes.container import strategies
+
+        self._docker_cli = strategies.docker_cli()
+        if self._docker_cli is None:
+            raise RuntimeUnavailable(
+                self.name,
+                "no docker CLI on PATH",
+                "install the docker CLI (Debian: apt-get install docker.io; or docker-ce-cli)",
+            )
 
     def versions(self) -> dict[str, str]:
         version = self.client.version()
-        return {
+        found = {
             "docker_engine": str(version.get("Version", "?")),
             "docker_api": str(version.get("ApiVersion", "?")),
         }
+        if self.oci_runtime:
+            found["oci_runtime"] = self.oci_runtime
+        return found
+
+    def preparation(self) -> dict[str, str]:
+        """What the ready pool holds while idle (the rung's cost of being ready), measured."""
+        if self._pool is None:
+            return {}
+        ready = self._pool.ready()
+        if not ready:
+            return {}
+        pss = self.pss_bytes(ready)
+        host = self.host_memory_bytes(ready)
+        what = "paused container" if self._pool.paused else "created container (no process yet)"
+        line = f"{len(ready)} {what}: PSS {pss / 2**20:.2f} MiB"
+        if host is not None:
+            line += f", cgroup memory {host / 2**10:.0f} KiB"
+        return {"ready pool": line}
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self, workload: Workload, progress: Progress | None = None) -> None:
         tag = ensure_image(self.client, workload, progress)
         self.use_image(workload, tag)
+        if self._pool is not None:
+            self._pool.fill(workload)  # the ahead-work: untimed, before any launch
 
     def use_image(self, workload: Workload, tag: str) -> None:
         """Launch ``workload`` from ``tag`` (an image built elsewhere, e.g. by a test)."""
@@ -658,9 +748,13 @@ class ContainerRuntime(Runtime):
         return self._tags[workload.name]
 
     @staticmethod
-    def host_config(client: Any, memory_limit_bytes: int) -> dict[str, Any]:
-        """The hardening every instance gets (benchmarks/container_raw.py uses it too)."""
+    def host_config(
+        client: Any, memory_limit_bytes: int, oci_runtime: str | None = None
+    ) -> dict[str, Any]:
+        """The hardening every instance gets (benchmarks/container_raw.py uses it too);
+        ``oci_runtime`` picks the engine's OCI runtime (None: its default)."""
         return client.api.create_host_config(
+            runtime=oci_runtime,
             network_mode="none",
             read_only=True,
             cap_drop=["ALL"],
@@ -681,7 +775,7 @@ class ContainerRuntime(Runtime):
         """Create (not start) one hardened container; (id, name). One API call, no inspect."""
         api = self.client.api
         name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
-        host_config = self.host_config(self.client, workload.memory_limit_bytes)
+        host_config = self.host_config(self.client, workload.memory_limit_bytes, self.oci_runtime)
         created = api.create_container(
             tag,
             name=name,
@@ -694,23 +788,80 @@ class ContainerRuntime(Runtime):
         )
         return created["Id"], name
 
-    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
-        """Create, attach, start, first response. Each engine call is bounded by the client's
-        timeout and the first response by ``timeout_s``; a failed launch waits at most
-        FAILED_REMOVAL_WAIT_S for its container's removal (the rest goes at close)."""
+    def _will_create(self) -> None:
+        """Before anything carries the session's labels: its lock, and the watchdog told to
+        sweep containers by label when the lab dies (the lab tells it only for ``container``)."""
+        try:
+            self.session.hold()
+        except EdgelabError as exc:
+            raise LaunchFailed(f"{self.name}: {exc}") from None
+        if self.watcher is not None:
+            self.watcher.uses_containers()
+            self.watcher.creates_containers()
+
+    def _create_attached(self, workload: Workload) -> ContainerInstance:
+        """A created (not started) container with its attach stream, tracked (the ahead-work
+        of the pooled rungs)."""
+        self._will_create()
+        container_id, name = self._create(workload, self._tags[workload.name])
+        instance = ContainerInstance(self, container_id, name, workload.max_response_bytes)
+        self._track(instance)
+        try:
+            client = self.client
+            instance.stream = _AttachStream(attach_socket(client, container_id, client.api.timeout))
+        except BaseException:
+            instance.stop_within(FAILED_REMOVAL_WAIT_S)
+            raise
+        return instance
+
+    def _launch_failure(self, exc: BaseException, step: str) -> None:
+        """Raise ``exc`` of a failed launch as one line (a LaunchFailed), or as it is when it
+        is one already or not an Exception (KeyboardInterrupt ...)."""
         import docker
+
+        if step != "first request" and (_is_timeout(exc) or not isinstance(exc, Exception)):
+            self._suspect_engine()  # an engine call timed out or was cut short
+        if isinstance(exc, LaunchFailed) or not isinstance(exc, Exception):
+            raise exc
+        if isinstance(exc, docker.errors.ImageNotFound):
+            raise LaunchFailed(f"{self.name}: image not found (prepare the workload)") from None
+        if _is_timeout(exc):
+            raise LaunchTimeout(
+                f"{self.name}: docker {step} timed out (no answer from the engine in"
+                f" {self.client.api.timeout:g} s)"
+            ) from None
+        raise LaunchFailed(f"{self.name}: docker {step} failed: {_one_line(exc)}") from None
+
+    def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        """One launch by this runtime's strategy, timed from this call to the first response
+        byte. Each engine call is bounded by the client's timeout and the first response by
+        ``timeout_s``."""
+        from edgelab.runtimes.container import strategies
 
         if workload.name not in self._tags:
             self.prepare(workload)
+        if self._pool is not None:
+            self._will_create()
+            return strategies.pooled_launch(self, self._pool, workload, request, timeout_s)
+        if self.strategy == "cli":
+            if self._docker_cli is None:
+                self._check_cli()
+            assert self._docker_cli is not None
+            self._will_create()
+            return strategies.cli_launch(
+                self, self._docker_cli, workload, self._tags[workload.name], request, timeout_s
+            )
+        return self._sdk_launch(workload, request, timeout_s)
+
+    def _sdk_launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        """Create, attach, start, first response; a failed launch waits at most
+        FAILED_REMOVAL_WAIT_S for its container's removal (the rest goes at close)."""
+        import docker
+
         tag = self._tags[workload.name]
         frame = encode_request(request)
         client = self.client
-        try:
-            self.session.hold()  # the session's lock, before anything carries its labels
-        except EdgelabError as exc:
-            raise LaunchFailed(f"container: {exc}") from None
-        if self.watcher is not None:
-            self.watcher.creates_containers()
+        self._will_create()
         instance: ContainerInstance | None = None
         step = "create"
         deadline = time.monotonic() + timeout_s
@@ -738,14 +889,14 @@ class ContainerRuntime(Runtime):
                 raise
             if isinstance(exc, docker.errors.ImageNotFound):
                 raise LaunchFailed(
-                    f"container: image {tag} not found (prepare the workload)"
+                    f"{self.name}: image {tag} not found (prepare the workload)"
                 ) from None
             if _is_timeout(exc):
                 raise LaunchTimeout(
-                    f"container: docker {step} timed out (no answer from the engine in"
+                    f"{self.name}: docker {step} timed out (no answer from the engine in"
                     f" {client.api.timeout:g} s)"
                 ) from None
-            raise LaunchFailed(f"container: docker {step} failed: {_one_line(exc)}") from None
+            raise LaunchFailed(f"{self.name}: docker {step} failed: {_one_line(exc)}") from None
         phases = {"create": t1 - t0, "start": t2 - t1, "first_response": first_byte[0] - t2}
         return Launch(instance, response, first_byte[0] - t0, phases)
 
@@ -841,9 +992,12 @@ class ContainerRuntime(Runtime):
             return False
 
     def close(self) -> None:
-        """Remove every container this runtime created, several at a time. When no removal
-        has finished for the client's timeout plus a second (the engine does not answer),
-        raise, naming how many are left: the session watchdog removes them when it answers."""
+        """Remove every container this runtime created (the ready pool's too), several at a
+        time. When no removal has finished for the client's timeout plus a second (the engine
+        does not answer), raise, naming how many are left: the session watchdog removes them
+        when it answers."""
+        if self._pool is not None:
+            self._pool.drop()
         live = self.live_instances()
         if not live:
             return
