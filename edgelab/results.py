@@ -290,11 +290,14 @@ class RuntimeResult:
         return found
 
     def warnings(self) -> list[str]:
+        """What must be said beside this runtime's figures: its marks first (an emulated
+        figure never stands unmarked where warnings are shown), then the figures' own."""
         if self.error:
             return []
         found = warnings_for(self.summary(), len(self.measured))
         rate = self.rate_warning()
-        return found + ([rate] if rate else []) + (self.memory.warnings() if self.memory else [])
+        memory = self.memory.warnings() if self.memory else []
+        return list(self.marks) + found + ([rate] if rate else []) + memory
 
     def first_error(self) -> str | None:
         """The run-level error, or the first failed launch's reason."""
