@@ -384,7 +384,7 @@ def idle_cost(memory: MemoryResult | None) -> tuple[str, str]:
     if memory is None:
         return "–", "–"
     host = memory.host_bytes_per_instance
-    return (format_bytes(host) if host is not None else "– (in noise)", format_bytes(memory.pss_bytes_per_instance))
+    return (format_bytes(host) if host is not None else "–", format_bytes(memory.pss_bytes_per_instance))
 
 
 def chart_lines(rows: Sequence[tuple[str, float | None, float | None, Sequence[str]]], axis: LogAxis) -> list[str]:
@@ -417,20 +417,22 @@ def print_ladder(ladder: Ladder, console: Console) -> None:
 
     meta = ladder.result.metadata
     table = Table(
-        title=f"{meta['workload']['name']}: the cold-start ladder, sorted by p50 (launch call → first response byte)",
+        title=f"{meta['workload']['name']}: the cold-start ladder, by p50 (launch call → first response byte)",
+        caption="n: measured cold starts (cap: fewer, the rung's --budget-s); idle: memory per ready instance",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 0, 0, 1),
     )
-    for column in ("rung", "p50", "p99", "cold starts", "idle host/inst", "idle user-space/inst", "marks"):
+    # Fits 80 columns with the longest rung name: the notes below say what each cell means.
+    for column in ("rung", "p50", "p99", "n", "idle host", "idle user", "marks"):
         table.add_column(column, justify="left" if column in ("rung", "marks") else "right", no_wrap=column != "marks")
     for r in ladder.rows():
         s = r.summary()
         plan = ladder.plans.get(r.runtime)
-        launches = f"{r.ok}/{len(r.measured)}" + (" (budget)" if plan and plan.capped else "")
+        launches = (f"{r.ok}" if r.ok == len(r.measured) else f"{r.ok}/{len(r.measured)}") + (" cap" if plan and plan.capped else "")
         host, user = idle_cost(r.memory)
         p50, p99 = (format_duration_ns(s.p50_ns), format_duration_ns(s.p99_ns)) if s else ("–", "–")
-        table.add_row(r.runtime, p50, p99, launches, host, user, "; ".join(r.marks) or "")
+        table.add_row(r.runtime, p50, p99, launches, host, user, "; ".join(r.marks))
     console.print(table)
     axis = LogAxis(width=max(MIN_AXIS_WIDTH, min(56, console.width - 38)))
     console.print("[b]log scale[/] (█ to p50, ░ to p99)", highlight=False)
@@ -465,6 +467,8 @@ def print_ladder(ladder: Ladder, console: Console) -> None:
             console.print(f"  [red]{r.failed} launches failed; first: {r.first_error()}[/]", highlight=False, soft_wrap=True)
     for r in ladder.unusable():
         console.print(f"[yellow]{r.runtime}:[/] {r.error}" + (f" (fix: {r.fix})" if r.fix else ""), highlight=False, soft_wrap=True)
+    if meta.get("responses_identical") is False:
+        console.print("[red]the rungs' responses differ: the workload is not deterministic across rungs[/]", highlight=False)
 
 
 def _record_plans(ladder: Ladder) -> None:
