@@ -1,6 +1,6 @@
 """Raw baseline for the Wasm runtime: bare wasmtime in this process, nothing of the lab.
 
-Same Engine configuration as the host (``wasm_host.engine_config``, pooling allocator included)
+Same Engine configuration as the host (``host.engine_config``, pooling allocator included)
 and the module compiled once, outside the timing. Per iteration, timed: a fresh Store,
 instantiate from an InstancePre, ``_initialize``, then ``edgelab_alloc`` + memory write +
 ``edgelab_handle`` + copying the response out. Dropping the Store is outside the timing, as in
@@ -32,11 +32,10 @@ def _library() -> ctypes.CDLL:
     import subprocess
     import sys
 
-    from wasmtime import _ffi as ffi
-
     from edgelab.build import cache_dir
+    from edgelab.runtimes.wasm import capi
 
-    wheel_lib = Path(ffi.dll._name).resolve()  # type: ignore[attr-defined]
+    wheel_lib = capi.library_path()
     key = hashlib.sha256(RAW_SOURCE.read_bytes() + str(wheel_lib).encode()).hexdigest()[:16]
     output = cache_dir() / "bench" / f"wasm_raw-{key}.so"
     if not output.exists():
@@ -53,12 +52,8 @@ def _library() -> ctypes.CDLL:
     sizes = [ctypes.c_size_t() for _ in range(3)]
     lib.raw_sizes.restype = ctypes.c_size_t
     offset = lib.raw_sizes(*(ctypes.byref(size) for size in sizes))
-    want = (
-        ctypes.sizeof(ffi.wasmtime_instance_t),
-        ctypes.sizeof(ffi.wasmtime_extern_t),
-        ctypes.sizeof(ffi.wasmtime_val_raw_t),
-    )
-    if tuple(size.value for size in sizes) != want or offset != ffi.wasmtime_extern_t.of.offset:
+    want = (capi.INSTANCE_BYTES, capi.EXTERN_BYTES, capi.VAL_BYTES)
+    if tuple(size.value for size in sizes) != want or offset != capi.EXTERN_OF:
         raise RuntimeError("wasm_raw.c's struct layout does not match this wasmtime's C API")
     lib.raw_loop.restype = ctypes.c_int
     lib.raw_loop.argtypes = (
@@ -73,7 +68,7 @@ def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
     """(engine, InstancePre, needs WASI), made once per module: not part of any timing."""
     import wasmtime
 
-    from edgelab.runtimes import wasm_host as H
+    from edgelab.runtimes.wasm import host as H
     from edgelab.runtimes.wasm import pool_memory_bytes
 
     memory = pool_memory_bytes()
@@ -90,8 +85,8 @@ def raw_wasm_cold_start_ns(
     wasm_path: Path, request: bytes, n: int, api: str = "c", warm: int | None = None
 ) -> list[int]:
     """``n`` timed cold starts after ``warm`` untimed ones (by default as many as the lab's
-    host runs before each batch, ``wasm_host.WARM_LAUNCHES``)."""
-    from edgelab.runtimes import wasm_host as H
+    host runs before each batch, ``host.WARM_LAUNCHES``)."""
+    from edgelab.runtimes.wasm import host as H
 
     warm = H.WARM_LAUNCHES if warm is None else warm
     engine, pre, needs_wasi = _prepared(Path(wasm_path))
@@ -113,7 +108,7 @@ def raw_wasm_cold_start_ns(
 
     engine_ptr = H._addr(engine)
     pre_ptr = H._addr(pre)
-    args = (H.ffi.wasmtime_val_raw_t * 2)()
+    args = H.capi.val_raw_array(2)
     args_ptr = ctypes.addressof(args)
     trap = ctypes.c_void_p()
     trap_ptr = ctypes.addressof(trap)

@@ -357,7 +357,7 @@ def artifact_sizes(workload: Workload) -> dict[str, int]:
 
 
 # -- the Wasm host's compiled hot path -------------------------------------------------------
-HOTPATH_SOURCE = Path(__file__).resolve().parent / "runtimes" / "wasm_hotpath.c"
+HOTPATH_SOURCE = Path(__file__).resolve().parent / "runtimes" / "wasm" / "hotpath.c"
 HOTPATH_FLAGS = (
     "-shared",
     "-fPIC",

@@ -191,7 +191,7 @@ def test_a_runtime_killed_mid_run_makes_the_exit_non_zero(tmp_path: Path) -> Non
         while host is None and time.monotonic() < deadline and proc.poll() is None:
             for child in psutil.Process(proc.pid).children(recursive=True):
                 try:
-                    if "edgelab.runtimes.wasm_host" in " ".join(child.cmdline()):
+                    if "edgelab.runtimes.wasm.host" in " ".join(child.cmdline()):
                         host = child
                 except psutil.Error:
                     continue

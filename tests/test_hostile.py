@@ -64,7 +64,7 @@ CASES: dict[tuple[str, str], dict[str, tuple[Any, str]]] = {
     },
     ("flood", "20000000"): {rt: ("failed", r"response exceeded 16 MiB$") for rt in RUNTIMES},
     # exactly the cap is read whole. Wasm is left out: its hot path counts the status byte as part
-    # of the response (wasm_hotpath.c: `n > c->max_response`), so it refuses a body of exactly
+    # of the response (wasm/hotpath.c: `n > c->max_response`), so it refuses a body of exactly
     # the cap; reported to the Wasm runtime's owner.
     ("flood", "16777216"): {rt: (0, r"^x{16777216}$") for rt in ("subprocess", "container", "wasm")},
     ("escape", "escape"): {  # fork, setsid, fork: the grandchild must die with the instance

@@ -292,20 +292,20 @@ def test_cold_starts_stop_at_the_first_failure(runtime: WasmRuntime, tmp_path: P
 
 
 def test_host_refuses_a_module_that_could_outgrow_its_pool_slot(tmp_path: Path) -> None:
-    from edgelab.runtimes import wasm_host
+    from edgelab.runtimes.wasm import host as wasm_host
 
     host = wasm_host.Host(max_memory_bytes=4 << 20)
     with pytest.raises(wasm_host.GuestError, match=r"^big's memory may grow to 16 MiB, more than the 4 MiB of a pool slot"):
         host.load("big", str(_module(tmp_path, "big", _ECHO)), None, 16 << 20, 1.0)
     host.load("small", str(_module(tmp_path, "small", _ECHO)), None, 4 << 20, 1.0)
-    assert host.launch("small", b"fits", False)[2] == b"fits"
+    assert host.launch("small", b"fits", False).body == b"fits"
 
 
 def test_hot_path_times_on_the_perf_counter_clock(tmp_path: Path) -> None:
     """The compiled path reads CLOCK_MONOTONIC itself; its stamps must lie on the timeline of
     time.perf_counter_ns, between the host's readings before and after the call."""
     from edgelab.build import ensure_wasm_hotpath
-    from edgelab.runtimes import wasm_host
+    from edgelab.runtimes.wasm import host as wasm_host
 
     host = wasm_host.Host()
     host.use_hotpath(str(ensure_wasm_hotpath()))
@@ -317,8 +317,8 @@ def test_hot_path_times_on_the_perf_counter_clock(tmp_path: Path) -> None:
         after = time.perf_counter_ns()
         call = module.call
         assert before <= call.t0 <= call.t1 <= call.t2 <= after
-        assert result[4] == call.t2 - call.t0
-        assert result[2] == b"tick"
+        assert result.startup_ns == call.t2 - call.t0
+        assert result.body == b"tick"
 
 
 def test_a_burst_of_wasm_alone_batches_its_cold_starts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -356,19 +356,19 @@ def test_a_full_instance_pool_is_one_clear_line(
     compiled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgelab.build import ensure_wasm_hotpath
-    from edgelab.runtimes import wasm_host
+    from edgelab.runtimes.wasm import host as wasm_host
 
     monkeypatch.setattr(wasm_host, "POOL_SLOTS", 3)  # the name the host's engine and errors use
     host = wasm_host.Host()
     if compiled:
         host.use_hotpath(str(ensure_wasm_hotpath()))
     host.load("echo", str(_module(tmp_path, "echo", _ECHO)), None, 16 << 20, 1.0)
-    assert all(host.launch("echo", b"x", True)[5] is None for _ in range(3))
+    assert all(host.launch("echo", b"x", True).error is None for _ in range(3))
     failed = host.launch("echo", b"x", True)
-    assert failed[0] is None
-    assert failed[5] == ("limit", "wasm pool full: 3 instances per host")
+    assert failed.instance_id is None
+    assert failed.error == ("limit", "wasm pool full: 3 instances per host")
     host.drop_all()
-    assert host.launch("echo", b"again", False)[2] == b"again"
+    assert host.launch("echo", b"again", False).body == b"again"
 
 
 def test_under_an_address_space_limit_the_host_allocates_on_demand(tmp_path: Path) -> None:
@@ -731,13 +731,13 @@ def test_a_pool_larger_than_the_mapping_limit_stops_at_the_mapping_limit(tmp_pat
     code = f"""
 import os
 os.environ[{POOL_ENV!r}] = "40000"
-from edgelab.runtimes import wasm_host
+from edgelab.runtimes.wasm import host as wasm_host
 host = wasm_host.Host()
 host.load("echo", {str(_module(tmp_path, "echo", _ECHO))!r}, None, 16 << 20, 1.0)
 for held in range(40_000):
     result = host.launch("echo", b"x", True)
-    if result[5] is not None:
-        print(held, *result[5], sep="|")
+    if result.error is not None:
+        print(held, *result.error, sep="|")
         break
 """
     done = subprocess.run(

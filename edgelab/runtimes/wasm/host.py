@@ -1,6 +1,6 @@
 """The Wasm host process: every resident Wasm instance of a lab lives here, never in the lab.
 
-Started by ``WasmRuntime`` as ``python -m edgelab.runtimes.wasm_host`` with pipes on stdin and
+Started by ``WasmRuntime`` as ``python -m edgelab.runtimes.wasm.host`` with pipes on stdin and
 stdout, so that this process's PSS growth is the Wasm memory figure and a guest that crashes
 wasmtime takes down this process only. Wire format, both ways: u32 little-endian length + a
 pickled tuple. A command is ``(name, *args)``; a reply is ``("ok", value)`` or
@@ -24,22 +24,94 @@ import gc
 import hashlib
 import mmap
 import os
-import pickle
 import resource
-import struct
 import sys
 import threading
 import time
 from array import array
 from collections.abc import Callable
-from ctypes import c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
+from ctypes import c_char_p, c_void_p
 from pathlib import Path
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
-from edgelab.runtimes.wasm import pool_slots, pooling_fits
+from edgelab.ipc import Call, Channel, ChannelClosed, Err, Ok, encode
+from edgelab.runtimes.wasm import capi
+from edgelab.runtimes.wasm.capi import (
+    EXTERN_BYTES as _EXTERN_BYTES,
+)
+from edgelab.runtimes.wasm.capi import (
+    EXTERN_OF as _EXTERN_OF,
+)
+from edgelab.runtimes.wasm.capi import (
+    INSTANCE_BYTES as _INSTANCE_BYTES,
+)
+from edgelab.runtimes.wasm.capi import (
+    address as _addr,
+)
+from edgelab.runtimes.wasm.capi import (
+    call_unchecked as _call,
+)
+from edgelab.runtimes.wasm.capi import (
+    export_get as _export_get,
+)
+from edgelab.runtimes.wasm.capi import (
+    increment_epoch as _increment_epoch,
+)
+from edgelab.runtimes.wasm.capi import (
+    memory_data as _memory_data,
+)
+from edgelab.runtimes.wasm.capi import (
+    memory_data_size as _memory_data_size,
+)
+from edgelab.runtimes.wasm.capi import (
+    pre_instantiate as _pre_instantiate,
+)
+from edgelab.runtimes.wasm.capi import (
+    set_epoch_deadline as _set_epoch_deadline,
+)
+from edgelab.runtimes.wasm.capi import (
+    set_wasi as _set_wasi,
+)
+from edgelab.runtimes.wasm.capi import (
+    store_context as _store_context,
+)
+from edgelab.runtimes.wasm.capi import (
+    store_delete as _store_delete,
+)
+from edgelab.runtimes.wasm.capi import (
+    store_limiter as _store_limiter,
+)
+from edgelab.runtimes.wasm.capi import (
+    store_new as _store_new,
+)
+from edgelab.runtimes.wasm.capi import (
+    wasi_config_new as _wasi_config_new,
+)
+from edgelab.runtimes.wasm.capi import (
+    wasi_config_set_argv as _wasi_config_set_argv,
+)
+from edgelab.runtimes.wasm.hotpath import (
+    HOT_STAGES,
+    LAUNCHED,
+    MODE_COMPILE,
+    MODE_DESERIALIZE,
+    MODE_PRE,
+    HotCall,
+    HotLaunched,
+    HotPath,
+    LayoutMismatch,
+    arm,
+)
+from edgelab.runtimes.wasm.limits import pool_slots, pooling_fits
+from edgelab.runtimes.wasm.records import (
+    MODES,
+    BatchBuilder,
+    LaunchBatch,
+    LaunchRecord,
+    phases_of,
+)
 from edgelab.workloads import DEFAULT_MAX_RESPONSE_BYTES
 
 # -- engine configuration ------------------------------------------------------------------
@@ -91,8 +163,15 @@ EPOCH_TICK_S = 0.1
 #: Pool size for each linear memory when the lab does not say (``--max-memory``).
 DEFAULT_MAX_MEMORY_BYTES = 64 * 1024 * 1024
 
-_LEN = struct.Struct("<I")
 _EXPORTS = (b"_initialize", b"edgelab_alloc", b"edgelab_handle", b"memory")
+#: Per instance: the instance handle, then the four exports in _EXPORTS order.
+_SLOT_BYTES = _INSTANCE_BYTES + len(_EXPORTS) * _EXTERN_BYTES
+#: An el_launched record read as int64 words: error, trap, stage|detail, t0, tm, t1, t2,
+#: response offset, response length.
+_RECORD_WORDS = LAUNCHED.size // 8
+_STAGE_WORD = 2
+_T0_WORD = 3
+_AT_WORD = 7
 _SIGNATURES = {
     "_initialize": ((), ()),
     "edgelab_alloc": (("i32",), ("i32",)),
@@ -119,20 +198,13 @@ def engine_config(max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES, pooling: boo
         config.memory_reservation = 0
         return config
     config.memory_reservation = max_memory_bytes
-    pool = ffi.wasmtime_pooling_allocation_config_new()
-    try:
-        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, POOL_SLOTS)
-        ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, POOL_SLOTS)
-        ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, POOL_SLOTS)
-        ffi.wasmtime_pooling_allocation_config_total_stacks_set(pool, POOL_STACKS)
-        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, max_memory_bytes)
-        ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
-            pool, KEEP_RESIDENT_BYTES
-        )
-        ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(pool, KEEP_RESIDENT_BYTES)
-        ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
-    finally:
-        ffi.wasmtime_pooling_allocation_config_delete(pool)
+    capi.set_pooling(
+        config,
+        slots=POOL_SLOTS,
+        stacks=POOL_STACKS,
+        max_memory_bytes=max_memory_bytes,
+        keep_resident_bytes=KEEP_RESIDENT_BYTES,
+    )
     return config
 
 
@@ -145,196 +217,26 @@ def wasmtime_version() -> str:
         return "unknown"
 
 
-# -- raw C API, untyped --------------------------------------------------------------------
-def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
-    func = ffi.dll[name]  # a fresh function object: the package's own keep their types
-    func.restype = restype
-    func.argtypes = argtypes
-    return func
-
-
-VP = c_void_p
-_store_new = _fn("wasmtime_store_new", VP, VP, VP, VP)
-_store_context = _fn("wasmtime_store_context", VP, VP)
-_store_delete = _fn("wasmtime_store_delete", None, VP)
-_store_limiter = _fn(
-    "wasmtime_store_limiter", None, VP, c_int64, c_int64, c_int64, c_int64, c_int64
-)
-_set_epoch_deadline = _fn("wasmtime_context_set_epoch_deadline", None, VP, c_uint64)
-_wasi_config_new = _fn("wasi_config_new", VP)
-_wasi_config_set_argv = _fn("wasi_config_set_argv", c_bool, VP, c_size_t, VP)
-_set_wasi = _fn("wasmtime_context_set_wasi", VP, VP, VP)
-_pre_instantiate = _fn("wasmtime_instance_pre_instantiate", VP, VP, VP, VP, VP)
-_export_get = _fn("wasmtime_instance_export_get", c_bool, VP, VP, c_char_p, c_size_t, VP)
-_call = _fn("wasmtime_func_call_unchecked", VP, VP, VP, VP, c_size_t, VP)
-_memory_data = _fn("wasmtime_memory_data", VP, VP, VP)
-_memory_data_size = _fn("wasmtime_memory_data_size", c_size_t, VP, VP)
-_increment_epoch = _fn("wasmtime_engine_increment_epoch", None, VP)
-
-_INSTANCE_BYTES = ctypes.sizeof(ffi.wasmtime_instance_t)
-_EXTERN_BYTES = ctypes.sizeof(ffi.wasmtime_extern_t)
-_EXTERN_OF = ffi.wasmtime_extern_t.of.offset
-_EXTERN_KIND_FUNC = 0
-_EXTERN_KIND_MEMORY = 3
-#: Per instance: the instance handle, then the four exports in _EXPORTS order.
-_SLOT_BYTES = _INSTANCE_BYTES + len(_EXPORTS) * _EXTERN_BYTES
-
-
-# -- the compiled hot path (wasm_hotpath.c) ---------------------------------------------------
-#: The function table the hot path calls through, in the order of ``el_api`` in the C source.
-_HOT_API = (
-    ("store_new", "wasmtime_store_new"),
-    ("store_context", "wasmtime_store_context"),
-    ("store_delete", "wasmtime_store_delete"),
-    ("store_limiter", "wasmtime_store_limiter"),
-    ("set_epoch_deadline", "wasmtime_context_set_epoch_deadline"),
-    ("wasi_config_new", "wasi_config_new"),
-    ("wasi_config_set_argv", "wasi_config_set_argv"),
-    ("set_wasi", "wasmtime_context_set_wasi"),
-    ("pre_instantiate", "wasmtime_instance_pre_instantiate"),
-    ("export_get", "wasmtime_instance_export_get"),
-    ("call_unchecked", "wasmtime_func_call_unchecked"),
-    ("memory_data", "wasmtime_memory_data"),
-    ("memory_data_size", "wasmtime_memory_data_size"),
-    ("clock_gettime", "libc:clock_gettime"),
-    ("memcpy", "libc:memcpy"),
-    ("realloc", "libc:realloc"),
-)
-
-
-class _HotApi(ctypes.Structure):
-    _fields_ = [(field, c_void_p) for field, _symbol in _HOT_API]
-
-
-class _HotCall(ctypes.Structure):
-    """``el_call`` in wasm_hotpath.c: one launch or request, inputs then outputs."""
-
-    _fields_ = [
-        ("engine", c_void_p),
-        ("pre", c_void_p),
-        ("memory_limit", c_int64),
-        ("deadline_ticks", c_uint64),
-        ("wasi_argv", c_void_p),
-        ("request", c_char_p),
-        ("request_len", c_size_t),
-        ("max_response", c_size_t),
-        ("slot", c_void_p),
-        ("reuse_store", c_void_p),
-        ("store", c_void_p),
-        ("ctx", c_void_p),
-        ("error", c_void_p),
-        ("trap", c_void_p),
-        ("stage", ctypes.c_int32),
-        ("detail", ctypes.c_int32),
-        ("t0", c_int64),
-        ("t1", c_int64),
-        ("t2", c_int64),
-        ("response", c_void_p),
-        ("response_len", c_size_t),
-    ]
-
-
-class _HotLaunched(ctypes.Structure):
-    """``el_launched`` in wasm_hotpath.c: one launch of a batch."""
-
-    _fields_ = [
-        ("error", c_void_p),
-        ("trap", c_void_p),
-        ("stage", ctypes.c_int32),
-        ("detail", ctypes.c_int32),
-        ("t0", c_int64),
-        ("t1", c_int64),
-        ("t2", c_int64),
-        ("response_at", c_size_t),
-        ("response_len", c_size_t),
-    ]
-
-
-#: One el_launched record, for reading a batch's records in one pass.
-_LAUNCHED = struct.Struct("@PPiiqqqNN")
-
-#: ``stage`` values of el_call (0 is success), and the line each failure becomes.
-_HOT_STAGES = {
-    1: None,  # setting up WASI: the error says why
-    2: None,  # instantiate: error or trap
-    3: "module has no export {export}",
-    4: None,  # _initialize
-    5: None,  # edgelab_alloc
-    6: "edgelab_alloc returned a buffer outside linear memory",
-    7: None,  # edgelab_handle
-    8: "edgelab_handle returned no response inside linear memory",
-    9: "the wasm host could not allocate the response buffer",
-    10: "response exceeded {cap}",
-}
-
-
-def _arm(call: _HotCall, slot: int, ticks: int, request: bytes, reuse_store: int = 0) -> None:
-    """Set a call's per-launch inputs: the instance's slot, its deadline, the request, and
-    the Store to instantiate into (0: a fresh one)."""
-    call.slot = slot
-    call.reuse_store = reuse_store or None
-    call.deadline_ticks = ticks
-    call.request = request
-    call.request_len = len(request)
-
-
-class HotPath:
-    """The compiled launch and request functions, bound to this process's wasmtime and libc."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.lib = ctypes.CDLL(path)  # CDLL releases the GIL: the epoch ticker keeps ticking
-        libc = ctypes.CDLL(None)
-        self.api = _HotApi()
-        for field, symbol in _HOT_API:
-            if symbol.startswith("libc:"):
-                function = getattr(libc, symbol.removeprefix("libc:"))
-            else:
-                function = ffi.dll[symbol]
-            setattr(self.api, field, ctypes.cast(function, c_void_p).value)
-        init = self.lib.el_hotpath_init
-        init.restype = c_size_t
-        init.argtypes = (c_void_p,)
-        size = init(ctypes.addressof(self.api))
-        if size != ctypes.sizeof(_HotCall):
-            raise GuestError(
-                "failed",
-                f"hot path {path} has an el_call of {size} bytes, the host expects "
-                f"{ctypes.sizeof(_HotCall)}",
-            )
-        if _LAUNCHED.size != ctypes.sizeof(_HotLaunched):  # pragma: no cover - a new ABI
-            raise GuestError("failed", "el_launched's layout differs from the host's reading")
-        self.launch = self.lib.el_launch
-        self.request = self.lib.el_request
-        for function in (self.launch, self.request):
-            function.restype = ctypes.c_int
-            function.argtypes = (c_void_p,)
-        self.launch_batch = self.lib.el_launch_batch
-        self.launch_batch.restype = ctypes.c_int
-        self.launch_batch.argtypes = (c_void_p, ctypes.c_int, ctypes.c_int, c_void_p)
-
-    @staticmethod
-    def error(call: _HotCall | _HotLaunched, cap: int) -> GuestError:
-        """The failure a call stopped at, as one line (and the error or trap freed)."""
-        template = _HOT_STAGES.get(call.stage, "hot path stopped at unknown stage {stage}")
-        if template is None:
-            return _error_text(call.error or 0, call.trap or 0)
-        export = _EXPORTS[call.detail].decode() if 0 <= call.detail < len(_EXPORTS) else "?"
-        return GuestError(
-            "failed", template.format(export=export, stage=call.stage, cap=format_cap(cap))
-        )
-
-
-def _addr(managed: Any) -> int:
-    return ctypes.cast(managed.ptr(), c_void_p).value or 0
-
-
 class GuestError(Exception):
     """A launch or request failed inside the host; ``kind`` is "timeout" or "failed"."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def _hot_error(call: HotCall | HotLaunched, cap: int) -> GuestError:
+    """The failure a hot-path call stopped at, as one line (and the error or trap freed)."""
+    template = HOT_STAGES.get(call.stage, "hot path stopped at unknown stage {stage}")
+    if template is None:
+        exc = _error_text(call.error or 0, call.trap or 0)
+        if call.stage == 11:  # making the module (wasm:jit, wasm:aot)
+            return GuestError(exc.kind, f"cannot make the module: {exc}")
+        return exc
+    export = _EXPORTS[call.detail].decode() if 0 <= call.detail < len(_EXPORTS) else "?"
+    return GuestError(
+        "failed", template.format(export=export, stage=call.stage, cap=format_cap(cap))
+    )
 
 
 def deadline_ticks(timeout_s: float) -> int:
@@ -353,20 +255,13 @@ def format_cap(n: int) -> str:
 def _error_text(error_ptr: int, trap_ptr: int) -> GuestError:
     """Turn a wasmtime error or trap pointer into one clear line (and free it)."""
     if trap_ptr:
-        trap = wasmtime.Trap._from_ptr(ctypes.cast(trap_ptr, ctypes.POINTER(ffi.wasm_trap_t)))
-        code = trap.trap_code
-        message = trap.message
-        trap.close()
-        if code == wasmtime.TrapCode.INTERRUPT:
+        interrupted, message = capi.take_trap(trap_ptr)
+        if interrupted:
             return GuestError("timeout", "timed out")
         return GuestError("failed", f"trapped: {_last_line(message)}")
-    error = wasmtime.WasmtimeError._from_ptr(
-        ctypes.cast(error_ptr, ctypes.POINTER(ffi.wasmtime_error_t))
-    )
-    if isinstance(error, wasmtime.ExitTrap):
-        return GuestError("failed", f"exited with code {error.code}")
-    message = str(error)
-    error.close()
+    exit_code, message = capi.take_error(error_ptr)
+    if exit_code is not None:
+        return GuestError("failed", f"exited with code {exit_code}")
     lowered = message.lower()
     if "maximum concurrent limit" in lowered:
         return GuestError("limit", f"wasm pool full: {POOL_SLOTS:,} instances per host")
@@ -520,13 +415,20 @@ class LoadedModule:
         memory_limit: int,
         timeout_s: float,
         max_response_bytes: int,
+        source: bytes = b"",
     ) -> None:
         _check_exports(module)
         self.name = name
         self.number = len(host.module_list)
-        self.module = module
-        self.pre = host.linker.instantiate_pre(module)
-        self.pre_ptr = _addr(self.pre)
+        #: Mode "pre": the module, instantiated from ``pre`` at every launch. The other modes
+        #: make the module inside every launch from ``source`` (the .wasm, or the precompiled
+        #: bytes) and keep no module between launches.
+        self.module = module if host.mode == "pre" else None
+        self.pre = host.linker.instantiate_pre(module) if host.mode == "pre" else None
+        self.pre_ptr = _addr(self.pre) if self.pre is not None else 0
+        self._source = ctypes.create_string_buffer(source, len(source)) if source else None
+        self.source_ptr = ctypes.addressof(self._source) if self._source is not None else 0
+        self.source_len = len(source)
         self.memory_limit = memory_limit
         self.deadline_ticks = deadline_ticks(timeout_s)
         #: The longest response the lab takes from this workload (``max_response_bytes``):
@@ -539,13 +441,19 @@ class LoadedModule:
         self.argv0 = ctypes.create_string_buffer(name.encode())
         self.argv = (c_char_p * 1)(ctypes.cast(self.argv0, c_char_p))
         #: The hot path's inputs that stay the same for every launch of this module.
-        self.call = _HotCall(
+        self.call = HotCall(
             engine=host.engine_ptr,
-            pre=self.pre_ptr,
+            pre=self.pre_ptr or None,
             memory_limit=memory_limit,
             deadline_ticks=self.deadline_ticks,
             wasi_argv=ctypes.addressof(self.argv) if self.wasi else None,
             max_response=max_response_bytes,
+            linker=host.linker_ptr,
+            module_bytes=self.source_ptr or None,
+            module_len=self.source_len,
+            mode={"pre": MODE_PRE, "compile": MODE_COMPILE, "deserialize": MODE_DESERIALIZE}[
+                host.mode
+            ],
         )
         self.call_ptr = ctypes.addressof(self.call)
 
@@ -661,32 +569,43 @@ class Residents:
 
 
 class Host:
-    """Every module and resident instance of one host process, keyed by integer ids."""
+    """Every module and resident instance of one host process, keyed by integer ids.
+
+    ``mode`` is how each launch gets its module (``records.MODES``): "pre" instantiates one
+    prepared at load (the wasm and wasm:mmap rungs), "compile" compiles the ``.wasm`` inside
+    every launch (wasm:jit), "deserialize" deserializes the precompiled module inside every
+    launch (wasm:aot).
+    """
 
     def __init__(
         self,
         max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
         allocator: str = "pool",
         instances_per_store: int = 1,
+        mode: str = "pre",
     ) -> None:
         if allocator not in ALLOCATORS:
             raise ValueError(f"unknown allocator {allocator!r}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
         if instances_per_store < 1:
             raise ValueError(f"instances per Store must be at least 1, not {instances_per_store}")
         self.max_memory_bytes = max_memory_bytes
+        self.mode = mode
         pooling = allocator == "pool" and pooling_fits(max_memory_bytes)
         if pooling:
             self.allocator = f"pooling ({POOL_SLOTS:,} slots of {max_memory_bytes >> 20} MiB)"
         elif allocator == "pool":
             self.allocator = "on demand (the instance pool does not fit under ulimit -v)"
         else:
-            self.allocator = "on demand (a mapping per memory, for resident instances)"
+            self.allocator = "on demand (a fresh mapping per memory)"
         #: The Engine configuration in a word, for naming caches of code compiled for it.
         self.engine_tag = f"pool{max_memory_bytes >> 20}m" if pooling else "ondemand"
         self.engine = wasmtime.Engine(engine_config(max_memory_bytes, pooling))
         self.engine_ptr = _addr(self.engine)
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        self.linker_ptr = _addr(self.linker)
         self.modules: dict[str, LoadedModule] = {}
         self.module_list: list[LoadedModule] = []
         self.residents = Residents(instances_per_store)
@@ -695,10 +614,12 @@ class Host:
         self.hot: HotPath | None = None
         self._scratch_slot = ctypes.create_string_buffer(_SLOT_BYTES)
         self._scratch = ctypes.addressof(self._scratch_slot)
-        self._args = (ffi.wasmtime_val_raw_t * 2)()
+        self._args = capi.val_raw_array(2)
         self._args_ptr = ctypes.addressof(self._args)
         self._trap = c_void_p()
         self._trap_ptr = ctypes.addressof(self._trap)
+        self._module_out = c_void_p()
+        self._module_out_ptr = ctypes.addressof(self._module_out)
         self._ticker = threading.Thread(target=self._tick, name="epoch", daemon=True)
         self._ticker.start()
 
@@ -711,7 +632,10 @@ class Host:
     # -- commands ------------------------------------------------------------------------
     def use_hotpath(self, path: str) -> dict[str, Any]:
         """Launch through the compiled hot path at ``path`` from now on."""
-        self.hot = HotPath(path)
+        try:
+            self.hot = HotPath(path)
+        except LayoutMismatch as exc:
+            raise GuestError("failed", str(exc)) from None
         return {"launch_path": "compiled", "path": path}
 
     def load(
@@ -733,7 +657,15 @@ class Host:
                 f"{name}'s memory may grow to {grows_to >> 20} MiB, more than the "
                 f"{self.max_memory_bytes >> 20} MiB of a pool slot in this wasm host",
             )
-        loaded = LoadedModule(self, name, module, memory_limit, timeout_s, max_response_bytes)
+        if self.mode == "compile":
+            source = Path(wasm_path).read_bytes()
+        elif self.mode == "deserialize":
+            source = bytes(module.serialize())
+        else:
+            source = b""
+        loaded = LoadedModule(
+            self, name, module, memory_limit, timeout_s, max_response_bytes, source
+        )
         old = self.modules.get(name)
         if old is not None:
             loaded.number = old.number  # resident instances of it keep their module number
@@ -742,44 +674,77 @@ class Host:
             self.module_list.append(loaded)
         else:
             self.module_list[loaded.number] = loaded
+        info["mode"] = self.mode
+        if source:
+            info["source_bytes"] = len(source)
         return info
 
-    def launch(
-        self, name: str, request: bytes, keep: bool, timeout_s: float | None = None
-    ) -> tuple[Any, ...]:
-        """(id or None, status, body, phases_ns, startup_ns, error or None)."""
+    def _module(self, name: str) -> LoadedModule:
         module = self.modules.get(name)
         if module is None:
             raise GuestError("failed", f"module {name} is not loaded in the wasm host")
+        return module
+
+    def launch(
+        self, name: str, request: bytes, keep: bool, timeout_s: float | None = None
+    ) -> LaunchRecord:
+        """One launch; a failure is a record too (its ``error`` set), never an exception."""
+        module = self._module(name)
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
+        try:
+            instance_id, status, body, stamps = self._launch_one(module, request, keep, ticks)
+        except GuestError as exc:
+            return LaunchRecord.failed(exc.kind, str(exc))
+        t0, tm, t1, t2 = stamps
+        return LaunchRecord(instance_id, status, body, phases_of(self.mode, *stamps), t2 - t0)
+
+    def _launch_one(
+        self, module: LoadedModule, request: bytes, keep: bool, ticks: int
+    ) -> tuple[int | None, int, bytes, tuple[int, int, int, int]]:
+        """(id or None, status, body, stamps); raises GuestError with nothing left behind."""
         residents = self.residents
         index = residents.reserve() if keep else -1
         base = residents.slot_address(index) if keep else self._scratch
         reuse = residents.store_to_share(module.number) if keep else 0
-        if self.hot is not None:
-            result = self._launch_hot(self.hot, module, request, base, ticks, reuse)
-        else:
-            result = self._launch_ctypes(module, request, base, ticks, reuse)
-        if keep:
-            residents.made(reuse or result[0] or 0, module.number, bool(reuse))
-        if result[5] is not None:
-            return result
-        store, status, body, phases, startup_ns, _ = result
+        store = 0
+        try:
+            if self.hot is not None:
+                store, status, body, stamps = self._launch_hot(
+                    self.hot, module, request, base, ticks, reuse
+                )
+            else:
+                store, status, body, stamps = self._launch_ctypes(
+                    module, request, base, ticks, reuse
+                )
+        finally:
+            if keep:
+                residents.made(reuse or store, module.number, bool(reuse))
         if not keep:
             _store_delete(store)
-            return None, status, body, phases, startup_ns, None
-        instance_id = self.residents.add(index, store, module.number)
-        return instance_id, status, body, phases, startup_ns, None
+            return None, status, body, stamps
+        return residents.add(index, store, module.number), status, body, stamps
+
+    def _make_module(self, module: LoadedModule) -> int:
+        """Compile or deserialize the module (modes "compile", "deserialize"): the pointer."""
+        make = capi.module_new if self.mode == "compile" else capi.module_deserialize
+        self._module_out.value = None
+        err = make(self.engine_ptr, module.source_ptr, module.source_len, self._module_out_ptr)
+        if err:
+            exc = _error_text(err, 0)
+            raise GuestError(exc.kind, f"cannot make the module: {exc}")
+        return self._module_out.value or 0
 
     def _launch_ctypes(
         self, module: LoadedModule, request: bytes, base: int, ticks: int, reuse: int = 0
-    ) -> tuple[Any, ...]:
-        """A launch through ctypes call by call: (store, status, body, phases, startup, None)
-        or a failure tuple with the Store already deleted (unless it was ``reuse``, a Store
-        other instances live in)."""
+    ) -> tuple[int, int, bytes, tuple[int, int, int, int]]:
+        """A launch through ctypes call by call: (store, status, body, stamps); on a failure
+        GuestError, with the Store already deleted (unless it was ``reuse``, a Store other
+        instances live in)."""
         trap_ptr = self._trap_ptr
         self._trap.value = None
         t0 = time.perf_counter_ns()
+        made = self._make_module(module) if self.mode != "pre" else 0
+        tm = time.perf_counter_ns() if made else t0
         store = reuse or _store_new(self.engine_ptr, None, None)
         ctx = _store_context(store)
         err = None
@@ -793,7 +758,12 @@ class Host:
             if not reuse:
                 _store_limiter(store, module.memory_limit, -1, -1, -1, -1)  # per memory
             _set_epoch_deadline(ctx, ticks)
-            err = _pre_instantiate(module.pre_ptr, ctx, base, trap_ptr)
+            if made:
+                err = capi.linker_instantiate(self.linker_ptr, ctx, made, base, trap_ptr)
+                capi.module_delete(made)  # the instance keeps what it needs of it
+                made = 0
+            else:
+                err = _pre_instantiate(module.pre_ptr, ctx, base, trap_ptr)
             if err or self._trap.value:
                 raise _error_text(err, self._trap.value or 0)
             offset = base + _INSTANCE_BYTES
@@ -807,22 +777,13 @@ class Host:
             t1 = time.perf_counter_ns()
             status, body = self._handle(ctx, base, request, module.max_response)
             t2 = time.perf_counter_ns()
-        except GuestError as exc:
-            if not reuse:
-                _store_delete(store)
-            return None, 2, b"", {}, 0, (exc.kind, str(exc))
         except BaseException:
+            if made:
+                capi.module_delete(made)
             if not reuse:
                 _store_delete(store)
             raise
-        return (
-            store,
-            status,
-            body,
-            {"instantiate": t1 - t0, "first_response": t2 - t1},
-            t2 - t0,
-            None,
-        )
+        return store, status, body, (t0, tm, t1, t2)
 
     def _launch_hot(
         self,
@@ -832,55 +793,55 @@ class Host:
         base: int,
         ticks: int,
         reuse: int = 0,
-    ) -> tuple[Any, ...]:
+    ) -> tuple[int, int, bytes, tuple[int, int, int, int]]:
         """``launch`` in one foreign call: the timestamps are taken inside it."""
         call = module.call
-        _arm(call, base, ticks, request, reuse)
+        arm(call, base, ticks, request, reuse)
         failed = hot.launch(module.call_ptr)
         call.request = None  # the call holds no reference to the request between calls
         if failed:
-            exc = hot.error(call, module.max_response)
-            return None, 2, b"", {}, 0, (exc.kind, str(exc))
+            raise _hot_error(call, module.max_response)
         raw = ctypes.string_at(call.response, call.response_len)
-        t0, t1, t2 = call.t0, call.t1, call.t2
-        phases = {"instantiate": t1 - t0, "first_response": t2 - t1}
-        return call.store, raw[0], raw[1:], phases, t2 - t0, None
+        return call.store, raw[0], raw[1:], (call.t0, call.tm, call.t1, call.t2)
 
     def _launch_batch_hot(
         self, hot: HotPath, module: LoadedModule, request: bytes, n: int, ticks: int
-    ) -> list[tuple[Any, ...]]:
+    ) -> LaunchBatch:
         call = module.call
-        _arm(call, self._scratch, ticks, request)
-        records = (_HotLaunched * n)()
+        arm(call, self._scratch, ticks, request)
+        records = (HotLaunched * n)()
         done = hot.launch_batch(module.call_ptr, n, WARM_LAUNCHES, records)
         call.request = None
-        # All records at once through struct, all responses in one copy: field by field
-        # through ctypes this loop cost ~3 us per launch, more than the launch itself.
-        fields = list(_LAUNCHED.iter_unpack(memoryview(records).cast("B")[: done * _LAUNCHED.size]))
-        ok = done if not fields or not fields[-1][2] else done - 1
-        end = fields[ok - 1][7] + fields[ok - 1][8] if ok else 0
+        # The records' fields as strided slices, the responses in one copy: no Python object
+        # per launch (field by field through ctypes cost ~3 us per launch, more than the
+        # launch itself). A record is _RECORD_WORDS int64s (see hotpath.LAUNCHED).
+        words = memoryview(records).cast("B")[: done * LAUNCHED.size].cast("q")
+        stages = words[_STAGE_WORD::_RECORD_WORDS]
+        ok = done if not done or not (stages[done - 1] & 0xFFFF_FFFF) else done - 1
+        stamps = array("q", bytes(4 * 8 * ok))
+        for k, word in enumerate((_T0_WORD, _T0_WORD + 1, _T0_WORD + 2, _T0_WORD + 3)):
+            stamps[k::4] = array("q", words[word : ok * _RECORD_WORDS : _RECORD_WORDS])
+        spans = array("q", bytes(2 * 8 * ok))
+        spans[0::2] = array("q", words[_AT_WORD : ok * _RECORD_WORDS : _RECORD_WORDS])
+        spans[1::2] = array("q", words[_AT_WORD + 1 : ok * _RECORD_WORDS : _RECORD_WORDS])
+        end = spans[-2] + spans[-1] if ok else 0
         responses = ctypes.string_at(call.response, end) if end else b""
-        results: list[tuple[Any, ...]] = []
-        for _error, _trap, _stage, _detail, t0, t1, t2, at, length in fields[:ok]:
-            phases = {"instantiate": t1 - t0, "first_response": t2 - t1}
-            results.append(
-                (None, responses[at], responses[at + 1 : at + length], phases, t2 - t0, None)
-            )
+        failure = None
         if ok < done:
-            exc = hot.error(records[ok], module.max_response)
-            results.append((None, 2, b"", {}, 0, (exc.kind, str(exc))))
-        return results
+            exc = _hot_error(records[ok], module.max_response)
+            failure = LaunchRecord.failed(exc.kind, str(exc))
+        return LaunchBatch(self.mode, array("q", [-1]) * ok, stamps, spans, responses, failure)
 
     def _request_hot(
         self, hot: HotPath, module: LoadedModule, store: int, base: int, payload: bytes, ticks: int
     ) -> tuple[int, bytes, int]:
         call = module.call
         call.ctx = _store_context(store)
-        _arm(call, base, ticks, payload)
+        arm(call, base, ticks, payload)
         failed = hot.request(module.call_ptr)
         call.request = None
         if failed:
-            raise hot.error(call, module.max_response)
+            raise _hot_error(call, module.max_response)
         raw = ctypes.string_at(call.response, call.response_len)
         return raw[0], raw[1:], call.t2 - call.t0
 
@@ -925,32 +886,32 @@ class Host:
 
     def launch_batch(
         self, name: str, request: bytes, n: int, keep: bool, timeout_s: float | None = None
-    ) -> list[tuple[Any, ...]]:
-        """Up to ``n`` launches; stops after the first one that fails (it is last in the list).
+    ) -> LaunchBatch:
+        """Up to ``n`` launches; stops at the first one that fails (the batch's ``failure``).
 
-        Launches that are not kept (a burst of one runtime) run back to back inside the hot
+        Launches that are not kept (a burst of one rung) run back to back inside the hot
         path, each timed as ``launch`` times it; kept ones go one by one, each to its own slot.
         """
-        module = self.modules.get(name)
-        if self.hot is not None and not keep and module is not None and n > 0:
-            ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
+        module = self._module(name)
+        ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
+        if self.hot is not None and not keep and n > 0:
             return self._launch_batch_hot(self.hot, module, request, n, ticks)
-        results = []
+        batch = BatchBuilder(self.mode)
         if not keep and n > 0:
             for _ in range(WARM_LAUNCHES):  # as el_launch_batch warms up: untimed, unreported
-                warm = self.launch(name, request, False, timeout_s)
-                if warm[5] is not None:
-                    return [warm]
+                try:
+                    self._launch_one(module, request, False, ticks)
+                except GuestError as exc:
+                    return batch.done(LaunchRecord.failed(exc.kind, str(exc)))
         for _ in range(n):
             try:
-                result = self.launch(name, request, keep, timeout_s)
+                batch.add(*self._launch_one(module, request, keep, ticks))
+            except GuestError as exc:
+                return batch.done(LaunchRecord.failed(exc.kind, str(exc)))
             except MemoryError:
                 # What this batch made so far is resident: it must reach the lab, not leak.
-                result = (None, 2, b"", {}, 0, ("limit", host_out_of_memory("MemoryError")))
-            results.append(result)
-            if result[5] is not None:
-                break
-        return results
+                return batch.done(LaunchRecord.failed("limit", host_out_of_memory("MemoryError")))
+        return batch.done()
 
     def request(
         self, instance_id: int, payload: bytes, timeout_s: float | None = None
@@ -1008,27 +969,11 @@ class Host:
             "instances_per_store": self.residents.per_store,
             "stores": len(self.residents.refs) if self.residents.per_store > 1 else None,
             "wasmtime": wasmtime_version(),
+            "mode": self.mode,
         }
 
 
 # -- the loop ------------------------------------------------------------------------------
-def _read_exact(fd: int, n: int) -> bytes | None:
-    parts = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            return None
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 #: Address space set aside at start (an untouched mapping: no memory) and given back when an
 #: allocation fails, so that the host can still read the next command and send its answer
 #: (saying which limit it hit) instead of dying with what it holds.
@@ -1053,11 +998,15 @@ def serve(
     max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
     allocator: str = "pool",
     instances_per_store: int = 1,
+    mode: str = "pre",
 ) -> None:
+    """Answer the lab's ``Call``s with ``Ok``/``Err`` over the one IPC channel until it says
+    "exit" or closes its end. The lab keeps the deadlines: this side waits for ever."""
     gc.disable()  # no cycles are made here; a collection would land inside a cold start
-    host = Host(max_memory_bytes, allocator, instances_per_store)
-    #: The reply when not even a reply can be made: ready before memory runs out.
-    out_of_memory = pickle.dumps(("err", "limit", "wasm host out of memory"))
+    host = Host(max_memory_bytes, allocator, instances_per_store, mode)
+    channel = Channel(in_fd, out_fd)
+    #: The reply when not even a reply can be made: framed before memory runs out.
+    out_of_memory = encode(Err("limit", "wasm host out of memory"))
     reserve = _reserve()
     commands: dict[str, Callable[..., Any]] = {
         "use_hotpath": host.use_hotpath,
@@ -1071,42 +1020,41 @@ def serve(
     }
     while True:
         try:
-            header = _read_exact(in_fd, _LEN.size)
-            if header is None:
-                break
-            body = _read_exact(in_fd, _LEN.unpack(header)[0])
-            if body is None:
-                break
-            name, *args = pickle.loads(body)
+            call = channel.recv(None)
+        except ChannelClosed:
+            break
         except MemoryError:
             _release(reserve)  # give it back and try again: the lab is waiting for an answer
             reserve = None
             continue  # pragma: no cover - only under a memory limit
-        if name == "exit":
+        if not isinstance(call, Call) or call.command == "exit":
             break
+        reply: Ok | Err
         try:
-            reply: tuple[Any, ...] = ("ok", commands[name](*args))
+            reply = Ok(commands[call.command](*call.args))
         except GuestError as exc:
-            reply = ("err", exc.kind, str(exc))
+            reply = Err(exc.kind, str(exc))
         except MemoryError:
             _release(reserve)
             reserve = None
-            reply = ("err", "limit", host_out_of_memory("MemoryError"))
+            reply = Err("limit", host_out_of_memory("MemoryError"))
         except Exception as exc:  # noqa: BLE001 - one bad command must not end the host
-            reply = ("err", "failed", f"{type(exc).__name__}: {_last_line(str(exc))}")
+            reply = Err("failed", f"{type(exc).__name__}: {_last_line(str(exc))}")
         try:
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except MemoryError:
-            _release(reserve)
-            reserve = None
             try:
-                data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+                frame = encode(reply)
             except MemoryError:
-                if name == "launch_batch" and reply[0] == "ok":
-                    host.drop([r[0] for r in reply[1] if r[0] is not None])  # never unseen
-                data = out_of_memory
-        _write_all(out_fd, _LEN.pack(len(data)))  # two writes: no copy of a large reply
-        _write_all(out_fd, data)
+                _release(reserve)
+                reserve = None
+                frame = encode(reply)
+        except MemoryError:
+            if isinstance(reply, Ok) and isinstance(reply.value, LaunchBatch):
+                host.drop(reply.value.kept_ids())  # never unseen
+            frame = out_of_memory
+        try:
+            channel.send_raw(frame)
+        except ChannelClosed:
+            break
         if reserve is None:
             reserve = _reserve()
     host.drop_all()
@@ -1121,12 +1069,20 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdin = open(os.devnull)  # noqa: SIM115
     sys.stdout = sys.stderr
-    parser = argparse.ArgumentParser(prog="python -m edgelab.runtimes.wasm_host")
+    parser = argparse.ArgumentParser(prog="python -m edgelab.runtimes.wasm.host")
     parser.add_argument("--max-memory", type=int, default=DEFAULT_MAX_MEMORY_BYTES)
     parser.add_argument("--allocator", choices=ALLOCATORS, default="pool")
     parser.add_argument("--instances-per-store", type=int, default=1)
+    parser.add_argument("--mode", choices=MODES, default="pre")
     options = parser.parse_args()
-    serve(in_fd, out_fd, options.max_memory, options.allocator, options.instances_per_store)
+    serve(
+        in_fd,
+        out_fd,
+        options.max_memory,
+        options.allocator,
+        options.instances_per_store,
+        options.mode,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 /* The Wasm host's hot path: one launch (Store, instantiate, first response) in one foreign call.
  *
  * Built by `zig cc` on first use (edgelab/build.py, ensure_wasm_hotpath) and loaded by
- * edgelab/runtimes/wasm_host.py. Through ctypes a launch is about twenty foreign calls of
+ * edgelab/runtimes/wasm/hotpath.py, whose ctypes structs mirror the ones here. Through ctypes a launch is about twenty foreign calls of
  * 0.4-0.9 us each, which is more than wasmtime's own work; here it is one call.
  *
  * Freestanding on purpose: no header, no libc, nothing linked. Every function it calls --
@@ -60,7 +60,18 @@ typedef struct {
     int (*clock_gettime)(int clock, el_timespec *ts);
     void *(*memcpy)(void *dst, const void *src, usize n);
     void *(*realloc)(void *p, usize n);
+    void *(*module_new)(void *engine, const u8 *wasm, usize len, void **module);
+    void *(*module_deserialize)(void *engine, const u8 *bytes, usize len, void **module);
+    void (*module_delete)(void *module);
+    void *(*linker_instantiate)(void *linker, void *ctx, void *module, void *instance, void **trap);
 } el_api;
+
+/* How a launch gets its module: the rungs of the ladder. */
+enum {
+    EL_MODE_PRE = 0,         /* instantiate `pre`, prepared once (wasm, wasm:mmap) */
+    EL_MODE_COMPILE = 1,     /* compile `module_bytes` (.wasm) at every launch (wasm:jit) */
+    EL_MODE_DESERIALIZE = 2, /* deserialize `module_bytes` (precompiled) at every launch (wasm:aot) */
+};
 
 /* Where a launch or request stopped; the host turns each into one line of text. */
 enum {
@@ -75,6 +86,7 @@ enum {
     EL_RESPONSE = 8,     /* edgelab_handle returned no response inside linear memory */
     EL_NO_MEMORY = 9,    /* the host could not allocate the response buffer */
     EL_TOO_LONG = 10,    /* the body is longer than max_response: nothing is copied */
+    EL_MODULE = 11,      /* error compiling or deserializing the module */
 };
 
 /* One launch or request: the host fills the inputs, this file the outputs. */
@@ -90,6 +102,11 @@ typedef struct {
     usize max_response; /* the workload's response cap: a longer response fails the call */
     u8 *slot; /* the instance, then the four exports: EL_INSTANCE_BYTES + 4 * EL_EXTERN_BYTES */
     void *reuse_store; /* NULL: a fresh Store; else instantiate into this one (kept on failure) */
+    void *linker;            /* modes COMPILE and DESERIALIZE: imports resolved per launch */
+    const u8 *module_bytes;  /* modes COMPILE (.wasm) and DESERIALIZE (precompiled) */
+    usize module_len;
+    i32 mode;
+    i32 pad0;
     /* out */
     void *store;
     void *ctx;
@@ -97,7 +114,8 @@ typedef struct {
     void *trap;
     i32 stage;
     i32 detail;
-    i64 t0; /* before the Store exists */
+    i64 t0; /* before the module (COMPILE, DESERIALIZE) or the Store exists */
+    i64 tm; /* the module exists (t0 in mode PRE: nothing to make) */
     i64 t1; /* instantiated and _initialize has returned */
     i64 t2; /* the whole response is copied out of linear memory */
     const u8 *response; /* status byte, then the body; valid until the next call */
@@ -140,6 +158,7 @@ typedef struct {
     i32 stage;
     i32 detail;
     i64 t0;
+    i64 tm;
     i64 t1;
     i64 t2;
     usize response_at;
@@ -204,7 +223,7 @@ static int handle(el_call *c, void *ctx, const u8 *slot, usize at_offset) {
 }
 
 static void reset(el_call *c) {
-    c->t0 = c->t1 = c->t2 = 0;
+    c->t0 = c->tm = c->t1 = c->t2 = 0;
     c->error = 0;
     c->trap = 0;
     c->stage = EL_OK;
@@ -236,7 +255,7 @@ int el_launch_batch(el_call *c, int n, int warm, el_launched *out) {
             r->trap = c->trap;
             r->stage = c->stage;
             r->detail = c->detail;
-            r->t0 = r->t1 = r->t2 = 0;
+            r->t0 = r->tm = r->t1 = r->t2 = 0;
             r->response_at = 0;
             r->response_len = 0;
             c->response = response_buf;
@@ -254,6 +273,7 @@ int el_launch_batch(el_call *c, int n, int warm, el_launched *out) {
         r->stage = stage;
         r->detail = c->detail;
         r->t0 = c->t0;
+        r->tm = c->tm;
         r->t1 = c->t1;
         r->t2 = c->t2;
         r->response_at = offset;
@@ -272,6 +292,21 @@ static int launch_at(el_call *c, usize at_offset) {
     void *trap = 0;
     reset(c);
     c->t0 = now_ns();
+    void *module = 0;
+    if (c->mode != EL_MODE_PRE) {
+        if (c->mode == EL_MODE_COMPILE)
+            c->error = api.module_new(c->engine, c->module_bytes, c->module_len, &module);
+        else
+            c->error = api.module_deserialize(c->engine, c->module_bytes, c->module_len, &module);
+        if (c->error) {
+            c->store = 0;
+            c->ctx = 0;
+            return failed(c, EL_MODULE);
+        }
+        c->tm = now_ns();
+    } else {
+        c->tm = c->t0;
+    }
     void *store = c->reuse_store;
     int fresh = store == 0;
     if (fresh) store = api.store_new(c->engine, 0, 0);
@@ -284,12 +319,19 @@ static int launch_at(el_call *c, usize at_offset) {
         c->error = api.set_wasi(ctx, wasi);
         if (c->error) {
             failed(c, EL_WASI);
+            if (module) api.module_delete(module);
             goto fail;
         }
     }
     if (fresh) api.store_limiter(store, c->memory_limit, -1, -1, -1, -1); /* per memory */
     api.set_epoch_deadline(ctx, c->deadline_ticks);
-    c->error = api.pre_instantiate(c->pre, ctx, c->slot, &trap);
+    if (module) {
+        /* The instance keeps what it needs of the module alive in the Store. */
+        c->error = api.linker_instantiate(c->linker, ctx, module, c->slot, &trap);
+        api.module_delete(module);
+    } else {
+        c->error = api.pre_instantiate(c->pre, ctx, c->slot, &trap);
+    }
     if (c->error || trap) {
         c->trap = trap;
         failed(c, EL_INSTANTIATE);

@@ -1,6 +1,6 @@
 """Wasm runtime: the workload's reactor module in wasmtime, one Store per instance.
 
-Instances never live in the lab's process: a host process (``edgelab.runtimes.wasm_host``)
+Instances never live in the lab's process: a host process (``edgelab.runtimes.wasm.host``)
 holds them all, so its PSS growth is the Wasm memory figure and a guest that brings wasmtime
 down ends that process, not the lab. Startup is timed inside the host (Store + instantiate +
 first response); loading the precompiled module is a separate, once-per-prepare cost shown
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
-import select
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,139 +29,32 @@ from edgelab.errors import (
     LimitReached,
     RuntimeUnavailable,
 )
+from edgelab.ipc import Call, Channel, ChannelClosed, ChannelTimeout, Err, Ok
 from edgelab.protocol import Response
 from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
+from edgelab.runtimes.wasm.limits import (
+    MIN_SHARD_INSTANCES,
+    STORE_SHARING_ENV,
+    cwasm_path,
+    instances_per_store,
+    limits_line,
+    pool_memory_bytes,
+    pool_slots,
+    pooling_fits,
+    shard_instances,
+    wasmtime_version,
+)
+from edgelab.runtimes.wasm.records import PHASES, LaunchBatch, LaunchRecord
 from edgelab.workloads import Workload
 
-_LEN = struct.Struct("<I")
 #: Slack on every call to the host beyond the guest's own timeout (which the host enforces).
 IPC_MARGIN_S = 5.0
-#: Wall time allowed per launch of a batch on top of one guest timeout.
-BATCH_PER_LAUNCH_S = 0.05
-#: Launches per host round trip in ``launch_many``.
-BATCH_CHUNK = 1000
 #: Loading a module may compile it (a cold cache): allow that much.
 LOAD_TIMEOUT_S = 120.0
 EXIT_GRACE_S = 2.0
 #: Set to 0 to launch through ctypes call by call instead of the compiled hot path.
 HOTPATH_ENV = "EDGELAB_WASM_HOTPATH"
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def wasmtime_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("wasmtime")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-#: Instance slots in the Wasm host's pool (see wasm_host.engine_config); POOL_ENV overrides.
-POOL_SLOTS = 30_000
-POOL_ENV = "EDGELAB_WASM_POOL_SLOTS"
-#: Resident instances (a ramp's) live in on-demand hosts of at most this many instances each;
-#: more start more hosts. Overridable by SHARD_ENV (tests hold several hosts' worth that way).
-#: 50,000: two hosts for 100,000 (a host's own cost is ~19 MiB PSS, ~0.2 KiB per instance
-#: there), each under its mapping limit even if none of its memories merged into one mapping
-#: (one mapping each of vm.max_map_count's 65,530), ~3.5 GiB of address space each. A host
-#: that hits a limit of its own first (mappings, ``ulimit -v``) hands over to the next.
-SHARD_INSTANCES = 50_000
-SHARD_ENV = "EDGELAB_WASM_SHARD_INSTANCES"
-#: A resident host that hits a limit before holding this many says the machine, not the
-#: host, ran out: the ramp stops there instead of starting host after host.
-MIN_SHARD_INSTANCES = 100
-
-
-def _count_from_env(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise RuntimeUnavailable(
-            "wasm", f"{name}={text!r} is not a positive whole number", f"unset {name}"
-        )
-    return value
-
-
-def shard_instances() -> int:
-    """Resident instances per on-demand host: SHARD_ENV if set (a positive integer)."""
-    return _count_from_env(SHARD_ENV, SHARD_INSTANCES)
-
-
-#: Resident instances per Store in the resident hosts. 1 (the default): each instance its own
-#: Store, the unit a cold start measures, and stopping one frees its memory. More: that many
-#: instances of one module share a Store, each with its own linear memory, globals and tables
-#: (the memory limit applies to each memory) -- measured on hello, a Store and the Store's
-#: share of its first instance are ~5.3 of a resident instance's ~11 KiB, so 8 per Store
-#: hold ~6.1 KiB each -- but a Store, and so a stopped instance's memory, is freed only with
-#: the last of its instances, and a timeout or trap is per call, not per Store.
-STORE_SHARING_ENV = "EDGELAB_WASM_INSTANCES_PER_STORE"
-#: wasmtime's default per-Store limits on instances and memories.
-MAX_INSTANCES_PER_STORE = 10_000
-
-
-def instances_per_store() -> int:
-    """Resident instances per Store: STORE_SHARING_ENV if set, else 1."""
-    value = _count_from_env(STORE_SHARING_ENV, 1)
-    if value > MAX_INSTANCES_PER_STORE:
-        raise RuntimeUnavailable(
-            "wasm",
-            f"{STORE_SHARING_ENV}={value:,} is more than wasmtime's "
-            f"{MAX_INSTANCES_PER_STORE:,} instances per Store",
-            f"set {STORE_SHARING_ENV} to at most {MAX_INSTANCES_PER_STORE:,}",
-        )
-    return value
-
-
-def pool_slots() -> int:
-    """Slots in the burst host's pool: POOL_ENV if set (a machine with a lower
-    vm.max_map_count needs fewer; tests fill a small pool)."""
-    return _count_from_env(POOL_ENV, POOL_SLOTS)
-
-
-def pooling_fits(max_memory_bytes: int) -> bool:
-    """Whether the pool's address space fits this process's limit (``ulimit -v``), which the
-    host inherits.
-
-    The pool reserves ``pool_slots()`` x ``max_memory_bytes`` up front, and wasmtime aborts
-    the process (it does not fail the call) when it cannot.
-    """
-    import resource
-
-    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    return soft == resource.RLIM_INFINITY or soft >= 2 * pool_slots() * max_memory_bytes
-
-
-def cwasm_path(workload: Workload, engine: str) -> Path:
-    """Where the workload's precompiled module is cached for this wasmtime version and the
-    host's Engine configuration ``engine`` (its ``ping()["engine"]``: the pool's slot size
-    sets how bounds checks are compiled)."""
-    from edgelab.build import cache_dir, source_hash
-
-    name = f"{source_hash(workload)}-wasmtime{wasmtime_version()}-{engine}.cwasm"
-    return cache_dir() / "wasm" / name
-
-
-def pool_memory_bytes() -> int:
-    """The size of the host's pool slot per linear memory: the most any workload's memory may
-    grow to (its module's maximum or its memory limit, whichever is less), in whole MiB."""
-    from edgelab.build import wasm_max_memory_bytes
-    from edgelab.workloads import load_workloads
-
-    most = max(
-        (
-            min(wasm_max_memory_bytes(w), w.memory_limit_bytes)
-            for w in load_workloads(include_hostile=True).values()
-        ),
-        default=0,
-    )
-    mib = 1 << 20
-    return max(-(-most // mib), 4) * mib
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _failure(kind: str, message: str) -> LaunchFailed:
@@ -174,26 +65,73 @@ def _failure(kind: str, message: str) -> LaunchFailed:
     return (LaunchTimeout if kind == "timeout" else LaunchFailed)(message)
 
 
-def _raise_for(result: tuple[Any, ...], timeout_s: float) -> None:
-    """Raise the failure a host launch result carries, if any."""
-    error = result[5]
-    if error is not None:
-        kind, message = error
+def _raise_for(record: LaunchRecord | None, timeout_s: float) -> None:
+    """Raise the failure a host's launch record carries, if any."""
+    if record is not None and record.error is not None:
+        kind, message = record.error
         if kind == "timeout":
             raise LaunchTimeout(f"{message} after {timeout_s:g} s")
         raise _failure(kind, message)
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """How one rung of the Wasm ladder starts an instance: the burst host's allocator, how
+    each launch gets its module (``records.MODES``), and what its startup figure includes."""
+
+    name: str
+    allocator: str
+    mode: str
+    includes: str
+    #: Wall time allowed per launch of a batch, on top of one guest timeout.
+    per_launch_s: float = 0.05
+    #: Launches per host round trip in a ramp (a jit launch compiles for milliseconds).
+    chunk: int = 1000
+
+
+STRATEGIES = {
+    "pool": Strategy(
+        "pool", "pool", "pre",
+        "Store + instantiate + first response, timed in the Wasm host process "
+        "(module precompiled and loaded once; memory from a warm slot of wasmtime's pool; "
+        "IPC excluded)",
+    ),
+    "mmap": Strategy(
+        "mmap", "ondemand", "pre",
+        "Store + instantiate (a fresh memory mapping, no pool) + first response, timed in "
+        "the Wasm host process (module precompiled and loaded once; IPC excluded)",
+    ),
+    "aot": Strategy(
+        "aot", "ondemand", "deserialize",
+        "deserializing the precompiled module + Store + instantiate (imports resolved by "
+        "the linker, a fresh memory mapping) + first response, timed in the Wasm host "
+        "process (compiled ahead, once; IPC excluded)",
+        per_launch_s=0.5, chunk=100,
+    ),
+    "jit": Strategy(
+        "jit", "ondemand", "compile",
+        "compiling the .wasm (Cranelift) + Store + instantiate (imports resolved by the "
+        "linker, a fresh memory mapping) + first response, timed in the Wasm host process "
+        "(IPC excluded)",
+        per_launch_s=2.0, chunk=20,
+    ),
+}  # fmt: skip
+
+
 class HostProcess:
     """The host child and its pipes: one call at a time, each with a deadline.
 
-    ``allocator`` is the host's instance allocator (wasm_host.ALLOCATORS): "pool" for the
-    burst host, "ondemand" for the resident hosts of a ramp. ``held`` counts the resident
-    instances the runtime has there.
+    ``allocator`` is the host's instance allocator (host.ALLOCATORS): "pool" for the burst
+    host of the plain rung, "ondemand" for the other rungs' and for the resident hosts of a
+    ramp; ``mode`` how its launches get their module (records.MODES). ``held`` counts the
+    resident instances the runtime has there.
     """
 
-    def __init__(self, allocator: str = "pool", instances_per_store: int = 1) -> None:
+    def __init__(
+        self, allocator: str = "pool", instances_per_store: int = 1, mode: str = "pre"
+    ) -> None:
         self.allocator = allocator
+        self.mode = mode
         self.held = 0
         #: Set when the host hit a limit of its own (mappings, address space): it keeps what
         #: it holds and takes no more.
@@ -210,10 +148,11 @@ class HostProcess:
                 [
                     sys.executable,
                     "-m",
-                    "edgelab.runtimes.wasm_host",
+                    "edgelab.runtimes.wasm.host",
                     f"--max-memory={pool_memory_bytes()}",
                     f"--allocator={allocator}",
                     f"--instances-per-store={instances_per_store}",
+                    f"--mode={mode}",
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -228,10 +167,8 @@ class HostProcess:
                 raise LimitReached(f"cannot start another wasm host process: {exc}") from None
             raise RuntimeUnavailable("wasm", f"cannot start the wasm host process: {exc}") from None
         assert self.process.stdin is not None and self.process.stdout is not None
-        self._in = self.process.stdin.fileno()
-        self._out = self.process.stdout.fileno()
-        os.set_blocking(self._in, False)
-        os.set_blocking(self._out, False)
+        # The Popen file objects keep the fds; the channel only reads and writes them.
+        self._channel = Channel(self.process.stdout.fileno(), self.process.stdin.fileno())
 
     @property
     def pid(self) -> int:
@@ -242,63 +179,31 @@ class HostProcess:
         return not self.exit_message and self.process.poll() is None
 
     def call(self, timeout_s: float, command: str, *args: Any) -> Any:
-        """Send one command and return its value; guest errors become LaunchFailed/Timeout."""
+        """Send one command and return its value; guest errors become LaunchFailed/Timeout.
+
+        A host that misses the deadline is killed: nothing it holds can be trusted."""
         with self._lock:
             if not self.alive:
                 raise LaunchFailed(self._died())
-            deadline = time.monotonic() + timeout_s
-            data = pickle.dumps((command, *args), protocol=pickle.HIGHEST_PROTOCOL)
             try:
-                self._write(_LEN.pack(len(data)) + data, deadline)
-                (length,) = _LEN.unpack(self._read(_LEN.size, deadline))
-                reply = pickle.loads(self._read(length, deadline))
+                reply = self._channel.call(Call(command, args), timeout_s)
+            except ChannelTimeout:
+                self.kill()
+                self.exit_message = "wasm host process did not answer in time and was killed"
+                raise LaunchTimeout(self.exit_message) from None
+            except ChannelClosed:
+                raise LaunchFailed(self._died()) from None
             except KeyboardInterrupt:
                 # Cut off mid-call (ctrl+c, SIGTERM): the pipes are out of step with the
                 # host, so nothing more can be asked of it. It holds nothing worth keeping.
                 self.exit_message = "wasm host process was stopped by an interrupt"
                 self.kill()
                 raise
-        if reply[0] == "ok":
-            return reply[1]
-        _, kind, message = reply
-        raise _failure(kind, message)
-
-    def _write(self, data: bytes, deadline: float) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._in, view[: 1 << 20]) :]
-            except BlockingIOError:
-                self._wait(self._in, select.POLLOUT, deadline)
-            except (BrokenPipeError, ConnectionResetError):
-                raise LaunchFailed(self._died()) from None
-
-    def _read(self, n: int, deadline: float) -> bytes:
-        parts: list[bytes] = []
-        while n:
-            try:
-                chunk = os.read(self._out, min(n, 1 << 20))
-            except BlockingIOError:
-                self._wait(self._out, select.POLLIN, deadline)
-                continue
-            if not chunk:
-                raise LaunchFailed(self._died())
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
-
-    def _wait(self, fd: int, events: int, deadline: float) -> None:
-        poller = select.poll()
-        poller.register(fd, events)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                # A host that misses its deadline is wedged: nothing it holds can be trusted.
-                self.kill()
-                self.exit_message = "wasm host process did not answer in time and was killed"
-                raise LaunchTimeout(self.exit_message)
-            if poller.poll(remaining * 1000):
-                return
+        if isinstance(reply, Ok):
+            return reply.value
+        if isinstance(reply, Err):
+            raise _failure(reply.kind, reply.message)
+        raise LaunchFailed(f"wasm host process answered {type(reply).__name__}, not Ok or Err")
 
     def _died(self) -> str:
         if self.exit_message:
@@ -341,8 +246,7 @@ class HostProcess:
         """Ask the host to exit, kill it if it does not within 2 s, and always reap it."""
         if self.process.poll() is None and not self.exit_message:
             try:
-                data = pickle.dumps(("exit",))
-                self._write(_LEN.pack(len(data)) + data, time.monotonic() + EXIT_GRACE_S)
+                self._channel.send(Call("exit"), time.monotonic() + EXIT_GRACE_S)
             except EdgelabError:
                 pass
         for stream in (self.process.stdin, self.process.stdout):
@@ -428,21 +332,31 @@ class _Module:
 
 
 class WasmRuntime(Runtime):
-    """Wasm instances in host processes: one pooled *burst host* for cold starts (warm pool
-    slots, the fast path), and *resident hosts* (on-demand allocator) for the instances a ramp
-    keeps, each holding up to ``shard_instances()``; more are started as a ramp needs them.
-    Every host is registered with the session watchdog, and memory is their PSS summed."""
+    """Wasm instances in host processes: one *burst host* for cold starts, and *resident
+    hosts* (on-demand allocator) for the instances a ramp keeps, each holding up to
+    ``shard_instances()``; more are started as a ramp needs them. Every host is registered
+    with the session watchdog, and memory is their PSS summed.
+
+    ``strategy`` is the rung (``STRATEGIES``): "pool" (wasm: a warm slot of the pool, the
+    fast path), "mmap" (wasm:mmap: a fresh mapping per instance), "aot" (wasm:aot: the
+    precompiled module deserialized at every launch), "jit" (wasm:jit: the .wasm compiled at
+    every launch). A rung's resident instances are made the same way as its cold starts, so
+    a ramp's memory per instance is what keeping one of that rung ready costs (a jit or aot
+    instance holds its own copy of the code).
+    """
 
     name = "wasm"
-    phase_names = ("instantiate", "first_response")
+    phase_names = PHASES["pre"]
     memory_metric = "PSS growth of the Wasm host processes (summed over all of them)"
-    startup_includes = (
-        "Store + instantiate + first response, timed in the Wasm host process "
-        "(module precompiled; memory from wasmtime's pool; IPC excluded)"
-    )
+    startup_includes = STRATEGIES["pool"].includes
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, strategy: str = "pool") -> None:
         super().__init__(session)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown wasm strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+        self.strategy = STRATEGIES[strategy]
+        self.phase_names = PHASES[self.strategy.mode]  # type: ignore[misc]
+        self.startup_includes = self.strategy.includes  # type: ignore[misc]
         self._host: HostProcess | None = None
         #: The resident hosts, in the order they were started (filled in that order).
         self._shards: list[HostProcess] = []
@@ -525,23 +439,23 @@ class WasmRuntime(Runtime):
                 if self._host is not None:
                     self._abandon(self._host)
                 self.check()
-                self._host = self._start_host("pool")
+                self._host = self._start_host(self.strategy.allocator, resident=False)
                 self._loaded.clear()
                 facts = self._host.call(LOAD_TIMEOUT_S, "ping")
                 self.allocator, self.engine = facts["allocator"], facts["engine"]
                 self._host.engine = facts["engine"]  # type: ignore[attr-defined]
             return self._host
 
-    def _start_host(self, allocator: str) -> HostProcess:
-        sharing = instances_per_store() if allocator == "ondemand" else 1
-        host = HostProcess(allocator, sharing)
+    def _start_host(self, allocator: str, resident: bool) -> HostProcess:
+        sharing = instances_per_store() if resident else 1
+        host = HostProcess(allocator, sharing, self.strategy.mode)
         self._watch_pgid(host.pid)  # its own session: pid == process group
         try:
             path = self._use_hotpath(host)
         except BaseException:
             host.close()
             raise
-        if allocator == "pool":
+        if not resident:
             self.launch_path = path
         return host
 
@@ -618,7 +532,7 @@ class WasmRuntime(Runtime):
 
     def _new_shard(self) -> HostProcess:
         """Start one more resident host and load every prepared module into it."""
-        shard = self._start_host("ondemand")
+        shard = self._start_host("ondemand", resident=True)
         try:
             shard.engine = shard.call(LOAD_TIMEOUT_S, "ping")["engine"]  # type: ignore[attr-defined]
             for module in self._modules.values():
@@ -651,7 +565,7 @@ class WasmRuntime(Runtime):
             host.call(LOAD_TIMEOUT_S, "use_hotpath", str(path))
         except EdgelabError as exc:
             return f"ctypes, a foreign call per C API call (no compiled hot path: {exc})"
-        return "compiled hot path (wasm_hotpath.c), one foreign call per launch"
+        return "compiled hot path (wasm/hotpath.c), one foreign call per launch"
 
     def _ready_host(self, workload: Workload) -> HostProcess:
         host = self._host
@@ -692,14 +606,19 @@ class WasmRuntime(Runtime):
         try:
             while len(launches) < n:
                 shard = self._shard_with_room(cap)
-                chunk = min(BATCH_CHUNK, n - len(launches), cap - shard.held)
-                budget = timeout_s + IPC_MARGIN_S + chunk * BATCH_PER_LAUNCH_S
+                chunk = min(self.strategy.chunk, n - len(launches), cap - shard.held)
+                budget = timeout_s + IPC_MARGIN_S + chunk * self.strategy.per_launch_s
                 try:
-                    results = shard.call(
+                    batch: LaunchBatch = shard.call(
                         budget, "launch_batch", workload.name, request, chunk, True, timeout_s
                     )
-                    for result in results:
-                        launches.append(self._launch_from(shard, result, timeout_s))
+                    for instance_id, status, body, phases, startup_ns in batch.rows():
+                        launches.append(
+                            self._kept(
+                                shard, instance_id, status, body, phases, startup_ns, timeout_s
+                            )
+                        )
+                    _raise_for(batch.failure, timeout_s)
                 except LimitReached:
                     if shard.held < MIN_SHARD_INSTANCES:
                         raise
@@ -722,24 +641,47 @@ class WasmRuntime(Runtime):
         creation to the response's bytes); the Store is deleted outside the timing. Stops at
         the first failure, which is then the last item."""
         host = self._ready_host(workload)
-        budget = timeout_s + IPC_MARGIN_S + n * BATCH_PER_LAUNCH_S
-        results = host.call(budget, "launch_batch", workload.name, request, n, False, timeout_s)
+        budget = timeout_s + IPC_MARGIN_S + n * self.strategy.per_launch_s
+        batch: LaunchBatch = host.call(
+            budget, "launch_batch", workload.name, request, n, False, timeout_s
+        )
         outcomes: list[Launch | LaunchFailed] = []
         stopped = StoppedInstance(self.name)  # stands for every one of them: it holds nothing
-        for result in results:
-            try:
-                _raise_for(result, timeout_s)
-            except LaunchFailed as exc:
-                outcomes.append(exc)
-                break
-            _id, status, body, phases, startup_ns, _error = result
-            # phases is the host's fresh dict, keyed by phase_names in their order
-            outcomes.append(Launch(stopped, Response(status, body), startup_ns, phases))
+        names = self.phase_names
+        for _id, status, body, phases, startup_ns in batch.rows():
+            outcomes.append(
+                Launch(
+                    stopped,
+                    Response(status, body),
+                    startup_ns,
+                    dict(zip(names, phases, strict=True)),
+                )
+            )
+        try:
+            _raise_for(batch.failure, timeout_s)
+        except LaunchFailed as exc:
+            outcomes.append(exc)
         return outcomes
 
-    def _launch_from(self, host: HostProcess, result: tuple[Any, ...], timeout_s: float) -> Launch:
-        _raise_for(result, timeout_s)
-        instance_id, status, body, phases, startup_ns, _error = result
+    def _launch_from(self, host: HostProcess, record: LaunchRecord, timeout_s: float) -> Launch:
+        _raise_for(record, timeout_s)
+        return self._kept(
+            host, record.instance_id, record.status, record.body, record.phases_ns,
+            record.startup_ns, timeout_s,
+        )  # fmt: skip
+
+    def _kept(
+        self,
+        host: HostProcess,
+        instance_id: int | None,
+        status: int,
+        body: bytes,
+        phases: tuple[int, ...],
+        startup_ns: int,
+        timeout_s: float,
+    ) -> Launch:
+        """A resident instance the host made: tracked from here on."""
+        assert instance_id is not None, "a kept launch has an instance id"
         instance = WasmInstance(self, host, instance_id, timeout_s)
         host.held += 1
         self._track(instance)
@@ -747,7 +689,7 @@ class WasmRuntime(Runtime):
             instance,
             Response(status, body),
             startup_ns,
-            {name: phases[name] for name in self.phase_names},
+            dict(zip(self.phase_names, phases, strict=True)),
         )
 
     def _hosts(self) -> list[HostProcess]:
@@ -816,16 +758,3 @@ class WasmRuntime(Runtime):
             for host in self._hosts():
                 self._abandon(host)
             self._loaded.clear()
-
-
-def limits_line() -> str:
-    """What stops one host process, measured here (hello; see wasm_host's Capacity note)."""
-    try:
-        with open("/proc/sys/vm/max_map_count") as limit:
-            most = f"{int(limit.read()):,}"
-    except (OSError, ValueError):
-        most = "?"
-    return (
-        f"pool {pool_slots():,} slots (2 of vm.max_map_count's {most} mappings each); "
-        f"resident hosts {shard_instances():,} each, then another (memory is their limit)"
-    )
