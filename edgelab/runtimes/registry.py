@@ -219,6 +219,26 @@ register(RuntimeSpec(
 ))  # fmt: skip
 # -- subprocess rungs (owner: the subprocess helper) --------------------------------------------
 # -- wasm rungs (owner: the wasm helper) --------------------------------------------------------
+register(RuntimeSpec(
+    "wasm:mmap", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
+    "a wasmtime instance of a module precompiled and loaded once, its memory freshly mapped",
+    skips="compiling and loading the module (done once ahead); not mapping memory (no pool)",
+    ready_cost="one resident instance: its Store, instance and touched memory (code shared)",
+    options=_options(strategy="mmap"),
+))  # fmt: skip
+register(RuntimeSpec(
+    "wasm:aot", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
+    "the precompiled module deserialized at every launch, then instantiated (AOT)",
+    skips="compiling (done once ahead); every launch deserializes the code and maps memory",
+    ready_cost="one resident instance with its own deserialized copy of the code",
+    options=_options(strategy="aot"),
+))  # fmt: skip
+register(RuntimeSpec(
+    "wasm:jit", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
+    "the .wasm compiled (Cranelift) at every launch, then instantiated: a generic Wasm runtime",
+    ready_cost="one resident instance with its own compiled copy of the code",
+    options=_options(strategy="jit"),
+))  # fmt: skip
 # -- isolate rungs (owner: the isolate helper) --------------------------------------------------
 # -- microvm rungs (owner: the microvm helper) --------------------------------------------------
 
