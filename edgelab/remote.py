@@ -6,72 +6,72 @@ the subprocess runtime's spawn phase read ~3 ms in the lab against ~0.2 ms from 
 run``. Here ``python -m edgelab.remote`` runs the same ``Lab.run`` single-threaded and streams
 its events back over a pipe, so the UI's numbers and ``edgelab run --json`` agree.
 
-Wire format both ways: u32 little-endian length + a pickled tuple. To the server: ``("run",
-settings)``, ``("cancel",)``, ``("close",)``. From it: ``("event", event)``, ``("result",
-run_result)``, ``("error", kind, message)``. Every lab event crosses as it is, ``RampHeld``
-among them: its result is a snapshot of the held ramp, which the TUI's e exports. EOF on its stdin (the UI died) cancels the run,
-closes the lab (every container and process removed) and ends the server.
+Wire format both ways: ``edgelab.ipc`` frames carrying the frozen dataclasses below. To the
+server: ``RunRequest``, ``Cancel``, ``Close``. From it: ``EventMsg`` (every lab event as it is,
+``RampHeld`` among them: its result is a snapshot of the held ramp, which the TUI's e exports),
+``ResultMsg``, ``ErrorMsg``. EOF on its stdin (the UI died) cancels the run, closes the lab
+(every container and process removed) and ends the server.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import select
-import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import Any
 
 from edgelab import errors
 from edgelab.errors import EdgelabError
+from edgelab.events import LabEvent
+from edgelab.ipc import Channel, ChannelClosed, take_frames
 from edgelab.results import RunResult
-from edgelab.runtimes import create_runtime
-from edgelab.runtimes.base import Runtime
 from edgelab.session import Session
 
-_LEN = struct.Struct("<I")
 #: How long close() waits for the server to remove what it started before killing it.
 CLOSE_TIMEOUT_S = 5.0
+#: How long the UI side waits to hand the server a Cancel or Close (it reads its stdin
+#: always, so only a wedged server misses this; close() then kills it).
+SEND_TIMEOUT_S = 1.0
 
 
-def _send(stream: IO[bytes], message: tuple[Any, ...], lock: threading.Lock | None = None) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    frame = _LEN.pack(len(data)) + data
-    if lock is None:
-        stream.write(frame)
-        stream.flush()
-        return
-    with lock:
-        stream.write(frame)
-        stream.flush()
+@dataclass(frozen=True)
+class RunRequest:
+    """Run these settings (an ``edgelab.lab.Settings``) and stream what happens."""
+
+    settings: Any
 
 
-def _recv(stream: IO[bytes]) -> tuple[Any, ...] | None:
-    header = stream.read(_LEN.size)
-    if len(header) < _LEN.size:
-        return None
-    (length,) = _LEN.unpack(header)
-    data = stream.read(length)
-    if len(data) < length:
-        return None
-    message: tuple[Any, ...] = pickle.loads(data)
-    return message
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel the run in progress (its result still follows, marked cancelled)."""
 
 
-def _frames(pending: bytearray) -> list[tuple[Any, ...]]:
-    """Take every complete frame off the front of ``pending``."""
-    messages = []
-    while len(pending) >= _LEN.size:
-        (length,) = _LEN.unpack_from(pending)
-        end = _LEN.size + length
-        if len(pending) < end:
-            break
-        messages.append(pickle.loads(bytes(pending[_LEN.size : end])))
-        del pending[:end]
-    return messages
+@dataclass(frozen=True)
+class Close:
+    """Close the lab (remove everything it started) and exit."""
+
+
+@dataclass(frozen=True)
+class EventMsg:
+    event: LabEvent
+
+
+@dataclass(frozen=True)
+class ResultMsg:
+    result: RunResult
+
+
+@dataclass(frozen=True)
+class ErrorMsg:
+    """The run raised: ``kind`` is the ``edgelab.errors`` class name, ``message`` its line."""
+
+    kind: str
+    message: str
 
 
 def _error_for(kind: str, message: str) -> EdgelabError:
@@ -82,27 +82,20 @@ def _error_for(kind: str, message: str) -> EdgelabError:
 
 
 class RemoteLab:
-    """The part of ``Lab``'s interface the TUI uses, served by a measuring process."""
+    """The part of ``Lab``'s interface the TUI uses, served by a measuring process. It makes
+    no runtime object of its own: what a runtime is comes in its ``RuntimeDescribed`` event."""
 
     fake = False
 
     def __init__(self) -> None:
         self.session = Session()
         self._process: subprocess.Popen[bytes] | None = None
+        self._channel: Channel | None = None
         self._lock = threading.Lock()
-        self._local: dict[str, Runtime] = {}
 
-    def runtime(self, name: str) -> Runtime:
-        """A runtime object in this process for facts only (versions, what figures include);
-        it is never prepared here and never launches anything."""
+    def _server(self) -> tuple[subprocess.Popen[bytes], Channel]:
         with self._lock:
-            if name not in self._local:
-                self._local[name] = create_runtime(name, self.session)
-            return self._local[name]
-
-    def _server(self) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._process is None or self._process.poll() is not None:
+            if self._process is None or self._process.poll() is not None or self._channel is None:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "edgelab.remote"],
                     stdin=subprocess.PIPE,
@@ -111,7 +104,11 @@ class RemoteLab:
                     bufsize=0,
                     start_new_session=True,  # a ctrl+c meant for the UI does not reach it
                 )
-            return self._process
+                assert self._process.stdin is not None
+                # Writes only: the events are read by this side's own poll loop (take_frames),
+                # which also watches for cancel. The pipes stay the Popen's to close.
+                self._channel = Channel(None, self._process.stdin.fileno())
+            return self._process, self._channel
 
     def run(
         self,
@@ -128,31 +125,29 @@ class RemoteLab:
     def _run(
         self, settings: Any, on_event: Callable[[Any], None] | None, cancel: threading.Event
     ) -> RunResult:
-        process = self._server()
-        assert process.stdin is not None and process.stdout is not None
+        process, channel = self._server()
+        assert process.stdout is not None
         try:
-            _send(process.stdin, ("run", settings))
-        except (BrokenPipeError, OSError):
+            channel.send(RunRequest(settings), time.monotonic() + SEND_TIMEOUT_S)
+        except (EdgelabError, OSError):
             raise EdgelabError("the measuring process is gone; run again to restart it") from None
         cancel_sent = False
         fd = process.stdout.fileno()
         pending = bytearray()
         while True:
-            for message in _frames(pending):
-                kind = message[0]
-                if kind == "event":
+            for message in take_frames(pending):
+                if isinstance(message, EventMsg):
                     if on_event is not None:
-                        on_event(message[1])
-                elif kind == "result":
-                    result: RunResult = message[1]
-                    return result
-                elif kind == "error":
-                    raise _error_for(message[1], message[2])
+                        on_event(message.event)
+                elif isinstance(message, ResultMsg):
+                    return message.result
+                elif isinstance(message, ErrorMsg):
+                    raise _error_for(message.kind, message.message)
             if cancel.is_set() and not cancel_sent:
                 cancel_sent = True
                 try:
-                    _send(process.stdin, ("cancel",))
-                except (BrokenPipeError, OSError):
+                    channel.send(Cancel(), time.monotonic() + SEND_TIMEOUT_S)
+                except (EdgelabError, OSError):
                     pass
             readable, _, _ = select.select([fd], [], [], 0.1)
             if not readable:
@@ -167,19 +162,15 @@ class RemoteLab:
         """Stop the run in progress and have the server remove everything it started."""
         with self._lock:
             process, self._process = self._process, None
-            local, self._local = list(self._local.values()), {}
-        for runtime in local:
-            try:
-                runtime.close()
-            except Exception:  # noqa: BLE001 - closing must reach every runtime
-                pass
+            channel, self._channel = self._channel, None
         if process is None:
             return
         try:
             assert process.stdin is not None
-            _send(process.stdin, ("close",))
+            if channel is not None and not process.stdin.closed:
+                channel.send(Close(), time.monotonic() + SEND_TIMEOUT_S)
             process.stdin.close()
-        except (BrokenPipeError, OSError, ValueError):
+        except (EdgelabError, OSError, ValueError):
             pass
         try:
             process.wait(CLOSE_TIMEOUT_S)
@@ -189,40 +180,41 @@ class RemoteLab:
 
 
 def serve() -> int:
-    """The measuring process: one Lab, driven by commands on stdin, events out on stdout."""
+    """The measuring process: one Lab, driven by messages on stdin, events out on stdout."""
     from edgelab.lab import Lab
 
-    commands = sys.stdin.buffer
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    channel = Channel(sys.stdin.fileno(), os.dup(sys.stdout.fileno()))
     sys.stdout = sys.stderr  # nothing else may write into the event stream
     lab = Lab()
-    write_lock = threading.Lock()
     cancel = threading.Event()
     worker: threading.Thread | None = None
 
     def run(settings: Any) -> None:
         try:
-            result = lab.run(settings, on_event=lambda e: _send(out, ("event", e), write_lock), cancel=cancel)
-            _send(out, ("result", result), write_lock)
-        except EdgelabError as exc:
-            _send(out, ("error", type(exc).__name__, str(exc)), write_lock)
-        except BrokenPipeError:
+            result = lab.run(settings, on_event=lambda e: channel.send(EventMsg(e)), cancel=cancel)
+            channel.send(ResultMsg(result))
+        except ChannelClosed:  # the UI is gone: wind down, close() below removes the rest
             cancel.set()
+        except EdgelabError as exc:
+            _reply_quietly(channel, ErrorMsg(type(exc).__name__, str(exc)), cancel)
         except Exception as exc:  # noqa: BLE001 - reported to the UI as one line
-            _send(out, ("error", "EdgelabError", f"internal error: {type(exc).__name__}: {exc}"), write_lock)
+            _reply_quietly(channel, ErrorMsg("EdgelabError", f"internal error: {type(exc).__name__}: {exc}"), cancel)
 
     try:
         while True:
-            message = _recv(commands)
-            if message is None or message[0] == "close":
+            try:
+                message = channel.recv()
+            except ChannelClosed:
                 break
-            if message[0] == "cancel":
+            if isinstance(message, Close):
+                break
+            if isinstance(message, Cancel):
                 cancel.set()
-            elif message[0] == "run":
+            elif isinstance(message, RunRequest):
                 if worker is not None:
                     worker.join()
                 cancel.clear()
-                worker = threading.Thread(target=run, args=(message[1],), name="lab-run")
+                worker = threading.Thread(target=run, args=(message.settings,), name="lab-run")
                 worker.start()
     finally:
         cancel.set()
@@ -232,5 +224,16 @@ def serve() -> int:
     return 0
 
 
+def _reply_quietly(channel: Channel, message: ErrorMsg, cancel: threading.Event) -> None:
+    try:
+        channel.send(message)
+    except ChannelClosed:
+        cancel.set()
+
+
 if __name__ == "__main__":
-    raise SystemExit(serve())
+    # Served by the module imported under its own name, so that the messages it pickles are
+    # ``edgelab.remote``'s (a ``__main__`` class would not unpickle in the UI).
+    from edgelab.remote import serve as _serve
+
+    raise SystemExit(_serve())
