@@ -8,7 +8,7 @@
  * request, edgelab_handle, and copying the response out. Deleting the Store is not timed.
  *
  * The same work, call for call, as a batch of the lab's hot path (el_launch_batch in
- * edgelab/runtimes/wasm_hotpath.c): the same clock reads (three: before the Store, after
+ * edgelab/runtimes/wasm/hotpath.c): the same clock reads (three: before the Store, after
  * _initialize, after the copy), the same bounds checks of linear memory, the same response
  * cap check, responses copied one after the other into one buffer, and the same `warm`
  * untimed launches first. What it leaves out is the lab: no IPC, no records, no Python.
@@ -41,6 +41,21 @@ void *wasmtime_func_call_unchecked(void *ctx, const void *func, val_raw_t *args,
                                    void **trap);
 uint8_t *wasmtime_memory_data(void *ctx, const void *memory);
 size_t wasmtime_memory_data_size(void *ctx, const void *memory);
+void *wasmtime_module_new(void *engine, const uint8_t *wasm, size_t len, void **module);
+void *wasmtime_module_deserialize(void *engine, const uint8_t *bytes, size_t len, void **module);
+void wasmtime_module_delete(void *module);
+void *wasmtime_linker_instantiate(void *linker, void *ctx, void *module, instance_t *out,
+                                  void **trap);
+
+/* How each launch gets its module, as the hot path's el_call.mode: 0 instantiate `pre`
+ * (wasm, wasm:mmap), 1 compile the .wasm (wasm:jit), 2 deserialize the precompiled bytes
+ * (wasm:aot), then instantiate through the linker. */
+typedef struct {
+    int mode;
+    void *linker;
+    const uint8_t *bytes;
+    size_t len;
+} module_source;
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -58,14 +73,23 @@ size_t raw_sizes(size_t *instance, size_t *extern_, size_t *val) {
 }
 
 /* One launch as the hot path's launch_at does it; returns 0 or -1. Its stamps in t[0..2]. */
-static int launch(void *engine, void *pre, int wasi, int64_t memory_limit, const uint8_t *request,
-                  size_t len, size_t max_response, size_t *offset, int64_t t[3], void **out) {
+static int launch(void *engine, void *pre, const module_source *source, int wasi,
+                  int64_t memory_limit, const uint8_t *request, size_t len, size_t max_response,
+                  size_t *offset, int64_t t[3], void **out) {
     static const char *const argv[] = {"raw"};
     instance_t instance;
     extern_t exports[4];
     val_raw_t args[2];
     void *trap = NULL;
+    void *module = NULL;
+    *out = NULL;
     t[0] = now_ns();
+    if (source->mode == 1 &&
+        wasmtime_module_new(engine, source->bytes, source->len, &module))
+        return -1;
+    if (source->mode == 2 &&
+        wasmtime_module_deserialize(engine, source->bytes, source->len, &module))
+        return -1;
     void *store = wasmtime_store_new(engine, NULL, NULL);
     void *ctx = wasmtime_store_context(store);
     *out = store;
@@ -76,7 +100,13 @@ static int launch(void *engine, void *pre, int wasi, int64_t memory_limit, const
     }
     wasmtime_store_limiter(store, memory_limit, -1, -1, -1, -1);
     wasmtime_context_set_epoch_deadline(ctx, 1u << 30);
-    if (wasmtime_instance_pre_instantiate(pre, ctx, &instance, &trap) || trap) return -1;
+    if (module) {
+        void *err = wasmtime_linker_instantiate(source->linker, ctx, module, &instance, &trap);
+        wasmtime_module_delete(module);
+        if (err || trap) return -1;
+    } else if (wasmtime_instance_pre_instantiate(pre, ctx, &instance, &trap) || trap) {
+        return -1;
+    }
     if (!wasmtime_instance_export_get(ctx, &instance, "_initialize", 11, &exports[0]) ||
         !wasmtime_instance_export_get(ctx, &instance, "edgelab_alloc", 13, &exports[1]) ||
         !wasmtime_instance_export_get(ctx, &instance, "edgelab_handle", 14, &exports[2]) ||
@@ -113,17 +143,26 @@ static int launch(void *engine, void *pre, int wasi, int64_t memory_limit, const
 
 /* `warm` untimed launches, then n cold starts; timings[i] in ns. Returns 0, or -(i + 1) if
  * iteration i failed. */
-int raw_loop(void *engine, void *pre, int wasi, int64_t memory_limit, const uint8_t *request,
-             size_t len, int n, int warm, int64_t *timings) {
+int raw_loop_source(void *engine, void *pre, const module_source *source, int wasi,
+                    int64_t memory_limit, const uint8_t *request, size_t len, int n, int warm,
+                    int64_t *timings) {
     size_t offset = 0;
     int64_t t[3];
     void *store = NULL;
     for (int i = -warm; i < n; i++) {
-        int failed = launch(engine, pre, wasi, memory_limit, request, len, 16u << 20, &offset, t,
-                            &store);
-        wasmtime_store_delete(store);
+        int failed = launch(engine, pre, source, wasi, memory_limit, request, len, 16u << 20,
+                            &offset, t, &store);
+        if (store) wasmtime_store_delete(store);
         if (failed) return -(i + warm + 1);
         if (i >= 0) timings[i] = t[2] - t[0];
     }
     return 0;
+}
+
+/* raw_loop_source with the module prepared once (`pre`): the wasm and wasm:mmap rungs. */
+int raw_loop(void *engine, void *pre, int wasi, int64_t memory_limit, const uint8_t *request,
+             size_t len, int n, int warm, int64_t *timings) {
+    static const module_source prepared = {0, NULL, NULL, 0};
+    return raw_loop_source(engine, pre, &prepared, wasi, memory_limit, request, len, n, warm,
+                           timings);
 }

@@ -60,11 +60,37 @@ def _library() -> ctypes.CDLL:
         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_char_p,
         ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
     )  # fmt: skip
+    lib.raw_loop_source.restype = ctypes.c_int
+    lib.raw_loop_source.argtypes = (
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+    )  # fmt: skip
     return lib
 
 
+class _ModuleSource(ctypes.Structure):
+    """``module_source`` in wasm_raw.c: how each launch gets its module."""
+
+    _fields_ = [
+        ("mode", ctypes.c_int),
+        ("linker", ctypes.c_void_p),
+        ("bytes", ctypes.c_void_p),
+        ("len", ctypes.c_size_t),
+    ]
+
+
+#: rung -> (pooling allocator, mode): the same Engine configuration and module source as the
+#: lab's burst host for that rung (edgelab.runtimes.wasm.runtime.STRATEGIES).
+RUNGS = {
+    "wasm": (True, 0),
+    "wasm:mmap": (False, 0),
+    "wasm:jit": (False, 1),
+    "wasm:aot": (False, 2),
+}
+
+
 @lru_cache(maxsize=8)
-def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
+def _prepared(wasm_path: Path, pooling: bool = True) -> tuple[Any, Any, bool]:
     """(engine, InstancePre, needs WASI), made once per module: not part of any timing."""
     import wasmtime
 
@@ -72,13 +98,66 @@ def _prepared(wasm_path: Path) -> tuple[Any, Any, bool]:
     from edgelab.runtimes.wasm import pool_memory_bytes
 
     memory = pool_memory_bytes()
-    engine = wasmtime.Engine(H.engine_config(memory, H.pooling_fits(memory)))
+    engine = wasmtime.Engine(H.engine_config(memory, pooling and H.pooling_fits(memory)))
     module = wasmtime.Module.from_file(engine, str(wasm_path))
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     pre = linker.instantiate_pre(module)
     needs_wasi = any(i.module.startswith("wasi") for i in module.imports)  # type: ignore[attr-defined]
     return engine, pre, needs_wasi
+
+
+@lru_cache(maxsize=8)
+def _sources(wasm_path: Path) -> tuple[Any, Any, bytes, bytes]:
+    """For the rungs that make the module at every launch: (the on-demand engine, its linker
+    with WASI, the .wasm bytes, the module precompiled for that engine), made once."""
+    import wasmtime
+
+    engine, _pre, _wasi = _prepared(wasm_path, False)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    wasm = Path(wasm_path).read_bytes()
+    return engine, linker, wasm, bytes(wasmtime.Module(engine, wasm).serialize())
+
+
+def raw_cold_starts(rung: str, workload: str, n: int) -> list[int]:
+    """``n`` startup times in ns of the same work the lab times for a Wasm rung, in a bare C
+    loop over wasmtime's C API (no host process, IPC, records or Python between calls): a
+    fresh Store, instantiate (wasm: a warm pool slot; the others a fresh mapping), the export
+    lookups, _initialize and the first request with its response copied out; wasm:jit first
+    compiles the .wasm and wasm:aot first deserializes the precompiled module, inside the
+    timing, then instantiates through the linker, as the lab's host does. Each loop starts
+    with the host's untimed warm-up launches. The workload's default request."""
+    from edgelab.build import ensure_wasm
+    from edgelab.runtimes.wasm import host as H
+    from edgelab.runtimes.wasm.capi import address
+    from edgelab.workloads import get_workload
+
+    if rung not in RUNGS:
+        raise ValueError(f"no raw wasm baseline for {rung!r} (one of {', '.join(RUNGS)})")
+    pooling, mode = RUNGS[rung]
+    spec = get_workload(workload)
+    path = Path(ensure_wasm(spec))
+    request = spec.default_request
+    if mode == 0:
+        engine, pre, needs_wasi = _prepared(path, pooling)
+        pre_ptr, linker_ptr, data = address(pre), 0, b""
+    else:
+        engine, linker, wasm, compiled = _sources(path)
+        _engine, _pre, needs_wasi = _prepared(path, False)
+        pre_ptr, linker_ptr, data = 0, address(linker), wasm if mode == 1 else compiled
+    buffer = ctypes.create_string_buffer(data, len(data)) if data else None
+    source = _ModuleSource(
+        mode, linker_ptr or None, ctypes.addressof(buffer) if buffer else None, len(data)
+    )
+    timings = (ctypes.c_int64 * n)()
+    failed = _library().raw_loop_source(
+        address(engine), pre_ptr or None, ctypes.byref(source), int(needs_wasi),
+        MEMORY_LIMIT_BYTES, request, len(request), n, H.WARM_LAUNCHES, ctypes.addressof(timings),
+    )  # fmt: skip
+    if failed:
+        raise RuntimeError(f"raw {rung} loop failed at iteration {-failed}")
+    return list(timings)
 
 
 def raw_wasm_cold_start_ns(
@@ -193,7 +272,15 @@ if __name__ == "__main__":
     parser.add_argument("workload", nargs="?", default="hello")
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--api", choices=("c", "ctypes", "wasmtime-py"), default="c")
+    parser.add_argument("--rung", choices=tuple(RUNGS), help="the C loop of one rung instead")
     options = parser.parse_args()
+    if options.rung:
+        samples = raw_cold_starts(options.rung, options.workload, options.n)
+        print(
+            f"{options.workload} raw {options.rung}: p50 "
+            f"{statistics.median(samples) / 1000:.1f} us over {len(samples)} launches"
+        )
+        raise SystemExit(0)
     from edgelab.build import ensure_wasm
     from edgelab.workloads import get_workload
 
