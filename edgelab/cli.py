@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves SVG screenshots")
     parser.add_argument("--exports", type=Path, default=None, help="where the lab's e writes JSON, CSV and Markdown (default: ./edgelab-exports)")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
+    parser.add_argument(
+        "--runtimes", metavar="RUNGS", default=None,
+        help="the lab's panels: comma-separated rungs (default: the registry's default three;"
+        " every rung: edgelab runtimes)",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser(
@@ -238,6 +243,16 @@ def _stdout_closed() -> int:
     return EXIT_BROKEN_PIPE
 
 
+def _lab_rungs(text: str | None) -> tuple[str, ...] | None:
+    """``edgelab --runtimes``: exact registered names (the registry alone: no core import
+    before first paint); a bad one is a UsageError before the screen is taken."""
+    if text is None:
+        return None
+    from edgelab.runtimes import registry
+
+    return registry.parse_runtimes(text)
+
+
 def _run_tui(args: argparse.Namespace) -> int:
     """The lab's TUI. An interrupt (SIGTERM, SIGHUP) lands wherever the event loop is; once
     ``run_app`` has closed the lab, restore the terminal and exit at once: the TUI's own threads
@@ -253,6 +268,7 @@ def _run_tui(args: argparse.Namespace) -> int:
             export_dir=args.exports,
             theme=args.theme,
             started_at=_STARTED,
+            runtimes=_lab_rungs(args.runtimes),
         )
     except KeyboardInterrupt:
         _restore_terminal(terminal)

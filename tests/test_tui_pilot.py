@@ -754,3 +754,89 @@ async def test_e_into_a_folder_whose_parent_is_missing_says_so_and_creates_nothi
         await until(pilot, lambda: exported(app) and "export failed" in str(app.query_one("#status").render()))
         assert f"cannot export into {missing}" in str(app.query_one("#status").render())
     assert not missing.parent.exists()
+
+
+# -- the registry is the one list; the UI never builds a runtime ------------------------------------
+def _variant_rungs(count: int) -> tuple[str, ...]:
+    from edgelab.runtimes import registry
+
+    found = tuple(n for n in registry.names() if ":" in n)[:count]
+    if len(found) < count:
+        pytest.skip(f"fewer than {count} rungs with a variant registered yet")
+    return found
+
+
+@pilot_test
+async def test_any_registered_rung_gets_a_panel_and_its_labels_from_the_lab(tmp_path: Path) -> None:
+    """Panels are the rungs asked for (ids from RuntimeSpec.slug: ``wasm:jit`` is no CSS id);
+    their labels and marks come from the lab's RuntimeDescribed, and the only runtimes made
+    are the lab's own, one per rung."""
+    rungs = ("subprocess", *_variant_rungs(2))
+    lab = FakeLab()
+    mark = "emulated (TCG): no KVM here"
+    made = lab._factory
+
+    def factory(name: str, session: Session) -> Runtime:
+        runtime = made(name, session)
+        if name == rungs[-1]:
+            runtime.marks = lambda: (mark,)  # type: ignore[method-assign]
+        return runtime
+
+    lab._factory = factory  # type: ignore[method-assign]
+    app = EdgelabApp(lab=lab, export_dir=tmp_path, deterministic=True, runtimes=rungs)  # type: ignore[arg-type]
+    async with app.run_test(size=SIZE) as pilot:
+        await run_to_end(pilot)
+        assert list(app.panels) == list(rungs)
+        for name in rungs:
+            panel = app.query_one(f"#panel-{name.replace(':', '-')}")
+            text = panel.text()  # type: ignore[attr-defined]
+            assert "20 cold starts" in text and "includes: fixed fake timings" in text, (name, text)
+        assert app.state.runtimes[rungs[-1]].marks == (mark,)
+        # Beside its figures (short_warning keeps the part before the colon), not only in exports:
+        assert "⚠ emulated (TCG)" in app.panels[rungs[-1]].text()
+        assert "emulated" not in app.panels[rungs[0]].text()
+        assert sorted(r.name for r in lab.made) == sorted(rungs)
+
+
+def test_runtime_described_labels_a_panel_before_any_result() -> None:
+    from edgelab.events import RuntimeDescribed
+    from edgelab.runtimes.registry import RuntimeInfo
+    from edgelab.tui.state import LabState
+    from edgelab.tui.view import panel_view
+
+    state = LabState(("wasm",))
+    info = RuntimeInfo(
+        "wasm", "wasm", "wasm", ("instantiate", "first_response"), "instantiate + first call",
+        "PSS of the host", versions=(("wasmtime", "99.0"),), marks=("a caveat",),
+    )  # fmt: skip
+    state.apply([RuntimeDescribed(info)])
+    live = state.runtimes["wasm"]
+    assert (live.startup_includes, live.memory_metric, live.phase_names) == (
+        "instantiate + first call", "PSS of the host", ("instantiate", "first_response"),
+    )  # fmt: skip
+    assert panel_view(live, None, "burst").includes_line == "includes: instantiate + first call"
+    assert state.take_versions() == {"wasmtime": "99.0"} and state.take_versions() == {}
+
+
+def test_no_tui_module_builds_or_probes_a_runtime() -> None:
+    """The UI labels figures from events: no create_runtime, no lab.runtime(), no hasattr."""
+    import edgelab.tui.app
+
+    tui = Path(edgelab.tui.app.__file__).parent
+    for source in sorted(tui.glob("*.py")):
+        text = source.read_text()
+        for banned in ("create_runtime", ".runtime(", "hasattr("):
+            assert banned not in text, f"{source.name} uses {banned}"
+
+
+def test_the_lab_flag_takes_registered_rungs_and_refuses_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgelab import cli
+    from edgelab.tui import app as app_module
+
+    rungs = ("subprocess", *_variant_rungs(1))
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(app_module, "run_app", lambda **kwargs: seen.update(kwargs) or 0)
+    monkeypatch.setattr(cli, "_exit_cleanly_on_sigterm", lambda: None)
+    assert cli.main(["--runtimes", ",".join(rungs)]) == 0
+    assert seen["runtimes"] == rungs
+    assert cli.main(["--runtimes", "nope"]) == 2

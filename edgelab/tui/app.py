@@ -29,7 +29,7 @@ from textual.widgets import Input, Static  # noqa: E402
 from textual.worker import Worker, WorkerState  # noqa: E402
 
 from edgelab.errors import EdgelabError  # noqa: E402
-from edgelab.runtimes import RUNTIME_NAMES  # noqa: E402
+from edgelab.runtimes import registry  # noqa: E402
 from edgelab.tui.artifacts import (  # noqa: E402
     ARTIFACT_KINDS,
     BUILDING,
@@ -38,8 +38,10 @@ from edgelab.tui.artifacts import (  # noqa: E402
     Size,
     artifact_sizes,
     build_missing,
+    engine_client,
+    engine_versions,
 )
-from edgelab.tui.controls import Controls  # noqa: E402
+from edgelab.tui.controls import Controls, slug  # noqa: E402
 from edgelab.tui.header import HostBar  # noqa: E402
 from edgelab.tui.panels import RuntimePanel  # noqa: E402
 from edgelab.tui.state import EventBuffer, LabState, RunDone, comparison_text, final_figures  # noqa: E402
@@ -130,6 +132,7 @@ class EdgelabApp(App[int]):
         Binding("pagedown", "scroll_body('page_down')", "page down", show=False),
         Binding("pageup", "scroll_body('page_up')", "page up", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
+        Binding("L", "ladder", "ladder", show=False),
         Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
     ]
@@ -145,8 +148,12 @@ class EdgelabApp(App[int]):
         started_at: float | None = None,
         only_workloads: tuple[str, ...] | None = None,
         build_missing: bool | None = None,
+        runtimes: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
+        #: The rungs with a panel: the registry's default selection, or those asked for
+        #: (``edgelab --runtimes``; the panels are made for three to five).
+        self.rungs = tuple(runtimes) if runtimes else registry.default_names()
         self._lab = lab
         self.screenshot_dir = Path(screenshot_dir)
         self.export_dir = Path(export_dir) if export_dir is not None else DEFAULT_EXPORT_DIR
@@ -163,7 +170,7 @@ class EdgelabApp(App[int]):
         self.started_at = PROCESS_STARTED if started_at is None else started_at
         self.first_paint_s: float | None = None
         self.buffer = EventBuffer()
-        self.state = LabState(RUNTIME_NAMES)
+        self.state = LabState(self.rungs)
         self.scenario_worker: Worker[RunResult] | None = None
         self.cancel_event: threading.Event | None = None
         self.stop_verb = ""
@@ -204,10 +211,10 @@ class EdgelabApp(App[int]):
     def compose(self) -> ComposeResult:
         yield HostBar(id="host")
         with VerticalScroll(id="body", can_focus=False):
-            yield Controls(id="controls")
+            yield Controls(self.rungs, id="controls")
             yield Static("", id="run-line")
             with Horizontal(id="panels"):
-                for name in RUNTIME_NAMES:
+                for name in self.rungs:
                     yield RuntimePanel(name)
         yield Static("", id="comparison")
         yield Static("", id="status")
@@ -254,7 +261,7 @@ class EdgelabApp(App[int]):
 
     @property
     def panels(self) -> dict[str, RuntimePanel]:
-        return {name: self.query_one(f"#panel-{name}", RuntimePanel) for name in RUNTIME_NAMES}
+        return {name: self.query_one(f"#panel-{slug(name)}", RuntimePanel) for name in self.rungs}
 
     @property
     def covered(self) -> bool:
@@ -279,11 +286,18 @@ class EdgelabApp(App[int]):
             workloads = {n: w for n, w in workloads.items() if n in self.only_workloads}
         self.post_message(WorkloadsLoaded({n: w.description for n, w in workloads.items()}))
         missing = []
+        # The catalog's view (edgelab.catalog), with a docker client of its own for images.
+        client = None if self.deterministic or "image" not in ARTIFACT_KINDS else engine_client()
+        try:
+            cells = {
+                name: {kind: UNKNOWN for kind in ARTIFACT_KINDS} if self.deterministic else artifact_sizes(w, client)
+                for name, w in workloads.items()
+            }
+        finally:
+            if client is not None:
+                client.close()
         for workload in workloads.values():
-            if self.deterministic:
-                sizes: dict[str, Size] = {kind: UNKNOWN for kind in ARTIFACT_KINDS}
-            else:
-                sizes = artifact_sizes(workload, self.lab)
+            sizes: dict[str, Size] = cells[workload.name]
             kinds = tuple(k for k in ARTIFACT_KINDS if sizes[k] == NOT_BUILT)
             if self.build_missing and kinds:
                 missing.append((workload, kinds))
@@ -311,10 +325,12 @@ class EdgelabApp(App[int]):
         except PackageNotFoundError:
             versions = {"wasmtime": "not installed"}
         self.post_message(HostFound(host_facts(), None))
+        client = engine_client()
         try:
-            versions.update(self.lab.runtime("container").versions())
-        except Exception:  # noqa: BLE001 - no engine: the container panel will say why
-            versions.setdefault("docker_engine", "unavailable")
+            versions.update(engine_versions(client))
+        finally:
+            if client is not None:
+                client.close()
         self.post_message(HostFound(None, versions))
 
     def on_workloads_loaded(self, message: WorkloadsLoaded) -> None:
@@ -466,7 +482,7 @@ class EdgelabApp(App[int]):
         if events:
             was_held = self.state.held
             self.state.apply(events)
-            self._learn_runtime_words()
+            self._learn_versions()
             if self.state.held and not was_held and self.settings is not None:
                 held = sum(live.running for live in self.state.runtimes.values())
                 self.show_status(
@@ -477,17 +493,14 @@ class EdgelabApp(App[int]):
             return
         self.refresh_panels(now=time.monotonic() if self.running else None)
 
-    def _learn_runtime_words(self) -> None:
-        """What each startup includes, from the lab's runtime once it is ready (already built)."""
-        for live in self.state.runtimes.values():
-            if live.startup_includes or live.state not in ("ready", "running"):
-                continue
-            try:
-                runtime = self.lab.runtime(live.name)
-            except Exception:  # noqa: BLE001 - the panel shows the status line instead
-                continue
-            live.startup_includes = runtime.startup_includes
-            live.memory_metric = live.memory_metric or runtime.memory_metric
+    def _learn_versions(self) -> None:
+        """Versions the runtimes reported (RuntimeDescribed) join the top line's, once each;
+        the deterministic lab keeps its fixed ones."""
+        found = self.state.take_versions()
+        if not found or self.deterministic:
+            return
+        host = self.query_one(HostBar)
+        host.versions = {**(host.versions or {}), **found}
 
     def refresh_panels(self, now: float | None) -> None:
         scenario = self.settings.scenario if self.settings else "burst"
@@ -605,6 +618,13 @@ class EdgelabApp(App[int]):
         self._install_help()
         self.push_screen("help", callback=lambda _: self.drain())
 
+    def action_ladder(self) -> None:
+        """L: every selected rung on one log-scale axis, drawn from this app's state."""
+        self._key_handled("L")
+        from edgelab.tui.ladder import LadderScreen
+
+        self.push_screen(LadderScreen(self.state), callback=lambda _: self.drain())
+
     def _install_help(self) -> None:
         """Built once (after first paint), so ? only has to show it."""
         if not self.is_screen_installed("help"):
@@ -660,6 +680,7 @@ def run_app(
     theme: str | None = None,
     started_at: float | None = None,
     export_dir: Path | None = None,
+    runtimes: tuple[str, ...] | None = None,
 ) -> int:
     """Open the lab; whatever happens, every container and process it started is removed."""
     app = EdgelabApp(
@@ -668,6 +689,7 @@ def run_app(
         export_dir=export_dir,
         theme=theme,
         started_at=started_at,
+        runtimes=runtimes,
     )
     try:
         code = app.run()

@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from edgelab.catalog import Artifact, artifact, artifact_kinds
+
 if TYPE_CHECKING:
-    from edgelab.lab import Lab
     from edgelab.workloads import Workload
 
-ARTIFACT_KINDS = ("wasm", "native", "image")
+#: The kinds the registered rungs start (wasm, native, image), one column each.
+ARTIFACT_KINDS = artifact_kinds()
 PENDING = "…"
 NOT_BUILT = "not built"
 BUILDING = "building…"
@@ -30,45 +32,39 @@ BUILD_NICENESS = 10
 Size = int | str | None
 
 
-def artifact_sizes(workload: Workload, lab: Lab) -> dict[str, Size]:
-    sizes: dict[str, Size] = {"wasm": NOT_BUILT, "native": NOT_BUILT, "image": NOT_BUILT}
-    try:
-        from edgelab import build
+def cell(found: Artifact) -> Size:
+    """A catalog artifact as a cell: its bytes, "not built", or why it is unknown."""
+    if found.built and found.size_bytes is not None:
+        return found.size_bytes
+    if found.note:
+        return "no engine" if found.where is None else UNKNOWN
+    return NOT_BUILT
 
-        built = build.artifact_sizes(workload)
-        sizes["wasm"] = built.get(build.WASM_TARGET, NOT_BUILT)
-        sizes["native"] = built.get(build.host_arch(), NOT_BUILT)
-    except Exception:  # noqa: BLE001 - a size we cannot read is shown as unknown
-        sizes["wasm"] = sizes["native"] = UNKNOWN
-    sizes["image"] = image_size(workload, lab)
+
+def artifact_sizes(workload: Workload, client: Any = None, why_not: str = "no engine") -> dict[str, Size]:
+    """Each kind's cell for ``workload``, read from the catalog (nothing is built here).
+    ``client``: a docker client for the image column (None: the column says why not)."""
+    sizes: dict[str, Size] = {}
+    for kind in ARTIFACT_KINDS:
+        try:
+            sizes[kind] = cell(artifact(workload, kind, client=client, why_not=why_not))
+        except Exception:  # noqa: BLE001 - a size we cannot read is shown as unknown
+            sizes[kind] = UNKNOWN
     return sizes
 
 
-def image_size(workload: Workload, lab: Lab) -> Size:
+def engine_versions(client: Any) -> dict[str, str]:
+    """The engine's version for the top line, from a client of the TUI's own: no runtime is
+    built for it (runtimes describe themselves in the lab's RuntimeDescribed events)."""
+    if client is None:
+        return {"docker_engine": "unavailable"}
     try:
-        runtime = lab.runtime("container")
-    except Exception:  # noqa: BLE001
-        return UNKNOWN
-    if not hasattr(runtime, "client"):
-        return UNKNOWN
-    try:
-        import docker
-
-        from edgelab import build
-        from edgelab.runtimes.container import image_size_bytes, image_tag
-
-        tag = image_tag(workload, build.source_hash(workload))
-    except Exception:  # noqa: BLE001
-        return UNKNOWN
-    try:
-        return image_size_bytes(runtime.client, tag)
-    except docker.errors.ImageNotFound:
-        return NOT_BUILT
-    except Exception:  # noqa: BLE001 - no engine: the container panel says why
-        return "no engine"
+        return {"docker_engine": str(client.version().get("Version", "?"))}
+    except Exception:  # noqa: BLE001 - the engine went away: say so, the panel says why
+        return {"docker_engine": "unavailable"}
 
 
-def _engine_client() -> Any:
+def engine_client() -> Any:
     """A client of its own for image builds (None without an engine): the lab's stays free."""
     try:
         from edgelab.runtimes.container import connect
@@ -105,7 +101,7 @@ def build_missing(
     plan = [(w, kinds) for w, kinds in missing if kinds]
     if not plan:
         return []
-    client = _engine_client() if any("image" in kinds for _, kinds in plan) else None
+    client = engine_client() if any("image" in kinds for _, kinds in plan) else None
     failures: list[str] = []
 
     def one(workload: Workload, kinds: tuple[str, ...]) -> None:

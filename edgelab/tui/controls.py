@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
 
 from edgelab.errors import UsageError
-from edgelab.runtimes import RUNTIME_NAMES
+from edgelab.runtimes import registry
 from edgelab.stats import format_bytes
 from edgelab.tui.artifacts import ARTIFACT_KINDS, PENDING, Size
 
@@ -34,8 +34,22 @@ def _spelled(name: str) -> str:
     """A regex for any prefix of ``name`` that starts with its first letter: w, wa, was, wasm."""
     rest = ""
     for letter in reversed(name[1:]):
-        rest = f"(?:{letter}{rest})?"
-    return name[0] + rest
+        rest = f"(?:{re.escape(letter)}{rest})?"
+    return re.escape(name[0]) + rest
+
+
+def slug(name: str) -> str:
+    """A rung's name fit for a CSS id (``wasm:jit`` -> ``wasm-jit``): ``RuntimeSpec.slug``."""
+    try:
+        return registry.spec(name).slug
+    except UsageError:  # not registered (a test's own name): the same rule
+        return name.replace(":", "-")
+
+
+def resident_pattern(rungs: tuple[str, ...]) -> str:
+    """What a ramp's N may hold while typed, for these rungs (see RESIDENT_PATTERN)."""
+    runtime = "(?i:" + "|".join(_spelled(name) for name in rungs) + ")"
+    return rf" *(?:\d+ *|(?:{runtime} *= *\d+ *, *)*(?:{runtime} *(?:= *\d*)?)?) *"
 
 
 #: What the N field may hold while it is typed. A burst takes a count; a ramp takes a count or
@@ -43,8 +57,7 @@ def _spelled(name: str) -> str:
 #: field accepts any prefix of that. Any other key (r after a count or a letter, e, ?, a
 #: letter where no runtime can stand) is not typed but goes on to the lab's keys: r runs.
 COUNT_PATTERN = r" *\d* *"
-_RUNTIME = "(?i:" + "|".join(_spelled(name) for name in RUNTIME_NAMES) + ")"
-RESIDENT_PATTERN = rf" *(?:\d+ *|(?:{_RUNTIME} *= *\d+ *, *)*(?:{_RUNTIME} *(?:= *\d*)?)?) *"
+RESIDENT_PATTERN = resident_pattern(registry.default_names())
 #: Rate and duration: a positive decimal number.
 DECIMAL_PATTERN = r"\d*\.?\d*"
 #: Written beside the N field, per scenario (the format is not only in a tooltip).
@@ -90,7 +103,15 @@ def size_cell(size: Size) -> str:
 
 
 class Controls(Horizontal):
-    """The inputs of the next run; ``settings()`` turns them into the lab's Settings."""
+    """The inputs of the next run; ``settings()`` turns them into the lab's Settings.
+
+    ``rungs``: the runtimes with a toggle (and a panel), the registry's default selection
+    unless the lab was opened with others."""
+
+    def __init__(self, rungs: tuple[str, ...] | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.rungs = tuple(rungs) if rungs else registry.default_names()
+        self.resident_restrict = resident_pattern(self.rungs)
 
     def compose(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="workloads", cursor_type="row", zebra_stripes=True)
@@ -99,8 +120,8 @@ class Controls(Horizontal):
         with Vertical(id="options"):
             with Horizontal(classes="option-row"):
                 yield Label("runtimes", classes="option-label")
-                for name in RUNTIME_NAMES:
-                    yield Checkbox(name, True, id=f"use-{name}", compact=True)
+                for name in self.rungs:
+                    yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True)
             with Horizontal(classes="option-row"):
                 yield Label("scenario", classes="option-label")
                 with RadioSet(id="scenario", compact=True):
@@ -150,7 +171,7 @@ class Controls(Horizontal):
         self.query_one(f"#scenario-{scenario}", RadioButton).value = True
 
     def set_runtime(self, name: str, enabled: bool) -> None:
-        self.query_one(f"#use-{name}", Checkbox).value = enabled
+        self.query_one(f"#use-{slug(name)}", Checkbox).value = enabled
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self._explain_count()
@@ -161,7 +182,7 @@ class Controls(Horizontal):
         ramp = scenario == "ramp"
         self.query_one("#count-label", Label).update("resident N" if ramp else "N")
         count = self.query_one("#count", Input)
-        count.restrict = RESIDENT_PATTERN if ramp else COUNT_PATTERN
+        count.restrict = self.resident_restrict if ramp else COUNT_PATTERN
         count.tooltip = (
             "instances to hold per runtime: one number, or per runtime by first letter,"
             " e.g. c=20,s=50,w=2000 (container, subprocess, wasm)"
@@ -184,7 +205,7 @@ class Controls(Horizontal):
         return str(pressed.label) if pressed is not None else "burst"
 
     def runtimes(self) -> tuple[str, ...]:
-        return tuple(n for n in RUNTIME_NAMES if self.query_one(f"#use-{n}", Checkbox).value)
+        return tuple(n for n in self.rungs if self.query_one(f"#use-{slug(n)}", Checkbox).value)
 
     def settings(self) -> Settings:
         """The next run's settings; bad input raises UsageError with the line to show."""

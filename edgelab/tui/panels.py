@@ -73,7 +73,9 @@ class RuntimePanel(Vertical, can_focus=True):
     view: reactive[PanelView | None] = reactive(None, layout=False)
 
     def __init__(self, runtime: str) -> None:
-        super().__init__(id=f"panel-{runtime}", classes="runtime-panel")
+        from edgelab.tui.controls import slug
+
+        super().__init__(id=f"panel-{slug(runtime)}", classes="runtime-panel")
         self.runtime = runtime
         self.border_title = runtime
 

@@ -19,10 +19,12 @@ from edgelab.events import (
     LabEvent,
     MemoryPoint,
     RampHeld,
+    RuntimeDescribed,
     RuntimeStatus,
     SampleRecorded,
 )
 from edgelab.results import MemoryResult, RunResult, RuntimeResult
+from edgelab.runtimes.registry import RuntimeInfo
 from edgelab.stats import Summary, percentile, plain_conclusion
 
 #: Startups kept for the sparkline.
@@ -92,6 +94,9 @@ class RuntimeLive:
     startup_includes: str = ""
     memory_metric: str = ""
     phase_names: tuple[str, ...] = ()
+    #: From the lab's RuntimeDescribed: caveats every figure carries (e.g. "emulated (TCG)").
+    marks: tuple[str, ...] = ()
+    versions: tuple[tuple[str, str], ...] = ()
     sorted_startups_ns: list[int] = field(default_factory=list)
     sorted_phases_ns: dict[str, list[int]] = field(default_factory=dict)
     recent_startups_ns: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_STARTUPS))
@@ -111,6 +116,15 @@ class RuntimeLive:
     dirty: bool = True
 
     # -- feeding -----------------------------------------------------------------------------
+    def describe(self, info: RuntimeInfo) -> None:
+        """The runtime's own words for its figures: no runtime object is needed to label them."""
+        self.startup_includes = info.startup_includes
+        self.memory_metric = info.memory_metric
+        self.phase_names = info.phase_names or self.phase_names
+        self.marks = info.marks
+        self.versions = info.versions
+        self.dirty = True
+
     def add_sample(self, event: SampleRecorded) -> None:
         sample = event.sample
         self.start_times.append(sample.started_at)
@@ -216,6 +230,13 @@ class LabState:
         self.cancelled = False
         #: A ramp reached its targets and holds them (RampHeld); ``result`` is its figures.
         self.held = False
+        #: Versions described since the last ``take_versions`` (for the top line).
+        self._new_versions: dict[str, str] = {}
+
+    def take_versions(self) -> dict[str, str]:
+        """Versions runtimes described since the last call (engine, wasmtime, ...)."""
+        found, self._new_versions = self._new_versions, {}
+        return found
 
     def reset(self, enabled: Iterable[str]) -> None:
         wanted = set(enabled)
@@ -250,6 +271,11 @@ class LabState:
                     live.memory_points.append((event.instances, event.pss_growth_bytes))
                     live.memory_metric = event.metric
                     live.dirty = True
+            elif isinstance(event, RuntimeDescribed):
+                live = self.runtimes.get(event.info.name)
+                if live is not None:
+                    live.describe(event.info)
+                    self._new_versions.update(event.info.versions)
             elif isinstance(event, RuntimeStatus):
                 live = self.runtimes.get(event.runtime)
                 if live is not None:

@@ -140,6 +140,9 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
     # Memory warnings have their own line in the memory block.
     memory_warnings = live.memory.warnings() if live.memory is not None else []
     warnings = [w for w in live.final.warnings if w not in memory_warnings] if live.final else []
+    # A rung's marks (e.g. "emulated (TCG)") stand beside its figures from the first sample.
+    if live.startup_n:
+        warnings = [m for m in live.marks if m not in warnings] + warnings
     return PanelView(
         state=live.state,
         state_line=_state_line(live),
