@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -328,19 +328,27 @@ def empty_jail() -> Path:
     return final if final.is_dir() else _publish_dir(final, lambda d: None)
 
 
-def _holds(jail: Path, binary: Path) -> bool:
-    inside = jail / binary.name
+def _same_file(inside: Path, outside: Path) -> bool:
     try:
-        return os.path.samefile(inside, binary) or inside.read_bytes() == binary.read_bytes()
+        return os.path.samefile(inside, outside) or inside.read_bytes() == outside.read_bytes()
     except OSError:
         return False
 
 
-def ensure_jail(binary: Path) -> Path:
+def _holds(jail: Path, binary: Path, libraries: Sequence[Path] = ()) -> bool:
+    return _same_file(jail / binary.name, binary) and all(
+        _same_file(jail / library.relative_to("/"), library) for library in libraries
+    )
+
+
+def ensure_jail(binary: Path, name: str | None = None, libraries: Sequence[Path] = ()) -> Path:
     """The jail of ``binary``: a root-owned directory, mode 0111 (enter, not list), holding a
-    hard link (or copy) of it and nothing else. Made once per artifact; remade if stale."""
-    final = _jails_dir() / binary.parent.name
-    if _holds(final, binary):
+    hard link (or copy) of it and nothing else but ``libraries`` (absolute paths: a dynamic
+    binary's loader and libc, copied to the same paths inside, read-only, in directories of
+    mode 0111). Made once per artifact (``name``: the artifact directory's, else its own, so
+    two builds of one workload never share a jail); remade if stale."""
+    final = _jails_dir() / (name or binary.parent.name)
+    if _holds(final, binary, libraries):
         return final
     if final.exists():
         shutil.rmtree(final, ignore_errors=True)
@@ -350,13 +358,73 @@ def ensure_jail(binary: Path) -> Path:
             os.link(binary, directory / binary.name)
         except OSError:
             shutil.copy2(binary, directory / binary.name)
+        made: list[Path] = []
+        for library in libraries:
+            inside = directory / library.relative_to("/")
+            for parent in reversed(inside.relative_to(directory).parents[:-1]):
+                if not (directory / parent).is_dir():
+                    (directory / parent).mkdir()
+                    made.append(directory / parent)
+            shutil.copyfile(library, inside)  # the file itself, never a symlink out of the jail
+            inside.chmod(0o555)
+        for folder in reversed(made):
+            folder.chmod(0o111)
 
     _publish_dir(final, fill)
-    if not _holds(final, binary):
+    if not _holds(final, binary, libraries):
         from edgelab.errors import ArtifactError
 
         raise ArtifactError(f"cannot make the jail {final} for {binary.name}")
     return final
+
+
+def dynamic_libraries(binary: Path, timeout_s: float = 10.0) -> list[Path]:
+    """What a dynamically linked ``binary`` loads, as its loader lists it: the loader itself
+    (its PT_INTERP path) and each library's resolved path. Raises ArtifactError with the
+    reason when the loader is missing or cannot list it (not glibc's ld.so)."""
+    import subprocess
+
+    from edgelab.errors import ArtifactError
+
+    interpreter = elf_interpreter(binary)
+    if interpreter is None:
+        raise ArtifactError(f"{binary.name} is not dynamically linked (no PT_INTERP)")
+    if not os.access(interpreter, os.X_OK):
+        raise ArtifactError(f"no dynamic loader at {interpreter}")
+    try:
+        done = subprocess.run([str(interpreter), "--list", str(binary)], capture_output=True,
+                              text=True, timeout=timeout_s, env={}, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ArtifactError(f"{interpreter} --list {binary.name} failed: {exc}") from None
+    if done.returncode != 0:
+        raise ArtifactError(f"{interpreter} cannot list {binary.name}: {(done.stderr or done.stdout).strip()[:200]}")
+    found = [interpreter]
+    for line in done.stdout.splitlines():
+        path = line.partition("=>")[2].strip().partition(" (")[0] if "=>" in line else ""
+        if path.startswith("/"):
+            found.append(Path(path))
+        elif "=>" in line and "vdso" not in line:
+            raise ArtifactError(f"{binary.name}: the loader found no {line.split()[0]}")
+    return found
+
+
+def elf_interpreter(binary: Path) -> Path | None:
+    """The PT_INTERP path of a 64-bit little-endian ELF file, None for a static one."""
+    import struct
+
+    with open(binary, "rb") as file:
+        header = file.read(64)
+        if header[:6] != b"\x7fELF\x02\x01":
+            return None
+        phoff, = struct.unpack_from("<Q", header, 32)
+        phentsize, phnum = struct.unpack_from("<HH", header, 54)
+        for index in range(phnum):
+            file.seek(phoff + index * phentsize)
+            kind, _, offset, _, _, size = struct.unpack("<IIQQQQ", file.read(40))
+            if kind == 3:  # PT_INTERP
+                file.seek(offset)
+                return Path(file.read(size).rstrip(b"\0").decode())
+    return None
 
 
 # -- cgroups ----------------------------------------------------------------------------------
@@ -596,6 +664,8 @@ __all__ = [
     "SessionCgroups",
     "describe_launcher_exit",
     "detect",
+    "dynamic_libraries",
+    "elf_interpreter",
     "ensure_jail",
     "kill_cgroup",
     "reap_pidfds",

@@ -218,6 +218,19 @@ register(RuntimeSpec(
     options=_options(oci_runtime="crun"),
 ))  # fmt: skip
 # -- subprocess rungs (owner: the subprocess helper) --------------------------------------------
+register(RuntimeSpec(
+    "subprocess:dynamic", "edgelab.runtimes.subprocess.dynamic", "DynamicSubprocessRuntime",
+    "subprocess", "native",
+    "the same source linked dynamically (PIE) against the system glibc, spawned as subprocess is",
+    ready_cost="nothing: no process is kept ready",
+))  # fmt: skip
+register(RuntimeSpec(
+    "subprocess:forkserver", "edgelab.runtimes.subprocess.forkserver", "ForkServerRuntime",
+    "subprocess", "native",
+    "instances forked by a resident fork server (a zygote) into their own cgroup and uid",
+    skips="exec and the loader: the fork server, started ahead and untimed, has the workload loaded",
+    ready_cost="one resident fork server per workload (its PSS while idle); instances share its pages",
+))  # fmt: skip
 # -- wasm rungs (owner: the wasm helper) --------------------------------------------------------
 register(RuntimeSpec(
     "wasm:mmap", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",

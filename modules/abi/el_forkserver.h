@@ -135,8 +135,9 @@ static void el_forkserver(void) {
                 for (int i = 0; i < nfds; i++) fds[i] = *(const int *)(c + EL_FS_CMSG_HDR + 4 * i);
             }
         }
-        long pid = -22; /* EINVAL: a malformed ask */
-        if (n == (long)sizeof ask && nfds >= 2 && !(msg.flags & 0x8 /* MSG_CTRUNC */)) {
+        long pid = -22; /* EINVAL: a malformed ask (an ask without pipes proves the server serves) */
+        int well_formed = n == (long)sizeof ask && nfds >= 2 && !(msg.flags & 0x8 /* MSG_CTRUNC */);
+        if (well_formed) {
             int cgroup = nfds > 2 ? fds[2] : -1;
             /* struct clone_args up to .cgroup (88 bytes); exit_signal 0, as CLONE_PARENT wants
              * (the instance inherits the server's, SIGCHLD to the lab) */
@@ -150,8 +151,8 @@ static void el_forkserver(void) {
         }
         for (int i = 0; i < nfds; i++) el_syscall6(EL_FS_CLOSE, fds[i], 0, 0, 0, 0, 0);
         if (pid < 0) {
-            struct el_fs_report report = {ask.seq, 0, n == (long)sizeof ask ? EL_FS_STEP_CGROUP : EL_FS_STEP_ASK,
-                                          (int32_t)-pid, 0, 0, 0};
+            struct el_fs_report report = {n == (long)sizeof ask ? ask.seq : 0, 0,
+                                          well_formed ? EL_FS_STEP_CGROUP : EL_FS_STEP_ASK, (int32_t)-pid, 0, 0, 0};
             el_fs_send(&report);
         }
     }

@@ -315,7 +315,7 @@ class SubprocessInstance(Instance):
         if self.cgroup is not None:
             pidfds = isolation.kill_cgroup(self.cgroup)
         else:
-            spare = frozenset(getattr(i, "pid", 0) for i in self._owner.live_instances())
+            spare = self._owner.spare_pids()
             pidfds = isolation.sweep(self.pid, self.uid, self.binary, spare)
         try:
             os.killpg(self.pid, signal.SIGKILL)
@@ -453,6 +453,11 @@ class SubprocessRuntime(Runtime):
         super().close()
         if self._cgroups is not None:
             self._cgroups.close()
+
+    def spare_pids(self) -> frozenset[int]:
+        """This runtime's own children running a workload's binary that a sweep (where there
+        is no cgroup) must leave alone: its live instances (a fork server adds itself)."""
+        return frozenset(getattr(i, "pid", 0) for i in self.live_instances())
 
     def _spawn_argv(self, workload: Workload, binary: Path, cgroup: Path | None) -> tuple[str, list[str]]:
         """(program, argv) for one launch: the launcher and its steps (the memory limit among
