@@ -23,6 +23,7 @@ from edgelab.protocol import Response
 from edgelab.runtimes import registry
 from edgelab.runtimes.base import Instance, Launch, Runtime
 from edgelab.session import Session
+from edgelab.stats import format_duration_ns
 from edgelab.workloads import Workload
 
 
@@ -232,3 +233,99 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], says: str) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("edgelab: ") and says in done.stderr
+
+
+# -- the TUI's ladder view ------------------------------------------------------------------------
+def _marked_fake_app(tmp_path: Path) -> object:
+    """The lab on the fake runtime (the UI never hosts instances in a test either: the fake's
+    'instances' are objects), the Wasm one carrying a mark, as an emulated rung would."""
+    from edgelab.lab import Lab
+    from edgelab.runtimes.fake import FakeRuntime
+    from edgelab.tui.app import EdgelabApp
+
+    class MarkedFake(FakeRuntime):
+        def marks(self) -> tuple[str, ...]:
+            return ("emulated (test mark)",) if self.name == "wasm" else ()
+
+    lab = Lab(runtime_factory=lambda name, session: MarkedFake(session, as_runtime=name))
+    return EdgelabApp(lab=lab, screenshot_dir=tmp_path, export_dir=tmp_path, deterministic=True, only_workloads=("hello",))
+
+
+async def _burst_then_ladder(pilot: object, press_ladder_first: bool = False) -> None:
+    import asyncio
+
+    from edgelab.tui.app import EdgelabApp
+    from edgelab.tui.controls import Controls
+
+    app = pilot.app  # type: ignore[attr-defined]
+    assert isinstance(app, EdgelabApp)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while app.query_one(Controls).workload() is None:
+        assert loop.time() < deadline, "workload list never loaded"
+        await asyncio.sleep(0.05)
+    if press_ladder_first:
+        await pilot.press("L")  # type: ignore[attr-defined]
+    await pilot.press("r")  # type: ignore[attr-defined]
+    while app.state.result is None or app.running:
+        assert loop.time() < deadline, "burst never finished"
+        await asyncio.sleep(0.05)
+    if not press_ladder_first:
+        await pilot.press("L")  # type: ignore[attr-defined]
+    await asyncio.sleep(0.4)  # a redraw tick of the view
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+def test_ladder_view_live_from_the_lab_state(tmp_path: Path) -> None:
+    """L pushes the view; r from it runs a burst whose figures arrive through the app's state
+    (the events of the measuring side), sorted by p50, each with p50 and p99, marks shown; escape
+    goes back to the panels."""
+    import asyncio
+
+    from edgelab.tui.ladder import LadderScreen
+
+    async def scenario() -> None:
+        app = _marked_fake_app(tmp_path)
+        async with app.run_test(size=(120, 30)) as pilot:  # type: ignore[attr-defined]
+            await _burst_then_ladder(pilot, press_ladder_first=True)
+            screen = app.screen  # type: ignore[attr-defined]
+            assert isinstance(screen, LadderScreen)
+            rows = screen.rows()
+            assert [r.name for r in rows] == ["wasm", "subprocess", "container"]
+            assert all(r.p50_ns and r.p99_ns and r.p99_ns >= r.p50_ns and r.n == 20 for r in rows)
+            assert [r.marks for r in rows] == [("emulated (test mark)",), (), ()]
+            shown = str(screen.query_one("#ladder-chart").render())
+            for r in rows:
+                assert format_duration_ns(r.p50_ns) in shown and f"p99 {format_duration_ns(r.p99_ns)}" in shown
+            assert "⚠ emulated (test mark)" in shown and "1µs" in shown and "10s" in shown
+            lines = {line.split()[0]: line for line in shown.splitlines() if "█" in line}
+            cells = [_bar_cells(lines[r.name]) for r in rows]
+            assert cells == sorted(cells) and cells[0] < cells[-1]
+            await pilot.press("escape")
+            assert not isinstance(app.screen, LadderScreen)  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_ladder_rows_place_waiting_and_unavailable_rungs_last() -> None:
+    from edgelab.events import RuntimeStatus, SampleRecorded
+    from edgelab.results import Sample
+    from edgelab.tui.ladder import ladder_rows, render_ladder
+    from edgelab.tui.state import LabState
+
+    state = LabState(("container", "subprocess", "wasm"))
+    state.reset(("container", "subprocess", "wasm"))
+    state.apply([
+        RuntimeStatus("container", "unavailable", "no engine here", "start dockerd"),
+        SampleRecorded(Sample("wasm", 0, False, True, 2_000)),
+        SampleRecorded(Sample("wasm", 1, False, True, 4_000)),
+    ])
+    rows = ladder_rows(state)
+    assert [(r.name, r.status) for r in rows] == [("wasm", "waiting"), ("container", "unavailable: no engine here"), ("subprocess", "waiting")]
+    assert rows[0].p50_ns == 3_000 and rows[0].p99_ns == pytest.approx(3_980)
+    text = render_ladder(rows, 100).plain
+    assert "unavailable: no engine here" in text and "3.00 µs · p99 3.98 µs" in text
+
+
+def test_ladder_view_snapshot(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(_marked_fake_app(tmp_path), terminal_size=(100, 24), run_before=_burst_then_ladder)
