@@ -356,7 +356,8 @@ class ForkServerRuntime(SubprocessRuntime):
         except BaseException:
             instance.stop()
             raise
-        self._watch_pgid(instance.pid)
+        if cgroup is None:  # (else the session's cgroups, registered whole, hold it for the watchdog)
+            self._watch_pgid(instance.pid)
         if self._cgroups is not None:
             self._cgroups.make_spare()
         return Launch(
