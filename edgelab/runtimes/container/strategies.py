@@ -53,7 +53,7 @@ POOL_SIZE = 1
 #: before it freezes it anyway, in seconds.
 SETTLE_S = 2.0
 #: While the CLI's create call is under way, how often its --cidfile is looked for, in seconds.
-CIDFILE_POLL_S = 0.0005
+CIDFILE_POLL_S = 0.002
 _STDERR_TAIL_BYTES = 2048
 
 
