@@ -306,3 +306,14 @@ def test_sigkill_of_the_lab_with_resident_forked_instances_leaves_none(tmp_path:
                 helper.wait(10)
             except psutil.Error:
                 pass
+
+
+def test_forkserver_on_a_kernel_without_clone3_is_unavailable_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    monkeypatch.setattr(platform, "release", lambda: "5.2.21-old")
+    runtime = create_runtime("subprocess:forkserver", Session())
+    with pytest.raises(RuntimeUnavailable) as caught:
+        runtime.check()
+    assert "needs clone3: Linux 5.3 or later (this is 5.2.21-old)" in str(caught.value)
+    assert "\n" not in str(caught.value)

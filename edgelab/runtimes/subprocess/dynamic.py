@@ -41,7 +41,8 @@ class DynamicSubprocessRuntime(SubprocessRuntime):
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def startup_includes(self) -> str:  # type: ignore[override]
         loader = "the dynamic loader mapping and relocating libc.so.6 and glibc's start-up, before the handler runs"
-        return f"{super().startup_includes}; dynamically linked (PIE, glibc): {loader} (in first response)"
+        jail = " (the jail holds the loader and libc)" if self.isolation.drop_uid else ""
+        return f"{super().startup_includes}; dynamically linked (PIE, glibc): {loader} (in first response){jail}"
 
     def check(self) -> None:
         super().check()
@@ -54,6 +55,13 @@ class DynamicSubprocessRuntime(SubprocessRuntime):
         if not os.access(loader, os.X_OK):
             raise RuntimeUnavailable(self.name, f"no glibc dynamic loader at {loader} (not a glibc system?)",
                                      "install glibc (Debian: libc6)")  # fmt: skip
+
+    def doctor_details(self) -> dict[str, str]:
+        details = super().doctor_details()
+        details["privileges"] = details["privileges"].replace(
+            "a jail holding only the binary", "a jail holding only the binary, its loader and libc (read-only)"
+        )
+        return details
 
     def marks(self) -> tuple[str, ...]:
         return ("dynamically linked against this host's glibc",)

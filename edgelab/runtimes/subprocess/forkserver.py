@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import select
 import signal
 import socket
@@ -227,6 +228,17 @@ class ForkServerRuntime(SubprocessRuntime):
                 f"resident fork server (sendmsg), its clone3(CLONE_PARENT{into}) until the instance runs; first "
                 f"response: the instance's steps ({steps}{jail}) and its answer (server started ahead, untimed; "
                 "no exec, no loader; instances share the server's memory layout; excludes kill and reap)")  # fmt: skip
+
+    def check(self) -> None:
+        super().check()
+        import platform
+
+        release = tuple(int(part) for part in re.findall(r"\d+", platform.release())[:2])
+        if len(release) == 2 and release < (5, 3):  # clone3 (CLONE_PARENT as a clone3 flag)
+            raise RuntimeUnavailable(self.name, f"the fork server needs clone3: Linux 5.3 or later (this is {platform.release()})",
+                                     "run on a newer kernel")  # fmt: skip
+        if not hasattr(socket, "send_fds"):
+            raise RuntimeUnavailable(self.name, "socket.send_fds is not available (Python >= 3.9 on Unix)", "run on Linux")
 
     def marks(self) -> tuple[str, ...]:
         marks = ["instances share the fork server's address-space layout (one ASLR draw)"]
