@@ -317,3 +317,20 @@ def test_forkserver_on_a_kernel_without_clone3_is_unavailable_in_one_line(monkey
         runtime.check()
     assert "needs clone3: Linux 5.3 or later (this is 5.2.21-old)" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_probe_reaches_on_each_rung_exactly_what_it_reaches_on_subprocess() -> None:
+    """The isolation claim, by the probe workload itself: every capability's verdict and
+    detail (its errno) on the dynamic and the fork-server rung are subprocess's, pids and uids
+    aside."""
+    from edgelab.capabilities import CAPABILITIES, probe_report
+
+    report = probe_report(("subprocess", *RUNGS))
+
+    def normal(caps: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        return {cap: (verdict, re.sub(r"\d{3,}", "N", detail)) for cap, (verdict, detail) in caps.items()}
+
+    assert set(report["subprocess"]) == set(CAPABILITIES)
+    assert all(verdict in ("allowed", "denied") for verdict, _ in report["subprocess"].values()), report["subprocess"]
+    for rung in RUNGS:
+        assert normal(report[rung]) == normal(report["subprocess"]), rung
