@@ -32,9 +32,12 @@ def workloads() -> dict[str, Workload]:
     return load_workloads()
 
 
-@pytest.fixture(scope="session")
-def binaries(workloads: dict[str, Workload]) -> dict[str, Path]:
-    built = build.ensure_all(workloads.values(), targets=("native",))
+@pytest.fixture(scope="session", params=["static", "dynamic"])
+def binaries(workloads: dict[str, Workload], request: pytest.FixtureRequest) -> dict[str, Path]:
+    """Every test runs on the static binary and on the build linked against the system glibc
+    (the subprocess:dynamic rung's): the same frames, the same bytes."""
+    target = "native" if request.param == "static" else f"{build.host_arch()}-{request.param}"
+    built = build.ensure_all(workloads.values(), targets=(target,))
     return {name: path for (name, _), path in built.items()}
 
 
@@ -474,3 +477,11 @@ def test_escape_detaches_a_grandchild_in_a_new_session(hostile_binaries: dict[st
         grandchild.kill()
         with contextlib.suppress(psutil.Error, ChildProcessError):
             grandchild.wait(timeout=5)
+
+
+def test_the_fork_server_build_without_the_labs_socket_exits_at_once(workloads: dict[str, Workload]) -> None:
+    """The fork-server build serves asks on a unix socket at fd 0 and never answers a frame
+    itself: with a pipe there it exits with code 5 (EL_FS_EXIT_CONTROL) and writes nothing."""
+    binary = build.ensure_native(workloads["hello"], variant="forkserver")
+    done = subprocess.run([str(binary)], input=encode_request(b"hi"), capture_output=True, timeout=10, check=False)
+    assert (done.returncode, done.stdout) == (5, b"")
