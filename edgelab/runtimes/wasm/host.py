@@ -2,18 +2,20 @@
 
 Started by ``WasmRuntime`` as ``python -m edgelab.runtimes.wasm.host`` with pipes on stdin and
 stdout, so that this process's PSS growth is the Wasm memory figure and a guest that crashes
-wasmtime takes down this process only. Wire format, both ways: u32 little-endian length + a
-pickled tuple. A command is ``(name, *args)``; a reply is ``("ok", value)`` or
-``("err", kind, message)`` with kind "timeout" or "failed".
+wasmtime takes down this process only. The pipes carry ``edgelab.ipc`` frames: the lab sends
+a ``Call(command, args)``, the host answers ``Ok(value)`` or ``Err(kind, message)`` with kind
+"timeout", "limit" or "failed"; launches come back as ``records.LaunchRecord`` or, for a batch,
+a packed ``records.LaunchBatch``.
 
-Instances are driven through wasmtime's C API directly. Normally one foreign call does a whole
-launch: ``wasm_hotpath.c``, built by ``edgelab.build.ensure_wasm_hotpath`` and handed over by
-the lab (``use_hotpath``). Without it, the same calls go one by one through the ``ctypes``
-functions the wasmtime package binds, with untyped pointers and
+Instances are driven through wasmtime's C API directly (``capi``, the one module that touches
+wasmtime's private parts). Normally one foreign call does a whole launch: ``hotpath.c``, built
+by ``edgelab.build.ensure_wasm_hotpath`` and handed over by the lab (``use_hotpath``). Without
+it, the same calls go one by one through ctypes with untyped pointers and
 ``wasmtime_func_call_unchecked``. Either way the export signatures are checked once per module
-at load. Startup runs from the start of Store creation to having the first response's bytes
-(read with CLOCK_MONOTONIC, the clock of ``perf_counter_ns``), so the pipe to the lab is
-excluded. ``launch_batch`` of launches that are not kept runs them back to back in one call.
+at load. Startup runs from before the module (modes "compile" and "deserialize") or the Store
+is made to having the first response's bytes (read with CLOCK_MONOTONIC, the clock of
+``perf_counter_ns``), so the pipe to the lab is excluded. ``launch_batch`` of launches that are
+not kept runs them back to back in one call.
 """
 
 from __future__ import annotations

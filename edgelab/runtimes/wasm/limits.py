@@ -131,14 +131,21 @@ def pool_memory_bytes() -> int:
     return max(-(-most // mib), 4) * mib
 
 
-def limits_line() -> str:
-    """What stops one host process, measured here (hello; see host.py's Capacity note)."""
+def limits_line(pooled: bool = True) -> str:
+    """What stops one host process, measured here (hello; see host.py's Capacity note).
+    ``pooled``: the rung's burst host uses the pool (the plain wasm rung)."""
     try:
         with open("/proc/sys/vm/max_map_count") as limit:
             most = f"{int(limit.read()):,}"
     except (OSError, ValueError):
         most = "?"
+    resident = f"resident hosts {shard_instances():,} each, then another"
+    if not pooled:
+        return (
+            f"no pool; {resident} (memory, or vm.max_map_count's {most} mappings where each "
+            "instance holds its own code, is their limit)"
+        )
     return (
         f"pool {pool_slots():,} slots (2 of vm.max_map_count's {most} mappings each); "
-        f"resident hosts {shard_instances():,} each, then another (memory is their limit)"
+        f"{resident} (memory is their limit)"
     )

@@ -388,12 +388,23 @@ class WasmRuntime(Runtime):
 
     def doctor_details(self) -> dict[str, str]:
         memory = pool_memory_bytes()
+        if self.strategy.allocator != "pool":
+            allocator = (
+                "on demand (a fresh mapping per instance), for cold starts and resident ones"
+            )
+        elif pooling_fits(memory):
+            allocator = f"pooling ({pool_slots():,} slots) for cold starts, on demand for resident instances"
+        else:
+            allocator = "on demand (ulimit -v is too small for the instance pool)"
+        module = {
+            "pre": "precompiled and loaded once per host",
+            "compile": "the .wasm compiled at every launch (inside the timing)",
+            "deserialize": "precompiled once, deserialized at every launch (inside the timing)",
+        }[self.strategy.mode]
         details = {
-            "allocator": f"pooling ({pool_slots():,} slots) for cold starts, "
-            "on demand for resident instances"
-            if pooling_fits(memory)
-            else "on demand (ulimit -v is too small for the instance pool)",
-            "per-host limit": limits_line(),
+            "allocator": allocator,
+            "module": module,
+            "per-host limit": limits_line(self.strategy.allocator == "pool"),
         }
         if os.environ.get(HOTPATH_ENV, "1") == "0":
             details["launch path"] = f"ctypes ({HOTPATH_ENV}=0)"
@@ -426,10 +437,17 @@ class WasmRuntime(Runtime):
                 else f"{sharing} share a Store ({STORE_SHARING_ENV}): a stopped instance's "
                 "memory is freed with the last of its Store's"
             )
-        found["per-host limit"] = limits_line()
+        found["per-host limit"] = limits_line(self.strategy.allocator == "pool")
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
-            found[f"module load ({name})"] = f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
+            found[f"module load ({name})"] = (
+                f"{info.get('load_ns', 0) / 1e6:.2f} ms, {how}"
+                + {
+                    "pre": "",
+                    "compile": " (for its checks: every launch compiles its own)",
+                    "deserialize": " (for its checks: every launch deserializes its own)",
+                }[self.strategy.mode]
+            )
         return found
 
     # -- lifecycle ------------------------------------------------------------------------
