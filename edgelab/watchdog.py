@@ -3,18 +3,20 @@
 The lab starts one watchdog per session (``Lab`` does, lazily, when its first runtime is made)
 as ``python -m edgelab.watchdog <session-id>``, in a session of its own (a ctrl+c at the lab's
 terminal does not reach it), with the read end of a pipe as its stdin. The lab keeps the only
-write end and writes short lines to it:
+write end and sends it ``edgelab.ipc`` frames carrying these frozen dataclasses:
 
-``g <pgid>``
+``Group(pgid)``
     a process group the lab started (a native workload, the Wasm host). The watchdog notes
-    the leader's start time when it reads the line, so that a reused pid is never killed.
-``c``
+    the leader's start time when it reads the frame, so that a reused pid is never killed.
+``Cgroup(path)``
+    a native session's cgroup directory: everything in it (setsid'd descendants too) dies.
+``UsesContainers()``
     the session uses containers: remove the leftovers of dead sessions now (containers whose
     ``edgelab.pid`` is gone or another process), and this session's containers at the end.
-``k``
+``CreatesContainers()``
     the lab is about to create its first container: from now on, an engine that does not
     answer at the end is waited for (up to ENGINE_WAIT_S), not given up on.
-``d``
+``ClosedCleanly()``
     the lab closed cleanly (it stopped and removed what it knew of).
 
 The watchdog also holds the session's lock (``edgelab.session``: it inherits the lab's open
@@ -26,13 +28,15 @@ The pipe reaches EOF when the lab closes it or dies in any way, SIGKILL included
 watchdog SIGKILLs every registered group still alive, removes every container labelled with
 this session (by label, so containers whose create call was cut short are found too; retrying
 while the engine is slow or gone, for up to ENGINE_WAIT_S once containers were created), and
-exits. A registration is one ``write`` of a few bytes; Wasm
-instances need none (they live in the host process, which is registered).
+exits. A registration is one non-blocking ``write`` of one frame (under 4 KiB, so the pipe
+takes it whole or not at all: a full pipe drops it rather than hang a launch, and never leaves
+half a frame); encoding one costs ~4 us. Wasm instances need none (they live in the host
+process, which is registered).
 
 The watchdog reads its pipe at most every READ_COALESCE_S. Woken by every registration, it
 ran on one of these two cores at each native cold start, beside the workload being spawned,
 and cost the lab's subprocess cold starts ~50 us (~15%) against a bare posix_spawn loop.
-Lines wait in the pipe meanwhile (64 KiB holds thousands), and an EOF is seen at most that
+Frames wait in the pipe meanwhile (64 KiB holds about a thousand), and an EOF is seen at most that
 much later. A late read cannot mistake a reused pid: the leader is alive then (and is ours)
 or gone (and is skipped); pids are handed out in order, so one reused within 20 ms would need
 the whole pid space to wrap around in that time.
@@ -49,8 +53,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from edgelab.errors import EdgelabError
+from edgelab.ipc import Channel, take_frames
 
 #: How long, after EOF, the watchdog keeps trying to remove the session's containers.
 SWEEP_DEADLINE_S = 12.0
@@ -76,13 +84,47 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 # =============================================================================================
+# What crosses the pipe
+# =============================================================================================
+@dataclass(frozen=True)
+class Group:
+    """Kill process group ``pgid`` when the lab goes (if its leader is still the one seen)."""
+
+    pgid: int
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """Kill everything in cgroup directory ``path`` (and its children) when the lab goes."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class UsesContainers:
+    """Reap dead sessions' containers now, and this session's at the end."""
+
+
+@dataclass(frozen=True)
+class CreatesContainers:
+    """Containers are being created: at an unclean end, wait for an absent engine."""
+
+
+@dataclass(frozen=True)
+class ClosedCleanly:
+    """The lab closed cleanly."""
+
+
+WatchdogMessage = Group | Cgroup | UsesContainers | CreatesContainers | ClosedCleanly
+
+
+# =============================================================================================
 # The lab's side
 # =============================================================================================
 class Watchdog:
     """The lab's handle on its watchdog process: cheap, non-blocking registrations."""
 
     def __init__(self, session_id: str, env: dict[str, str] | None = None) -> None:
-        from edgelab.errors import EdgelabError
         from edgelab.session import hold_lock
 
         try:
@@ -111,8 +153,7 @@ class Watchdog:
             os.close(read_fd)
             if log:
                 stderr.close()
-        os.set_blocking(write_fd, False)
-        self._fd: int | None = write_fd
+        self._channel: Channel | None = Channel(None, write_fd)  # non-blocking from here
         self._lock = threading.Lock()
         self._closer = weakref.finalize(self, os.close, write_fd)
         self.containers = False
@@ -122,46 +163,48 @@ class Watchdog:
     def pid(self) -> int:
         return self.process.pid
 
-    def _send(self, line: bytes) -> None:
+    def _send(self, message: WatchdogMessage) -> None:
         with self._lock:
-            if self._fd is None:
+            if self._channel is None:
                 return
             try:
-                os.write(self._fd, line)
-            except (BlockingIOError, BrokenPipeError, OSError):
+                # One try, no wait (the deadline is now): the frame is far under PIPE_BUF, so
+                # the pipe takes it whole or refuses it whole.
+                self._channel.send(message, deadline=time.monotonic())
+            except (EdgelabError, OSError):
                 # A full pipe means the watchdog is stuck; a registration is never worth a
                 # hang. The workload still gets EOF on stdin when the lab goes.
                 pass
 
     def register_pgid(self, pgid: int) -> None:
-        self._send(b"g %d\n" % pgid)
+        self._send(Group(pgid))
 
     def register_cgroup(self, directory: Path) -> None:
         """Kill every process in cgroup ``directory`` (and its children) when the lab goes:
         native instances' setsid'd descendants live there, outside any process group."""
-        self._send(b"x " + os.fsencode(directory) + b"\n")
+        self._send(Cgroup(os.fspath(directory)))
 
     def uses_containers(self) -> None:
         if not self.containers:
             self.containers = True
-            self._send(b"c\n")
+            self._send(UsesContainers())
 
     def creates_containers(self) -> None:
         """Before the first container create: from now on an engine fault is waited out."""
         if not self.created:
             self.created = True
-            self._send(b"k\n")
+            self._send(CreatesContainers())
 
     def close(self, clean: bool = True, wait_s: float = 0.0) -> None:
         """EOF to the watchdog: it kills and removes what is left, then exits."""
         if clean:
-            self._send(b"d\n")
+            self._send(ClosedCleanly())
         with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is None:
+            channel, self._channel = self._channel, None
+        if channel is None:
             return
         self._closer.detach()
-        os.close(fd)
+        channel.close()
         if wait_s > 0:
             try:
                 self.process.wait(timeout=wait_s)
@@ -523,7 +566,7 @@ def watch(
     created = False
     clean = False
     cgroups: list[Path] = []
-    pending = b""
+    pending = bytearray()
     while True:
         try:
             chunk = os.read(read_fd, 65536)
@@ -534,26 +577,27 @@ def watch(
         if not chunk:
             break
         time.sleep(coalesce_s)
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            kind, _, arg = line.partition(b" ")
-            if kind == b"g":
-                try:
-                    registry.register(int(arg))
-                except ValueError:
-                    pass
-            elif kind == b"c" and not containers:
+        pending += chunk
+        try:
+            messages = take_frames(pending)
+        except Exception as exc:  # noqa: BLE001 - a garbled frame must not cost the sweep
+            _log(f"unreadable frame dropped with what followed it: {type(exc).__name__}: {exc}")
+            pending.clear()
+            continue
+        for message in messages:
+            if isinstance(message, Group):
+                registry.register(message.pgid)
+            elif isinstance(message, UsesContainers) and not containers:
                 containers = True
                 reaper = threading.Thread(target=_quietly, args=(reap, session_id), daemon=True)
                 reaper.start()
                 beater = threading.Thread(target=heartbeat, args=(session_id, beating), daemon=True)
                 beater.start()
-            elif kind == b"k":
+            elif isinstance(message, CreatesContainers):
                 created = True
-            elif kind == b"x" and arg:
-                cgroups.append(Path(os.fsdecode(arg)))
-            elif kind == b"d":
+            elif isinstance(message, Cgroup) and message.path:
+                cgroups.append(Path(message.path))
+            elif isinstance(message, ClosedCleanly):
                 clean = True
     started = time.monotonic()
     killed = registry.kill_all()
@@ -618,4 +662,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as the module imported under its own name: the frames unpickle as
+    # ``edgelab.watchdog``'s messages, which ``watch`` must recognise (not ``__main__``'s).
+    from edgelab.watchdog import main as _main
+
+    raise SystemExit(_main())
