@@ -96,24 +96,27 @@ def _judge_left_file(verdict: str, detail: str) -> tuple[str, str]:
 
 
 def _judge_root(runtime: str, verdict: str, detail: str, lab_uid: int | None = None) -> tuple[str, str]:
-    """A native workload running as the lab's own user says so: it has the user's rights."""
+    """A native workload running as the lab's own user says so: it has the user's rights.
+    ``runtime`` is a family (every subprocess rung runs native processes) or a rung name."""
     lab_uid = os.getuid() if lab_uid is None else lab_uid
     found = re.match(r"uid (\d+)", detail)
-    if runtime == "subprocess" and found and int(found.group(1)) == lab_uid and lab_uid != 0:
+    if runtime.partition(":")[0] == "subprocess" and found and int(found.group(1)) == lab_uid and lab_uid != 0:
         return verdict, f"{detail}: the lab's own user, so native workloads have its rights"
     return verdict, detail
 
 
 def probe_report(
-    runtimes: Iterable[str] = ("container", "subprocess", "wasm"),
+    runtimes: Iterable[str] | None = None,
 ) -> dict[str, dict[str, tuple[str, str]]]:
     """Per runtime, per capability: (verdict, detail). The verdict is "allowed" or "denied";
-    when the runtime could not run the probe it is "error" and the detail says why."""
-    from edgelab.runtimes import create_runtime
+    when the runtime could not run the probe it is "error" and the detail says why. Default:
+    the registry's default rungs; any registered rung may be named."""
+    from edgelab.runtimes import create_runtime, registry
     from edgelab.workloads import get_workload
 
     workload = get_workload(PROBE_WORKLOAD)
     report: dict[str, dict[str, tuple[str, str]]] = {}
+    runtimes = registry.default_names() if runtimes is None else tuple(runtimes)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("0.0.0.0", 0))  # noqa: S104 - the probe must be able to reach it
         listener.listen(16)
@@ -135,7 +138,7 @@ def probe_report(
                 if "file_left" in answer:
                     answer["file_left"] = _judge_left_file(*answer["file_left"])
                 if "root" in answer:
-                    answer["root"] = _judge_root(name, *answer["root"])
+                    answer["root"] = _judge_root(registry.family_of(name), *answer["root"])
                 report[name] = {
                     cap: answer.get(cap, ("error", "the probe did not report it")) for cap in CAPABILITIES
                 }
@@ -150,7 +153,7 @@ def probe_report(
 
 
 def probe_matrix(
-    runtimes: Iterable[str] = ("container", "subprocess", "wasm"),
+    runtimes: Iterable[str] | None = None,
 ) -> dict[str, dict[str, str]]:
     """Per runtime, per capability: "allowed", "denied", or "error: <why the probe could not run>"."""
     return {

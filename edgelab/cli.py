@@ -89,6 +89,13 @@ def _read_registry() -> None:
     )
 
 
+def _scenario_names() -> tuple[str, ...]:
+    """``--scenario``'s choices: the scenarios' one table (edgelab.scenarios; light to import)."""
+    from edgelab.scenarios import scenario_names
+
+    return scenario_names()
+
+
 def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: str) -> None:
     """Another spelling of an option, sharing its destination and its check (its ``type``)."""
     action = parser._option_string_actions[existing]
@@ -136,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--count", "-n", type=flag(COUNT), default=20, help="measured cold starts per runtime")
     run.add_argument("--warmup", type=flag(WARMUP), default=1, help="launches recorded but not summarised")
     run.add_argument("--resident", default="0", help="resident instances to hold per runtime: N, or runtime=N,... (c=20,s=50,w=2000)")
-    run.add_argument("--scenario", choices=("burst", "ramp", "steady"), default=None)
+    run.add_argument("--scenario", choices=_scenario_names(), default=None, help="default: burst")
     run.add_argument("--rate", type=flag(RATE_PER_S), default=10.0, help="steady: launches per second per runtime")
     run.add_argument("--duration", type=flag(DURATION_S), default=5.0, help="steady: seconds")
     run.add_argument("--timeout", type=flag(TIMEOUT_S), default=None, help="seconds per launch (default: the manifest's)")

@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ import pytest
 from edgelab.cli import build_parser
 from edgelab.commands import (
     _Progress,
+    diagnose,
     format_seconds,
     planned_launches,
     run_exit_status,
     runtime_failures,
     runtimes_from_text,
+    settings_from_args,
 )
 from edgelab.errors import EdgelabError, UsageError
 from edgelab.events import RuntimeStatus, SampleRecorded
@@ -34,6 +37,8 @@ from edgelab.lab import (
     unselected_in_resident,
 )
 from edgelab.results import MemoryResult, RunResult, RuntimeResult, Sample
+from edgelab.runtimes.fake import FakeRuntime
+from edgelab.runtimes.registry import names
 
 ALL = ("container", "subprocess", "wasm")
 
@@ -67,7 +72,8 @@ def test_resident_answers_in_the_order_of_the_runtimes() -> None:
     ("text", "says"),
     [
         ("", "--resident takes N or runtime=N,..."),
-        ("x=1", "--resident: 'x' is not a runtime (container, subprocess, wasm, or c, s, w)"),
+        # every registered rung is a choice (the registry is the one list)
+        ("x=1", f"--resident: 'x' is not a runtime ({', '.join(names())}, or c, s, w)"),
         ("vm=3", "'vm' is not a runtime"),
         ("c=1,container=2", "--resident names container twice"),
         ("c=-1", "--resident for container must be 0 or more, not -1"),
@@ -396,7 +402,10 @@ def test_invoke_and_probe_take_the_same_runtime_names() -> None:
     done = subprocess.run([sys.executable, "-m", "edgelab", "invoke", "fib", "-r", "W"], input=b"10", capture_output=True, timeout=120)
     assert (done.returncode, done.stdout) == (0, b"55"), done.stderr.decode()
     bad = edgelab("invoke", "fib", "-r", "vm")
-    assert _one_line(bad) == "edgelab: argument --runtime/-r: 'vm' is not a runtime (container, subprocess, wasm, or c, s, w) (see edgelab invoke --help)"
+    assert _one_line(bad) == (
+        f"edgelab: argument --runtime/-r: 'vm' is not a runtime ({', '.join(names())}, or c, s, w)"
+        " (see edgelab invoke --help)"
+    )
     assert bad.returncode == 2
     probe = edgelab("probe", "-r", "w", "--json")
     assert probe.returncode == 0, probe.stderr.decode()
@@ -417,3 +426,70 @@ def test_a_reader_that_leaves_mid_export_gets_141_not_a_silent_0(tmp_path: Path)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err
+
+
+# -- the registry is the one list -------------------------------------------------------------------
+def test_runtimes_flag_defaults_to_the_registrys_selection_and_takes_every_rung() -> None:
+    from edgelab.runtimes import registry
+
+    args = build_parser().parse_args(["run"])
+    assert args.runtimes == ",".join(registry.default_names())
+    variants = [n for n in registry.names() if ":" in n]
+    if not variants:
+        pytest.skip("no rung with a variant registered yet")
+    wanted = ",".join(["wasm", *variants])
+    assert runtimes_from_text(wanted) == ("wasm", *variants)
+    assert settings_from_args(build_parser().parse_args(["run", "-r", wanted])).runtimes == ("wasm", *variants)
+    with pytest.raises(UsageError, match="fake"):  # hidden: a UI-test runtime is no choice
+        runtimes_from_text("fake")
+
+
+def test_edgelab_runtimes_lists_every_rung_with_what_it_skips_and_costs() -> None:
+    from edgelab.runtimes import registry
+
+    done = edgelab("runtimes", "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    listing = json.loads(done.stdout)
+    assert [entry["name"] for entry in listing] == list(registry.names())
+    for entry in listing:
+        spec = registry.spec(entry["name"])
+        assert (entry["family"], entry["artifact"], entry["summary"], entry["skips"], entry["ready_cost"]) == (
+            spec.family, spec.artifact, spec.summary, spec.skips, spec.ready_cost,
+        )  # fmt: skip
+    table = edgelab("runtimes", env={"COLUMNS": "200"}).stdout.decode()
+    for name in registry.names():
+        assert f" {name}" in table, name
+
+
+class _Unusable(FakeRuntime):
+    """A rung that is never usable here: doctor must say why in its row."""
+
+    def __init__(self, session: object) -> None:
+        super().__init__(session, as_runtime="wasm", unavailable="needs a thing this host lacks")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def odd_rungs() -> Iterator[tuple[str, str]]:
+    """Two rungs registered for the test: one unusable here, one whose module is missing."""
+    from edgelab.runtimes.registry import RuntimeSpec, register, unregister
+
+    register(RuntimeSpec("oddity", __name__, "_Unusable", "oddity", "none", "never usable here"))
+    register(RuntimeSpec("broken", "edgelab.no_such_module", "Nothing", "broken", "none", "cannot import"))
+    try:
+        yield ("oddity", "broken")
+    finally:
+        unregister("oddity")
+        unregister("broken")
+
+
+def test_doctor_lists_every_registered_rung_in_one_row_each(odd_rungs: tuple[str, str]) -> None:
+    from edgelab.runtimes import registry
+
+    rows = diagnose()
+    assert [row[0] for row in rows] == ["workloads", *registry.names()]
+    by_name = {row[0]: row for row in rows}
+    _, usable, reason, fix, _ = by_name["oddity"]
+    assert (usable, reason, fix) == (False, "needs a thing this host lacks", "fake: nothing to fix")
+    _, usable, reason, fix, _ = by_name["broken"]
+    assert not usable and reason.startswith("ModuleNotFoundError") and "\n" not in reason
+    assert fix == "report this as a bug"

@@ -346,10 +346,12 @@ def tiny() -> Iterator[RuntimeSpec]:
 
 
 def test_a_rung_registered_at_run_time_reaches_cli_doctor_and_lab(tiny: RuntimeSpec) -> None:
-    from edgelab.commands import diagnose
+    from edgelab.commands import diagnose, runtimes_from_text
     from edgelab.lab import Lab, Settings
 
     assert registry.parse_runtimes("subprocess,tiny") == ("subprocess", "tiny")
+    assert runtimes_from_text("tiny") == ("tiny",)  # the CLI's -r, and -r ti
+    assert runtimes_from_text("ti") == ("tiny",)
     rows = {row[0]: row for row in diagnose()}
     assert rows["tiny"][1] is True, rows["tiny"]
     runtime = registry.create_runtime("tiny", Session())
