@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgelab.errors import LaunchFailed, LaunchTimeout, RuntimeUnavailable
 from edgelab.runtimes import create_runtime, isolation
@@ -79,6 +81,32 @@ def test_every_workload_answers_byte_identical_to_subprocess(runtimes: dict[str,
             assert answers[0] == answers[1], f"{rung} {name} {request[:40]!r}"
             compared += 1
     assert compared >= 6 * 3
+
+
+_any_request = st.one_of(
+    st.binary(max_size=64),  # within every workload's limit (fib's is 64 bytes)
+    st.binary(max_size=2048),
+    st.sampled_from([w.default_request for w in load_workloads().values()]).flatmap(
+        lambda base: st.binary(max_size=16).map(lambda tail: base + tail)
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(request=_any_request)
+def test_any_request_gets_the_same_first_answer_on_every_rung(runtimes: dict[str, Runtime], request: bytes) -> None:
+    """Property: for any request bytes, a cold start of every workload answers the same status
+    and body on the dynamic and fork-server rungs as on subprocess."""
+    for workload in load_workloads().values():
+        answers = {}
+        for name in ("subprocess", *RUNGS):
+            runtime = runtimes[name]
+            runtime.prepare(workload)
+            launch = runtime.launch(workload, request, workload.timeout_s)
+            launch.instance.stop()
+            answers[name] = (launch.response.status, launch.response.body)
+        assert len(set(answers.values())) == 1, (workload.name, answers)
+        assert answers["subprocess"][0] in (0, 1, 2)
 
 
 def test_dynamic_build_is_dynamically_linked_and_jailed_with_its_loader(runtimes: dict[str, Runtime]) -> None:
@@ -210,6 +238,8 @@ HOSTILE = {
     ("membomb", "eat"): (2, r"^out of memory after allocating \d+ MiB$"),  # RLIMIT_AS
     ("forkbomb", "fork"): ("timeout", r"^timed out after 2 s$"),  # stops at its own 200 children
     ("crash", "segv"): ("failed", r"^killed by SIGSEGV before answering$"),
+    ("flood", "flood"): ("failed", r"^response exceeded 16 MiB$"),  # announces 4 GiB
+    ("escape", "escape"): (0, r"^escaped: grandchild \d+$"),  # it must die with the instance
 }
 
 
