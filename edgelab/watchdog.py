@@ -80,6 +80,9 @@ RETRY_MAX_S = 2.0
 READ_COALESCE_S = 0.02
 #: Prune groups whose leader is gone once this many are registered.
 PRUNE_AT = 4096
+#: Registrations are far under PIPE_BUF (4 KiB); a frame claiming more than this is a garbled
+#: length prefix, not a frame to wait for.
+MAX_FRAME_BYTES = 1 << 16
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -578,13 +581,7 @@ def watch(
             break
         time.sleep(coalesce_s)
         pending += chunk
-        try:
-            messages = take_frames(pending)
-        except Exception as exc:  # noqa: BLE001 - a garbled frame must not cost the sweep
-            _log(f"unreadable frame dropped with what followed it: {type(exc).__name__}: {exc}")
-            pending.clear()
-            continue
-        for message in messages:
+        for message in _messages(pending):
             if isinstance(message, Group):
                 registry.register(message.pgid)
             elif isinstance(message, UsesContainers) and not containers:
@@ -626,6 +623,28 @@ def watch(
             f"{killed} process group(s) signalled, {removed} container(s) removed "
             f"in {time.monotonic() - started:.2f} s"
         )
+
+
+def _messages(pending: bytearray) -> list[Any]:
+    """The complete frames off the front of ``pending``, one at a time, so that a frame that
+    does not unpickle is dropped alone (and logged): no garbled frame costs the sweep the
+    registrations around it. A length no frame can have (a garbled prefix) drops the rest."""
+    found: list[Any] = []
+    while len(pending) >= 4:
+        length = int.from_bytes(pending[:4], "little")
+        if length > MAX_FRAME_BYTES:
+            _log(f"garbled frame length {length}: {len(pending)} bytes dropped")
+            pending.clear()
+            break
+        if len(pending) < 4 + length:
+            break
+        frame = bytearray(pending[: 4 + length])
+        del pending[: 4 + length]
+        try:
+            found.extend(take_frames(frame))
+        except Exception as exc:  # noqa: BLE001 - a garbled frame must not cost the sweep
+            _log(f"unreadable frame dropped: {type(exc).__name__}: {exc}")
+    return found
 
 
 def _quietly(job: Callable[[str], Any], session_id: str) -> None:

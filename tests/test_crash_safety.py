@@ -257,6 +257,56 @@ def test_watchdog_never_kills_a_reused_pid() -> None:
         bystander.wait()
 
 
+STUBBORN_CHILD = "import signal, time\nfor s in (signal.SIGHUP, signal.SIGTERM):\n signal.signal(s, signal.SIG_IGN)\ntime.sleep(600)"
+
+
+def test_a_garbled_frame_costs_the_watchdog_only_itself() -> None:
+    """The watchdog reads edgelab.ipc frames; one that does not unpickle (or is no watchdog
+    message) is dropped alone: the groups registered before and after it still die when the
+    lab's end of the pipe closes (the lab died: no ClosedCleanly)."""
+    from edgelab.ipc import Ok, encode
+    from edgelab.watchdog import Watchdog
+
+    watchdog = Watchdog("garbled-frame-test")
+    children = [
+        subprocess.Popen([sys.executable, "-c", STUBBORN_CHILD], start_new_session=True) for _ in range(2)
+    ]
+    try:
+        channel = watchdog._channel
+        assert channel is not None
+        watchdog.register_pgid(children[0].pid)
+        channel.send_raw(b"\x06\x00\x00\x00junk!!")  # a whole frame, not a pickle
+        channel.send_raw(encode(Ok("not a watchdog message")))
+        watchdog.register_pgid(children[1].pid)
+        time.sleep(0.3)
+        assert all(child.poll() is None for child in children)
+        with watchdog._lock:  # the lab dies: its end closes without a ClosedCleanly
+            watchdog._channel = None
+        watchdog._closer.detach()
+        channel.close()
+        for child in children:
+            assert child.wait(10) == -signal.SIGKILL
+        watchdog.process.wait(10)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+def test_watchdog_registrations_are_frames_the_pipe_takes_whole() -> None:
+    """A registration is one non-blocking write: under PIPE_BUF, so never half a frame."""
+    import select
+
+    from edgelab.ipc import encode, take_frames
+    from edgelab.watchdog import Cgroup, ClosedCleanly, CreatesContainers, Group, UsesContainers
+
+    messages = [Group(4_194_304), Cgroup("/sys/fs/cgroup/edgelab/" + "s" * 200), UsesContainers(), CreatesContainers(), ClosedCleanly()]
+    frames = [encode(m) for m in messages]
+    assert max(len(f) for f in frames) < select.PIPE_BUF
+    assert take_frames(bytearray(b"".join(frames))) == messages
+
+
 # -- leftovers of dead sessions are removed when a lab starts; live sessions' never -------------
 DEAD_LAB = r"""
 import os, signal, sys
