@@ -165,6 +165,7 @@ def raw_wasm_cold_start_ns(
 ) -> list[int]:
     """``n`` timed cold starts after ``warm`` untimed ones (by default as many as the lab's
     host runs before each batch, ``host.WARM_LAUNCHES``)."""
+    from edgelab.runtimes.wasm import capi
     from edgelab.runtimes.wasm import host as H
 
     warm = H.WARM_LAUNCHES if warm is None else warm
@@ -172,7 +173,7 @@ def raw_wasm_cold_start_ns(
     if api == "c":
         timings = (ctypes.c_int64 * n)()
         failed = _library().raw_loop(
-            H._addr(engine), H._addr(pre), int(needs_wasi), MEMORY_LIMIT_BYTES,
+            capi.address(engine), capi.address(pre), int(needs_wasi), MEMORY_LIMIT_BYTES,
             request, len(request), n, warm, ctypes.addressof(timings),
         )  # fmt: skip
         if failed:
@@ -185,54 +186,54 @@ def raw_wasm_cold_start_ns(
     if api != "ctypes":
         raise ValueError(f"unknown api {api!r} (c, ctypes or wasmtime-py)")
 
-    engine_ptr = H._addr(engine)
-    pre_ptr = H._addr(pre)
-    args = H.capi.val_raw_array(2)
+    engine_ptr = capi.address(engine)
+    pre_ptr = capi.address(pre)
+    args = capi.val_raw_array(2)
     args_ptr = ctypes.addressof(args)
     trap = ctypes.c_void_p()
     trap_ptr = ctypes.addressof(trap)
     argv0 = ctypes.create_string_buffer(b"raw")
     argv = (ctypes.c_char_p * 1)(ctypes.cast(argv0, ctypes.c_char_p))
     exports = H._EXPORTS
-    inst_bytes, extern_bytes, extern_of = H._INSTANCE_BYTES, H._EXTERN_BYTES, H._EXTERN_OF
+    inst_bytes, extern_bytes, extern_of = capi.INSTANCE_BYTES, capi.EXTERN_BYTES, capi.EXTERN_OF
     length = len(request)
     timings_ns: list[int] = []
     for _ in range(n):
         started = time.perf_counter_ns()
-        store = H._store_new(engine_ptr, None, None)
-        ctx = H._store_context(store)
+        store = capi.store_new(engine_ptr, None, None)
+        ctx = capi.store_context(store)
         if needs_wasi:
-            wasi = H._wasi_config_new()
-            H._wasi_config_set_argv(wasi, 1, argv)
-            H._set_wasi(ctx, wasi)
-        H._store_limiter(store, MEMORY_LIMIT_BYTES, -1, -1, -1, -1)
-        H._set_epoch_deadline(ctx, 1 << 30)
+            wasi = capi.wasi_config_new()
+            capi.wasi_config_set_argv(wasi, 1, argv)
+            capi.set_wasi(ctx, wasi)
+        capi.store_limiter(store, MEMORY_LIMIT_BYTES, -1, -1, -1, -1)
+        capi.set_epoch_deadline(ctx, 1 << 30)
         slot = ctypes.create_string_buffer(H._SLOT_BYTES)
         base = ctypes.addressof(slot)
-        if H._pre_instantiate(pre_ptr, ctx, base, trap_ptr) or trap.value:
+        if capi.pre_instantiate(pre_ptr, ctx, base, trap_ptr) or trap.value:
             raise RuntimeError("instantiate failed")
         offset = base + inst_bytes
         for name in exports:
-            H._export_get(ctx, base, name, len(name), offset)
+            capi.export_get(ctx, base, name, len(name), offset)
             offset += extern_bytes
         funcs = base + inst_bytes + extern_of
-        H._call(ctx, funcs, args_ptr, 0, trap_ptr)
+        capi.call_unchecked(ctx, funcs, args_ptr, 0, trap_ptr)
         args[0].i32 = length
-        H._call(ctx, funcs + extern_bytes, args_ptr, 1, trap_ptr)
+        capi.call_unchecked(ctx, funcs + extern_bytes, args_ptr, 1, trap_ptr)
         pointer = args[0].i32 & 0xFFFFFFFF
         memory = funcs + 3 * extern_bytes
-        ctypes.memmove(H._memory_data(ctx, memory) + pointer, request, length)
+        ctypes.memmove(capi.memory_data(ctx, memory) + pointer, request, length)
         args[0].i32 = pointer
         args[1].i32 = length
-        H._call(ctx, funcs + 2 * extern_bytes, args_ptr, 2, trap_ptr)
+        capi.call_unchecked(ctx, funcs + 2 * extern_bytes, args_ptr, 2, trap_ptr)
         packed = args[0].i64 & 0xFFFF_FFFF_FFFF_FFFF
         response = ctypes.string_at(
-            H._memory_data(ctx, memory) + (packed >> 32), packed & 0xFFFF_FFFF
+            capi.memory_data(ctx, memory) + (packed >> 32), packed & 0xFFFF_FFFF
         )
         timings_ns.append(time.perf_counter_ns() - started)
         if not response:
             raise RuntimeError("empty response")
-        H._store_delete(store)
+        capi.store_delete(store)
     return timings_ns
 
 
