@@ -60,6 +60,10 @@ PING_KEEP_S = 5.0
 #: /dev/mqueue stays mounted (writable, mode 1777) even with ``ipc_mode="none"``: a read-only
 #: tmpfs hides it, and a zero RLIMIT_MSGQUEUE refuses queues made by mq_open directly.
 MQUEUE_TMPFS = {"/dev/mqueue": "ro,nosuid,nodev,noexec,size=4k"}
+#: runsc mounts a writable tmpfs of its own at /tmp when the spec has none (gVisor's "mountTmp"),
+#: which a read-only root does not cover: a workload could write there (``edgelab probe``
+#: showed write_tmp and file_left allowed). A read-only one of ours takes its place.
+RUNSC_TMPFS = {"/tmp": "ro,nosuid,nodev,noexec,size=4k"}
 _FIX = "start the Docker engine (sudo dockerd &, or .ci/start-docker) or set DOCKER_HOST"
 _ENGINE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 _STDERR_TAIL_BYTES = 2048
@@ -764,7 +768,7 @@ class ContainerRuntime(Runtime):
             memswap_limit=memory_limit_bytes,  # equal: no swap, so a bomb is OOM-killed
             # Nothing writable: no /dev/shm at all, /dev/mqueue hidden, no message queues.
             ipc_mode="none",
-            tmpfs=MQUEUE_TMPFS,
+            tmpfs={**MQUEUE_TMPFS, **RUNSC_TMPFS} if oci_runtime == "runsc" else MQUEUE_TMPFS,
             ulimits=[{"Name": "msgqueue", "Soft": 0, "Hard": 0}],
             auto_remove=False,
             # stdout is read through attach; logging it to disk as well would only cost.
