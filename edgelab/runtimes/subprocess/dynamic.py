@@ -31,6 +31,14 @@ GLIBC_LOADERS = {
 VARIANT = "dynamic"
 
 
+def _glibc_version() -> str:
+    """'glibc 2.36', the C library this process runs on (the one the jail copies)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or "glibc (version unknown)"
+    except (ValueError, OSError):
+        return "glibc (version unknown)"
+
+
 class DynamicSubprocessRuntime(SubprocessRuntime):
     """The subprocess runtime with the dynamically linked build and a jail that holds its
     loader and libc."""
@@ -63,8 +71,11 @@ class DynamicSubprocessRuntime(SubprocessRuntime):
         )
         return details
 
+    def versions(self) -> dict[str, str]:
+        return {"glibc": _glibc_version()}
+
     def marks(self) -> tuple[str, ...]:
-        return ("dynamically linked against this host's glibc",)
+        return (f"linked against this host's {_glibc_version()}: its loader's and libc's start-up",)
 
     def prepare(self, workload: Workload) -> None:
         from edgelab.build import ensure_native, host_arch
