@@ -305,6 +305,13 @@ def test_watchdog_registrations_are_frames_the_pipe_takes_whole() -> None:
     frames = [encode(m) for m in messages]
     assert max(len(f) for f in frames) < select.PIPE_BUF
     assert take_frames(bytearray(b"".join(frames))) == messages
+    # A group's frame is patched from a template (it is sent inside every native cold
+    # start): for every pid, the frame unpickles to that Group, as a full encode would.
+    from edgelab.watchdog import _group_frame
+
+    pids = [0, 1, 255, 256, 65_535, 65_536, 4_194_304, 2**31 - 1, 2**31, 2**40]
+    assert take_frames(bytearray(b"".join(_group_frame(pid) for pid in pids))) == [Group(pid) for pid in pids]
+    assert _group_frame.__qualname__.endswith("frame")  # the patched path, not the fallback
 
 
 # -- leftovers of dead sessions are removed when a lab starts; live sessions' never -------------
