@@ -254,3 +254,28 @@ def test_start_docker_writes_the_runtimes_it_registers(tmp_path: Path) -> None:
     again = existing.read_text()
     subprocess.run([str(script), "--configure-only"], env=env, capture_output=True, timeout=60, check=True)
     assert existing.read_text() == again  # idempotent: nothing rewritten
+
+
+#: What the probe must find denied on every container rung (list_root and read_env may differ:
+#: gVisor's root holds a /dev of its own).
+DENIED = ("root", "read_file", "read_shadow", "parent_env", "parent_mem", "docker_socket", "network",
+          "write_tmp", "write_dev_shm", "write_dev_mqueue", "write_root", "file_left")  # fmt: skip
+
+
+def test_gvisor_keeps_the_hardening_edgelab_probe_checks(docker_client: Any) -> None:
+    """Under runsc the read-only root leaves a writable /tmp of gVisor's own unless the lab
+    mounts one: the probe must find everything denied there as under runc."""
+    rt = create_runtime("container:gvisor", Session(), client=docker_client)
+    try:
+        rt.check()
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"container:gvisor unusable here: {exc}")
+    probe = get_workload("probe")
+    try:
+        rt.prepare(probe)
+        launch = rt.launch(probe, probe.default_request, 30)
+        found = dict(line.split("=", 1) for line in launch.response.body.decode().splitlines() if "=" in line)
+    finally:
+        rt.close()
+    for capability in DENIED:
+        assert found.get(capability, "").startswith("denied"), (capability, found.get(capability))
