@@ -109,6 +109,7 @@ from edgelab.runtimes.wasm.hotpath import (
 from edgelab.runtimes.wasm.limits import pool_slots, pooling_fits
 from edgelab.runtimes.wasm.records import (
     MODES,
+    Answer,
     BatchBuilder,
     LaunchBatch,
     LaunchRecord,
@@ -915,10 +916,9 @@ class Host:
                 return batch.done(LaunchRecord.failed("limit", host_out_of_memory("MemoryError")))
         return batch.done()
 
-    def request(
-        self, instance_id: int, payload: bytes, timeout_s: float | None = None
-    ) -> tuple[int, bytes, int]:
-        """(status, body, elapsed_ns); a guest that traps or times out is dropped."""
+    def request(self, instance_id: int, payload: bytes, timeout_s: float | None = None) -> Answer:
+        """One more request to a resident instance; a guest that traps or times out is
+        dropped."""
         residents = self.residents
         index = residents.find(instance_id)
         if index is None:
@@ -929,13 +929,13 @@ class Host:
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
         try:
             if self.hot is not None:
-                return self._request_hot(self.hot, module, store, base, payload, ticks)
+                return Answer(*self._request_hot(self.hot, module, store, base, payload, ticks))
             self._trap.value = None
             started = time.perf_counter_ns()
             ctx = _store_context(store)
             _set_epoch_deadline(ctx, ticks)
             status, body = self._handle(ctx, base, payload, module.max_response)
-            return status, body, time.perf_counter_ns() - started
+            return Answer(status, body, time.perf_counter_ns() - started)
         except GuestError:
             self.drop([instance_id])
             raise

@@ -52,6 +52,16 @@ class LaunchRecord:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A resident instance's answer to one more request, and how long it took in the host
+    (from the epoch deadline's setting to the response's bytes)."""
+
+    status: int
+    body: bytes
+    elapsed_ns: int
+
+
+@dataclass(frozen=True)
 class LaunchBatch:
     """Launches of one batch that succeeded, packed: per launch its id (-1: not kept), four
     stamps (t0, tm, t1, t2) and where its response (status byte, then body) sits in

@@ -44,7 +44,7 @@ from edgelab.runtimes.wasm.limits import (
     shard_instances,
     wasmtime_version,
 )
-from edgelab.runtimes.wasm.records import PHASES, LaunchBatch, LaunchRecord
+from edgelab.runtimes.wasm.records import PHASES, Answer, LaunchBatch, LaunchRecord
 from edgelab.workloads import Workload
 
 #: Slack on every call to the host beyond the guest's own timeout (which the host enforces).
@@ -283,7 +283,7 @@ class WasmInstance(Instance):
         if self._stopped:
             raise LaunchFailed("instance already stopped")
         try:
-            status, body, _elapsed_ns = self._host.call(
+            answer: Answer = self._host.call(
                 timeout_s + IPC_MARGIN_S, "request", self.instance_id, payload, timeout_s
             )
         except LaunchFailed as exc:
@@ -292,7 +292,7 @@ class WasmInstance(Instance):
             if isinstance(exc, LaunchTimeout) and str(exc) == "timed out":
                 raise LaunchTimeout(f"timed out after {timeout_s:g} s") from None
             raise
-        return Response(status, body)
+        return Response(answer.status, answer.body)
 
     def stop(self) -> None:
         if self._stopped:
