@@ -92,17 +92,23 @@ _any_request = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.fixture(scope="module")
+def prepared(runtimes: dict[str, Runtime]) -> dict[str, Runtime]:
+    for runtime in runtimes.values():
+        for workload in load_workloads().values():
+            runtime.prepare(workload)
+    return runtimes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(request=_any_request)
-def test_any_request_gets_the_same_first_answer_on_every_rung(runtimes: dict[str, Runtime], request: bytes) -> None:
+def test_any_request_gets_the_same_first_answer_on_every_rung(prepared: dict[str, Runtime], request: bytes) -> None:
     """Property: for any request bytes, a cold start of every workload answers the same status
     and body on the dynamic and fork-server rungs as on subprocess."""
     for workload in load_workloads().values():
         answers = {}
         for name in ("subprocess", *RUNGS):
-            runtime = runtimes[name]
-            runtime.prepare(workload)
-            launch = runtime.launch(workload, request, workload.timeout_s)
+            launch = prepared[name].launch(workload, request, workload.timeout_s)
             launch.instance.stop()
             answers[name] = (launch.response.status, launch.response.body)
         assert len(set(answers.values())) == 1, (workload.name, answers)
