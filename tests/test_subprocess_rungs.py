@@ -370,3 +370,26 @@ def test_the_probe_reaches_on_each_rung_exactly_what_it_reaches_on_subprocess() 
     assert all(verdict in ("allowed", "denied") for verdict, _ in report["subprocess"].values()), report["subprocess"]
     for rung in RUNGS:
         assert normal(report[rung]) == normal(report["subprocess"]), rung
+
+
+@pytest.mark.parametrize("rung", RUNGS)
+def test_many_launches_leave_the_labs_fds_and_cgroups_at_baseline(prepared: dict[str, Runtime], rung: str) -> None:
+    runtime = prepared[rung]
+    hello = get_workload("hello")
+    runtime.launch(hello, b"warm", hello.timeout_s).instance.stop()
+
+    def held() -> tuple[int, int]:
+        cgroups = runtime._cgroups  # type: ignore[attr-defined]
+        made = sum(1 for _ in cgroups.directory.iterdir() if _.is_dir()) if cgroups is not None else 0
+        return len(os.listdir("/proc/self/fd")), made
+
+    before = held()
+    runs = int(os.environ.get("EDGELAB_LEAK_RUNS", "200"))
+    for index in range(runs):
+        launch = runtime.launch(hello, b"%d" % index, hello.timeout_s)
+        launch.instance.stop()
+        assert launch.response.body == b"hello, %d" % index
+    assert held() == before
+    assert runtime.live_instances() == []
+    if rung == "subprocess:forkserver":
+        assert all(not server._reports for server in runtime._servers.values())  # type: ignore[attr-defined]
