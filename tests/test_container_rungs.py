@@ -279,3 +279,31 @@ def test_gvisor_keeps_the_hardening_edgelab_probe_checks(docker_client: Any) -> 
         rt.close()
     for capability in DENIED:
         assert found.get(capability, "").startswith("denied"), (capability, found.get(capability))
+
+
+def test_launch_many_is_all_or_nothing(docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The third launch of a chunk fails: the two made before it are removed (the base
+    contract; the ramp would not know them), the ready pool's container stays."""
+    from edgelab.errors import LaunchFailed
+
+    rt = create_runtime("container:paused", Session(), client=docker_client)
+    hello = get_workload("hello")
+    real, calls = strategies.pooled_launch, []
+
+    def third_fails(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise LaunchFailed("container:paused: the third launch fails (test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(strategies, "pooled_launch", third_fails)
+    label = f"{SESSION_LABEL}={rt.session.id}"
+    try:
+        rt.prepare(hello)
+        with pytest.raises(LaunchFailed, match="third launch"):
+            rt.launch_many(hello, b"x", 4, 30)
+        assert [c["State"] for c in _labelled(docker_client, label)] == ["paused"]
+        assert len(rt.live_instances()) == 1
+    finally:
+        rt.close()
+    assert _labelled(docker_client, label) == []

@@ -904,12 +904,6 @@ class ContainerRuntime(Runtime):
         phases = {"create": t1 - t0, "start": t2 - t1, "first_response": first_byte[0] - t2}
         return Launch(instance, response, first_byte[0] - t0, phases)
 
-    def launch_many(
-        self, workload: Workload, request: bytes, n: int, timeout_s: float
-    ) -> list[Launch]:
-        """``n`` launches one after another; the first failure is raised (earlier ones stay live)."""
-        return [self.launch(workload, request, timeout_s) for _ in range(n)]
-
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
         """Summed PSS of each container's process tree and its containerd shim, in bytes.
 
