@@ -104,7 +104,12 @@ class ForkServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise LaunchTimeout("timed out waiting for the fork server's report")
-                ready, _, _ = select.select([self.sock], [], [], min(remaining, 0.05))
+                try:  # poll, not select: a held ramp takes the lab's fds past FD_SETSIZE
+                    poller = select.poll()
+                    poller.register(self.sock.fileno(), select.POLLIN)
+                    ready = poller.poll(min(remaining, 0.05) * 1000)
+                except (ValueError, OSError):  # closed meanwhile (the runtime's close)
+                    raise LaunchFailed("the fork server was stopped") from None
                 if not ready:
                     continue
                 try:
