@@ -302,3 +302,30 @@ def test_hostile_workloads_are_bounded_on_jit(rungs: dict[str, Runtime], case: t
     after = runtime.launch(hello, b"after", hello.timeout_s)
     after.instance.stop()
     assert after.response.body == b"hello, after"
+
+
+@pytest.mark.parametrize("rung", ["wasm:aot", "wasm:jit"])
+def test_the_ctypes_path_makes_the_module_at_every_launch_too(
+    rung: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the hot path cannot be built (EDGELAB_WASM_HOTPATH=0 stands for it), the host
+    makes the module call by call through ctypes: the same answers, the same phases."""
+    from edgelab.runtimes.wasm import HOTPATH_ENV
+
+    monkeypatch.setenv(HOTPATH_ENV, "0")
+    hello = get_workload("hello")
+    runtime = create_runtime(rung, Session())
+    try:
+        runtime.prepare(hello)
+        assert runtime.launch_path.startswith("ctypes"), runtime.launch_path  # type: ignore[attr-defined]
+        outcomes = runtime.cold_starts(hello, b"slow", 3, hello.timeout_s)
+        resident = runtime.launch_many(hello, b"kept", 3, hello.timeout_s)
+        made = "compile" if rung == "wasm:jit" else "deserialize"
+        for launch in [*outcomes, *resident]:
+            assert not isinstance(launch, Exception), launch
+            assert launch.response.body in (b"hello, slow", b"hello, kept")
+            assert tuple(launch.phases_ns) == (made, "instantiate", "first_response")
+            assert launch.phases_ns[made] > 0 and launch.startup_ns == sum(launch.phases_ns.values())
+        assert resident[1].instance.request(b"again", 5).body == b"hello, again"
+    finally:
+        runtime.close()
