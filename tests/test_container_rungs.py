@@ -307,3 +307,16 @@ def test_launch_many_is_all_or_nothing(docker_client: Any, monkeypatch: pytest.M
     finally:
         rt.close()
     assert _labelled(docker_client, label) == []
+
+
+def test_doctor_gives_one_line_per_oci_runtime_the_engine_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgelab.commands import diagnose
+
+    monkeypatch.setattr(engine, "oci_runtimes", lambda client: frozenset({"runc"}))
+    rows = {name: (usable, reason, fix) for name, usable, reason, fix, _ in diagnose()}
+    for name, oci in (("container:gvisor", "runsc"), ("container:crun", "crun")):
+        usable, reason, fix = rows[name]
+        assert not usable and "\n" not in reason + fix, rows[name]
+        assert reason.startswith(f"the Docker engine has no OCI runtime '{oci}' registered"), reason
+        assert "daemon.json" in fix
+    assert rows["container:paused"][0] and rows["container:cli"][0], rows  # runc's rungs still run

@@ -714,8 +714,29 @@ class ContainerRuntime(Runtime):
             "docker_api": str(version.get("ApiVersion", "?")),
         }
         if self.oci_runtime:
+            from edgelab.runtimes.container import engine
+
             found["oci_runtime"] = self.oci_runtime
+            with contextlib.suppress(Exception):  # a version is a courtesy, never a failure
+                path = engine.oci_runtime_paths(self.client).get(self.oci_runtime, "")
+                if path and engine.local_engine(self.client):
+                    found["oci_runtime_version"] = engine.oci_runtime_version(path)
         return found
+
+    def doctor_details(self) -> dict[str, str]:
+        """How this rung starts a container here (beside the engine's versions)."""
+        details: dict[str, str] = {}
+        if self.strategy == "cli":
+            details["docker_cli"] = self._docker_cli or "?"
+        if self._pool is not None:
+            details["ready_pool"] = (
+                "1 container per workload, "
+                + ("created, started, paused in its first read" if self._pool.paused else "created and attached")
+                + "; refilled after each first response, outside the timing"
+            )
+        if self.oci_runtime == "runsc":
+            details["gvisor"] = "runsc as the engine registered it; /tmp a read-only tmpfs of the lab's"
+        return details
 
     def preparation(self) -> dict[str, str]:
         """What the ready pool holds while idle (the rung's cost of being ready), measured."""

@@ -28,7 +28,8 @@ DEFAULT_OCI_RUNTIME = "runc"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 _cache_lock = threading.Lock()
-_cache: dict[str, tuple[float, frozenset[str]]] = {}
+_cache: dict[str, tuple[float, dict[str, str]]] = {}
+_versions: dict[str, str] = {}
 
 
 def engine_key(client: Any) -> str:
@@ -36,18 +37,40 @@ def engine_key(client: Any) -> str:
     return str(getattr(client.api, "base_url", "") or id(client))
 
 
-def oci_runtimes(client: Any) -> frozenset[str]:
-    """The OCI runtimes the engine registered (``docker info`` Runtimes), cached per engine."""
+def oci_runtime_paths(client: Any) -> dict[str, str]:
+    """Name -> path of each OCI runtime the engine registered (``docker info`` Runtimes),
+    cached per engine."""
     key = engine_key(client)
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and now - hit[0] < RUNTIMES_KEEP_S:
-            return hit[1]
-    names = frozenset((client.info().get("Runtimes") or {}).keys())
+            return dict(hit[1])
+    listed = client.info().get("Runtimes") or {}
+    paths = {str(name): str((entry or {}).get("path", "")) for name, entry in listed.items()}
     with _cache_lock:
-        _cache[key] = (now, names)
-    return names
+        _cache[key] = (now, paths)
+    return dict(paths)
+
+
+def oci_runtimes(client: Any) -> frozenset[str]:
+    """The names of the OCI runtimes the engine registered (cached per engine)."""
+    return frozenset(oci_runtime_paths(client))
+
+
+def oci_runtime_version(path: str) -> str:
+    """The first line of ``path --version`` (a local engine's runtime binary), or "?"; asked
+    once per path and process."""
+    if path not in _versions:
+        import subprocess
+
+        try:
+            done = subprocess.run([path, "--version"], capture_output=True, timeout=5, check=False)
+            lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+            _versions[path] = lines[0].strip() if done.returncode == 0 and lines else "?"
+        except (OSError, subprocess.SubprocessError):
+            _versions[path] = "?"
+    return _versions[path]
 
 
 def forget_runtimes() -> None:
