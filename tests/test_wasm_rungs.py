@@ -133,7 +133,11 @@ def test_every_rung_answers_every_workload_as_the_plain_rung_does(
     for workload in load_workloads().values():
         plain.prepare(workload)
         other.prepare(workload)
-        for request in (workload.default_request, b"", bytes(range(256))[: workload.max_request_bytes]):
+        for request in (
+            workload.default_request,
+            b"",
+            bytes(range(256))[: workload.max_request_bytes],
+        ):
             want = _outcome(plain, workload, request)
             if request == workload.default_request:
                 assert want[0] == 0, (workload.name, want)  # a real answer, not two failures
@@ -272,7 +276,9 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("case", list(HOSTILE), ids=[f"{w}-{r}" for w, r in HOSTILE])
-def test_hostile_workloads_are_bounded_on_jit(rungs: dict[str, Runtime], case: tuple[str, str]) -> None:
+def test_hostile_workloads_are_bounded_on_jit(
+    rungs: dict[str, Runtime], case: tuple[str, str]
+) -> None:
     import re
 
     runtime = rungs["wasm:jit"]
@@ -325,7 +331,9 @@ def test_the_ctypes_path_makes_the_module_at_every_launch_too(
             assert not isinstance(launch, Exception), launch
             assert launch.response.body in (b"hello, slow", b"hello, kept")
             assert tuple(launch.phases_ns) == (made, "instantiate", "first_response")
-            assert launch.phases_ns[made] > 0 and launch.startup_ns == sum(launch.phases_ns.values())
+            assert launch.phases_ns[made] > 0 and launch.startup_ns == sum(
+                launch.phases_ns.values()
+            )
         assert resident[1].instance.request(b"again", 5).body == b"hello, again"
     finally:
         runtime.close()
