@@ -72,7 +72,7 @@ class DynamicSubprocessRuntime(SubprocessRuntime):
         return details
 
     def versions(self) -> dict[str, str]:
-        return {"glibc": _glibc_version()}
+        return {"glibc": _glibc_version().removeprefix("glibc ")}
 
     def marks(self) -> tuple[str, ...]:
         return (f"linked against this host's {_glibc_version()}: its loader's and libc's start-up",)
