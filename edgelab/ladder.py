@@ -10,9 +10,9 @@ its marks, and a log-scale bar per rung (1 µs to 10 s).
 Rungs differ by 10^6 in launch time (a pooled Wasm slot ~2 µs, a microVM under TCG ~3 s), so
 each rung gets a time budget: one untimed probe (a warmup and one cold start per rung, in a
 mixed burst of its own) prices each rung's launch, and a rung whose ``count`` launches would
-overrun its budget gets fewer, said beside its figures. ``Lab.run`` takes one count for every
-runtime of a burst, so rungs with the same count share a mixed burst: the uncapped rungs (most
-of them) share the main one, each capped count runs in a burst of its own.
+overrun its budget gets fewer, said beside its figures. The burst that follows is still one
+mixed burst of every rung: ``LadderBurst``, a scenario registered while the ladder runs, is the
+lab's block interleaving with a count per rung (``Settings.count`` is one for all).
 
 Headless: never imports textual (the TUI's ladder view reads the axis and rows from here).
 """
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgelab.errors import EdgelabError, UsageError
+from edgelab.scenarios.base import Scenario
 from edgelab.settings import COUNT, RESIDENT, Limit, flag
 from edgelab.stats import format_bytes, format_duration_ns
 
@@ -35,12 +36,14 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from edgelab.events import LabEvent
-    from edgelab.lab import Lab, Settings
+    from edgelab.lab import Lab, Settings, _Run
     from edgelab.results import MemoryResult, RunResult, RuntimeResult
 
 DEFAULT_COUNT = 30
-#: Resident instances per rung for its idle-cost ramp (fewer where the budget says so).
-DEFAULT_RESIDENT = 5
+#: At most this many resident instances per rung for its idle-cost ramp; a rung holds fewer
+#: where RAMP_SHARE of its budget fits fewer (a container ~7, a microVM under TCG 1). A handful
+#: of 8 KiB Wasm instances is lost in PSS noise (5 read -52.8 KiB here); 200 are not.
+DEFAULT_RESIDENT = 200
 DEFAULT_BUDGET_S = 20.0
 BUDGET_S = Limit(0, 3_600, "seconds", lo_inclusive=False)
 #: The share of a rung's budget its ramp may spend; the probe and the burst share the rest.
@@ -154,6 +157,31 @@ def plan_rung(name: str, launch_wall_s: float, probe_s: float, count: int, resid
     planned = count if not capped else min(count, max(MIN_CAPPED_COUNT, fits))
     held = min(resident, max(1, int(budget_s * RAMP_SHARE / per_launch))) if resident else 0
     return RungPlan(name, planned, held, launch_wall_s, capped)
+
+
+def launch_cost_s(probe: RunResult, name: str, pacer: _Pacer) -> float:
+    """What one more cold start of ``name`` will cost in the mixed burst, from the probe.
+
+    The wall time the pacer charged includes a wait for quiet CPUs before each of the rung's
+    blocks (up to 100 ms on a busy machine), and in the probe every launch is a block of its
+    own. In the burst a fast rung runs blocks of about BLOCK_S, so it pays that wait once per
+    block, not per launch: the wait is taken out (the lab reports its total and the blocks)
+    and spread over the block size the rung will get."""
+    from edgelab.scenarios import burst
+
+    launches = pacer.launches.get(name, 0)
+    if not launches:
+        return 0.0
+    facts = probe.metadata.get("interleave") or {}
+    per_block = facts.get("launches_per_block") or {}
+    blocks = sum(int(b.get("blocks", 0)) for b in per_block.values())
+    wait_s = float(facts.get("quiet_wait_ms_total") or 0.0) / 1000 / max(1, blocks - 1)
+    startups = [s.startup_ns for s in probe.runtimes[name].samples if s.ok and s.startup_ns]
+    floor_s = min(startups) / 1e9 if startups else 0.0
+    own_blocks = int((per_block.get(name) or {}).get("blocks", 0))
+    pure_s = max(floor_s, (pacer.wall_s.get(name, 0.0) - own_blocks * wait_s) / launches)
+    block = max(1, min(burst.BLOCK_MAX, int(burst.BLOCK_S / max(pure_s, 1e-7))))
+    return pure_s + wait_s / block
 
 
 class _Pacer:
@@ -295,6 +323,20 @@ class _Ladder:
             raise KeyboardInterrupt
         return result
 
+    def _burst(self, names: tuple[str, ...], counts: dict[str, int]) -> RunResult:
+        """One mixed burst of every rung, each its own count (a single rung: a plain burst)."""
+        if len(names) == 1:
+            return self._run(self._settings(runtimes=names, count=counts[names[0]], warmup=WARMUP))
+        from edgelab.scenarios import register_scenario, unregister_scenario
+
+        register_scenario(LadderBurst(counts), replace=True)
+        try:
+            return self._run(
+                self._settings(runtimes=names, scenario=LadderBurst.name, count=max(counts.values()), warmup=WARMUP)
+            )
+        finally:
+            unregister_scenario(LadderBurst.name)
+
     def run(self) -> Ladder:
         started = time.monotonic()
         self.phase(f"pricing {len(self.rungs)} rungs: one warmup and one cold start each")
@@ -305,14 +347,16 @@ class _Ladder:
         for name in usable:
             share = pacer.per_launch_s(name) * pacer.launches.get(name, 0)
             plans[name] = plan_rung(
-                name, pacer.per_launch_s(name), share, self.request.count, self.request.resident, self.request.budget_s
+                name, launch_cost_s(probe, name, pacer), share, self.request.count, self.request.resident, self.request.budget_s
             )
         merged: dict[str, RuntimeResult] = {n: r for n, r in probe.runtimes.items() if r.error}
-        bursts: list[tuple[tuple[str, ...], int, RunResult]] = []
-        for count, names in _groups(plans):
-            self.phase(f"mixed burst of {', '.join(names)}: {count} cold starts each")
-            burst = self._run(self._settings(runtimes=names, count=count, warmup=WARMUP))
-            bursts.append((names, count, burst))
+        bursts: list[tuple[tuple[str, ...], dict[str, int], RunResult]] = []
+        if plans:
+            counts = {name: plan.count for name, plan in plans.items()}
+            names = tuple(counts)
+            self.phase(f"one mixed burst of {len(names)} rungs: " + ", ".join(f"{n} x{k}" for n, k in counts.items()))
+            burst = self._burst(names, counts)
+            bursts.append((names, counts, burst))
             merged.update(burst.runtimes)
         ladder = Ladder(_merge(probe, bursts, merged, self), plans, self.request.count)
         ramped = {n: plans[n].resident for n in plans if plans[n].resident and n in merged and not merged[n].error}
@@ -332,17 +376,66 @@ class _Ladder:
         return ladder
 
 
-def _groups(plans: dict[str, RungPlan]) -> list[tuple[int, tuple[str, ...]]]:
-    """Rungs by count, the largest count (the uncapped rungs: most of them) first."""
-    by_count: dict[int, list[str]] = {}
-    for plan in plans.values():
-        by_count.setdefault(plan.count, []).append(plan.name)
-    return [(count, tuple(by_count[count])) for count in sorted(by_count, reverse=True)]
+class LadderBurst(Scenario):
+    """The ladder's mixed burst, a scenario of the lab's: its block interleaving (each rung a
+    block of about BLOCK_S in turn, the order flipped every round, a wait for quiet CPUs
+    between two rungs' blocks) with each rung's own number of cold starts. Registered under
+    ``SCENARIO`` only while a ladder runs, so it is no choice of ``edgelab run --scenario``."""
+
+    name = "ladder"
+    summary = "the ladder's mixed burst: each rung its budget's cold starts, rungs taking turns in blocks"
+    reads = ("count", "interleave")
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = dict(counts)
+
+    def validate(self, settings: Settings) -> None:
+        from edgelab import settings as limits
+
+        for name, count in self.counts.items():
+            limits.check(count, f"cold starts for {name}", COUNT)
+
+    def run(self, run: _Run) -> None:
+        from edgelab.events import RuntimeStatus
+        from edgelab.scenarios import burst
+
+        order = run.active()
+        for name in order:
+            run.emit(RuntimeStatus(name, "running"))
+        total = {name: run.settings.warmup + self.counts.get(name, run.settings.count) for name in order}
+        done = dict.fromkeys(order, 0)
+        size = dict.fromkeys(order, 1)
+        cap = {name: max(1, -(-total[name] // burst.BLOCK_MIN_ROUNDS)) for name in order}
+        run.blocks = {name: [] for name in order}
+        rounds = 0
+        previous: str | None = None
+        while not run.cancel.is_set():
+            pending = [n for n in order if n in run.runtimes and done[n] < total[n]]
+            if not pending:
+                break
+            for name in pending if rounds % 2 == 0 else reversed(pending):
+                if run.cancel.is_set() or name not in run.runtimes:
+                    continue
+                if previous not in (None, name) and not run.lab.fake:
+                    run.settle_s += burst.wait_until_quiet(run.cancel)
+                previous = name
+                n = min(size[name], total[name] - done[name])
+                started = time.monotonic()
+                if n > 1:
+                    ran = run.cold_start_batch(name, done[name], n)
+                else:
+                    run.launch_once(name, done[name], done[name] < run.settings.warmup, keep=False)
+                    ran = 1
+                elapsed = time.monotonic() - started
+                done[name] += ran
+                run.blocks[name].append(ran)
+                size[name] = max(1, min(cap[name], burst.BLOCK_MAX, int(burst.BLOCK_S / max(elapsed / max(1, ran), 1e-7))))
+            rounds += 1
 
 
 def _merge(
     probe: RunResult,
-    bursts: list[tuple[tuple[str, ...], int, RunResult]],
+    bursts: list[tuple[tuple[str, ...], dict[str, int], RunResult]],
     merged: dict[str, RuntimeResult],
     run: _Ladder,
 ) -> RunResult:
@@ -369,8 +462,8 @@ def _merge(
         "resident_asked": run.request.resident,
         "probe": "one warmup and one cold start per rung in a mixed burst, not reported: it prices each rung's launches for its budget",
         "bursts": [
-            {"runtimes": list(names), "count": count, "interleave": burst.metadata.get("interleave")}
-            for names, count, burst in bursts
+            {"runtimes": list(names), "counts": counts, "interleave": burst.metadata.get("interleave")}
+            for names, counts, burst in bursts
         ],
         "rungs": {},
     }
@@ -418,21 +511,22 @@ def print_ladder(ladder: Ladder, console: Console) -> None:
     meta = ladder.result.metadata
     table = Table(
         title=f"{meta['workload']['name']}: the cold-start ladder, by p50 (launch call → first response byte)",
-        caption="n: measured cold starts (cap: fewer, the rung's --budget-s); idle: memory per ready instance",
+        caption="n: measured cold starts (cap: fewer, the rung's --budget-s); idle: memory per ready instance;"
+        " ⚠: read the rung's marks below before its figures",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 0, 0, 1),
     )
     # Fits 80 columns with the longest rung name: the notes below say what each cell means.
-    for column in ("rung", "p50", "p99", "n", "idle host", "idle user", "marks"):
-        table.add_column(column, justify="left" if column in ("rung", "marks") else "right", no_wrap=column != "marks")
+    for column in ("rung", "p50", "p99", "n", "idle host", "idle user"):
+        table.add_column(column, justify="left" if column == "rung" else "right", no_wrap=True)
     for r in ladder.rows():
         s = r.summary()
         plan = ladder.plans.get(r.runtime)
         launches = (f"{r.ok}" if r.ok == len(r.measured) else f"{r.ok}/{len(r.measured)}") + (" cap" if plan and plan.capped else "")
         host, user = idle_cost(r.memory)
         p50, p99 = (format_duration_ns(s.p50_ns), format_duration_ns(s.p99_ns)) if s else ("–", "–")
-        table.add_row(r.runtime, p50, p99, launches, host, user, "; ".join(r.marks))
+        table.add_row(r.runtime + (" ⚠" if r.marks else ""), p50, p99, launches, host, user)
     console.print(table)
     axis = LogAxis(width=max(MIN_AXIS_WIDTH, min(56, console.width - 38)))
     console.print("[b]log scale[/] (█ to p50, ░ to p99)", highlight=False)
@@ -442,6 +536,8 @@ def print_ladder(ladder: Ladder, console: Console) -> None:
     for r in ladder.rows():
         plan = ladder.plans.get(r.runtime)
         console.print(f"[b]{r.runtime}[/]: {r.startup_includes}", highlight=False, soft_wrap=True)
+        for mark in r.marks:
+            console.print(f"  [yellow]⚠ {mark}[/]", highlight=False, soft_wrap=True)
         if r.skips:
             console.print(f"  skips: {r.skips}", highlight=False, soft_wrap=True)
         m = r.memory
@@ -496,7 +592,7 @@ def add_parser(sub: Any) -> None:
     ladder.add_argument("--workload", "-w", default="hello", help="workload to start (see edgelab workloads)")
     ladder.add_argument("--rungs", default=None, help="comma-separated rungs (default: every registered one)")
     ladder.add_argument("--count", "-n", type=flag(COUNT), default=DEFAULT_COUNT, help="measured cold starts per rung")
-    ladder.add_argument("--resident", type=flag(RESIDENT), default=DEFAULT_RESIDENT, help="instances each rung's ramp holds (0: no ramp)")
+    ladder.add_argument("--resident", type=flag(RESIDENT), default=DEFAULT_RESIDENT, help="at most this many instances per rung's ramp, fewer where a quarter of its budget fits fewer (0: no ramp)")
     ladder.add_argument("--budget-s", type=flag(BUDGET_S), default=DEFAULT_BUDGET_S, help="seconds of launches per rung")
     ladder.add_argument("--json", metavar="FILE", help="write the ladder as JSON (- for stdout)")
     ladder.add_argument("--no-history", action="store_true", help="do not save this ladder in the history")

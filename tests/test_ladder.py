@@ -205,10 +205,14 @@ def test_a_slow_rung_gets_fewer_launches_within_its_budget_and_says_so(
     results = {r["runtime"]: r for r in data["results"]}
     assert results["ladderslow"]["count"] == plans["ladderslow"]["count"]
     assert f"budget: {plans['ladderslow']['count']} of 30 cold starts" in out
-    assert "pretend (test rung)" in out  # its mark stands beside its figure
+    # Its mark stands beside its figure: flagged in the table, said in the chart and the notes.
+    assert any(line.split()[:2] == ["ladderslow", "⚠"] for line in out.splitlines())
+    assert sum("pretend (test rung)" in line for line in out.splitlines()) == 2
     assert took < 5  # 30 launches of 50 ms would take 1.6 s alone, with the warmups and probe more
-    bursts = data["metadata"]["ladder"]["bursts"]
-    assert [b["count"] for b in bursts] == [30, plans["ladderslow"]["count"]]
+    # Still one mixed burst, in blocks, each rung with its own count.
+    (burst,) = data["metadata"]["ladder"]["bursts"]
+    assert burst["counts"] == {"laddertiny": 30, "ladderslow": plans["ladderslow"]["count"]}
+    assert burst["interleave"]["mode"] == "block" and set(burst["interleave"]["launches_per_block"]) == {"laddertiny", "ladderslow"}
 
 
 def test_an_unusable_rung_is_one_line_and_the_rest_exit_0(tiny_rungs: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -329,3 +333,49 @@ def test_ladder_rows_place_waiting_and_unavailable_rungs_last() -> None:
 
 def test_ladder_view_snapshot(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(_marked_fake_app(tmp_path), terminal_size=(100, 24), run_before=_burst_then_ladder)
+
+
+def test_sigterm_mid_ladder_exits_130_and_leaves_nothing(docker_client: object, tmp_path: Path) -> None:
+    """The ladder runs on the lab, so an interrupt unwinds it as it unwinds ``edgelab run``:
+    exit 130 within 5 s, no container it labelled and no process of its session left."""
+    import os
+    import signal
+
+    import psutil
+
+    from edgelab.session import OWNER_PID_LABEL
+
+    out = tmp_path / "ladder.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edgelab", "ladder", "--rungs", "container,subprocess", "-n", "30", "--resident", "3", "--no-history"],
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "EDGELAB_DATA_DIR": str(tmp_path)},
+        )
+
+    def containers() -> list[object]:
+        return list(docker_client.api.containers(all=True, filters={"label": f"{OWNER_PID_LABEL}={process.pid}"}))  # type: ignore[attr-defined]
+
+    def session_processes() -> list[int]:
+        found = []
+        for p in psutil.process_iter(["pid", "status"]):
+            try:
+                if p.pid != process.pid and os.getsid(p.pid) == process.pid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                    found.append(p.pid)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        return found
+
+    deadline = time.monotonic() + 60
+    while not containers():
+        assert process.poll() is None, out.read_text()
+        assert time.monotonic() < deadline, f"no container launched in 60 s: {out.read_text()}"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=5)
+    text = out.read_text()
+    assert code == 130, text
+    assert "Traceback" not in text and text.strip().splitlines()[-1].startswith("edgelab: interrupted"), text
+    assert containers() == [], text
+    left = session_processes()
+    assert left == [] or not any(psutil.pid_exists(pid) for pid in left), left
