@@ -229,7 +229,9 @@ def test_close_leaves_nothing_live(name: str) -> None:
     try:
         runtime.prepare(hello)
         kept = [runtime.launch(hello, b"x", hello.timeout_s).instance for _ in range(1 if is_slow(registry.spec(name)) else 2)]
-        assert len(_live(runtime)) == len(kept)
+        live = _live(runtime)
+        # A rung may hold ready instances of its own (container:created's pool) beside these.
+        assert all(instance in live for instance in kept)
     finally:
         runtime.close()
     assert _live(runtime) == []
