@@ -379,3 +379,14 @@ def test_sigterm_mid_ladder_exits_130_and_leaves_nothing(docker_client: object, 
     assert containers() == [], text
     left = session_processes()
     assert left == [] or not any(psutil.pid_exists(pid) for pid in left), left
+
+
+def test_the_ladder_core_is_headless() -> None:
+    """edgelab/ladder.py is core: importing it (and building the CLI's parser, which reads its
+    flags) pulls in no UI and no runtime, so ``edgelab --help`` stays instant."""
+    code = (
+        "import sys, edgelab.ladder; from edgelab.cli import build_parser; build_parser(); "
+        "print(','.join(m for m in ('textual', 'docker', 'wasmtime', 'edgelab.lab') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == ""
