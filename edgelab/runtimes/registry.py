@@ -253,6 +253,20 @@ register(RuntimeSpec(
     options=_options(strategy="jit"),
 ))  # fmt: skip
 # -- isolate rungs (owner: the isolate helper) --------------------------------------------------
+register(RuntimeSpec(
+    "isolate", "edgelab.runtimes.isolate.runtime", "IsolateRuntime", "isolate", "wasm",
+    "a fresh V8 isolate (mini-racer) per instance running the same .wasm through V8's "
+    "WebAssembly API, as Workers run C and Rust",
+    ready_cost="a V8 isolate and its context per resident instance, in an isolate host process",
+))  # fmt: skip
+register(RuntimeSpec(
+    "isolate:context", "edgelab.runtimes.isolate.runtime", "IsolateContextRuntime", "isolate",
+    "wasm",
+    "a fresh WebAssembly.Instance in a warm V8 isolate (mini-racer): not a fresh V8 context, "
+    "which mini-racer cannot make (one context per isolate), so instances share its globals",
+    skips="creating the isolate and its context, and compiling the module (once per host)",
+    ready_cost="one warm isolate per host and workload, plus each resident instance's memory",
+))  # fmt: skip
 # -- microvm rungs (owner: the microvm helper) --------------------------------------------------
 
 register(RuntimeSpec(
