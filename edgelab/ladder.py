@@ -354,14 +354,15 @@ class _Ladder:
         if plans:
             counts = {name: plan.count for name, plan in plans.items()}
             names = tuple(counts)
-            self.phase(f"one mixed burst of {len(names)} rungs: " + ", ".join(f"{n} x{k}" for n, k in counts.items()))
+            total = sum(counts.values()) + WARMUP * len(names)
+            self.phase(f"one mixed burst of {len(names)} rungs, {total:,} launches in blocks")
             burst = self._burst(names, counts)
             bursts.append((names, counts, burst))
             merged.update(burst.runtimes)
         ladder = Ladder(_merge(probe, bursts, merged, self), plans, self.request.count)
         ramped = {n: plans[n].resident for n in plans if plans[n].resident and n in merged and not merged[n].error}
         if ramped:
-            self.phase(f"ramps: {', '.join(f'{n} x{k}' for n, k in ramped.items())} (idle cost per ready instance)")
+            self.phase(f"a ramp per rung, {sum(ramped.values()):,} resident instances in all (idle cost per ready instance)")
             ramp = self._run(self._settings(runtimes=tuple(ramped), scenario="ramp", resident=ramped, warmup=0))
             for name, ramp_result in ramp.runtimes.items():
                 target = merged[name]
@@ -579,6 +580,43 @@ def _record_plans(ladder: Ladder) -> None:
 
 
 # -- the command --------------------------------------------------------------------------------
+LADDER_EXIT_STATUS = """exit status:
+  0    every usable rung ran its cold starts (a rung unusable here is one line, not a failure)
+  1    a usable rung failed launches or had none succeed, or no rung could run here
+  2    bad input: a flag, a workload, a rung name
+  130  interrupted (ctrl+c, SIGTERM, SIGHUP); everything the lab started is removed"""
+
+
+class _Status:
+    """The status line on stderr: the ladder's phase and the launches done in it (redrawn at
+    most every REFRESH_S: a Wasm block records thousands of samples a second)."""
+
+    REFRESH_S = 0.1
+
+    def __init__(self, status: Any) -> None:
+        self.status = status
+        self.phase = "preparing"
+        self.launches = 0
+        self._shown = 0.0
+
+    def set_phase(self, text: str) -> None:
+        self.phase, self.launches = text, 0
+        self._draw()
+
+    def __call__(self, event: LabEvent) -> None:
+        from edgelab.events import SampleRecorded
+
+        if isinstance(event, SampleRecorded):
+            self.launches += 1
+            if time.monotonic() - self._shown >= self.REFRESH_S:
+                self._draw()
+
+    def _draw(self) -> None:
+        self._shown = time.monotonic()
+        done = f" · {self.launches:,} launches" if self.launches else ""
+        self.status.update(f"ladder: {self.phase}{done}…")
+
+
 def add_parser(sub: Any) -> None:
     """``edgelab ladder``'s flags (cli.py calls this: the flags live beside their command)."""
     ladder = sub.add_parser(
@@ -587,6 +625,7 @@ def add_parser(sub: Any) -> None:
         description="Cold starts of one workload on every registered rung (or --rungs), in one\n"
         "mixed burst through the lab, then a short ramp each for the memory an idle ready\n"
         "instance holds. Each rung gets --budget-s: a slow rung gets fewer launches, said.",
+        epilog=LADDER_EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ladder.add_argument("--workload", "-w", default="hello", help="workload to start (see edgelab workloads)")
@@ -608,7 +647,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     check_targets(targets)
     err = _console(stderr=True)
     with err.status("ladder: preparing…") as status:
-        ladder = run_ladder(request, on_phase=lambda text: status.update(f"ladder: {text}…"))
+        line = _Status(status)
+        ladder = run_ladder(request, on_phase=line.set_phase, on_event=line)
     _record_plans(ladder)
     write_targets(ladder.result, [t for t in targets if not t.to_stdout])
     saved = None
