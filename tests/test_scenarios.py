@@ -180,6 +180,16 @@ def test_an_ambiguous_prefix_is_one_line_listing_the_matches() -> None:
             registry.unregister(name)
 
 
+def test_a_name_that_is_no_runtime_is_one_short_line_however_many_rungs(jit_rung: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        resolve_runtime_name("vm", "--runtime")
+    line = str(caught.value)
+    plain = [name for name in registry.names() if ":" not in name]
+    assert line.startswith(f"--runtime: 'vm' is not a runtime ({', '.join(plain)}, a rung such as ")
+    assert line.endswith("; edgelab runtimes lists every rung)") and "\n" not in line
+    assert "c, s, w" in line and len(line) < 200
+
+
 # -- results carry the runtime's self-description -----------------------------------------------------------
 class MarkedFake(FakeRuntime):
     def marks(self) -> tuple[str, ...]:
