@@ -319,13 +319,17 @@ class IsolateRuntime(Runtime):
             found["isolate hosts"] = (
                 f"{self.most_hosts}, up to {shard_instances():,} instances each"
             )
-        heap, count = self.heap, self.heap.get("instances", 0)
-        if count:
+        heap = self.heap
+        sampled, count = heap.get("sampled", 0), heap.get("instances", 0)
+        if sampled:
+            # Per isolate read; an isolate of isolate:context holds many instances, so its
+            # share per instance is the isolates' total over the instances.
+            share = heap.get("isolates", 0) / count if count else 0
             found["V8 heap per resident instance"] = (
-                f"{heap.get('used_heap_size', 0) / count / 1024:,.1f} KiB used, "
-                f"{heap.get('total_physical_size', 0) / count / 1024:,.1f} KiB physical "
-                f"(MiniRacer.heap_stats over {heap.get('isolates', 0):,} isolates holding "
-                f"{count:,} instances; linear memory is outside V8's heap)"
+                f"{heap.get('used_heap_size', 0) / sampled * share / 1024:,.1f} KiB used, "
+                f"{heap.get('total_physical_size', 0) / sampled * share / 1024:,.1f} KiB "
+                f"physical (MiniRacer.heap_stats of {sampled:,} of the {heap.get('isolates', 0):,} "
+                f"isolates holding {count:,} instances; linear memory is outside V8's heap)"
             )
         return found
 
