@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 
 from edgelab import settings as limits
 from edgelab.errors import UsageError
-from edgelab.events import RuntimeStatus
 from edgelab.scenarios.base import Scenario
 from edgelab.scenarios.ramp import ramp
 
 if TYPE_CHECKING:
     from edgelab.lab import Settings, _Run
+
+# Events and results are imported where a run needs them: the CLI reads this table to build
+# its parser, and ``edgelab --help`` stays instant.
 
 #: A burst of one runtime asks its ``cold_starts`` for chunks of about this long (and at most
 #: this many launches), so that cancel and the live view answer promptly.
@@ -58,6 +60,8 @@ class BurstScenario(Scenario):
 
 
 def burst(run: _Run) -> None:
+    from edgelab.events import RuntimeStatus
+
     total = run.settings.warmup + run.settings.count
     for name in run.active():
         run.emit(RuntimeStatus(name, "running"))

@@ -11,8 +11,6 @@ import time
 from typing import TYPE_CHECKING
 
 from edgelab.errors import UsageError
-from edgelab.events import MemoryPoint, RuntimeStatus
-from edgelab.results import MemoryResult
 from edgelab.scenarios.base import Scenario
 
 if TYPE_CHECKING:
@@ -63,6 +61,9 @@ def _ramp_one(run: _Run, name: str, target: int) -> None:
     (PSS growth) and host (the fall of MemAvailable, and the cgroups' memory where the
     runtime reads it). A limit the machine or the runtime hits first ends the ramp there;
     the figures then describe what it held."""
+    from edgelab.events import RuntimeStatus
+    from edgelab.results import MemoryResult
+
     run.emit(RuntimeStatus(name, "running"))
     rt = run.runtimes[name]
     baseline = rt.pss_bytes([])
@@ -139,6 +140,8 @@ def _mem_available_idle(run: _Run, window_s: float = 0.0) -> tuple[int, int]:
 
 
 def _memory_point(run: _Run, name: str, baseline: int, curve: list[tuple[int, int]]) -> None:
+    from edgelab.events import MemoryPoint
+
     held = run.held_count(name)
     if held == 0 or curve and curve[-1][0] == held:
         return

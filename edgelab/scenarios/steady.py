@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from edgelab import settings as limits
 from edgelab.errors import UsageError
-from edgelab.events import RuntimeStatus
 from edgelab.scenarios.base import Scenario
 
 if TYPE_CHECKING:
@@ -37,6 +36,8 @@ class SteadyScenario(Scenario):
             )
 
     def run(self, run: _Run) -> None:
+        from edgelab.events import RuntimeStatus
+
         interval = 1.0 / run.settings.rate_per_s
         started = time.monotonic()
         deadline = started + run.settings.duration_s
