@@ -78,6 +78,30 @@ def test_a_scenario_registered_at_run_time_runs_through_lab_run_with_no_other_ed
     assert result.metadata["settings"]["scenario"] == "pair"
 
 
+class BrokenScenario(Scenario):
+    """Holds two instances per runtime, then fails: a bug in a scenario module."""
+
+    name = "broken"
+    summary = "raises mid-run (test only)"
+
+    def run(self, run: _Run) -> None:
+        for name in run.active():
+            run.launch_resident(name, 2, 0)
+        raise RuntimeError("a scenario's bug")
+
+
+def test_a_scenario_that_raises_leaves_nothing_held() -> None:
+    register_scenario(BrokenScenario())
+    lab = fake_lab()
+    try:
+        with pytest.raises(RuntimeError, match="a scenario's bug"):
+            lab.run(Settings(workload="hello", scenario="broken", runtimes=("subprocess", "wasm")))
+        assert lab.runtime("subprocess").live_instances() == [] and lab.runtime("wasm").live_instances() == []
+    finally:
+        unregister_scenario("broken")
+        lab.close()
+
+
 def test_a_scenario_validates_its_own_settings(pair: PairScenario) -> None:
     with pytest.raises(UsageError, match="^pair launches exactly 2, not 5$"):
         fake_lab().run(Settings(workload="hello", scenario="pair", count=5))
