@@ -161,7 +161,9 @@ class ForkServerInstance(SubprocessInstance):
         self.report: Report | None = None
 
     def watch_pgid(self) -> int | None:
-        return self.pid or None
+        if self.cgroup is not None or not self.pid:  # (its cgroup is the session's, registered)
+            return None
+        return self.pid
 
     def learn(self, deadline: float) -> Report:
         """Read this instance's report; ``pid`` (and ``uid``) become the instance's. A failed
