@@ -282,3 +282,24 @@ lab.run(settings, on_event)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_v8s_heap_limit_ends_a_script_that_outgrows_it_with_one_line() -> None:
+    """The backstop behind the memory cap: JavaScript that outgrows the isolate's heap limit
+    (mini-racer's hard limit, set on every isolate the host makes) is terminated and reported
+    as one line. Run in a child process: V8 stays out of the test process."""
+    code = """
+import os
+from edgelab.runtimes.isolate.host import Host, Isolate, _failure
+host = Host()
+isolate = Isolate(host.loop, 16 << 20)
+try:
+    isolate.racer.eval("var a = []; while (true) a.push(new Array(10000).fill(1.5));", timeout_sec=20)
+except Exception as exc:
+    print(_failure(exc, "request"), flush=True)
+os._exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "out of memory (V8's heap limit for the isolate)", done.stderr[
+        -500:
+    ]
