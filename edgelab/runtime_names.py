@@ -33,12 +33,14 @@ def resolve_runtime_name(given: str, label: str = "--resident") -> str:
         return plain
     if named:
         raise UsageError(f"{label}: '{given.strip()}' could be {' or '.join(named)}; spell more of it")
-    raise UsageError(f"{label}: '{given.strip()}' is not a runtime ({_choices(known)})")
+    raise UsageError(f"{label}: '{given.strip()}' is not a runtime ({runtime_choices(known)})")
 
 
-def _choices(known: tuple[str, ...]) -> str:
-    """The families, one rung as an example and the letters: a line stays short however many
-    rungs are registered (``edgelab runtimes`` lists them all)."""
+def runtime_choices(known: tuple[str, ...] | None = None) -> str:
+    """What a bad runtime name's line offers instead: the families, one rung as an example and
+    the letters, so the line stays short however many rungs are registered (``edgelab
+    runtimes`` lists them all). Tests build the expected line from it."""
+    known = registry.names() if known is None else known
     plain = [name for name in known if ":" not in name]
     rungs = [name for name in known if ":" in name]
     letters = ", ".join(_family_letters(known))

@@ -4,6 +4,8 @@ runtime's self-description. All on the fake runtime (fast, no engine needed)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 
@@ -12,6 +14,7 @@ import pytest
 from edgelab.errors import UsageError
 from edgelab.events import RuntimeDescribed, SampleRecorded, ScenarioFinished
 from edgelab.lab import Lab, Settings, _Run, parse_resident, resolve_runtime_name
+from edgelab.runtime_names import runtime_choices
 from edgelab.runtimes import registry
 from edgelab.runtimes.base import Instance
 from edgelab.runtimes.fake import FakeRuntime
@@ -116,6 +119,21 @@ def test_an_unknown_scenario_is_one_line_listing_the_registered_ones(pair: PairS
         register_scenario(PairScenario())
 
 
+def test_the_clis_scenario_choices_are_the_table(pair: PairScenario) -> None:
+    """``edgelab run --scenario nope`` lists every registered scenario (cli.py reads
+    ``scenario_names()`` when it builds its parser), and a registered one is accepted."""
+    from edgelab.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "--scenario", "pair"]).scenario == "pair"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["run", "--scenario", "nope"])
+    assert exited.value.code == 2
+    for name in scenario_names():
+        assert name in err.getvalue()
+
+
 # -- the lab calls the contract always -------------------------------------------------------------
 class CountingFake(FakeRuntime):
     """The fake with the contract's three batch calls counted (base defaults underneath)."""
@@ -212,6 +230,7 @@ def test_a_name_that_is_no_runtime_is_one_short_line_however_many_rungs(jit_rung
     assert line.startswith(f"--runtime: 'vm' is not a runtime ({', '.join(plain)}, a rung such as ")
     assert line.endswith("; edgelab runtimes lists every rung)") and "\n" not in line
     assert "c, s, w" in line and len(line) < 200
+    assert line == f"--runtime: 'vm' is not a runtime ({runtime_choices()})"
 
 
 # -- results carry the runtime's self-description -----------------------------------------------------------
