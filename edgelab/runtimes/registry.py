@@ -268,6 +268,11 @@ register(RuntimeSpec(
     ready_cost="one warm isolate per host and workload, plus each resident instance's memory",
 ))  # fmt: skip
 # -- microvm rungs (owner: the microvm helper) --------------------------------------------------
+register(RuntimeSpec(
+    "microvm", "edgelab.runtimes.microvm.runtime", "MicrovmRuntime", "microvm", "native",
+    "a QEMU microvm guest (virtio-mmio, no PCI, no firmware) booting Debian's cloud kernel with "
+    "the static native binary as its init; KVM where it works, else emulated (TCG, marked)",
+))  # fmt: skip
 
 register(RuntimeSpec(
     "fake", "edgelab.runtimes.fake", "FakeRuntime", "fake", "none",
