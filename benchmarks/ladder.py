@@ -96,7 +96,7 @@ def main() -> int:
     parser.add_argument("--workload", default="hello")
     parser.add_argument("--rungs", default=None, help="comma-separated (default: every registered rung)")
     parser.add_argument("--budget-s", type=float, default=20.0, help="seconds of lab+raw launches per rung")
-    parser.add_argument("--resident", type=int, default=5, help="instances each rung's ramp holds (fewer for slow rungs)")
+    parser.add_argument("--resident", type=int, default=200, help="at most this many instances per rung's ramp (fewer for slow rungs)")
     parser.add_argument("--pin", default="off", help="off (default), auto (the last allowed CPU), or a CPU number")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
@@ -125,7 +125,7 @@ def _lab_block(lab: Lab, workload: str, rung: str, count: int) -> tuple[list[int
 def _bench(lab: Lab, args: argparse.Namespace, rungs: tuple[str, ...], pinned: str) -> int:
     workload = args.workload
     load_before = machine_load()
-    # Price each rung: one untimed block (prepare, warm), then a timed one of 1 + 1 launches.
+    # Price each rung: one untimed block (prepare, warm), then two timed ones.
     benches: dict[str, RungBench] = {}
     unusable: dict[str, str] = {}
     for rung in rungs:
@@ -134,18 +134,21 @@ def _bench(lab: Lab, args: argparse.Namespace, rungs: tuple[str, ...], pinned: s
             unusable[rung] = first.error + (f" (fix: {first.fix})" if first.fix else "")
             print(f"{rung}: unavailable: {unusable[rung]}", file=sys.stderr)
             continue
-        started = time.monotonic()
-        _, timed = _lab_block(lab, workload, rung, 1)
-        # A run's own cost (checks, metadata) is in this wall time: the pairs fit the budget
-        # by it (an overestimate), the block size follows the launch itself.
-        per_launch = (time.monotonic() - started) / 2
-        startup_s = max((s.startup_ns or 0) for s in timed.samples) / 1e9 if timed.samples else per_launch
+        # Two timed blocks, of 1 + 1 and 1 + 3 launches: the slope is a launch's whole cost
+        # (teardown and a ready pool's refill included), the intercept a run's own cost.
+        walls = []
+        for count in (1, 3):
+            started = time.monotonic()
+            _, timed = _lab_block(lab, workload, rung, count)
+            walls.append(time.monotonic() - started)
+        startups = [s.startup_ns for s in timed.samples if s.ok and s.startup_ns]
+        startup_s = min(startups) / 1e9 if startups else 0.0
+        per_launch = max(startup_s, (walls[1] - walls[0]) / 2, 1e-7)
+        overhead_s = max(0.0, walls[0] - 2 * per_launch)
         raw, why = raw_baseline(rung)
-        block = max(1, min(BLOCK_MAX, int(BLOCK_S / max(startup_s, 1e-6))))
+        block = max(1, min(BLOCK_MAX, int(BLOCK_S / per_launch)))
         sides = 2 if raw is not None else 1
-        # A pair: each side's block of launches (x1.5 for teardown) plus the run's own cost.
-        overhead_s = max(0.0, 2 * per_launch - 2 * startup_s)
-        pair_s = sides * (block * startup_s * 1.5 + overhead_s)
+        pair_s = sides * (block * per_launch + overhead_s)
         pairs = max(MIN_PAIRS, min(MAX_PAIRS, int(args.budget_s / max(pair_s, 1e-6))))
         benches[rung] = RungBench(rung, block, pairs, raw, why)
         print(f"{rung}: ~{format_duration_ns(per_launch * 1e9)} a launch (wall) -> {pairs} pairs of {block}"
@@ -216,8 +219,8 @@ def _report(
           f" raw = its family's bare loop of the same work, in alternating block pairs; {pinned};"
           f" {load_before} before, {machine_load()} after; lab/raw: median of paired block ratios [95% bootstrap"
           " interval], pooled ratio of medians beside it; idle: memory per ready instance after a short ramp):\n")
-    print("| rung | n | p50 | p99 | lab/raw (paired) | pooled | target ≤ 1.10 | idle host | idle user-space | skips | marks |")
-    print("|---|---:|---:|---:|---:|---:|:---:|---:|---:|---|---|")
+    print("| rung | n | p50 | p99 | raw p50 | lab/raw (paired) | pooled | target ≤ 1.10 | idle host | idle user-space | skips | marks |")
+    print("|---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---|---|")
     report: dict[str, Any] = {"workload": workload, "pinned": pinned, "load_before": load_before, "rungs": {}, "unusable": unusable}
     missed = 0
     for _, rung, bench, summary in rows:
@@ -239,7 +242,8 @@ def _report(
         else:
             ratio, pooled_text, verdict = bench.raw_error or bench.why_no_raw, "–", "–"
         n = len(bench.lab_ns)
-        print(f"| {rung} | {n} | {p50} | {p99} | {ratio} | {pooled_text} | {verdict} | {idle_host} | {idle_user} | {skips} | {marks} |")
+        raw_p50 = format_duration_ns(statistics.median(bench.raw_ns)) if bench.raw_ns else "–"
+        print(f"| {rung} | {n} | {p50} | {p99} | {raw_p50} | {ratio} | {pooled_text} | {verdict} | {idle_host} | {idle_user} | {skips} | {marks} |")
         report["rungs"][rung] = {
             "n": n, "raw_n": len(bench.raw_ns), "pairs": len(bench.pair_ratios), "block": bench.block,
             "lab_p50_us": summary.p50_ns / 1e3 if summary else None, "lab_p99_us": summary.p99_ns / 1e3 if summary else None,
