@@ -128,7 +128,9 @@ class RemoteLab:
         process, channel = self._server()
         assert process.stdout is not None
         try:
-            channel.send(RunRequest(settings), time.monotonic() + SEND_TIMEOUT_S)
+            # No deadline: the settings carry the request (up to 1 GiB), and the server reads
+            # its stdin all the time; one that is gone is a closed pipe at once.
+            channel.send(RunRequest(settings))
         except (EdgelabError, OSError):
             raise EdgelabError("the measuring process is gone; run again to restart it") from None
         cancel_sent = False
