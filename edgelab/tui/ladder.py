@@ -103,8 +103,7 @@ class LadderScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(
-            "the cold-start ladder · launch call → first response byte · log scale,"
-            " █ to p50, ░ to p99 · sorted by p50",
+            "cold-start ladder · launch call → first response byte · log scale · █ p50 ░ p99",
             id="ladder-title",
         )
         yield Static("", id="ladder-chart")
