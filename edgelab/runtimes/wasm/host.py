@@ -26,7 +26,6 @@ import gc
 import hashlib
 import mmap
 import os
-import resource
 import sys
 import threading
 import time
@@ -106,7 +105,7 @@ from edgelab.runtimes.wasm.hotpath import (
     LayoutMismatch,
     arm,
 )
-from edgelab.runtimes.wasm.limits import pool_slots, pooling_fits
+from edgelab.runtimes.wasm.limits import host_out_of_memory, pool_slots, pooling_fits
 from edgelab.runtimes.wasm.records import (
     MODES,
     Answer,
@@ -115,6 +114,8 @@ from edgelab.runtimes.wasm.records import (
     LaunchRecord,
     phases_of,
 )
+from edgelab.runtimes.wasm.residents import SLOT_BYTES as _SLOT_BYTES
+from edgelab.runtimes.wasm.residents import Residents
 from edgelab.workloads import DEFAULT_MAX_RESPONSE_BYTES
 
 # -- engine configuration ------------------------------------------------------------------
@@ -167,8 +168,6 @@ EPOCH_TICK_S = 0.1
 DEFAULT_MAX_MEMORY_BYTES = 64 * 1024 * 1024
 
 _EXPORTS = (b"_initialize", b"edgelab_alloc", b"edgelab_handle", b"memory")
-#: Per instance: the instance handle, then the four exports in _EXPORTS order.
-_SLOT_BYTES = _INSTANCE_BYTES + len(_EXPORTS) * _EXTERN_BYTES
 #: An el_launched record read as int64 words: error, trap, stage|detail, t0, tm, t1, t2,
 #: response offset, response length.
 _RECORD_WORDS = LAUNCHED.size // 8
@@ -275,54 +274,6 @@ def _error_text(error_ptr: int, trap_ptr: int) -> GuestError:
     if "interrupt" in lowered:
         return GuestError("timeout", "timed out")
     return GuestError("failed", f"trapped: {_last_line(message)}")
-
-
-#: Mappings a process keeps for itself (libraries, heap, thread stacks) near the top of
-#: vm.max_map_count: within this many of it, an ENOMEM is the mapping limit, not memory.
-MAPPING_SLACK = 64
-
-
-#: Where /proc/self/maps is read when mappings may have run out: a buffer made in advance,
-#: since reading the file whole would need a mapping of its own.
-_MAPS_BUFFER = bytearray(64 * 1024)
-
-
-def _count_mappings() -> int:
-    fd = os.open("/proc/self/maps", os.O_RDONLY)
-    try:
-        lines = 0
-        while True:
-            n = os.readv(fd, [_MAPS_BUFFER])
-            if n == 0:
-                return lines
-            lines += _MAPS_BUFFER.count(b"\n", 0, n)
-    finally:
-        os.close(fd)
-
-
-def host_out_of_memory(detail: str) -> str:
-    """The line for an ENOMEM from mmap or mprotect (or a MemoryError here), which means one
-    of three limits: this process's memory mappings (vm.max_map_count), its address space
-    (``ulimit -v``, per process) or the machine's memory. Never raises: it is called when
-    allocations fail."""
-    try:
-        mappings = _count_mappings()
-        with open("/proc/sys/vm/max_map_count", "rb") as limit:
-            most = int(limit.read())
-        with open("/proc/self/statm", "rb") as statm:
-            size_bytes = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        if mappings >= most - MAPPING_SLACK:
-            return f"wasm host out of memory mappings: vm.max_map_count is {most:,} per process"
-        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY and size_bytes >= soft - ADDRESS_SPACE_SLACK_BYTES:
-            return f"wasm host out of address space: ulimit -v is {soft >> 10:,} KiB per process"
-        return f"wasm host out of memory ({detail})"
-    except (MemoryError, OSError, ValueError):
-        return "wasm host out of memory or memory mappings"
-
-
-#: Within this much of ``ulimit -v``, a failed allocation is the address-space limit.
-ADDRESS_SPACE_SLACK_BYTES = 64 << 20
 
 
 def _last_line(message: str) -> str:
@@ -459,116 +410,6 @@ class LoadedModule:
             ],
         )
         self.call_ptr = ctypes.addressof(self.call)
-
-
-#: Resident instances' slots (instance handle + exports) are records in arenas of this many,
-#: so that an instance costs the host ~160 bytes of bookkeeping, not ~600 of Python objects
-#: (a dict entry, a tuple, two ints and a ctypes buffer each).
-ARENA_SLOTS = 4096
-#: An instance id is its record's index plus its generation there shifted by this, so an id
-#: of a dropped instance never names the instance that reuses its record.
-_GENERATION_SHIFT = 32
-
-
-class Residents:
-    """The resident instances of a host, in flat arrays: record index -> Store pointer, module
-    number and generation; the slot records in arenas. No Python object per instance.
-
-    With ``per_store`` > 1, up to that many instances (of one module) share a Store: each
-    still has its own linear memory, globals and tables and the memory limit applies to
-    each memory, but a Store is freed only with the last of its instances.
-    """
-
-    def __init__(self, per_store: int = 1) -> None:
-        self.per_store = per_store
-        #: Store -> its live instances, only where Stores are shared.
-        self.refs: dict[int, int] = {}
-        self._open_store = 0
-        self._open_module = -1
-        self._open_made = 0
-        self.stores = array("Q")
-        self.modules = array("H")
-        self.generations = array("I")
-        self.free: list[int] = []
-        self.count = 0
-        self._arenas: list[Any] = []
-        self._arena_base: list[int] = []
-
-    def slot_address(self, index: int) -> int:
-        return self._arena_base[index // ARENA_SLOTS] + (index % ARENA_SLOTS) * _SLOT_BYTES
-
-    def reserve(self) -> int:
-        """A free record's index (its slot is where the next instance is made)."""
-        if self.free:
-            return self.free[-1]
-        index = len(self.stores)
-        if index // ARENA_SLOTS == len(self._arenas):
-            arena = ctypes.create_string_buffer(ARENA_SLOTS * _SLOT_BYTES)
-            self._arenas.append(arena)
-            self._arena_base.append(ctypes.addressof(arena))
-        return index
-
-    def store_to_share(self, module: int) -> int:
-        """The Store the next instance of ``module`` goes into (0: a fresh one)."""
-        if self.per_store > 1 and self._open_store and self._open_module == module:
-            return self._open_store
-        return 0
-
-    def made(self, store: int, module: int, reused: bool) -> None:
-        """Note one instantiation (kept or failed) into ``store``."""
-        if self.per_store == 1 or not store:
-            return
-        if not reused:
-            self._open_store, self._open_module, self._open_made = store, module, 0
-        self._open_made += 1
-        if self._open_made >= self.per_store:
-            self._open_store = 0
-
-    def add(self, index: int, store: int, module: int) -> int:
-        """Record the instance made in ``reserve()``'s slot; returns its id."""
-        if self.per_store > 1:
-            self.refs[store] = self.refs.get(store, 0) + 1
-        if self.free and self.free[-1] == index:
-            self.free.pop()
-            self.stores[index] = store
-            self.modules[index] = module
-            self.generations[index] += 1
-        else:
-            self.stores.append(store)
-            self.modules.append(module)
-            self.generations.append(0)
-        self.count += 1
-        return self.generations[index] << _GENERATION_SHIFT | index
-
-    def find(self, instance_id: int) -> int | None:
-        """The record index of a live instance id, else None."""
-        index = instance_id & ((1 << _GENERATION_SHIFT) - 1)
-        if index >= len(self.stores) or not self.stores[index]:
-            return None
-        if self.generations[index] != instance_id >> _GENERATION_SHIFT:
-            return None
-        return index
-
-    def remove(self, index: int) -> int:
-        """Forget record ``index``; returns the Store pointer for the caller to delete, or 0
-        while other instances still live in that Store."""
-        store = self.stores[index]
-        self.stores[index] = 0
-        self.free.append(index)
-        self.count -= 1
-        if self.per_store == 1:
-            return store
-        left = self.refs[store] - 1
-        if left:
-            self.refs[store] = left
-            return 0
-        del self.refs[store]
-        if store == self._open_store:
-            self._open_store = 0
-        return store
-
-    def live(self) -> list[int]:
-        return [i for i, store in enumerate(self.stores) if store]
 
 
 class Host:

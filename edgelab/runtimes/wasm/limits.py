@@ -9,6 +9,7 @@ caches by.
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 from edgelab.errors import RuntimeUnavailable
@@ -149,3 +150,52 @@ def limits_line(pooled: bool = True) -> str:
         f"pool {pool_slots():,} slots (2 of vm.max_map_count's {most} mappings each); "
         f"{resident} (memory is their limit)"
     )
+
+
+# -- when a host's memory runs out (called in the host, where allocations fail) ------------
+#: Mappings a process keeps for itself (libraries, heap, thread stacks) near the top of
+#: vm.max_map_count: within this many of it, an ENOMEM is the mapping limit, not memory.
+MAPPING_SLACK = 64
+
+
+#: Where /proc/self/maps is read when mappings may have run out: a buffer made in advance,
+#: since reading the file whole would need a mapping of its own.
+_MAPS_BUFFER = bytearray(64 * 1024)
+
+
+def _count_mappings() -> int:
+    fd = os.open("/proc/self/maps", os.O_RDONLY)
+    try:
+        lines = 0
+        while True:
+            n = os.readv(fd, [_MAPS_BUFFER])
+            if n == 0:
+                return lines
+            lines += _MAPS_BUFFER.count(b"\n", 0, n)
+    finally:
+        os.close(fd)
+
+
+def host_out_of_memory(detail: str) -> str:
+    """The line for an ENOMEM from mmap or mprotect (or a MemoryError here), which means one
+    of three limits: this process's memory mappings (vm.max_map_count), its address space
+    (``ulimit -v``, per process) or the machine's memory. Never raises: it is called when
+    allocations fail."""
+    try:
+        mappings = _count_mappings()
+        with open("/proc/sys/vm/max_map_count", "rb") as limit:
+            most = int(limit.read())
+        with open("/proc/self/statm", "rb") as statm:
+            size_bytes = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        if mappings >= most - MAPPING_SLACK:
+            return f"wasm host out of memory mappings: vm.max_map_count is {most:,} per process"
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and size_bytes >= soft - ADDRESS_SPACE_SLACK_BYTES:
+            return f"wasm host out of address space: ulimit -v is {soft >> 10:,} KiB per process"
+        return f"wasm host out of memory ({detail})"
+    except (MemoryError, OSError, ValueError):
+        return "wasm host out of memory or memory mappings"
+
+
+#: Within this much of ``ulimit -v``, a failed allocation is the address-space limit.
+ADDRESS_SPACE_SLACK_BYTES = 64 << 20
