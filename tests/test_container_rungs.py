@@ -320,3 +320,22 @@ def test_doctor_gives_one_line_per_oci_runtime_the_engine_lacks(monkeypatch: pyt
         assert reason.startswith(f"the Docker engine has no OCI runtime '{oci}' registered"), reason
         assert "daemon.json" in fix
     assert rows["container:paused"][0] and rows["container:cli"][0], rows  # runc's rungs still run
+
+
+@pytest.mark.parametrize("name", ["container:paused", "container:created"])
+def test_pooled_cold_starts_refill_after_each_removal(docker_client: Any, name: str) -> None:
+    from edgelab.runtimes.base import Launch
+
+    rt = create_runtime(name, Session(), client=docker_client)
+    hello = get_workload("hello")
+    label = f"{SESSION_LABEL}={rt.session.id}"
+    try:
+        rt.prepare(hello)
+        outcomes = rt.cold_starts(hello, b"cold", 2, 30)
+        assert [o.response.body for o in outcomes if isinstance(o, Launch)] == [b"hello, cold"] * 2, outcomes
+        assert all(tuple(o.phases_ns) == rt.phase_names for o in outcomes if isinstance(o, Launch))
+        # each started one is gone; one ready container waits for the next burst
+        assert len(_labelled(docker_client, label)) == 1 and len(rt.live_instances()) == 1
+    finally:
+        rt.close()
+    assert _labelled(docker_client, label) == []

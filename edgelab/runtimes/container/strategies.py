@@ -7,12 +7,15 @@ workload's read of its first request and were frozen (``docker pause``: the cgro
 the warm pool a "provisioned concurrency" platform keeps. The pool is refilled right after a
 launch's first response, in the launch call but outside its timing, so that no ahead-work
 runs while a launch is being timed (a background refill on two cores would slow the launch
-it is meant to serve). Pool containers carry the session's labels like every other one, are
+it is meant to serve); in a burst (``pooled_cold_starts``) after the removal instead, as the
+raw baseline does, so the engine's clean-up of a removed container stays out of the next
+timed launch. Pool containers carry the session's labels like every other one, are
 tracked by the runtime (so ``close`` removes them) and are found by the watchdog by label.
 
 The CLI rung runs ``docker run --rm -i`` as a person types it, with the same hardening as
 flags, the request on its stdin and the first byte of its stdout as the end of the cold
-start. ``--cidfile`` splits that: the CLI writes the file as soon as its create call returns.
+start. ``--cidfile`` splits that: the CLI writes the file as soon as its create call returns,
+into a directory watched with inotify (``CidWatch``), so the split costs no polling.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ POOL_SIZE = 1
 #: How long a paused rung waits for its container's workload to block on its first read
 #: before it freezes it anyway, in seconds.
 SETTLE_S = 2.0
-#: While the CLI's create call is under way, how often its --cidfile is looked for, in seconds.
+#: Where inotify is not to be had: while the CLI's create call is under way, how often its
+#: --cidfile is looked for, in seconds.
 CIDFILE_POLL_S = 0.002
+_IN_MODIFY = 0x00000002
+_IN_NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
 _STDERR_TAIL_BYTES = 2048
 
 
@@ -126,10 +132,12 @@ def _settle(instance: ContainerInstance, within_s: float) -> None:
 
 
 def pooled_launch(
-    runtime: ContainerRuntime, pool: ReadyPool, workload: Workload, request: bytes, timeout_s: float
-) -> Launch:
+    runtime: ContainerRuntime, pool: ReadyPool, workload: Workload, request: bytes, timeout_s: float,
+    refill: bool = True,
+) -> Launch:  # fmt: skip
     """Start (created) or unpause (paused) a ready container and time its first response from
-    the launch call; refill the pool after it, outside the timing."""
+    the launch call; refill the pool after it, outside the timing (unless ``refill`` is False:
+    ``pooled_cold_starts`` refills after the stop instead)."""
     frame = encode_request(request)
     t0 = time.perf_counter_ns()
     instance = pool.take(workload)
@@ -157,14 +165,87 @@ def pooled_launch(
     phases = {step_name: t1 - t0 for step_name in (("unpause",) if pool.paused else ("start",))}
     phases["first_response"] = first_byte[0] - t1
     launch = Launch(instance, response, first_byte[0] - t0, phases)
+    if refill:
+        _quietly_fill(pool, workload)
+    return launch
+
+
+def _quietly_fill(pool: ReadyPool, workload: Workload) -> None:
     try:
         pool.fill(workload)
     except Exception:  # noqa: BLE001 - the next launch makes its own, timed, and says why if it fails
         pass
-    return launch
+
+
+def pooled_cold_starts(
+    runtime: ContainerRuntime, pool: ReadyPool, workload: Workload, request: bytes, n: int,
+    timeout_s: float,
+) -> list[Launch | LaunchFailed]:  # fmt: skip
+    """Cold starts of a pooled rung in the order a platform's warm pool works: take a ready
+    container, answer, remove it, then make the next ready one. Refilling before the removal
+    put the engine's clean-up of the removed container into the next timed launch (containerd
+    and dockerd finish a removal after the call returns)."""
+    from edgelab.errors import EdgelabError
+    from edgelab.runtimes.base import StoppedInstance
+
+    outcomes: list[Launch | LaunchFailed] = []
+    for _ in range(n):
+        try:
+            launch = pooled_launch(runtime, pool, workload, request, timeout_s, refill=False)
+        except EdgelabError as exc:
+            outcomes.append(exc if isinstance(exc, LaunchFailed) else LaunchFailed(str(exc)))
+            break
+        with contextlib.suppress(Exception):
+            launch.instance.stop()
+        _quietly_fill(pool, workload)
+        outcomes.append(Launch(StoppedInstance(runtime.name), launch.response, launch.startup_ns, launch.phases_ns))
+    return outcomes
 
 
 # -- the docker CLI -------------------------------------------------------------------------
+class CidWatch:
+    """A directory for the CLI's --cidfiles, watched with inotify, so the moment the CLI
+    writes one wakes the launch (no polling while it is being timed). ``fd`` is -1 where
+    inotify cannot be had; the launch then looks every CIDFILE_POLL_S."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="edgelab-cid-"))
+        self.fd = -1
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(_IN_NONBLOCK_CLOEXEC)
+            if fd >= 0:
+                if libc.inotify_add_watch(fd, os.fsencode(self.directory), _IN_MODIFY) >= 0:
+                    self.fd = fd
+                else:
+                    os.close(fd)
+
+    def written(self, fd_readable: bool) -> set[str]:
+        """Names of files written since the last call (inotify), read when the fd is readable."""
+        names: set[str] = set()
+        if self.fd < 0 or not fd_readable:
+            return names
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            data = os.read(self.fd, 65536)
+            i = 0
+            while i + 16 <= len(data):  # struct inotify_event: wd, mask, cookie, len, name
+                length = int.from_bytes(data[i + 12 : i + 16], "little")
+                names.add(os.fsdecode(data[i + 16 : i + 16 + length].rstrip(b"\0")))
+                i += 16 + length
+        return names
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        import shutil
+
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def cli_argv(
     docker: str, name: str, tag: str, labels: dict[str, str], memory_limit_bytes: int,
     cidfile: Path, oci_runtime: str | None = None,
@@ -193,11 +274,12 @@ class CliInstance(ContainerInstance):
 
     def __init__(
         self, owner: ContainerRuntime, proc: subprocess.Popen[bytes], name: str,
-        cidfile: Path, max_response_bytes: int,
+        cidfile: Path, max_response_bytes: int, watch: CidWatch | None = None,
     ) -> None:  # fmt: skip
         super().__init__(owner, name, name, max_response_bytes)
         self.proc = proc
         self.cidfile = cidfile
+        self._watch = watch
         self._stdout = bytearray()
         self._stderr_tail = bytearray()
 
@@ -261,16 +343,25 @@ class CliInstance(ContainerInstance):
         assert self.proc.stdout is not None and self.proc.stderr is not None
         out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
         watching = marks is not None
+        watch_fd = self._watch.fd if self._watch is not None else -1
+        readable: list[int] = []
         while len(self._stdout) < n:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            if watching and self.cid_written():
-                assert marks is not None
-                marks.append(time.perf_counter_ns())
-                watching = False
-            wait = min(left, CIDFILE_POLL_S) if watching else left
-            readable, _, _ = select.select([out_fd, err_fd], [], [], wait)
+            if watching:
+                seen = (
+                    self.cidfile.name in self._watch.written(watch_fd in readable)
+                    if self._watch is not None and watch_fd >= 0
+                    else self.cid_written()
+                )
+                if seen:
+                    assert marks is not None
+                    marks.append(time.perf_counter_ns())
+                    watching = False
+            fds = [out_fd, err_fd, watch_fd] if watching and watch_fd >= 0 else [out_fd, err_fd]
+            wait = min(left, CIDFILE_POLL_S) if watching and watch_fd < 0 else left
+            readable, _, _ = select.select(fds, [], [], wait)
             if err_fd in readable:
                 chunk = os.read(err_fd, 65536)
                 self._stderr_tail += chunk
@@ -343,7 +434,8 @@ def cli_launch(
 ) -> Launch:  # fmt: skip
     """Spawn ``docker run``, send the request on its stdin and time its first stdout byte."""
     name = f"edgelab-{workload.name}-{runtime.session.id}-{secrets.token_hex(3)}"
-    cidfile = Path(tempfile.gettempdir()) / f"{name}.cid"
+    watch = runtime._cid_watch()
+    cidfile = watch.directory / f"{name}.cid"
     argv = cli_argv(docker, name, tag, dict(runtime.session.labels), workload.memory_limit_bytes,
                     cidfile, runtime.oci_runtime)  # fmt: skip
     frame = encode_request(request)
@@ -356,7 +448,7 @@ def cli_launch(
         )  # fmt: skip
     except OSError as exc:
         raise LaunchFailed(f"{runtime.name}: cannot run {docker}: {exc.strerror}") from None
-    instance = CliInstance(runtime, proc, name, cidfile, workload.max_response_bytes)
+    instance = CliInstance(runtime, proc, name, cidfile, workload.max_response_bytes, watch)
     runtime._track(instance)
     marks: list[int] = []
     try:
@@ -406,17 +498,18 @@ _STRATEGIES: dict[str, dict[str, Any]] = {
     "created": {
         "phase_names": ("start", "first_response"),
         "startup_includes": (
-            "docker start of a container created and attached ahead + first response (the ready"
-            " pool of 1 is refilled after each first response, outside the timing; image"
-            " prebuilt; excludes removal)"
+            "docker start of a container created and attached ahead + first response (a ready"
+            " pool of 1, made in prepare and refilled outside the timing: after each removal in a"
+            " burst, after each first response in a ramp; image prebuilt; excludes removal)"
         ),
     },
     "paused": {
         "phase_names": ("unpause", "first_response"),
         "startup_includes": (
             "docker unpause of a container created, started and paused ahead, waiting in its first"
-            " read + first response (the ready pool of 1 is refilled after each first response,"
-            " outside the timing; excludes removal)"
+            " read + first response (a ready pool of 1, made in prepare and refilled outside the"
+            " timing: after each removal in a burst, after each first response in a ramp; image"
+            " prebuilt; excludes removal)"
         ),
     },
 }
