@@ -303,3 +303,25 @@ os._exit(0)
     assert done.stdout.strip() == "out of memory (V8's heap limit for the isolate)", done.stderr[
         -500:
     ]
+
+
+def test_a_host_that_misses_its_deadline_is_killed() -> None:
+    """A frozen host (SIGSTOP) answers nothing: the launch fails when its deadline (the guest's
+    timeout + the IPC margin) passes, the host is killed, and nothing of it remains."""
+    from edgelab.runtimes.isolate.runtime import IPC_MARGIN_S
+
+    rt = create_runtime("isolate", Session())
+    hello = get_workload("hello")
+    try:
+        rt.prepare(hello)
+        (pid,) = rt.host_pids  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(
+            LaunchTimeout, match="isolate host process did not answer in time and was killed"
+        ):
+            rt.launch(hello, b"", 0.1)
+        assert time.monotonic() - started < 0.1 + IPC_MARGIN_S + 1
+        assert _gone(pid)
+    finally:
+        rt.close()
