@@ -618,7 +618,9 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
         try:
             runtime = create_runtime(name, session)
             runtime.check()
-            rows.append((name, True, "", "", runtime.versions() | runtime.doctor_details()))
+            marks = runtime.marks()  # e.g. "emulated (TCG)": said beside the verdict too
+            found = runtime.versions() | runtime.doctor_details() | ({"marks": "; ".join(marks)} if marks else {})
+            rows.append((name, True, "", "", found))
             runtime.close()
         except RuntimeUnavailable as exc:
             rows.append((name, False, exc.reason, exc.fix, {}))

@@ -468,18 +468,29 @@ class _Unusable(FakeRuntime):
         super().__init__(session, as_runtime="wasm", unavailable="needs a thing this host lacks")  # type: ignore[arg-type]
 
 
+class _Emulated(FakeRuntime):
+    """A usable rung whose figures carry a mark: doctor says it beside the verdict."""
+
+    def __init__(self, session: object) -> None:
+        super().__init__(session, as_runtime="wasm")  # type: ignore[arg-type]
+
+    def marks(self) -> tuple[str, ...]:
+        return ("emulated (TCG): no KVM here",)
+
+
 @pytest.fixture
 def odd_rungs() -> Iterator[tuple[str, str]]:
-    """Two rungs registered for the test: one unusable here, one whose module is missing."""
+    """Rungs registered for the test: unusable here, with a mark, and one whose module is missing."""
     from edgelab.runtimes.registry import RuntimeSpec, register, unregister
 
     register(RuntimeSpec("oddity", __name__, "_Unusable", "oddity", "none", "never usable here"))
+    register(RuntimeSpec("marked", __name__, "_Emulated", "marked", "none", "usable, emulated"))
     register(RuntimeSpec("broken", "edgelab.no_such_module", "Nothing", "broken", "none", "cannot import"))
     try:
         yield ("oddity", "broken")
     finally:
-        unregister("oddity")
-        unregister("broken")
+        for name in ("oddity", "marked", "broken"):
+            unregister(name)
 
 
 def test_doctor_lists_every_registered_rung_in_one_row_each(odd_rungs: tuple[str, str]) -> None:
@@ -493,3 +504,5 @@ def test_doctor_lists_every_registered_rung_in_one_row_each(odd_rungs: tuple[str
     _, usable, reason, fix, _ = by_name["broken"]
     assert not usable and reason.startswith("ModuleNotFoundError") and "\n" not in reason
     assert fix == "report this as a bug"
+    _, usable, _, _, details = by_name["marked"]
+    assert usable and details["marks"] == "emulated (TCG): no KVM here"

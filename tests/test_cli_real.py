@@ -1,7 +1,9 @@
 """The command line as a person runs it, on the real runtimes: invoke, run, errors.
 
-``edgelab invoke`` must give byte-identical responses from all three runtimes, for every
-workload; sha256 and fib are checked against Python itself.
+``edgelab invoke`` must give byte-identical responses from every rung usable here, for every
+workload; sha256 and fib are checked against Python itself. The default rungs answer every
+workload; every other registered rung answers hello and sha256 (every workload under CI=true,
+where the minutes are there), a rung unusable here skipped with its own check() reason.
 """
 
 from __future__ import annotations
@@ -15,10 +17,27 @@ from pathlib import Path
 
 import pytest
 
+from edgelab.errors import RuntimeUnavailable
+from edgelab.runtimes import registry
+from edgelab.session import Session
 from edgelab.workloads import load_workloads
 
-RUNTIMES = ("container", "subprocess", "wasm")
+RUNTIMES = registry.default_names()
+#: Every other registered rung, read at collection.
+OTHER_RUNGS = tuple(n for n in registry.names() if n not in RUNTIMES)
+IN_CI = os.environ.get("CI", "").lower() == "true"
 pytestmark = pytest.mark.usefixtures("docker_client")
+
+
+def _unusable_reason(rung: str) -> str | None:
+    runtime = registry.create_runtime(rung, Session())
+    try:
+        runtime.check()
+    except RuntimeUnavailable as exc:
+        return exc.reason
+    finally:
+        runtime.close()
+    return None
 
 
 def edgelab(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -46,6 +65,31 @@ def test_invoke_is_byte_identical_across_runtimes(name: str) -> None:
     answers = invoke_all(name, request)
     assert answers["container"] == answers["subprocess"] == answers["wasm"]
     assert answers["wasm"], "empty response to the default request"
+
+
+#: The truth for the workloads checked on every rung: what their C sources answer.
+_TRUTH = {
+    "hello": lambda request: b"hello, " + (request or b"world"),
+    "sha256": lambda request: hashlib.sha256(request).hexdigest().encode(),
+}
+
+
+@pytest.mark.parametrize("rung", OTHER_RUNGS)
+@pytest.mark.parametrize("name", sorted(load_workloads()) if IN_CI else ["hello"])
+def test_invoke_on_every_rung_is_byte_identical(rung: str, name: str) -> None:
+    """hello and sha256 against the truth; under CI every workload against subprocess too."""
+    reason = _unusable_reason(rung)
+    if reason is not None:
+        pytest.skip(f"{rung}: {reason}")
+    request = load_workloads()[name].default_request + bytes(range(256)) * (name in _TRUTH)
+    runtimes = (rung,) if name in _TRUTH else ("subprocess", rung)
+    answers = {}
+    for runtime in runtimes:
+        done = edgelab("invoke", name, "--runtime", runtime, stdin=request)
+        assert done.returncode == 0, f"{runtime}: {done.stderr.decode()}"
+        answers[runtime] = done.stdout
+    expected = _TRUTH[name](request) if name in _TRUTH else answers["subprocess"]
+    assert answers[rung] == expected and expected, answers
 
 
 @pytest.mark.parametrize(
