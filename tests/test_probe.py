@@ -194,11 +194,9 @@ def rung_report(docker_client: Any) -> Report:
 
 #: Differences from the family's plain rung that are known, with why they are no way out. Each
 #: must still hold (a fixed one fails the test until its entry goes).
-KNOWN_OPENINGS = {
-    # runsc gives the sandbox a /tmp of its own, in the sandbox's memory: a write there
-    # succeeds where runc's read-only root refuses it, but it never reaches the host
-    # (file_left stays denied, checked below). Reported to the containers helper.
-    ("container:gvisor", "write_tmp"): "file_left",
+KNOWN_OPENINGS: dict[tuple[str, str], str] = {
+    # (container:gvisor, write_tmp) stood here while runsc gave the sandbox a writable /tmp of
+    # its own; the rung now mounts a read-only tmpfs there, as runc's read-only root refuses.
 }
 
 
