@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from edgelab.errors import EdgelabError, UsageError
 from edgelab.scenarios.base import Scenario
 from edgelab.settings import COUNT, RESIDENT, Limit, flag
-from edgelab.stats import format_bytes, format_duration_ns
+from edgelab.stats import format_bytes, format_duration_ns, warnings_for
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,8 +48,12 @@ DEFAULT_BUDGET_S = 20.0
 BUDGET_S = Limit(0, 3_600, "seconds", lo_inclusive=False)
 #: The share of a rung's budget its ramp may spend; the probe and the burst share the rest.
 RAMP_SHARE = 0.25
-#: A rung the budget caps still gets this many measured cold starts (percentiles need some).
-MIN_CAPPED_COUNT = 3
+#: A rung the budget caps still gets this many measured cold starts, even past its budget (a
+#: microVM under TCG: ~9 s a launch, its probe alone ~9 s of a 20 s budget).
+MIN_CAPPED_COUNT = 1
+#: Warmups in the mixed burst for a rung whose count fits its budget. A capped rung has none
+#: there: the probe's launch, a little before, was its warmup, and its next launch would cost
+#: as much as a measured one.
 WARMUP = 1
 #: Six cells a decade at least: room for the longest tick label ("100µs") and a space.
 MIN_AXIS_WIDTH = 42
@@ -142,21 +146,34 @@ class RungPlan:
     #: Wall time per launch the probe saw (launch, teardown, the pause between blocks), s.
     launch_wall_s: float
     capped: bool
+    #: Untimed launches before its cold starts in the mixed burst (WARMUP, or 0 when capped).
+    warmup: int = WARMUP
 
     def note(self, asked: int) -> str:
         return f"{self.count} of {asked} cold starts: budget" if self.capped else ""
 
 
-def plan_rung(name: str, launch_wall_s: float, probe_s: float, count: int, resident: int, budget_s: float) -> RungPlan:
+def plan_rung(
+    name: str,
+    launch_wall_s: float,
+    probe_s: float,
+    count: int,
+    resident: int,
+    budget_s: float,
+    resident_launch_s: float | None = None,
+) -> RungPlan:
     """How many cold starts and resident instances fit the rung's budget: the probe's time
-    comes off it, the ramp gets RAMP_SHARE of it, the burst the rest (with its warmup)."""
+    comes off it, the ramp gets RAMP_SHARE of it (priced at ``resident_launch_s`` a launch:
+    a ramp has no teardown and no pause between blocks), the burst the rest, with WARMUP
+    launches first if its count fits and none if it is capped."""
     per_launch = max(launch_wall_s, 1e-7)
     burst_s = max(0.0, budget_s * (1 - RAMP_SHARE) - probe_s)
-    fits = int(burst_s / per_launch) - WARMUP
-    capped = fits < count
+    fits = int(burst_s / per_launch)
+    capped = fits < count + WARMUP
     planned = count if not capped else min(count, max(MIN_CAPPED_COUNT, fits))
-    held = min(resident, max(1, int(budget_s * RAMP_SHARE / per_launch))) if resident else 0
-    return RungPlan(name, planned, held, launch_wall_s, capped)
+    ramp_launch = max(resident_launch_s if resident_launch_s is not None else per_launch, 1e-7)
+    held = min(resident, max(1, int(budget_s * RAMP_SHARE / ramp_launch))) if resident else 0
+    return RungPlan(name, planned, held, launch_wall_s, capped, 0 if capped else WARMUP)
 
 
 def launch_cost_s(probe: RunResult, name: str, pacer: _Pacer) -> float:
@@ -323,13 +340,13 @@ class _Ladder:
             raise KeyboardInterrupt
         return result
 
-    def _burst(self, names: tuple[str, ...], counts: dict[str, int]) -> RunResult:
+    def _burst(self, names: tuple[str, ...], counts: dict[str, int], warmups: dict[str, int]) -> RunResult:
         """One mixed burst of every rung, each its own count (a single rung: a plain burst)."""
         if len(names) == 1:
-            return self._run(self._settings(runtimes=names, count=counts[names[0]], warmup=WARMUP))
+            return self._run(self._settings(runtimes=names, count=counts[names[0]], warmup=warmups[names[0]]))
         from edgelab.scenarios import register_scenario, unregister_scenario
 
-        register_scenario(LadderBurst(counts), replace=True)
+        register_scenario(LadderBurst(counts, warmups), replace=True)
         try:
             return self._run(
                 self._settings(runtimes=names, scenario=LadderBurst.name, count=max(counts.values()), warmup=WARMUP)
@@ -339,27 +356,30 @@ class _Ladder:
 
     def run(self) -> Ladder:
         started = time.monotonic()
-        self.phase(f"pricing {len(self.rungs)} rungs: one warmup and one cold start each")
+        self.phase(f"pricing {len(self.rungs)} rungs: one untimed launch each")
         pacer = _Pacer()
-        probe = self._run(self._settings(runtimes=self.rungs, count=1, warmup=WARMUP), pacer)
+        probe = self._run(self._settings(runtimes=self.rungs, count=1, warmup=0), pacer)
         usable = [n for n, r in probe.runtimes.items() if not r.error]
         plans: dict[str, RungPlan] = {}
         for name in usable:
             share = pacer.per_launch_s(name) * pacer.launches.get(name, 0)
+            startups = [s.startup_ns for s in probe.runtimes[name].samples if s.ok and s.startup_ns]
             plans[name] = plan_rung(
-                name, launch_cost_s(probe, name, pacer), share, self.request.count, self.request.resident, self.request.budget_s
+                name, launch_cost_s(probe, name, pacer), share, self.request.count, self.request.resident,
+                self.request.budget_s, resident_launch_s=1.5 * max(startups) / 1e9 if startups else None,
             )
         merged: dict[str, RuntimeResult] = {n: r for n, r in probe.runtimes.items() if r.error}
         bursts: list[tuple[tuple[str, ...], dict[str, int], RunResult]] = []
         if plans:
             counts = {name: plan.count for name, plan in plans.items()}
+            warmups = {name: plan.warmup for name, plan in plans.items()}
             names = tuple(counts)
-            total = sum(counts.values()) + WARMUP * len(names)
+            total = sum(counts.values()) + sum(warmups.values())
             self.phase(f"one mixed burst of {len(names)} rungs, {total:,} launches in blocks")
-            burst = self._burst(names, counts)
+            burst = self._burst(names, counts, warmups)
             bursts.append((names, counts, burst))
             merged.update(burst.runtimes)
-        ladder = Ladder(_merge(probe, bursts, merged, self), plans, self.request.count)
+        ladder = Ladder(_merge(probe, bursts, merged, self, plans), plans, self.request.count)
         ramped = {n: plans[n].resident for n in plans if plans[n].resident and n in merged and not merged[n].error}
         if ramped:
             self.phase(f"a ramp per rung, {sum(ramped.values()):,} resident instances in all (idle cost per ready instance)")
@@ -387,8 +407,9 @@ class LadderBurst(Scenario):
     summary = "the ladder's mixed burst: each rung its budget's cold starts, rungs taking turns in blocks"
     reads = ("count", "interleave")
 
-    def __init__(self, counts: dict[str, int]) -> None:
+    def __init__(self, counts: dict[str, int], warmups: dict[str, int] | None = None) -> None:
         self.counts = dict(counts)
+        self.warmups = dict(warmups or {})
 
     def validate(self, settings: Settings) -> None:
         from edgelab import settings as limits
@@ -403,8 +424,11 @@ class LadderBurst(Scenario):
         order = run.active()
         for name in order:
             run.emit(RuntimeStatus(name, "running"))
-        total = {name: run.settings.warmup + self.counts.get(name, run.settings.count) for name in order}
-        done = dict.fromkeys(order, 0)
+        # The lab marks a launch a warmup by its index (index < settings.warmup): a rung with
+        # fewer warmups than that starts numbering later, so none of its cold starts is one.
+        warmup = run.settings.warmup
+        total = {name: warmup + self.counts.get(name, run.settings.count) for name in order}
+        done = {name: warmup - min(warmup, self.warmups.get(name, warmup)) for name in order}
         size = dict.fromkeys(order, 1)
         cap = {name: max(1, -(-total[name] // burst.BLOCK_MIN_ROUNDS)) for name in order}
         run.blocks = {name: [] for name in order}
@@ -425,7 +449,7 @@ class LadderBurst(Scenario):
                 if n > 1:
                     ran = run.cold_start_batch(name, done[name], n)
                 else:
-                    run.launch_once(name, done[name], done[name] < run.settings.warmup, keep=False)
+                    run.launch_once(name, done[name], done[name] < warmup, keep=False)
                     ran = 1
                 elapsed = time.monotonic() - started
                 done[name] += ran
@@ -439,6 +463,7 @@ def _merge(
     bursts: list[tuple[tuple[str, ...], dict[str, int], RunResult]],
     merged: dict[str, RuntimeResult],
     run: _Ladder,
+    run_plans: dict[str, RungPlan],
 ) -> RunResult:
     """One RunResult for the history and the JSON export: the main burst's metadata (host,
     session, interleave) with every rung in it, in the order asked, and a ``ladder`` section
@@ -461,9 +486,14 @@ def _merge(
         "count_asked": run.request.count,
         "budget_s_per_rung": run.request.budget_s,
         "resident_asked": run.request.resident,
-        "probe": "one warmup and one cold start per rung in a mixed burst, not reported: it prices each rung's launches for its budget",
+        "probe": "one launch per rung in a mixed burst, not reported: it warms each rung and prices its launches for its budget",
         "bursts": [
-            {"runtimes": list(names), "counts": counts, "interleave": burst.metadata.get("interleave")}
+            {
+                "runtimes": list(names),
+                "counts": counts,
+                "warmups": {name: plan.warmup for name, plan in run_plans.items() if name in names},
+                "interleave": burst.metadata.get("interleave"),
+            }
             for names, counts, burst in bursts
         ],
         "rungs": {},
@@ -556,10 +586,15 @@ def print_ladder(ladder: Ladder, console: Console) -> None:
         if plan and plan.capped:
             console.print(
                 f"  [yellow]budget:[/] {plan.count} of {ladder.asked} cold starts (~{plan.launch_wall_s:.2f} s per"
-                f" launch; --budget-s {meta['ladder']['budget_s_per_rung']:g} per rung)",
+                f" launch; --budget-s {meta['ladder']['budget_s_per_rung']:g} per rung): percentiles of so few"
+                " are rough, raise --budget-s for more",
                 highlight=False,
                 soft_wrap=True,
             )
+        for warning in warnings_for(r.summary(), len(r.measured)):
+            if plan and plan.capped and warning.startswith("only "):
+                continue  # the budget line says it, with the fix that applies here
+            console.print(f"  [yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         if r.failed:
             console.print(f"  [red]{r.failed} launches failed; first: {r.first_error()}[/]", highlight=False, soft_wrap=True)
     for r in ladder.unusable():

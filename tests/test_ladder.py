@@ -148,9 +148,13 @@ def test_tick_labels_are_short() -> None:
 
 def test_budget_caps_a_slow_rung_and_leaves_a_fast_one() -> None:
     slow = plan_rung("microvm", launch_wall_s=3.0, probe_s=6.0, count=30, resident=5, budget_s=20.0)
-    assert slow.capped and slow.count == 3 and slow.resident == 1  # 15 s - 6 s probe: 3 launches, 1 warmup
+    assert slow.capped and slow.count == 3 and slow.warmup == 0 and slow.resident == 1  # 15 s - 6 s probe: 3 launches
     fast = plan_rung("wasm", launch_wall_s=20e-6, probe_s=1e-3, count=30, resident=5, budget_s=20.0)
-    assert not fast.capped and fast.count == 30 and fast.resident == 5
+    assert not fast.capped and fast.count == 30 and fast.warmup == 1 and fast.resident == 5
+    # Past its budget a rung still gets MIN_CAPPED_COUNT; its ramp is priced by its startup.
+    assert plan_rung("m", 9.0, 9.0, 30, 200, 20.0).count == 1
+    assert plan_rung("m", 9.0, 9.0, 30, 200, 20.0, resident_launch_s=5.0).resident == 1
+    assert plan_rung("w", 0.1, 0.1, 30, 200, 20.0, resident_launch_s=1e-5).resident == 200
     assert plan_rung("c", 0.3, 0.6, 30, 0, 20.0).resident == 0
 
 
@@ -212,6 +216,7 @@ def test_a_slow_rung_gets_fewer_launches_within_its_budget_and_says_so(
     # Still one mixed burst, in blocks, each rung with its own count.
     (burst,) = data["metadata"]["ladder"]["bursts"]
     assert burst["counts"] == {"laddertiny": 30, "ladderslow": plans["ladderslow"]["count"]}
+    assert burst["warmups"] == {"laddertiny": 1, "ladderslow": 0}  # the probe warmed the capped rung
     assert burst["interleave"]["mode"] == "block" and set(burst["interleave"]["launches_per_block"]) == {"laddertiny", "ladderslow"}
 
 
