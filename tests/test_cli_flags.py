@@ -506,3 +506,44 @@ def test_doctor_lists_every_registered_rung_in_one_row_each(odd_rungs: tuple[str
     assert fix == "report this as a bug"
     _, usable, _, _, details = by_name["marked"]
     assert usable and details["marks"] == "emulated (TCG): no KVM here"
+
+
+# -- the catalog: one list for edgelab workloads and the TUI -----------------------------------------
+def test_catalog_kinds_are_the_rungs_artifacts_and_reading_it_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgelab import build
+    from edgelab.catalog import artifact_kinds, catalog, kind_rungs
+    from edgelab.runtimes import registry
+
+    used = {s.artifact for s in registry.specs()} - {"none"}
+    assert set(artifact_kinds()) == used and artifact_kinds()[:2] == ("wasm", "native")
+    assert "wasm:jit" not in registry.names() or "wasm:jit" in kind_rungs("wasm")
+    monkeypatch.setenv("EDGELAB_CACHE_DIR", str(tmp_path / "cache"))
+    assert build.cache_dir() == tmp_path / "cache"
+    entries = catalog(images=False)
+    assert entries and all(not e.artifacts["wasm"].built and e.artifacts["wasm"].size_bytes is None for e in entries)
+    assert not (tmp_path / "cache" / "artifacts").exists() or not any((tmp_path / "cache" / "artifacts").rglob("*.wasm"))
+    hello = next(e for e in entries if e.workload.name == "hello").as_json()
+    assert hello["image"] is None and hello["image_error"] == "not asked"
+    assert hello["wasm"] == {"path": hello["wasm"]["path"], "size_bytes": None, "built": False}
+
+
+def test_the_tui_cells_read_the_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgelab import build
+    from edgelab.tui.artifacts import NOT_BUILT, artifact_sizes
+    from edgelab.workloads import get_workload
+
+    hello = get_workload("hello")
+    built = build.ensure_wasm(hello)  # the real cache: cheap once built
+    cells = artifact_sizes(hello, client=None)
+    assert cells["wasm"] == built.stat().st_size
+    assert cells["image"] == "no engine"
+    monkeypatch.setenv("EDGELAB_CACHE_DIR", str(tmp_path / "empty"))
+    assert artifact_sizes(hello, client=None)["wasm"] == NOT_BUILT
+
+
+def test_core_catalog_never_imports_textual() -> None:
+    code = "import sys, edgelab.catalog; print('textual' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

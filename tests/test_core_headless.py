@@ -18,7 +18,13 @@ CORE_MODULES = [
     "edgelab.runtimes.container",
     "edgelab.runtimes.wasm",
     "edgelab.runtimes.fake",
+    "edgelab.catalog",
+    "edgelab.capabilities",
 ]
+# Every registered runtime's module too, read from the registry (a new rung needs no edit here).
+from edgelab.runtimes import registry  # noqa: E402
+
+CORE_MODULES += sorted({s.module for s in registry.specs(include_hidden=True)} - set(CORE_MODULES))
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)
