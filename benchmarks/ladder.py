@@ -53,6 +53,7 @@ TARGET_RATIO = 1.10
 BLOCK_S = 0.1
 BLOCK_MAX = 500
 MIN_PAIRS = 3
+SLOW_S = 1.0
 MAX_PAIRS = 12
 RAW_MODULES = ("container", "subprocess", "wasm", "isolate", "microvm")
 
@@ -136,14 +137,19 @@ def _bench(lab: Lab, args: argparse.Namespace, rungs: tuple[str, ...], pinned: s
             continue
         # Two timed blocks, of 1 + 1 and 1 + 3 launches: the slope is a launch's whole cost
         # (teardown and a ready pool's refill included), the intercept a run's own cost.
+        # A rung slower than SLOW_S a launch (a microVM under TCG) skips the second block: a
+        # run's own cost is noise beside its launches.
         walls = []
         for count in (1, 3):
             started = time.monotonic()
             _, timed = _lab_block(lab, workload, rung, count)
             walls.append(time.monotonic() - started)
+            if walls[0] / 2 > SLOW_S:
+                break
         startups = [s.startup_ns for s in timed.samples if s.ok and s.startup_ns]
         startup_s = min(startups) / 1e9 if startups else 0.0
-        per_launch = max(startup_s, (walls[1] - walls[0]) / 2, 1e-7)
+        slope = (walls[1] - walls[0]) / 2 if len(walls) == 2 else walls[0] / 2
+        per_launch = max(startup_s, slope, 1e-7)
         overhead_s = max(0.0, walls[0] - 2 * per_launch)
         raw, why = raw_baseline(rung)
         block = max(1, min(BLOCK_MAX, int(BLOCK_S / per_launch)))
