@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,8 @@ MODES = ("isolate", "context")
 #: module's memory maximum, lowered at load to the workload's memory limit (``cap_memory``).
 HEAP_LIMIT_BASE_BYTES = 64 << 20
 WASM_PAGE = 64 * 1024
+#: How long a cancelled step may take to stop (V8 terminates a script within milliseconds).
+CANCEL_WAIT_S = 5.0
 #: Isolates whose heap statistics are read for one memory reading (see ``heap_stats``).
 HEAP_SAMPLE = 50
 
@@ -147,11 +151,12 @@ def cap_memory(wasm: bytes, limit_bytes: int) -> tuple[bytes, int]:
 class Isolate:
     """One ``MiniRacer`` (one V8 isolate and its context) with the glue compiled in it."""
 
-    __slots__ = ("_maker", "racer", "handle", "drop", "instances")
+    __slots__ = ("_maker", "_loop", "racer", "handle", "drop", "instances")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, heap_limit: int) -> None:
         from py_mini_racer import mini_racer
 
+        self._loop = loop
         self._maker = mini_racer(loop)
         self.racer = self._maker.__enter__()
         self.racer.set_hard_memory_limit(heap_limit)
@@ -159,6 +164,30 @@ class Isolate:
         self.drop: Any = None
         #: Instances alive in it (resident ones of ``context`` mode, or its one).
         self.instances = 0
+
+    def run(self, step: Coroutine[Any, Any, Any], timeout_s: float) -> Any:
+        """Run one mini-racer step (a coroutine on the shared loop) and wait for it here, at
+        most ``timeout_s``; past that, cancel it (mini-racer then terminates the script, V8's
+        TerminateExecution) and wait until it has, so the isolate is free to close.
+
+        mini-racer's own ``timeout_sec`` wraps every step in ``asyncio.wait_for`` (a second
+        task and a timer on the loop per call); waiting on the future with a timeout costs
+        nothing on the loop, and a bare mini-racer loop without a timeout pays the same."""
+        finished = threading.Event()
+
+        async def guarded() -> Any:
+            try:
+                return await step
+            finally:
+                finished.set()  # after mini-racer's own finally has cancelled the V8 task
+
+        future = asyncio.run_coroutine_threadsafe(guarded(), self._loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            finished.wait(CANCEL_WAIT_S)
+            raise GuestError("timeout", "timed out") from None
 
     def close(self) -> None:
         maker, self._maker = self._maker, None
@@ -273,7 +302,9 @@ class Host:
         """A new isolate with the workload's glue and module compiled in it."""
         isolate = Isolate(self.loop, module.heap_limit)
         try:
-            isolate.handle = isolate.racer.eval(module.script, timeout_sec=timeout_s)
+            isolate.handle = isolate.run(
+                isolate.racer.eval_cancelable(module.script), timeout_s
+            ).cancelable()
             isolate.drop = isolate.racer.eval("el_drop")
         except BaseException:
             isolate.close()
@@ -307,7 +338,9 @@ class Host:
         try:
             t1 = time.perf_counter_ns()
             try:
-                isolate.handle = isolate.racer.eval(module.script, timeout_sec=timeout_s)
+                isolate.handle = isolate.run(
+                    isolate.racer.eval_cancelable(module.script), timeout_s
+                ).cancelable()
             except Exception as exc:  # noqa: BLE001 - every mini-racer failure is one line
                 raise _failure(exc, "compile") from None
             t2 = time.perf_counter_ns()
@@ -363,7 +396,7 @@ class Host:
 
     def _instantiate(self, isolate: Isolate, timeout_s: float) -> int:
         try:
-            local_id = int(isolate.racer.eval("el_new()", timeout_sec=timeout_s))
+            local_id = int(isolate.run(isolate.racer.eval_cancelable("el_new()"), timeout_s))
         except Exception as exc:  # noqa: BLE001
             raise _failure(exc, "instantiate") from None
         isolate.instances += 1
@@ -373,7 +406,7 @@ class Host:
         self, isolate: Isolate, local_id: int, text: str, timeout_s: float, cap: int
     ) -> tuple[int, bytes]:
         try:
-            raw = isolate.handle(local_id, text, timeout_sec=timeout_s)
+            raw = isolate.run(isolate.handle(local_id, text), timeout_s)
         except Exception as exc:  # noqa: BLE001
             raise _failure(exc, "request") from None
         if isinstance(raw, int):
