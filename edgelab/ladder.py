@@ -149,9 +149,6 @@ class RungPlan:
     #: Untimed launches before its cold starts in the mixed burst (WARMUP, or 0 when capped).
     warmup: int = WARMUP
 
-    def note(self, asked: int) -> str:
-        return f"{self.count} of {asked} cold starts: budget" if self.capped else ""
-
 
 def plan_rung(
     name: str,
@@ -394,6 +391,7 @@ class _Ladder:
             ladder.result.metadata["versions"].update(ramp.metadata.get("versions", {}))
         ladder.result.metadata["ladder"]["wall_s"] = round(time.monotonic() - started, 3)
         ladder.result.metadata["ladder"]["ramp_problems"] = dict(ladder.ramp_problems)
+        _record_plans(ladder)
         return ladder
 
 
@@ -684,7 +682,6 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     with err.status("ladder: preparing…") as status:
         line = _Status(status)
         ladder = run_ladder(request, on_phase=line.set_phase, on_event=line)
-    _record_plans(ladder)
     write_targets(ladder.result, [t for t in targets if not t.to_stdout])
     saved = None
     if not args.no_history:
