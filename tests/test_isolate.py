@@ -88,6 +88,26 @@ def test_a_3_mib_binary_request_hashes_as_hashlib_on_both_rungs(
         assert (status, body.decode()) == (0, hashlib.sha256(request).hexdigest()), rung
 
 
+def _outcome(rt: Runtime, workload: Workload) -> tuple[object, ...]:
+    try:
+        return _answer(rt, workload, workload.default_request)
+    except LaunchFailed as exc:
+        return (type(exc).__name__,)
+
+
+@pytest.mark.parametrize("name", ["crash", "escape", "flood", "forkbomb", "membomb", "probe"])
+def test_the_hostile_workloads_and_probe_end_as_on_wasm(
+    runtimes: dict[str, Runtime], name: str
+) -> None:
+    """Same answer byte for byte (escape and forkbomb find no fork, membomb stops at the same
+    size, flood's 4 GiB is the same "out of memory", probe reaches nothing), or the same kind
+    of failure (crash traps). spin and mute are timed in the hostile test below."""
+    workload = get_workload(name)
+    want = _outcome(runtimes["wasm"], workload)
+    for rung in RUNGS:
+        assert _outcome(runtimes[rung], workload) == want, rung
+
+
 @pytest.mark.parametrize("rung", RUNGS)
 def test_phases_are_the_rungs_own_and_sum_to_the_startup(
     runtimes: dict[str, Runtime], rung: str
