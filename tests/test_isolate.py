@@ -345,3 +345,69 @@ def test_a_host_that_misses_its_deadline_is_killed() -> None:
         assert _gone(pid)
     finally:
         rt.close()
+
+
+def _isolate_hosts(pid: int) -> list[psutil.Process]:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            if "edgelab.runtimes.isolate.host" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_ramp_exits_within_5_s_and_leaves_no_isolate_host(sig: signal.Signals) -> None:
+    """``edgelab run --resident`` on isolate, signalled while its host holds isolates: exit
+    130 within 5 s with one line, and no isolate host remains 2 s later."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgelab",
+            "run",
+            "-w",
+            "hello",
+            "-r",
+            "isolate",
+            "-n",
+            "1",
+            "--resident",
+            "2000",
+            "--no-history",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        hosts: list[psutil.Process] = []
+        while time.monotonic() < deadline:
+            hosts = _isolate_hosts(process.pid)
+            if hosts and hosts[0].num_threads() > 100:  # a thread per isolate: under way
+                break
+            time.sleep(0.1)
+        assert hosts, "no isolate host started"
+        sent = time.monotonic()
+        process.send_signal(sig)
+        output, _ = process.communicate(timeout=5)
+        assert time.monotonic() - sent < 5
+        assert process.returncode == 130, output
+        assert "Traceback" not in output, output
+        assert output.strip().splitlines()[-1].startswith("edgelab: interrupted"), output
+        gone_by = time.monotonic() + 2
+        while time.monotonic() < gone_by and not all(_gone(h.pid) for h in hosts):
+            time.sleep(0.05)
+        assert [h.pid for h in hosts if not _gone(h.pid)] == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
