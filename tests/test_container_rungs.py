@@ -145,6 +145,11 @@ def test_sigkilled_lab_with_ready_pools_leaves_nothing(docker_client: Any, tmp_p
                 break
             time.sleep(0.2)
         assert not left and not clis, (left, clis, (tmp_path / "watchdog.log").read_text())
+        # the CLI rung's --cidfile directory of the dead lab goes with the next one made
+        import tempfile
+
+        strategies.CidWatch().close()
+        assert not list(Path(tempfile.gettempdir()).glob(f"edgelab-cid-{lab.pid}-*"))
     finally:
         if lab.poll() is None:
             lab.kill()

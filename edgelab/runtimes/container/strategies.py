@@ -203,13 +203,34 @@ def pooled_cold_starts(
 
 
 # -- the docker CLI -------------------------------------------------------------------------
+_WATCH_PREFIX = "edgelab-cid-"
+
+
+def _remove_dead_watch_dirs() -> None:
+    """Remove the --cidfile directories of labs that died without closing (SIGKILL): each is
+    named after its process, which no longer exists."""
+    import shutil
+
+    for directory in Path(tempfile.gettempdir()).glob(f"{_WATCH_PREFIX}*-*"):
+        try:
+            pid = int(directory.name[len(_WATCH_PREFIX) :].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, someone else's
+
+
 class CidWatch:
     """A directory for the CLI's --cidfiles, watched with inotify, so the moment the CLI
     writes one wakes the launch (no polling while it is being timed). ``fd`` is -1 where
     inotify cannot be had; the launch then looks every CIDFILE_POLL_S."""
 
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="edgelab-cid-"))
+        _remove_dead_watch_dirs()
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{_WATCH_PREFIX}{os.getpid()}-"))
         self.fd = -1
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
@@ -460,6 +481,8 @@ def cli_launch(
         worker.join(0.5)
         raise
     instance.learn_id()
+    with contextlib.suppress(OSError):
+        cidfile.unlink()  # read: nothing of it need outlive the launch
     created, first = marks[0], marks[1]
     phases = {"cli": created - t0, "first_response": first - created}
     return Launch(instance, response, first - t0, phases)
