@@ -840,3 +840,42 @@ def test_the_lab_flag_takes_registered_rungs_and_refuses_others(monkeypatch: pyt
     assert cli.main(["--runtimes", ",".join(rungs)]) == 0
     assert seen["runtimes"] == rungs
     assert cli.main(["--runtimes", "nope"]) == 2
+
+
+def test_the_fake_gives_any_registered_rung_its_familys_profile() -> None:
+    from edgelab.runtimes import registry
+    from edgelab.runtimes.fake import _PROFILES, fake_profile, rung_factor
+
+    for entry in registry.specs():
+        phases, pss, host = fake_profile(entry.name)
+        family_phases, family_pss, _ = _PROFILES.get(entry.family, fake_profile("no-such-family"))
+        assert tuple(k for k, _ in phases) == tuple(k for k, _ in family_phases), entry.name
+        factor = rung_factor(entry.name)
+        assert factor == 1.0 if entry.variant is None else 0.25 <= factor < 2.25
+        assert pss == round(family_pss * factor) and host > 0
+        assert fake_profile(entry.name) == (phases, pss, host)  # deterministic
+        runtime = FakeRuntime(Session(), as_runtime=entry.name)
+        assert runtime.describe().family == entry.family  # still marked fake:
+        assert runtime.memory_metric.startswith("fake") and runtime.versions() == {"fake": "1"}
+
+
+#: Five rungs of the ladder side by side (the panels are made for three to five).
+FIVE_RUNGS = ("container:paused", "subprocess:forkserver", "wasm", "wasm:jit", "isolate")
+
+
+def test_lab_with_five_rungs_after_a_burst(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgelab.runtimes import registry
+
+    missing = [n for n in FIVE_RUNGS if n not in registry.names()]
+    if missing:
+        pytest.skip(f"not registered yet: {', '.join(missing)}")
+    lab = Lab(runtime_factory=lambda name, session: FakeRuntime(session, as_runtime=name))
+    app = EdgelabApp(
+        lab=lab, screenshot_dir=tmp_path, export_dir=tmp_path, deterministic=True,
+        only_workloads=("hello",), runtimes=FIVE_RUNGS,
+    )  # fmt: skip
+
+    async def burst(pilot: Pilot) -> None:
+        await run_to_end(pilot)
+
+    assert snap_compare(app, terminal_size=(160, 45), run_before=burst)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from textual import events
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
 
 from edgelab.errors import UsageError
@@ -119,10 +119,17 @@ class Controls(Horizontal):
         table.border_title = "workload (sizes: wasm module · native binary · image)"
         yield table
         with Vertical(id="options"):
-            with Horizontal(classes="option-row"):
-                yield Label("runtimes", classes="option-label")
-                for name in self.rungs:
-                    yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True)
+            if len(self.rungs) <= 3:
+                with Horizontal(classes="option-row"):
+                    yield Label("runtimes", classes="option-label")
+                    for name in self.rungs:
+                        yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True)
+            else:  # more rungs than one line holds: two columns of toggles
+                with Horizontal(classes="option-row -many"):
+                    yield Label("runtimes", classes="option-label")
+                    with Grid(id="toggles"):
+                        for name in self.rungs:
+                            yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True)
             with Horizontal(classes="option-row"):
                 yield Label("scenario", classes="option-label")
                 with RadioSet(id="scenario", compact=True):
