@@ -46,7 +46,7 @@ def _argv(workload: str, serial_log: Path) -> tuple[list[str], bytes, str]:
     kernel = ensure_kernel()
     accel = "kvm" if kvm_verdict(kernel, qemu)[0] else "tcg"
     initrd = ensure_initramfs(kernel, ensure_native(spec, "x86_64"), spec.name)
-    return qemu_argv(qemu, accel, kernel, initrd, serial_log), encode_request(spec.default_request), accel
+    return qemu_argv(qemu, accel, kernel, initrd, serial_log, spec.memory_limit_bytes), encode_request(spec.default_request), accel
 
 
 def _one(argv: list[str], frame: bytes) -> int:

@@ -208,3 +208,21 @@ def _session(pid: int) -> int | None:
         return int(data[data.rindex(b")") + 2 :].split()[3])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def test_a_memory_bomb_meets_its_limit_inside_the_guest_as_in_a_process(microvm: Runtime) -> None:
+    """RLIMIT_AS is set by the guest's init (the workload's memory_limit_mib), and the guest has
+    that much RAM beyond the kernel's: the bomb gets the same answer as the subprocess rung's."""
+    membomb = get_workload("membomb")
+    native = registry.create_runtime("subprocess", Session())
+    try:
+        one = native.launch(membomb, b"", 10.0)
+        expected = one.response
+        one.instance.stop()
+    finally:
+        native.close()
+    launch = microvm.launch(membomb, b"", 120.0)
+    launch.instance.stop()
+    assert launch.response == expected
+    assert b"out of memory" in launch.response.body
+

@@ -10,15 +10,18 @@
  *      driver has heard of it from the host (polled every 200 us, for up to 20 s);
  *   3. makes that port the workload's stdin and stdout: a virtio *serial port*, not a tty, so
  *      no line discipline touches a byte (no echo, no CR/LF mapping, no ^C): binary-safe as a pipe;
- *   4. writes one ready byte (0x06) on it, which the host reads as the end of the boot phase;
- *   5. execs /workload with an empty environment. When it exits, PID 1 is gone and the kernel
+ *   4. sets RLIMIT_AS to edgelab.as_limit=<bytes> from the command line (the workload's
+ *      memory_limit_mib, as the native launcher does), so an allocation past it fails in the
+ *      workload ("out of memory") instead of the guest kernel's OOM killer taking PID 1;
+ *   5. writes one ready byte (0x06) on it, which the host reads as the end of the boot phase;
+ *   6. execs /workload with an empty environment. When it exits, PID 1 is gone and the kernel
  *      panics; panic=-1 reboots at once and QEMU's -no-reboot turns that into QEMU's exit.
  * Freestanding (no C library, raw syscalls), x86_64 only (the guest kernel is amd64).
  * A failing step writes one line to fd 2 (the serial console) and exits with its own code. */
 typedef unsigned long ul;
 
 enum { SYS_write = 1, SYS_close = 3, SYS_dup2 = 33, SYS_nanosleep = 35, SYS_execve = 59,
-       SYS_exit_group = 231, SYS_mount = 165, SYS_read = 0, SYS_openat = 257, SYS_finit_module = 313 };
+       SYS_exit_group = 231, SYS_mount = 165, SYS_read = 0, SYS_openat = 257, SYS_finit_module = 313, SYS_prlimit64 = 302 };
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     long ret;
     register long r10 __asm__("r10") = d;
@@ -34,6 +37,7 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 #define O_RDWR 02
 #define O_CLOEXEC 02000000
 #define READY_BYTE 0x06
+#define RLIMIT_AS 9
 
 static ul length(const char *s) {
     ul n = 0;
@@ -98,6 +102,17 @@ __attribute__((noreturn, used)) void init_main(long *sp) {
     if (port != 0 && sys6(SYS_dup2, port, 0, 0, 0, 0, 0) != 0) fail("dup2 to stdin failed", 122);
     if (port != 1 && sys6(SYS_dup2, port, 1, 0, 0, 0, 0) != 1) fail("dup2 to stdout failed", 122);
     if (port > 1) sys6(SYS_close, port, 0, 0, 0, 0, 0);
+    static const char as_key[] = "edgelab.as_limit=";
+    for (const char *w = cmdline; *w; w++) {
+        if (w != cmdline && w[-1] != ' ') continue;
+        ul k = 0;
+        while (as_key[k] && w[k] == as_key[k]) k++;
+        if (as_key[k]) continue;
+        ul limit = 0;
+        for (const char *d = w + k; *d >= '0' && *d <= '9'; d++) limit = limit * 10 + (ul)(*d - '0');
+        ul rlim[2] = {limit, limit};
+        if (limit && sys6(SYS_prlimit64, 0, RLIMIT_AS, (long)rlim, 0, 0, 0) != 0) fail("cannot set RLIMIT_AS", 125);
+    }
     const unsigned char ready = READY_BYTE;
     if (sys6(SYS_write, 1, (long)&ready, 1, 0, 0, 0) != 1) fail("cannot write the ready byte", 123);
     static char *const no_env[1] = {0};

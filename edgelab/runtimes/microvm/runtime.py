@@ -43,9 +43,12 @@ from edgelab.workloads import Workload
 QEMU = "qemu-system-x86_64"
 INIT_SOURCE = Path(__file__).resolve().parent / "init.c"
 INIT_FLAGS = ("-static", "-O2", "-s", "-std=c11", "-ffreestanding", "-nostdlib", "-fno-stack-protector", "-Wall", "-Wextra")
-#: Guest memory. The cloud kernel's bzImage does not boot in 64 MiB (it resets while unpacking
-#: itself); it does in this much.
-GUEST_MEMORY_MIB = 128
+#: Guest memory: this much for the kernel, plus the workload's memory_limit_mib (its RLIMIT_AS
+#: in the guest). The boot touches every page of guest RAM (a guest's QEMU's PSS grows 1:1 with
+#: -m), so the bound is the cost of a resident guest. Measured: 64 MiB in all resets while the
+#: bzImage unpacks itself, 72 MiB deadlocks on memory, 80 MiB boots hello; with 64 MiB + 32 MiB
+#: membomb deadlocks the guest, with 80 + 32 it answers "out of memory" as the subprocess does.
+KERNEL_MEMORY_MIB = 80
 #: How long a guest may take to boot (to the ready byte), apart from the workload's timeout_s:
 #: under TCG on a loaded 2-core machine a boot took 3-9 s.
 BOOT_TIMEOUT_S = 60.0
@@ -121,12 +124,17 @@ def ensure_initramfs(kernel: Kernel, binary: Path | None, name: str) -> Path:
     return path
 
 
-def qemu_argv(qemu: str, accel: str, kernel: Kernel, initrd: Path, serial_log: Path) -> list[str]:
+def guest_memory_mib(memory_limit_bytes: int) -> int:
+    return KERNEL_MEMORY_MIB + -(-memory_limit_bytes // (1 << 20))
+
+
+def qemu_argv(qemu: str, accel: str, kernel: Kernel, initrd: Path, serial_log: Path,
+              memory_limit_bytes: int = 16 << 20) -> list[str]:  # fmt: skip
     """The whole QEMU command line of one guest (the raw baseline spawns the same)."""
-    append = CMDLINE + (" " + TCG_CMDLINE if accel == "tcg" else "")
+    append = CMDLINE + (" " + TCG_CMDLINE if accel == "tcg" else "") + f" edgelab.as_limit={memory_limit_bytes}"
     return [
         qemu, "-M", "microvm", "-accel", accel, *(("-cpu", "max") if accel == "tcg" else ()),
-        "-m", f"{GUEST_MEMORY_MIB}M", "-smp", "1",
+        "-m", f"{guest_memory_mib(memory_limit_bytes)}M", "-smp", "1",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd), "-append", append,
         "-serial", f"file:{serial_log}",
@@ -336,7 +344,8 @@ class MicrovmRuntime(Runtime):
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def startup_includes(self) -> str:  # type: ignore[override]
         accel = (self.accel or "?").upper()
-        return (f"boot: spawn of qemu-system-x86_64 (microvm, {accel}, {GUEST_MEMORY_MIB} MiB, 1 vCPU) to the "
+        return (f"boot: spawn of qemu-system-x86_64 (microvm, {accel}, {KERNEL_MEMORY_MIB} MiB + the workload's "
+                "memory limit, 1 vCPU) to the "
                 "guest init's ready byte on the virtio serial port (kernel boot, virtio modules loaded); "
                 "first response: exec of the workload as PID 1 and its answer (kernel and initramfs "
                 "prebuilt; excludes kill and reap)")  # fmt: skip
@@ -382,7 +391,8 @@ class MicrovmRuntime(Runtime):
         details = {
             "accelerator": (self.accel or "unknown").upper(),
             "kvm": self.kvm_why or "not probed yet",
-            "guest": f"QEMU microvm (virtio-mmio, no PCI, no firmware), {GUEST_MEMORY_MIB} MiB, 1 vCPU, no network",
+            "guest": f"QEMU microvm (virtio-mmio, no PCI, no firmware), {KERNEL_MEMORY_MIB} MiB + the workload's "
+                     "memory_limit_mib (its RLIMIT_AS in the guest), 1 vCPU, no network",
             "console": "request/response on a virtio serial port (not a tty: no line discipline)",
         }
         if self._kernel is not None:
@@ -409,7 +419,8 @@ class MicrovmRuntime(Runtime):
     def argv_for(self, workload: Workload, serial_log: Path) -> list[str]:
         """The QEMU command line of one instance of ``workload`` (after ``prepare``)."""
         assert self._qemu is not None and self._kernel is not None and self.accel is not None
-        return qemu_argv(self._qemu, self.accel, self._kernel, self._initrds[workload.name], serial_log)
+        return qemu_argv(self._qemu, self.accel, self._kernel, self._initrds[workload.name], serial_log,
+                         workload.memory_limit_bytes)  # fmt: skip
 
     def _serial_log(self) -> Path:
         if self._scratch is None:
