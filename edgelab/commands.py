@@ -656,7 +656,7 @@ def cmd_runtimes(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="runtimes and rungs (-r takes any name; * in the default selection)")
     for column in ("rung", "starts", "what it is", "skips", "kept ready costs"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("rung", "starts"))
     for entry in listing:
         table.add_row(
             entry["name"] + (" *" if entry["default"] else ""),
