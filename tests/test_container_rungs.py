@@ -344,3 +344,29 @@ def test_pooled_cold_starts_refill_after_each_removal(docker_client: Any, name: 
     finally:
         rt.close()
     assert _labelled(docker_client, label) == []
+
+
+def test_a_fork_bomb_under_gvisor_ends_the_sandbox_within_its_timeout(docker_client: Any) -> None:
+    """Under runsc the pids limit counts the sandbox's own threads: the fork bomb ends the
+    sandbox (exit code 2) rather than meeting EAGAIN. Bounded, said in one line, nothing left."""
+    from edgelab.errors import LaunchFailed
+
+    rt = create_runtime("container:gvisor", Session(), client=docker_client)
+    try:
+        rt.check()
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"container:gvisor unusable here: {exc}")
+    bomb = get_workload("forkbomb")
+    label = f"{SESSION_LABEL}={rt.session.id}"
+    try:
+        rt.prepare(bomb)
+        started = time.monotonic()
+        with pytest.raises(LaunchFailed) as caught:
+            rt.launch(bomb, bomb.default_request, bomb.timeout_s)
+        assert time.monotonic() - started < bomb.timeout_s + 1.5
+        message = str(caught.value)
+        assert "\n" not in message
+        assert "timed out" in message or "exited with code 2 (under runsc" in message, message
+    finally:
+        rt.close()
+    assert _labelled(docker_client, label) == []

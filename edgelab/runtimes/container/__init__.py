@@ -460,6 +460,11 @@ class ContainerInstance(Instance):
                     how += f" ({signal.Signals(code - 128).name})"
             if api.inspect_container(self.container_id)["State"].get("OOMKilled"):
                 how = f"out of memory (OOM-killed; {how})"
+            elif code == 2 and getattr(self._owner, "oci_runtime", None) == "runsc":
+                how += (
+                    f" (under runsc, the code its sandbox exits with when the pids limit ({PIDS_LIMIT}),"
+                    " which also counts the sandbox's own threads, stops it)"
+                )
         tail = self.stream.stderr_tail() if self.stream else ""
         return f"{how} before answering" + (f": {tail}" if tail else "")
 
@@ -599,6 +604,12 @@ class ContainerRuntime(Runtime):
     Phases: ``create`` is the create call plus attaching stdin/stdout (before start, so no
     output is lost); ``start`` is the start call (runc sets the container up and execs the
     binary); ``first_response`` runs from there to the first byte of the first response.
+
+    Under runsc the same host config means a little less or more (``edgelab probe`` and the
+    hostile workloads show it): runsc mounts a writable /tmp of its own (``RUNSC_TMPFS``
+    replaces it); the pids limit counts the sandbox's own host threads (~40 at idle), so a
+    workload that forks a few processes ends the sandbox (exit code 2) instead of meeting
+    EAGAIN; the network must be off by runsc's own ``--network=none`` (daemon.json).
 
     ``strategy`` picks the rung (``strategies.STRATEGIES``): ``sdk`` (the above), ``cli``
     (``docker run`` through the docker CLI), ``created`` (created ahead, started on request),
