@@ -41,7 +41,7 @@ _PROFILES: dict[str, tuple[tuple[tuple[str, int], ...], int, int]] = {
         2_100_000,
     ),
     "microvm": (
-        (("boot", 1_800_000_000), ("init", 600_000_000), ("first_response", 4_000_000)),
+        (("boot", 2_400_000_000), ("first_response", 4_000_000)),  # the real rung's phases
         48_000_000,
         64_000_000,
     ),
