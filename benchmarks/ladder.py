@@ -83,6 +83,8 @@ class RungBench:
     name: str
     block: int
     pairs: int
+    #: A launch's whole wall cost (teardown, a ready pool's refill), s: what a ramp pays too.
+    launch_s: float
     raw: RawFunction | None
     why_no_raw: str
     lab_ns: list[int] = field(default_factory=list)
@@ -156,7 +158,7 @@ def _bench(lab: Lab, args: argparse.Namespace, rungs: tuple[str, ...], pinned: s
         sides = 2 if raw is not None else 1
         pair_s = sides * (block * per_launch + overhead_s)
         pairs = max(MIN_PAIRS, min(MAX_PAIRS, int(args.budget_s / max(pair_s, 1e-6))))
-        benches[rung] = RungBench(rung, block, pairs, raw, why)
+        benches[rung] = RungBench(rung, block, pairs, per_launch, raw, why)
         print(f"{rung}: ~{format_duration_ns(per_launch * 1e9)} a launch (wall) -> {pairs} pairs of {block}"
               + ("" if raw else f"; {why}"), file=sys.stderr)
 
@@ -193,18 +195,13 @@ def _ramps(lab: Lab, workload: str, benches: dict[str, RungBench], args: argpars
     """One ramp over every rung (each ramps alone, in turn), sized by its pace within budget."""
     resident: dict[str, int] = {}
     for rung, bench in benches.items():
-        per_launch = BLOCK_S / bench.block if bench.block > 1 else _pace(bench)
-        resident[rung] = plan_rung(rung, per_launch, 0.0, 1, args.resident, args.budget_s).resident
+        resident[rung] = plan_rung(rung, bench.launch_s, 0.0, 1, args.resident, args.budget_s).resident
     resident = {rung: n for rung, n in resident.items() if n > 0}
     if not resident:
         return {}
     print(f"ramps: {', '.join(f'{r} x{n}' for r, n in resident.items())}", file=sys.stderr)
     result = lab.run(Settings(workload=workload, scenario="ramp", runtimes=tuple(resident), resident=resident, warmup=0))
     return {rung: result.runtimes[rung].memory for rung in resident}
-
-
-def _pace(bench: RungBench) -> float:
-    return (statistics.median(bench.lab_ns) / 1e9) if bench.lab_ns else 1.0
 
 
 def _report(

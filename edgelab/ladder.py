@@ -161,7 +161,7 @@ def plan_rung(
 ) -> RungPlan:
     """How many cold starts and resident instances fit the rung's budget: the probe's time
     comes off it, the ramp gets RAMP_SHARE of it (priced at ``resident_launch_s`` a launch:
-    a ramp has no teardown and no pause between blocks), the burst the rest, with WARMUP
+    a ramp has no pause between blocks, but a ready pool refills there too), the burst the rest, with WARMUP
     launches first if its count fits and none if it is capped."""
     per_launch = max(launch_wall_s, 1e-7)
     burst_s = max(0.0, budget_s * (1 - RAMP_SHARE) - probe_s)
@@ -173,8 +173,9 @@ def plan_rung(
     return RungPlan(name, planned, held, launch_wall_s, capped, 0 if capped else WARMUP)
 
 
-def launch_cost_s(probe: RunResult, name: str, pacer: _Pacer) -> float:
-    """What one more cold start of ``name`` will cost in the mixed burst, from the probe.
+def launch_cost_s(probe: RunResult, name: str, pacer: _Pacer) -> tuple[float, float]:
+    """What one more launch of ``name`` will cost, from the probe: alone (a ramp's price:
+    the launch with its teardown or a ready pool's refill), and in the mixed burst.
 
     The wall time the pacer charged includes a wait for quiet CPUs before each of the rung's
     blocks (up to 100 ms on a busy machine), and in the probe every launch is a block of its
@@ -185,7 +186,7 @@ def launch_cost_s(probe: RunResult, name: str, pacer: _Pacer) -> float:
 
     launches = pacer.launches.get(name, 0)
     if not launches:
-        return 0.0
+        return 0.0, 0.0
     facts = probe.metadata.get("interleave") or {}
     per_block = facts.get("launches_per_block") or {}
     blocks = sum(int(b.get("blocks", 0)) for b in per_block.values())
@@ -195,7 +196,7 @@ def launch_cost_s(probe: RunResult, name: str, pacer: _Pacer) -> float:
     own_blocks = int((per_block.get(name) or {}).get("blocks", 0))
     pure_s = max(floor_s, (pacer.wall_s.get(name, 0.0) - own_blocks * wait_s) / launches)
     block = max(1, min(burst.BLOCK_MAX, int(burst.BLOCK_S / max(pure_s, 1e-7))))
-    return pure_s + wait_s / block
+    return pure_s, pure_s + wait_s / block
 
 
 class _Pacer:
@@ -360,10 +361,10 @@ class _Ladder:
         plans: dict[str, RungPlan] = {}
         for name in usable:
             share = pacer.per_launch_s(name) * pacer.launches.get(name, 0)
-            startups = [s.startup_ns for s in probe.runtimes[name].samples if s.ok and s.startup_ns]
+            alone_s, in_burst_s = launch_cost_s(probe, name, pacer)
             plans[name] = plan_rung(
-                name, launch_cost_s(probe, name, pacer), share, self.request.count, self.request.resident,
-                self.request.budget_s, resident_launch_s=1.5 * max(startups) / 1e9 if startups else None,
+                name, in_burst_s, share, self.request.count, self.request.resident,
+                self.request.budget_s, resident_launch_s=alone_s,
             )
         merged: dict[str, RuntimeResult] = {n: r for n, r in probe.runtimes.items() if r.error}
         bursts: list[tuple[tuple[str, ...], dict[str, int], RunResult]] = []
