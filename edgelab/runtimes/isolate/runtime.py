@@ -79,6 +79,18 @@ def mini_racer_version() -> str:
         return "not installed"
 
 
+#: What a host's last words say when it died of holding too much, not of a fault: V8's fatal
+#: out-of-memory (its per-process tables, or memory), or no thread left for another isolate
+#: (mini-racer gives each isolate a thread; threads-max or a pids limit).
+_OUT_OF_ROOM = ("Fatal process out of memory", "Resource temporarily unavailable", "std::bad_alloc")
+
+
+def out_of_room(message: str) -> bool:
+    """Whether a host's exit message names a limit (a ramp then stops there with its figures)
+    rather than a failure."""
+    return any(words in message for words in _OUT_OF_ROOM)
+
+
 def _failure(kind: str, message: str) -> LaunchFailed:
     if kind == "limit":
         return LimitReached(message)
@@ -134,7 +146,8 @@ class IsolateHost:
                 self.exit_message = "isolate host process did not answer in time and was killed"
                 raise LaunchTimeout(self.exit_message) from None
             except ChannelClosed:
-                raise LaunchFailed(self.died()) from None
+                message = self.died()
+                raise (LimitReached if out_of_room(message) else LaunchFailed)(message) from None
             except KeyboardInterrupt:
                 # Cut off mid-call: the channel is out of step with the host; it holds nothing
                 # worth keeping.
@@ -163,7 +176,8 @@ class IsolateHost:
         return self.exit_message
 
     def _stderr_line(self) -> str:
-        """The line that says why: V8's "# Fatal ..." when there is one, else the last."""
+        """The line that says why: V8's "# Fatal ..." or a C++ exception's "what(): ..." when
+        there is one (a stack trace follows V8's), else the last."""
         try:
             self._stderr.seek(0, os.SEEK_END)
             size = self._stderr.tell()
@@ -175,7 +189,9 @@ class IsolateHost:
             ]
         except (OSError, ValueError):
             return ""
-        fatal = [ln.lstrip("# ") for ln in lines if ln.startswith("# Fatal")]
+        fatal = [
+            ln.lstrip("# ") for ln in lines if ln.startswith("# Fatal") or ln.startswith("what():")
+        ]
         return (fatal[-1] if fatal else lines[-1] if lines else "")[:200]
 
     def kill(self) -> None:
