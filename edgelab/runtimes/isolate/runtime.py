@@ -536,9 +536,10 @@ class IsolateRuntime(Runtime):
         interpreter and V8 included). With residents, V8's heap statistics are read too."""
         import psutil
 
-        hosts = self._live_hosts()
+        dead = [host.died() for host in self._hosts if not host.alive]
+        hosts = self._live_hosts()  # a dead host holds nothing: its instances are forgotten
         if not hosts:
-            raise LaunchFailed("isolate host process not started")
+            raise LaunchFailed(dead[0] if dead else "isolate host process not started")
         total = 0
         for host in hosts:
             try:
