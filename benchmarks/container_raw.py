@@ -246,6 +246,7 @@ def main() -> None:
 
     client = connect()
     runtime = create_runtime(args.rung, Session(), client=client)
+    assert isinstance(runtime, ContainerRuntime), f"{args.rung} is not a container rung"
     runtime.check()
     if args.workload:
         workload = get_workload(args.workload)

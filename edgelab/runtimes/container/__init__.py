@@ -619,9 +619,9 @@ class ContainerRuntime(Runtime):
     """
 
     name = "container"
-    phase_names: tuple[str, ...] = ("create", "start", "first_response")  # type: ignore[misc]
+    phase_names = ("create", "start", "first_response")
     memory_metric = "PSS of the container's processes + its containerd shim"
-    startup_includes = "docker create + start + first response (image prebuilt; excludes removal)"  # type: ignore[misc]
+    startup_includes = "docker create + start + first response (image prebuilt; excludes removal)"
 
     def __init__(
         self,
@@ -637,11 +637,11 @@ class ContainerRuntime(Runtime):
             raise ValueError(f"container strategy {strategy!r} is not one of {strategies.STRATEGIES}")
         self.strategy = strategy
         self.oci_runtime = oci_runtime or None
-        self.phase_names = strategies.uses(strategy)["phase_names"]
+        self.phase_names = strategies.uses(strategy)["phase_names"]  # type: ignore[misc]
         includes = strategies.uses(strategy)["startup_includes"]
         if self.oci_runtime:
             includes = f"{includes}; under the OCI runtime {self.oci_runtime}"
-        self.startup_includes = includes
+        self.startup_includes = includes  # type: ignore[misc]
         self._pool = (
             strategies.ReadyPool(self, paused=strategy == "paused")
             if strategy in ("created", "paused")
