@@ -796,6 +796,10 @@ async def test_any_registered_rung_gets_a_panel_and_its_labels_from_the_lab(tmp_
         assert "⚠ emulated (TCG)" in app.panels[rungs[-1]].text()
         assert "emulated" not in app.panels[rungs[0]].text()
         assert sorted(r.name for r in lab.made) == sorted(rungs)
+        from edgelab.runtimes import registry
+
+        # Before any run too: what each rung is comes from its registry entry (a tooltip).
+        assert str(app.panels[rungs[-1]].tooltip).startswith(f"{rungs[-1]}: {registry.spec(rungs[-1]).summary}")
 
 
 def test_runtime_described_labels_a_panel_before_any_result() -> None:

@@ -56,6 +56,23 @@ def _big_figures(p50: str, p99: str) -> RenderableType:
     return row
 
 
+def rung_words(name: str) -> str:
+    """What a rung is and skips, from its registry entry (before any run: no runtime needed)."""
+    from edgelab.errors import UsageError
+    from edgelab.runtimes import registry
+
+    try:
+        entry = registry.spec(name)
+    except UsageError:
+        return name
+    words = f"{name}: {entry.summary}"
+    if entry.skips:
+        words += f"; skips {entry.skips}"
+    if entry.ready_cost:
+        words += f"; kept ready costs {entry.ready_cost}"
+    return words
+
+
 class RuntimePanel(Vertical, can_focus=True):
     """Live figures of one runtime. ``view`` is the only input; equal views do not repaint.
 
@@ -78,6 +95,7 @@ class RuntimePanel(Vertical, can_focus=True):
         super().__init__(id=f"panel-{slug(runtime)}", classes="runtime-panel")
         self.runtime = runtime
         self.border_title = runtime
+        self.tooltip = rung_words(runtime)
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="state-line")
