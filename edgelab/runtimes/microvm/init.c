@@ -14,14 +14,18 @@
  *      memory_limit_mib, as the native launcher does), so an allocation past it fails in the
  *      workload ("out of memory") instead of the guest kernel's OOM killer taking PID 1;
  *   5. writes one ready byte (0x06) on it, which the host reads as the end of the boot phase;
- *   6. execs /workload with an empty environment. When it exits, PID 1 is gone and the kernel
- *      panics; panic=-1 reboots at once and QEMU's -no-reboot turns that into QEMU's exit.
+ *   6. forks, and the child execs /workload with an empty environment. Not exec'd as PID 1
+ *      itself: the kernel shields PID 1 from every signal it has no handler for, so a workload
+ *      that raises SIGABRT would run on (and trap) instead of dying as it does in a process.
+ *      PID 1 reaps until the workload is gone, writes "edgelab-init: wait status 0x..." to the
+ *      serial console (the host's reason for a launch that failed) and exits: the kernel
+ *      panics, panic=-1 reboots at once and QEMU's -no-reboot turns that into QEMU's exit.
  * Freestanding (no C library, raw syscalls), x86_64 only (the guest kernel is amd64).
  * A failing step writes one line to fd 2 (the serial console) and exits with its own code. */
 typedef unsigned long ul;
 
 enum { SYS_write = 1, SYS_close = 3, SYS_dup2 = 33, SYS_nanosleep = 35, SYS_execve = 59,
-       SYS_exit_group = 231, SYS_mount = 165, SYS_read = 0, SYS_openat = 257, SYS_finit_module = 313, SYS_prlimit64 = 302 };
+       SYS_exit_group = 231, SYS_mount = 165, SYS_read = 0, SYS_openat = 257, SYS_finit_module = 313, SYS_prlimit64 = 302, SYS_fork = 57, SYS_wait4 = 61 };
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
     long ret;
     register long r10 __asm__("r10") = d;
@@ -115,10 +119,26 @@ __attribute__((noreturn, used)) void init_main(long *sp) {
     }
     const unsigned char ready = READY_BYTE;
     if (sys6(SYS_write, 1, (long)&ready, 1, 0, 0, 0) != 1) fail("cannot write the ready byte", 123);
-    static char *const no_env[1] = {0};
-    char *argv[2] = {"workload", 0};
-    sys6(SYS_execve, (long)"/workload", (long)argv, (long)no_env, 0, 0, 0);
-    fail("cannot exec /workload", 124);
+    long child = sys6(SYS_fork, 0, 0, 0, 0, 0, 0);
+    if (child < 0) fail("cannot fork the workload", 124);
+    if (child == 0) {
+        static char *const no_env[1] = {0};
+        char *argv[2] = {"workload", 0};
+        sys6(SYS_execve, (long)"/workload", (long)argv, (long)no_env, 0, 0, 0);
+        fail("cannot exec /workload", 124);
+    }
+    sys6(SYS_close, 0, 0, 0, 0, 0, 0);
+    sys6(SYS_close, 1, 0, 0, 0, 0, 0); /* the port's last writer is the workload now */
+    int status = 0;
+    for (;;) { /* orphans of the workload are PID 1's to reap too */
+        int got = 0;
+        long pid = sys6(SYS_wait4, -1, (long)&got, 0, 0, 0, 0);
+        if (pid == child) { status = got; break; }
+        if (pid < 0 && pid != -4 /* EINTR */) break;
+    }
+    char line[] = "wait status 0x00000000";
+    for (int i = 0; i < 8; i++) line[21 - i] = "0123456789abcdef"[(status >> (4 * i)) & 15];
+    fail(line, 0);
 }
 
 __asm__(".text\n.global _start\n.type _start,@function\n_start:\n"

@@ -90,12 +90,12 @@ def format_cap(n: int) -> str:
 
 
 def describe_exit(status: int) -> str:
-    """'the workload was killed by SIGSEGV' or '... exited with code N', from PID 1's wait
-    status as the kernel's panic line prints it."""
+    """'killed by SIGSEGV' or 'exited with code N' (as the subprocess rung says it), from the
+    workload's wait status as the guest's init reports it."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
-            return f"the workload was killed by {signal.Signals(sig).name}"
+            return f"killed by {signal.Signals(sig).name}"
         except ValueError:
-            return f"the workload was killed by signal {sig}"
-    return f"the workload exited with code {os.WEXITSTATUS(status)}"
+            return f"killed by signal {sig}"
+    return f"exited with code {os.WEXITSTATUS(status)}"

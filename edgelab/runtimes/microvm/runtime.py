@@ -158,15 +158,19 @@ def spawn_qemu(argv: list[str], stdin_fd: int, stdout_fd: int, stderr: Path | No
 
 
 def guest_failure(serial_log: Path) -> str | None:
-    """Why a guest ended, from its serial console: init.c's own line, or the kernel's panic on
-    the workload's exit (``exitcode=0x...`` is the wait status of PID 1)."""
+    """Why a guest ended, from its serial console: init.c's line (the workload's wait status,
+    or the step that failed), else the kernel's panic line (``exitcode=`` is PID 1's status)."""
     try:
         text = serial_log.read_text(errors="replace")[-16384:]
     except OSError:
         return None
     for line in text.splitlines():
         if "edgelab-init:" in line:
-            return line.split("edgelab-init:", 1)[1].strip()
+            said = line.split("edgelab-init:", 1)[1].strip()
+            if said.startswith("wait status 0x"):
+                with contextlib.suppress(ValueError):
+                    return describe_exit(int(said.removeprefix("wait status 0x"), 16))
+            return said
     marker = "Attempted to kill init! exitcode="
     if marker in text:
         code = text.split(marker, 1)[1].split()[0]
@@ -347,7 +351,7 @@ class MicrovmRuntime(Runtime):
         return (f"boot: spawn of qemu-system-x86_64 (microvm, {accel}, {KERNEL_MEMORY_MIB} MiB + the workload's "
                 "memory limit, 1 vCPU) to the "
                 "guest init's ready byte on the virtio serial port (kernel boot, virtio modules loaded); "
-                "first response: exec of the workload as PID 1 and its answer (kernel and initramfs "
+                "first response: fork and exec of the workload by init, and its answer (kernel and initramfs "
                 "prebuilt; excludes kill and reap)")  # fmt: skip
 
     # -- availability -------------------------------------------------------------------
