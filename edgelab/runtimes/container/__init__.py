@@ -728,11 +728,13 @@ class ContainerRuntime(Runtime):
         if self.oci_runtime:
             from edgelab.runtimes.container import engine
 
-            found["oci_runtime"] = self.oci_runtime
+            # keyed by the OCI runtime's name: a run's metadata merges every rung's versions
+            found[self.oci_runtime] = "registered"
             with contextlib.suppress(Exception):  # a version is a courtesy, never a failure
                 path = engine.oci_runtime_paths(self.client).get(self.oci_runtime, "")
                 if path and engine.local_engine(self.client):
-                    found["oci_runtime_version"] = engine.oci_runtime_version(path)
+                    version = engine.oci_runtime_version(path)
+                    found[self.oci_runtime] = version.removeprefix(f"{self.oci_runtime} version ")
         return found
 
     def doctor_details(self) -> dict[str, str]:
