@@ -172,6 +172,12 @@ def test_hostile_workloads_are_bounded_and_the_host_serves_the_next(
     assert _answer(rt, hello, b"") == (0, b"hello, world")
     assert rt.host_pids == pids  # type: ignore[attr-defined]
     assert not rt.live_instances()
+    # nothing of the failed launches stays in a host: no resident, and (isolate:context) no
+    # instance left in a warm isolate's table
+    host = rt._hosts[0]  # type: ignore[attr-defined]
+    assert host.call(10, "heap_stats")["instances"] == 0
+    if rung == "isolate:context":
+        assert host.call(10, "warm_instances") == {}
 
 
 def test_a_runaway_guest_in_the_warm_isolate_costs_only_itself(

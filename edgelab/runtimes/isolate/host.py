@@ -372,6 +372,7 @@ class Host:
             except Exception as exc:  # noqa: BLE001
                 raise _failure(exc, "warm isolate") from None
         t0 = time.perf_counter_ns()
+        local_id = None
         try:
             local_id = self._instantiate(isolate, timeout_s)
             t1 = time.perf_counter_ns()
@@ -380,7 +381,11 @@ class Host:
         except GuestError as exc:
             if exc.kind == "timeout" or "heap limit" in str(exc):
                 # Terminated mid-script: the isolate may hold a half-made instance. Start over.
+                if local_id is not None:
+                    isolate.instances -= 1
                 self._lose_warm(module)
+            elif local_id is not None:
+                self._drop_in(isolate, local_id)  # a trapped instance must not stay in its Map
             raise
         phases = {"instantiate": t1 - t0, "first_response": t2 - t1}
         if not keep:
@@ -476,6 +481,16 @@ class Host:
     def drop_all(self) -> int:
         return self.drop(list(self.residents))
 
+    def warm_instances(self) -> dict[str, int]:
+        """Instances alive in each warm isolate, by workload (none but residents should be)."""
+        found = {}
+        for name, module in self.modules.items():
+            if module.warm is not None:
+                count = int(module.warm.racer.eval("el_instances.size"))
+                if count:
+                    found[name] = count
+        return found
+
     def heap_stats(self, most: int = HEAP_SAMPLE) -> dict[str, int]:
         """V8's heap statistics summed over up to ``most`` distinct isolates holding residents,
         spread evenly over them (one mini-racer call each: reading every one of thousands at
@@ -506,6 +521,7 @@ def serve(channel: Channel) -> None:
         "drop": host.drop,
         "drop_all": host.drop_all,
         "heap_stats": host.heap_stats,
+        "warm_instances": host.warm_instances,
     }
     while True:
         try:
