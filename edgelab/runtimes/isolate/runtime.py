@@ -281,7 +281,7 @@ class IsolateRuntime(Runtime):
     phase_names = ("isolate", "compile", "instantiate", "first_response")
     memory_metric = "PSS growth of the isolate host processes (summed over all of them)"
     startup_includes = (
-        "new V8 isolate and context (MiniRacer()) + compile (the module's bytes as a base64 "
+        "new V8 isolate and context (MiniRacer(), its setTimeout shim included) + compile (the module's bytes as a base64 "
         "literal in the glue script, decoded and compiled by new WebAssembly.Module) + "
         "new WebAssembly.Instance + _initialize + first response, timed in the isolate host "
         "(each step one mini-racer call, its hop to V8's thread included; IPC excluded)"
