@@ -444,7 +444,8 @@ class MicrovmRuntime(Runtime):
         pending: list[_Pending] = []
         try:
             while len(launches) < n:
-                pending = [self._spawn(workload, request) for _ in range(min(width, n - len(launches)))]
+                for _ in range(min(width, n - len(launches))):
+                    pending.append(self._spawn(workload, request))
                 while pending:
                     launches.append(self._finish(pending[0], timeout_s))
                     pending.pop(0)
