@@ -92,6 +92,9 @@ class RungBench:
     pair_ratios: list[float] = field(default_factory=list)
     raw_error: str = ""
     lab_result: RuntimeResult | None = None
+    #: Lab launches that failed (and the first one's line): said in the row, never dropped.
+    lab_failed: int = 0
+    lab_error: str = ""
 
 
 def main() -> int:
@@ -174,6 +177,11 @@ def _bench(lab: Lab, args: argparse.Namespace, rungs: tuple[str, ...], pinned: s
             for side in (("raw", "lab") if flip else ("lab", "raw")):
                 if side == "lab":
                     got["lab"], bench.lab_result = _lab_block(lab, workload, rung, bench.block)
+                    failed = bench.lab_result.failed
+                    if failed or bench.lab_result.error:
+                        bench.lab_failed += failed
+                        bench.lab_error = bench.lab_error or (bench.lab_result.first_error() or "")
+                        print(f"{rung}: lab block: {failed} failed; {bench.lab_result.first_error()}", file=sys.stderr)
                 elif bench.raw is not None and not bench.raw_error:
                     try:
                         got["raw"] = list(bench.raw(rung, workload, bench.block + 1))[1:]
@@ -201,6 +209,11 @@ def _ramps(lab: Lab, workload: str, benches: dict[str, RungBench], args: argpars
         return {}
     print(f"ramps: {', '.join(f'{r} x{n}' for r, n in resident.items())}", file=sys.stderr)
     result = lab.run(Settings(workload=workload, scenario="ramp", runtimes=tuple(resident), resident=resident, warmup=0))
+    for rung in resident:
+        runtime = result.runtimes[rung]
+        if runtime.memory is None or runtime.memory.limit:
+            why = runtime.memory.limit if runtime.memory else runtime.first_error() or "no instance held"
+            print(f"{rung}: ramp: {why}", file=sys.stderr)
     return {rung: result.runtimes[rung].memory for rung in resident}
 
 
@@ -227,6 +240,7 @@ def _report(
     report: dict[str, Any] = {"workload": workload, "pinned": pinned, "load_before": load_before, "rungs": {}, "unusable": unusable}
     missed = 0
     for _, rung, bench, summary in rows:
+        missed += bench.lab_failed > 0
         result = bench.lab_result
         marks = "; ".join(result.marks) if result else ""
         skips = result.skips if result else ""
@@ -244,11 +258,11 @@ def _report(
             ratio, pooled_text, verdict = paired.ratio_text(), pooled.ratio_text(), "ok" if ok else "MISSED"
         else:
             ratio, pooled_text, verdict = bench.raw_error or bench.why_no_raw, "–", "–"
-        n = len(bench.lab_ns)
+        n = f"{len(bench.lab_ns)}" + (f" ({bench.lab_failed} failed: {bench.lab_error})" if bench.lab_failed else "")
         raw_p50 = format_duration_ns(statistics.median(bench.raw_ns)) if bench.raw_ns else "–"
         print(f"| {rung} | {n} | {p50} | {p99} | {raw_p50} | {ratio} | {pooled_text} | {verdict} | {idle_host} | {idle_user} | {skips} | {marks} |")
         report["rungs"][rung] = {
-            "n": n, "raw_n": len(bench.raw_ns), "pairs": len(bench.pair_ratios), "block": bench.block,
+            "n": len(bench.lab_ns), "lab_failed": bench.lab_failed, "lab_error": bench.lab_error or None, "raw_n": len(bench.raw_ns), "pairs": len(bench.pair_ratios), "block": bench.block,
             "lab_p50_us": summary.p50_ns / 1e3 if summary else None, "lab_p99_us": summary.p99_ns / 1e3 if summary else None,
             "raw_p50_us": statistics.median(bench.raw_ns) / 1e3 if bench.raw_ns else None,
             "ratio_paired": median_ci(bench.pair_ratios).__dict__ if bench.pair_ratios else None,
