@@ -53,7 +53,7 @@ KERNEL_MEMORY_MIB = 80
 #: under TCG on a loaded 2-core machine a boot took 3-9 s.
 BOOT_TIMEOUT_S = 60.0
 #: How long a guest under KVM may take to write its ready byte before KVM is called unusable.
-KVM_PROBE_S = 8.0
+KVM_PROBE_S = 5.0
 #: How long stop waits for a killed QEMU to be reaped.
 REAP_S = 5.0
 #: The kernel command line. quiet: the serial console is a log nobody waits for. panic=-1 and
