@@ -370,3 +370,26 @@ def test_a_fork_bomb_under_gvisor_ends_the_sandbox_within_its_timeout(docker_cli
     finally:
         rt.close()
     assert _labelled(docker_client, label) == []
+
+
+def test_gvisor_memory_counts_every_process_of_the_sandbox(docker_client: Any) -> None:
+    """runsc's gofer is the shim's child beside the sandbox, not the sandbox's: PSS must
+    count it too (every process of the container's cgroup)."""
+    rt = create_runtime("container:gvisor", Session(), client=docker_client)
+    try:
+        rt.check()
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"container:gvisor unusable here: {exc}")
+    hello = get_workload("hello")
+    try:
+        rt.prepare(hello)
+        instance = rt.launch(hello, b"x", 30).instance
+        files = instance.memory_files()  # type: ignore[attr-defined]
+        if files is None:
+            pytest.skip("the engine's cgroups are not visible here")
+        procs = [int(p) for p in (files[0].parent / "cgroup.procs").read_text().split()]
+        assert len(procs) >= 2, procs  # the sandbox and its gofer at least
+        in_cgroup = sum(psutil.Process(pid).memory_full_info().pss for pid in procs)
+        assert rt.pss_bytes([instance]) >= in_cgroup * 0.9, (rt.pss_bytes([instance]), in_cgroup)
+    finally:
+        rt.close()

@@ -961,7 +961,8 @@ class ContainerRuntime(Runtime):
         return Launch(instance, response, first_byte[0] - t0, phases)
 
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
-        """Summed PSS of each container's process tree and its containerd shim, in bytes.
+        """Summed PSS of each container's process tree and its containerd shim (with all the
+        shim started: under runsc, the sandbox's gofer too), in bytes.
 
         dockerd's and containerd's own growth per container is not included; the lab
         cross-checks the total against MemAvailable.
@@ -984,6 +985,9 @@ class ContainerRuntime(Runtime):
                 shim = init.parent()
                 if shim is not None and shim.name().startswith("containerd-shim"):
                     pids.add(shim.pid)
+                    # runsc's sandbox has a sibling under the shim (its gofer, ~12 MiB PSS):
+                    # the shim serves this container alone, so all it started is the container's
+                    pids.update(child.pid for child in shim.children(recursive=True))
             except psutil.Error:
                 continue
         total = 0
