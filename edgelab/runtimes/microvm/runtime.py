@@ -128,7 +128,7 @@ def guest_memory_mib(memory_limit_bytes: int) -> int:
     return KERNEL_MEMORY_MIB + -(-memory_limit_bytes // (1 << 20))
 
 
-def qemu_argv(qemu: str, accel: str, kernel: Kernel, initrd: Path, serial_log: Path,
+def qemu_argv(qemu: str, accel: str, kernel: Kernel, initrd: Path, serial_log: Path | str,
               memory_limit_bytes: int = 16 << 20) -> list[str]:  # fmt: skip
     """The whole QEMU command line of one guest (the raw baseline spawns the same)."""
     append = CMDLINE + (" " + TCG_CMDLINE if accel == "tcg" else "") + f" edgelab.as_limit={memory_limit_bytes}"
@@ -144,24 +144,36 @@ def qemu_argv(qemu: str, accel: str, kernel: Kernel, initrd: Path, serial_log: P
     ]  # fmt: skip
 
 
-def spawn_qemu(argv: list[str], stdin_fd: int, stdout_fd: int, stderr: Path | None = None) -> int:
+#: Where a lab's guest writes its serial console: fd 3, an unnamed file (O_TMPFILE) the lab
+#: holds, so no log file is ever left behind, whatever happens to the lab.
+SERIAL_FD_PATH = "/dev/fd/3"
+
+
+def spawn_qemu(argv: list[str], stdin_fd: int, stdout_fd: int, stderr: Path | None = None,
+               serial_fd: int | None = None) -> int:  # fmt: skip
     """Start QEMU in a process group of its own (same session: the lab's), stdin/stdout the
-    data port, stderr ``stderr`` or /dev/null; returns its pid."""
+    data port, stderr ``stderr`` or /dev/null, ``serial_fd`` as its fd 3; returns its pid."""
     target = os.devnull if stderr is None else str(stderr)
     devnull = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        return os.posix_spawn(argv[0], argv, {}, setpgroup=0, file_actions=[
-            (os.POSIX_SPAWN_DUP2, stdin_fd, 0), (os.POSIX_SPAWN_DUP2, stdout_fd, 1),
-            (os.POSIX_SPAWN_DUP2, devnull, 2)])  # fmt: skip
+        actions = [(os.POSIX_SPAWN_DUP2, stdin_fd, 0), (os.POSIX_SPAWN_DUP2, stdout_fd, 1),
+                   (os.POSIX_SPAWN_DUP2, devnull, 2)]  # fmt: skip
+        if serial_fd is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, serial_fd, 3))
+        return os.posix_spawn(argv[0], argv, {}, setpgroup=0, file_actions=actions)
     finally:
         os.close(devnull)
 
 
-def guest_failure(serial_log: Path) -> str | None:
+def guest_failure(serial_log: Path | int) -> str | None:
     """Why a guest ended, from its serial console: init.c's line (the workload's wait status,
     or the step that failed), else the kernel's panic line (``exitcode=`` is PID 1's status)."""
     try:
-        text = serial_log.read_text(errors="replace")[-16384:]
+        if isinstance(serial_log, int):
+            size = os.fstat(serial_log).st_size
+            text = os.pread(serial_log, 16384, max(0, size - 16384)).decode(errors="replace")
+        else:
+            text = serial_log.read_text(errors="replace")[-16384:]
     except OSError:
         return None
     for line in text.splitlines():
@@ -256,13 +268,14 @@ class MicrovmInstance(Instance):
     runtime = "microvm"
 
     def __init__(self, owner: MicrovmRuntime, pid: int, stdin_fd: int, stdout_fd: int,
-                 max_response_bytes: int, serial_log: Path) -> None:  # fmt: skip
+                 max_response_bytes: int, serial_fd: int) -> None:  # fmt: skip
         self._owner = owner
         self.pid = pid
         self._stdin = stdin_fd
         self._stdout = stdout_fd
         self._max_response = max_response_bytes
-        self.serial_log = serial_log
+        #: The guest's serial console (an unnamed file), read when a launch fails.
+        self.serial_fd = serial_fd
         self._stopped = False
         self._lock = threading.Lock()
 
@@ -291,7 +304,7 @@ class MicrovmInstance(Instance):
             return LaunchTimeout(f"timed out after {timeout_s:g} s")
         if not isinstance(exc, ResponseTooLarge):
             _wait_exit(self.pid, REAP_S)  # EOF: the guest is powering off; its console says why
-            reason = guest_failure(self.serial_log)
+            reason = guest_failure(self.serial_fd)
             self.stop()
             return LaunchFailed(f"{reason} before answering") if reason else exc
         self.stop()
@@ -309,7 +322,7 @@ class MicrovmInstance(Instance):
             os.killpg(self.pid, signal.SIGKILL)
         _wait_exit(self.pid, REAP_S)
         with contextlib.suppress(OSError):
-            self.serial_log.unlink()
+            os.close(self.serial_fd)
         self._owner._untrack(self)
 
 
@@ -343,7 +356,6 @@ class MicrovmRuntime(Runtime):
         self.accel: str | None = None
         self.kvm_why = ""
         self._initrds: dict[str, Path] = {}
-        self._scratch: Path | None = None
 
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def startup_includes(self) -> str:  # type: ignore[override]
@@ -420,18 +432,19 @@ class MicrovmRuntime(Runtime):
             raise RuntimeUnavailable(self.name, f"cannot write the initramfs: {exc.strerror or exc}",
                                      "set EDGELAB_CACHE_DIR to a writable folder") from None  # fmt: skip
 
-    def argv_for(self, workload: Workload, serial_log: Path) -> list[str]:
+    def argv_for(self, workload: Workload, serial_log: Path | str = SERIAL_FD_PATH) -> list[str]:
         """The QEMU command line of one instance of ``workload`` (after ``prepare``)."""
         assert self._qemu is not None and self._kernel is not None and self.accel is not None
         return qemu_argv(self._qemu, self.accel, self._kernel, self._initrds[workload.name], serial_log,
                          workload.memory_limit_bytes)  # fmt: skip
 
-    def _serial_log(self) -> Path:
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix=f"edgelab-microvm-{self.session.id}-"))
-        fd, name = tempfile.mkstemp(prefix="serial-", suffix=".log", dir=self._scratch)
-        os.close(fd)
-        return Path(name)
+    @staticmethod
+    def _serial_file() -> int:
+        """An unnamed file for one guest's serial console (O_TMPFILE: it vanishes with its fds)."""
+        try:
+            return os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise LaunchFailed(f"cannot make the guest's console file: {exc.strerror or exc}") from None
 
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
         return self._finish(self._spawn(workload, request), timeout_s)
@@ -460,22 +473,22 @@ class MicrovmRuntime(Runtime):
         if workload.name not in self._initrds:
             self.prepare(workload)
         frame = encode_request(request)
-        serial_log = self._serial_log()
-        argv = self.argv_for(workload, serial_log)
+        serial_fd = self._serial_file()
+        argv = self.argv_for(workload)
         child_in, to_guest = os.pipe()
         from_guest, child_out = os.pipe()
         os.set_blocking(to_guest, False)
         os.set_blocking(from_guest, False)
         started = time.perf_counter_ns()
         try:
-            pid = spawn_qemu(argv, child_in, child_out)
+            pid = spawn_qemu(argv, child_in, child_out, serial_fd=serial_fd)
         except OSError as exc:
-            for fd in (child_in, to_guest, from_guest, child_out):
+            for fd in (child_in, to_guest, from_guest, child_out, serial_fd):
                 os.close(fd)
             raise LaunchFailed(f"spawn of {QEMU} failed: {exc.strerror}") from None
         os.close(child_in)
         os.close(child_out)
-        instance = MicrovmInstance(self, pid, to_guest, from_guest, workload.max_response_bytes, serial_log)
+        instance = MicrovmInstance(self, pid, to_guest, from_guest, workload.max_response_bytes, serial_fd)
         self._track(instance)
         try:
             sent = os.write(to_guest, frame)
@@ -513,9 +526,3 @@ class MicrovmRuntime(Runtime):
             except (psutil.Error, AttributeError):
                 pass
         return total
-
-    def close(self) -> None:
-        super().close()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
