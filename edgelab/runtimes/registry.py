@@ -270,7 +270,7 @@ register(RuntimeSpec(
 # -- microvm rungs (owner: the microvm helper) --------------------------------------------------
 register(RuntimeSpec(
     "microvm", "edgelab.runtimes.microvm.runtime", "MicrovmRuntime", "microvm", "native",
-    "a QEMU microvm guest (virtio-mmio, no PCI, no firmware) booting Debian's cloud kernel with "
+    "a QEMU microvm guest (virtio-mmio, no PCI, qboot, no BIOS) booting Debian's cloud kernel with "
     "the static native binary as its init; KVM where it works, else emulated (TCG, marked)",
 ))  # fmt: skip
 

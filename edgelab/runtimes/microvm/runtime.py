@@ -1,7 +1,7 @@
 """The microvm runtime: each instance is a QEMU ``microvm`` guest whose init is the workload.
 
-QEMU's microvm machine is the design Firecracker follows: no PCI, no firmware, virtio-mmio
-devices only. A guest boots Debian's cloud kernel (``kernel.py``) straight into an initramfs
+QEMU's microvm machine is the design Firecracker follows: no PCI, virtio-mmio devices only,
+and no BIOS (QEMU's qboot, a 64 KiB firmware, only enters the kernel's boot protocol). A guest boots Debian's cloud kernel (``kernel.py``) straight into an initramfs
 (``initramfs.py``) holding ``init.c`` and the workload's own static native binary, the file
 the subprocess runtime spawns. Request and response travel over a virtio serial port
 (virtio-serial-device on virtio-mmio, ``/dev/vport0p1`` in the guest, a chardev on QEMU's
@@ -407,7 +407,7 @@ class MicrovmRuntime(Runtime):
         details = {
             "accelerator": (self.accel or "unknown").upper(),
             "kvm": self.kvm_why or "not probed yet",
-            "guest": f"QEMU microvm (virtio-mmio, no PCI, no firmware), {KERNEL_MEMORY_MIB} MiB + the workload's "
+            "guest": f"QEMU microvm (virtio-mmio, no PCI, qboot, no BIOS), {KERNEL_MEMORY_MIB} MiB + the workload's "
                      "memory_limit_mib (its RLIMIT_AS in the guest), 1 vCPU, no network",
             "console": "request/response on a virtio serial port (not a tty: no line discipline)",
         }
