@@ -120,6 +120,17 @@ def test_check_with_no_kernel_obtainable_is_one_line_with_a_fix(
     assert not list((tmp_path / "microvm").glob(".fetch-*"))  # nothing half-written
 
 
+def test_check_without_qemu_is_one_line_naming_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgelab.runtimes.microvm.runtime as microvm_runtime
+
+    monkeypatch.setattr(microvm_runtime, "qemu_path", lambda: None)
+    with pytest.raises(RuntimeUnavailable) as caught:
+        MicrovmRuntime(Session()).check()
+    assert str(caught.value) == (
+        "microvm: qemu-system-x86_64 not found (fix: apt-get install qemu-system-x86)"
+    )
+
+
 # -- real guests --------------------------------------------------------------------------------
 def test_answers_are_byte_identical_to_subprocess(microvm: Runtime) -> None:
     hello = get_workload("hello")
