@@ -179,7 +179,8 @@ class ForkServerInstance(SubprocessInstance):
 
     def _failed(self, exc: LaunchFailed, timeout_s: float) -> LaunchFailed:
         with contextlib.suppress(LaunchFailed):
-            self.learn(time.monotonic() + 1.0)
+            if self.seq >= 0:
+                self.learn(time.monotonic() + 1.0)
         if not self.pid:  # no instance was made (or it never reported): nothing to wait for
             self.stop()
             return exc
@@ -193,7 +194,7 @@ class ForkServerInstance(SubprocessInstance):
         return str(isolation.SpawnFailed(self.report.step, self.report.error)).replace("the spawn", "the fork server")
 
     def stop(self) -> None:
-        if not self.pid:  # its pid is needed to reap it: a report may still come
+        if not self.pid and self.seq >= 0:  # its pid is needed to reap it: a report may still come
             with contextlib.suppress(LaunchFailed):
                 self.learn(time.monotonic() + (0.2 if self.cgroup is None else 0.0))
         if self.pid:
@@ -370,24 +371,23 @@ class ForkServerRuntime(SubprocessRuntime):
             sent = os.write(to_child, frame)
         except BlockingIOError:
             sent = 0
+        # The instance exists before the ask: once asked, the lab only waits (on 2 cores its
+        # bookkeeping after the ask delayed the forked instance: lab/raw 1.06 at the call).
+        instance = ForkServerInstance(self, server, -1, to_child, from_child, workload.max_response_bytes, cgroup)
+        instance.uid_base = isolation.NATIVE_UID_BASE if dropped else None
+        instance.binary = server.binary
+        self._track(instance)  # (the watchdog hears of it once its pid is read, if it must)
         passed = [child_stdin, child_stdout]
         try:
             if cgroup is not None:
                 passed.append(os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-            seq = server.ask(passed, isolation.NATIVE_UID_BASE if dropped else 0, workload.memory_limit_bytes)
+            instance.seq = server.ask(passed, isolation.NATIVE_UID_BASE if dropped else 0, workload.memory_limit_bytes)
         except OSError as exc:
-            for fd in (to_child, from_child):
-                os.close(fd)
-            if cgroup is not None:
-                self._cgroups_release(cgroup)
+            instance.stop()
             raise LaunchFailed(f"the fork server of {workload.name} is gone: {exc.strerror or exc}") from None
         finally:
             for fd in passed:
                 os.close(fd)
-        instance = ForkServerInstance(self, server, seq, to_child, from_child, workload.max_response_bytes, cgroup)
-        instance.uid_base = isolation.NATIVE_UID_BASE if dropped else None
-        instance.binary = server.binary
-        self._track(instance)  # (the watchdog hears of it once its pid is read)
         try:
             first, response = instance._exchange_frame(memoryview(frame)[sent:], deadline)
             report = instance.learn(deadline)  # after the first byte: outside the figure
