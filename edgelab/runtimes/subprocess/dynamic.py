@@ -48,9 +48,10 @@ class DynamicSubprocessRuntime(SubprocessRuntime):
 
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def startup_includes(self) -> str:  # type: ignore[override]
-        loader = "the dynamic loader mapping and relocating libc.so.6 and glibc's start-up, before the handler runs"
-        jail = " (the jail holds the loader and libc)" if self.isolation.drop_uid else ""
-        return f"{super().startup_includes}; dynamically linked (PIE, glibc): {loader} (in first response){jail}"
+        loader = ("the kernel's exec of a PIE with its interpreter, then the dynamic loader mapping and relocating "
+                  "libc.so.6 and glibc's start-up before the handler runs (in the exec and first-response phases)")
+        jail = "; the jail holds the loader and libc" if self.isolation.drop_uid else ""
+        return f"{super().startup_includes}; dynamically linked (PIE, glibc): {loader}{jail}"
 
     def check(self) -> None:
         super().check()
