@@ -185,6 +185,7 @@ register(RuntimeSpec(
     "wasm", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
     "a wasmtime instance in a pooled warm slot of a precompiled module",
     skips="compiling the module (done once ahead) and mapping memory (the slot is reused)",
+    ready_cost="one resident instance: its Store, instance and touched memory (code shared)",
     default=True,
 ))  # fmt: skip
 # -- container rungs (owner: the containers helper) ----------------------------------------------

@@ -960,6 +960,19 @@ class ContainerRuntime(Runtime):
         phases = {"create": t1 - t0, "start": t2 - t1, "first_response": first_byte[0] - t2}
         return Launch(instance, response, first_byte[0] - t0, phases)
 
+    def stop_many(self, instances: Sequence[Instance]) -> None:
+        """Stop many containers several at a time: each removal is a fraction of a second of
+        the engine's work, mostly waiting (12 one by one took 2.0 s here, 0.8 s eight at a
+        time). With no thread to spare (a ramp that hit the pids limit), one by one."""
+        if len(instances) < 4:
+            super().stop_many(instances)
+            return
+        try:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stop") as pool:
+                list(pool.map(_stop_one, instances))
+        except RuntimeError:
+            super().stop_many(instances)  # stop is idempotent: those reached are cheap
+
     def pss_bytes(self, instances: Sequence[Instance]) -> int:
         """Summed PSS of each container's process tree and its containerd shim (with all the
         shim started: under runsc, the sandbox's gofer too), in bytes.
@@ -1112,3 +1125,10 @@ def _is_timeout(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, (TimeoutError, requests.exceptions.Timeout))
+
+
+def _stop_one(instance: Instance) -> None:
+    try:
+        instance.stop()
+    except Exception:  # noqa: BLE001 - stop() is documented never to raise; close() sweeps the rest
+        pass
