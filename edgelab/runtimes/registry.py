@@ -174,11 +174,13 @@ def _options(**kwargs: Any) -> MappingProxyType[str, Any]:
 register(RuntimeSpec(
     "container", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
     "a FROM scratch image under runc, created and started through the engine's API",
+    ready_cost="one running container: its process, its containerd shim and its cgroup",
     default=True,
 ))  # fmt: skip
 register(RuntimeSpec(
     "subprocess", "edgelab.runtimes.subprocess", "SubprocessRuntime", "subprocess", "native",
     "the static native binary, spawned into its own cgroup and jail",
+    ready_cost="one resident process: its pages, page tables and cgroup",
     default=True,
 ))  # fmt: skip
 register(RuntimeSpec(
