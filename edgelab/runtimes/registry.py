@@ -194,6 +194,7 @@ register(RuntimeSpec(
 register(RuntimeSpec(
     "container:cli", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
     "docker run --rm -i through the docker CLI, as people type it (request on stdin)",
+    ready_cost="one running container, as container (the CLI process exits once it is attached)",
     options=_options(strategy="cli"),
 ))  # fmt: skip
 register(RuntimeSpec(
@@ -213,11 +214,13 @@ register(RuntimeSpec(
 register(RuntimeSpec(
     "container:gvisor", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
     "the same image and hardening under gVisor's runsc (a user-space kernel), via the SDK",
+    ready_cost="one running sandbox: its Sentry, its gofer and its shim",
     options=_options(oci_runtime="runsc"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "container:crun", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
     "the same image and hardening under crun (the OCI runtime in C) instead of runc, via the SDK",
+    ready_cost="one running container, as container",
     options=_options(oci_runtime="crun"),
 ))  # fmt: skip
 # -- subprocess rungs (owner: the subprocess helper) --------------------------------------------
@@ -225,7 +228,7 @@ register(RuntimeSpec(
     "subprocess:dynamic", "edgelab.runtimes.subprocess.dynamic", "DynamicSubprocessRuntime",
     "subprocess", "native",
     "the same source linked dynamically (PIE) against the system glibc, spawned as subprocess is",
-    ready_cost="nothing: no process is kept ready",
+    ready_cost="one resident process, as subprocess, plus its private pages of the loader and libc",
 ))  # fmt: skip
 register(RuntimeSpec(
     "subprocess:forkserver", "edgelab.runtimes.subprocess.forkserver", "ForkServerRuntime",
@@ -275,6 +278,7 @@ register(RuntimeSpec(
     "microvm", "edgelab.runtimes.microvm.runtime", "MicrovmRuntime", "microvm", "native",
     "a QEMU microvm guest (virtio-mmio, no PCI, qboot, no BIOS) booting Debian's cloud kernel with "
     "the static native binary as its init; KVM where it works, else emulated (TCG, marked)",
+    ready_cost="one running guest: its qemu process, guest RAM included (the boot touches all of it)",
 ))  # fmt: skip
 
 register(RuntimeSpec(
