@@ -27,6 +27,22 @@ from edgelab.session import OWNER_PID_LABEL, SESSION_LABEL, Session
 
 pytestmark = pytest.mark.usefixtures("docker_client")
 
+
+@pytest.fixture(autouse=True)
+def _reap_killed_labs_workloads() -> Iterator[None]:
+    """A lab killed here leaves its native instances, once its watchdog has killed them,
+    re-parented to this test process (a lab made in it earlier set it as the child
+    subreaper), where they stand as zombies until reaped: reap those native workloads (dead
+    already, so no runtime of this process waits for them), lest later tests count them."""
+    yield
+    for process in psutil.Process().children():
+        try:
+            name = process.name()
+            if process.status() == psutil.STATUS_ZOMBIE and ("-x86_64" in name or "-aarch64" in name):
+                os.waitpid(process.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            continue
+
 RAMP = ["--scenario", "ramp", "--resident", "wasm=3000,subprocess=30,container=20"]
 #: Wasm first, then native, then containers: at 10 containers all three kinds are live.
 RUNTIMES = ["-r", "wasm,subprocess,container"]

@@ -648,6 +648,9 @@ class ContainerRuntime(Runtime):
             else None
         )
         self._docker_cli: str | None = None
+        #: Names of containers asked for but not tracked yet: a signal between the engine's
+        #: create and ``_track`` would otherwise leave one that close() does not know of.
+        self._unclaimed: set[str] = set()
         self._cid_watch_dir: Any = None
         self._client = client
         self._tags: dict[str, str] = {}
@@ -815,6 +818,7 @@ class ContainerRuntime(Runtime):
         api = self.client.api
         name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
         host_config = self.host_config(self.client, workload.memory_limit_bytes, self.oci_runtime)
+        self._unclaimed.add(name)  # claimed by _track; close() removes what never was
         created = api.create_container(
             tag,
             name=name,
@@ -852,6 +856,20 @@ class ContainerRuntime(Runtime):
             instance.stop_within(FAILED_REMOVAL_WAIT_S)
             raise
         return instance
+
+    def _track(self, instance: Instance) -> None:
+        super()._track(instance)
+        self._unclaimed.discard(getattr(instance, "name", ""))
+
+    def _remove_unclaimed(self) -> None:
+        """Remove, by name, containers whose create was asked for but never tracked (cut off
+        by ctrl+c or SIGTERM mid-call); one that never came into being is a 404."""
+        names, self._unclaimed = self._unclaimed, set()
+        for name in names:
+            try:
+                self.client.api.remove_container(name, force=True)
+            except Exception:  # noqa: BLE001 - gone, never made, or no engine: the watchdog sweeps
+                pass
 
     def _cid_watch(self) -> Any:
         """The watched directory of the CLI rung's --cidfiles (made at its first launch)."""
@@ -1072,6 +1090,8 @@ class ContainerRuntime(Runtime):
         if self._cid_watch_dir is not None:
             self._cid_watch_dir.close()
             self._cid_watch_dir = None
+        if self._unclaimed:
+            self._remove_unclaimed()
         live = self.live_instances()
         if not live:
             return
