@@ -1,8 +1,8 @@
 """Frames over the guest's data port, as the lab sees it: two non-blocking pipe ends to QEMU.
 
 The workload's frames (``edgelab.protocol``) cross unchanged; only the one ready byte init.c
-writes before exec comes first. Kept here, not borrowed from the subprocess runtime's
-internals, so the two families can change apart.
+writes before exec comes first. The frame I/O is the subprocess runtime's (the same
+non-blocking pipe ends), with the guest named in its failures.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import select
 import signal
 import time
 
-from edgelab.errors import LaunchFailed, LaunchTimeout
+from edgelab.errors import LaunchFailed
 from edgelab.protocol import RESPONSE_HEADER_BYTES, Response, decode_response_header
+from edgelab.runtimes.subprocess.runtime import read_exact as _read_exact
+from edgelab.runtimes.subprocess.runtime import wait_fd
+from edgelab.runtimes.subprocess.runtime import write_all as _write_all
 
 #: The byte init.c writes on the port once it holds it, just before it execs the workload.
 READY_BYTE = b"\x06"
@@ -23,43 +26,12 @@ class ResponseTooLarge(LaunchFailed):
     """The workload announced more than its ``max_response_bytes``."""
 
 
-def wait_fd(fd: int, events: int, deadline: float, what: str) -> None:
-    poller = select.poll()
-    poller.register(fd, events)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise LaunchTimeout(f"timed out waiting for {what}")
-        if poller.poll(remaining * 1000):
-            return
-
-
 def write_all(fd: int, data: bytes | memoryview, deadline: float) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view[: 1 << 20]) :]
-        except BlockingIOError:
-            wait_fd(fd, select.POLLOUT, deadline, "the guest to read its request")
-        except BrokenPipeError:
-            raise LaunchFailed("the guest ended before reading its whole request") from None
+    _write_all(fd, data, deadline, ended="the guest ended")
 
 
 def read_exact(fd: int, n: int, deadline: float) -> bytes:
-    buffer = bytearray(n)
-    view = memoryview(buffer)
-    got = 0
-    while got < n:
-        try:
-            count = os.readv(fd, [view[got:]])
-        except BlockingIOError:
-            wait_fd(fd, select.POLLIN, deadline, "the workload's response")
-            continue
-        if not count:
-            raise LaunchFailed("the guest ended without a complete response")
-        got += count
-    view.release()
-    return bytes(buffer)
+    return _read_exact(fd, n, deadline, ended="the guest ended")
 
 
 def read_ready(fd: int, deadline: float) -> None:

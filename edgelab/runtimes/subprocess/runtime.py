@@ -116,7 +116,8 @@ def _devnull() -> int:
     return _DEVNULL_FD
 
 
-def _wait_fd(fd: int, events: int, deadline: float, what: str) -> None:
+def wait_fd(fd: int, events: int, deadline: float, what: str) -> None:
+    """Wait until ``fd`` is ready for ``events``; past ``deadline``, a LaunchTimeout naming ``what``."""
     poller = select.poll()
     poller.register(fd, events)
     while True:
@@ -127,21 +128,22 @@ def _wait_fd(fd: int, events: int, deadline: float, what: str) -> None:
             return
 
 
-def write_all(fd: int, data: bytes | memoryview, deadline: float) -> None:
-    """Write every byte of ``data`` to a non-blocking fd before ``deadline``."""
+def write_all(fd: int, data: bytes | memoryview, deadline: float, ended: str = "workload exited") -> None:
+    """Write every byte of ``data`` to a non-blocking fd before ``deadline``; ``ended`` says
+    who went away in the failure (the microVM runtime: "the guest ended")."""
     view = memoryview(data)
     while view:
         try:
             written = os.write(fd, view[: 1 << 20])
         except BlockingIOError:
-            _wait_fd(fd, select.POLLOUT, deadline, "the workload to read its request")
+            wait_fd(fd, select.POLLOUT, deadline, "the workload to read its request")
             continue
         except BrokenPipeError:
-            raise LaunchFailed("workload exited before reading its whole request") from None
+            raise LaunchFailed(f"{ended} before reading its whole request") from None
         view = view[written:]
 
 
-def read_exact(fd: int, n: int, deadline: float) -> bytes:
+def read_exact(fd: int, n: int, deadline: float, ended: str = "workload exited") -> bytes:
     """Read exactly ``n`` bytes from a non-blocking fd before ``deadline``, into one buffer
     (the caller has checked ``n`` against the response cap)."""
     if n <= _CHUNK:
@@ -151,10 +153,10 @@ def read_exact(fd: int, n: int, deadline: float) -> bytes:
             try:
                 chunk = os.read(fd, missing)
             except BlockingIOError:
-                _wait_fd(fd, select.POLLIN, deadline, "the workload's response")
+                wait_fd(fd, select.POLLIN, deadline, "the workload's response")
                 continue
             if not chunk:
-                raise LaunchFailed("workload exited without a complete response")
+                raise LaunchFailed(f"{ended} without a complete response")
             parts.append(chunk)
             missing -= len(chunk)
         return b"".join(parts)
@@ -165,10 +167,10 @@ def read_exact(fd: int, n: int, deadline: float) -> bytes:
         try:
             count = os.readv(fd, [view[got:]])
         except BlockingIOError:
-            _wait_fd(fd, select.POLLIN, deadline, "the workload's response")
+            wait_fd(fd, select.POLLIN, deadline, "the workload's response")
             continue
         if not count:
-            raise LaunchFailed("workload exited without a complete response")
+            raise LaunchFailed(f"{ended} without a complete response")
         got += count
     view.release()
     return bytes(buffer)
@@ -176,7 +178,7 @@ def read_exact(fd: int, n: int, deadline: float) -> bytes:
 
 def _read_started_pid(fd: int, deadline: float) -> int:
     """The pid the launcher reports for the workload it started in the instance's cgroup."""
-    _wait_fd(fd, select.POLLIN, deadline, "the launcher")
+    wait_fd(fd, select.POLLIN, deadline, "the launcher")
     data = os.read(fd, 4)
     if len(data) != 4:
         raise LaunchFailed("the launcher ended without starting the workload")
@@ -228,7 +230,7 @@ class SubprocessInstance(Instance):
 
     def _exchange_frame(self, frame: bytes | memoryview, deadline: float) -> tuple[int, Response]:
         write_all(self._stdin, frame, deadline)
-        _wait_fd(self._stdout, select.POLLIN, deadline, "the workload's response")
+        wait_fd(self._stdout, select.POLLIN, deadline, "the workload's response")
         first = time.perf_counter_ns()
         header = read_exact(self._stdout, RESPONSE_HEADER_BYTES, deadline)
         length, status = decode_response_header(header)
