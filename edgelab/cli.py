@@ -19,6 +19,8 @@ from edgelab.errors import EdgelabError, UsageError
 from edgelab.settings import (
     COUNT,
     DURATION_S,
+    KEEPALIVE_S,
+    PREWARM,
     RATE_PER_S,
     TIMEOUT_S,
     WARMUP,
@@ -26,7 +28,9 @@ from edgelab.settings import (
     check_process_limits,
     flag,
     limit_message,
+    seconds_flag,
 )
+from edgelab.traffic import PATTERNS
 
 _STARTED = time.perf_counter()
 
@@ -144,8 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=flag(WARMUP), default=1, help="launches recorded but not summarised")
     run.add_argument("--resident", default="0", help="resident instances to hold per runtime: N, or runtime=N,... (c=20,s=50,w=2000)")
     run.add_argument("--scenario", choices=_scenario_names(), default=None, help="default: burst")
-    run.add_argument("--rate", type=flag(RATE_PER_S), default=10.0, help="steady: launches per second per runtime")
-    run.add_argument("--duration", type=flag(DURATION_S), default=5.0, help="steady: seconds")
+    run.add_argument("--rate", type=flag(RATE_PER_S), default=10.0, help="steady, traffic: launches (requests) per second per runtime")
+    run.add_argument("--duration", type=seconds_flag(DURATION_S), default=5.0, help="steady, traffic: seconds (30, 30s, 2m)")
+    traffic = run.add_argument_group("traffic", "requests served by warm instances or cold starts (--scenario traffic)")
+    traffic.add_argument("--pattern", choices=PATTERNS, default="poisson", help="arrivals: poisson at --rate, onoff bursts, or a --trace")
+    traffic.add_argument("--keepalive", type=seconds_flag(KEEPALIVE_S), default=2.0, help="stop an instance idle this long (2s, 500ms; 0: every request cold)")
+    traffic.add_argument("--prewarm", type=flag(PREWARM), default=0, help="instances kept ready (pre-warmed) per runtime")
+    traffic.add_argument("--trace", metavar="FILE", help="arrival timestamps in seconds, one per line (--pattern trace)")
+    traffic.add_argument("--seed", type=int, default=None, help="seed for the arrivals (default: random, saved in the export)")
+    function = run.add_argument_group("your own function", "measure your artifacts instead of a built-in workload (stdin in, stdout out)")
+    function.add_argument("--wasm", metavar="FILE", help="a WASI preview 1 core module (.wasm)")
+    function.add_argument("--image", metavar="IMAGE", help="an image the engine has locally (never pulled)")
+    function.add_argument("--command", dest="command_line", metavar="CMD", help='a command line, split as a shell would but run without one ("./app --flag")')
+    function.add_argument("--dir", metavar="HOST::GUEST", action="append", default=[], help="grant the module a directory (as wasmtime --dir); repeatable")
+    function.add_argument("--env", metavar="K=V", action="append", default=[], help="give the function an environment variable (as wasmtime --env); repeatable")
     run.add_argument("--timeout", type=flag(TIMEOUT_S), default=None, help="seconds per launch (default: the manifest's)")
     request = run.add_mutually_exclusive_group()
     request.add_argument("--request", help="request text (default: the workload's default request)")
@@ -195,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     from edgelab.ladder import add_parser as add_ladder_parser  # the ladder's flags live beside it
 
     add_ladder_parser(sub)
+    # The commands below keep their flags beside their handlers, as the ladder does.
+    from edgelab.claims import add_parser as add_claims_parser
+    from edgelab.functions import add_parser as add_function_parser
+    from edgelab.whatif.command import add_parser as add_whatif_parser
+
+    add_function_parser(sub)
+    add_whatif_parser(sub)
+    add_claims_parser(sub)
 
     compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="an export's path, or last, last~1, ... (see edgelab history)")
@@ -206,7 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Subcommands whose handler lives in a module of its own (the rest are in edgelab.commands).
-_HANDLER_MODULES = {"compare": "edgelab.compare", "history": "edgelab.history", "ladder": "edgelab.ladder"}
+_HANDLER_MODULES = {
+    "compare": "edgelab.compare",
+    "history": "edgelab.history",
+    "ladder": "edgelab.ladder",
+    "add": "edgelab.functions",
+    "whatif": "edgelab.whatif.command",
+    "claims": "edgelab.claims",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

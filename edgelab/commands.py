@@ -85,6 +85,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         request=request,
         timeout_s=args.timeout,
         interleave=args.interleave,
+        pattern=args.pattern,
+        keepalive_s=args.keepalive,
+        prewarm=args.prewarm,
+        trace_file=args.trace,
+        seed=args.seed,
     )
     settings.validate()
     get_workload(settings.workload)
@@ -348,6 +353,10 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             row += ["–"] * 6
         table.add_row(*row)
     console.print(table)
+    if any(r.traffic is not None for r in result.runtimes.values()):
+        from edgelab.traffic import print_traffic  # the traffic scenario's own table
+
+        print_traffic(result, console)
     if any(r.memory for r in result.runtimes.values()):
         memory_table = Table(
             title="memory per resident instance: user-space (PSS growth / N) and host (what the machine loses / N)",

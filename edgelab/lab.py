@@ -66,7 +66,7 @@ from edgelab.scenarios.ramp import (  # noqa: F401
     RAMP_SETTLE_S,
 )
 from edgelab.session import Session
-from edgelab.workloads import Workload, get_workload
+from edgelab.workloads import Function, Workload, get_workload, resolve_workload
 
 if TYPE_CHECKING:
     from edgelab.watchdog import Watchdog
@@ -81,6 +81,8 @@ SCENARIOS: tuple[str, ...] = scenario_names()
 Interleave = Literal["block", "launch"]
 INTERLEAVE_MODES: tuple[Interleave, ...] = ("block", "launch")
 REJECTED_PREFIX = "workload rejected the request: "
+#: How much of each runtime's first answer is kept to say where two answers differ.
+RESPONSE_HEAD_BYTES = 64 << 10
 #: After this many failed launches in a row a runtime is given up for the rest of the run.
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -135,6 +137,18 @@ class Settings:
     hold: bool = False
     #: A mixed burst's turn-taking (see ``Interleave``).
     interleave: Interleave = "block"
+    #: Traffic (``edgelab.scenarios.traffic``): arrivals (``edgelab.traffic.PATTERNS``; rate and
+    #: duration are ``rate_per_s`` and ``duration_s``), the keep-alive after which an idle
+    #: instance is stopped (scale to zero), instances kept ready, and a trace file of arrival
+    #: timestamps (pattern ``trace``). ``seed`` makes the arrivals repeatable.
+    pattern: str = "poisson"
+    keepalive_s: float = 2.0
+    prewarm: int = 0
+    trace_file: str | None = None
+    seed: int | None = None
+    #: A person's own function (``edgelab run --wasm/--image/--command``): run it instead of a
+    #: workload from the folder (``workload`` is then its display name).
+    function: Function | None = None
 
     def validate(self) -> None:
         # Every number is finite and in its range (edgelab.settings), whoever filled it in;
@@ -164,6 +178,12 @@ class Settings:
             "request_bytes": len(self.request) if self.request is not None else None,
             "timeout_s": self.timeout_s,
             "interleave": self.interleave,
+            "pattern": self.pattern,
+            "keepalive_s": self.keepalive_s,
+            "prewarm": self.prewarm,
+            "trace_file": self.trace_file,
+            "seed": self.seed,
+            "function": self.function.as_json() if self.function is not None else None,
         }
 
 
@@ -236,7 +256,7 @@ class Lab:
         cancel: threading.Event | None = None,
     ) -> RunResult:
         settings.validate()
-        workload = get_workload(settings.workload)
+        workload = resolve_workload(settings.workload, settings.function)
         request = workload.default_request if settings.request is None else settings.request
         if len(request) > workload.max_request_bytes:
             raise UsageError(
@@ -277,6 +297,8 @@ class _Run:
         self.runtimes: dict[str, Runtime] = {}
         self.resident: dict[str, list[Instance]] = {}
         self.response_digests: dict[str, str] = {}
+        #: Each runtime's first answer: its length and its first RESPONSE_HEAD_BYTES bytes.
+        self.response_heads: dict[str, tuple[int, bytes]] = {}
         #: Each ready runtime's self-description, as it said it (saved in the metadata).
         self.described: dict[str, RuntimeInfo] = {}
         self._consecutive_failures: dict[str, int] = {}
@@ -329,6 +351,15 @@ class _Run:
             self.emit(RuntimeStatus(name, "preparing"))
             result = RuntimeResult(runtime=name, scenario=self.settings.scenario)
             self.results[name] = result
+            from edgelab.runtimes.registry import not_applicable, spec
+
+            try:
+                why = not_applicable(spec(name), self.workload) if name != "fake" else None
+            except UsageError:
+                why = None  # a runtime registered by a test's factory only
+            if why is not None:
+                self.give_up(name, f"does not apply to {self.workload.name}: {why}", None)
+                continue
             try:
                 rt = self.lab.runtime(name)
                 result.startup_includes = rt.startup_includes
@@ -406,8 +437,9 @@ class _Run:
         response = launch.response
         if response.ok:
             error = None
-            if name not in self.response_digests:  # the first answer stands for the runtime
+            if name not in self.response_digests and not launch.waiting:  # the first answer stands for the runtime
                 self.response_digests[name] = hashlib.sha256(response.body).hexdigest()
+                self.response_heads[name] = (len(response.body), response.body[:RESPONSE_HEAD_BYTES])
         elif response.status == STATUS_REJECTED:
             error = REJECTED_PREFIX + response.reason()
         else:
@@ -423,6 +455,7 @@ class _Run:
             response_bytes=len(response.body),
             started_at=started,
             scenario=self.scenario,
+            exit_ns=launch.exit_ns,
         )
 
     # -- launching: the primitives scenarios drive ------------------------------------------------
@@ -553,6 +586,7 @@ class _Run:
             "interleave": self._interleave_facts(),
             "cancelled": self._cancelled(),
             "responses_identical": len(digests) <= 1 if digests else None,
+            "response_differences": response_differences(self.response_digests, self.response_heads),
             "units": "startup in microseconds (us), memory in KiB (1024 bytes)",
             "fake": self.lab.fake,
         }
@@ -582,6 +616,28 @@ def limit_line(exc: BaseException) -> str | None:
             if phrase in text:
                 return f"out of {what}: {text.splitlines()[0]}"
     return None
+
+
+def response_differences(
+    digests: Mapping[str, str], heads: Mapping[str, tuple[int, bytes]]
+) -> list[dict[str, Any]]:
+    """Where each runtime's first answer differs from the first runtime's: the first differing
+    byte (an offset; None when the kept heads agree and only the rest differs) and both
+    lengths. Empty when every answer is the same."""
+    names = [name for name in digests if name in heads]
+    if not names:
+        return []
+    first = names[0]
+    found: list[dict[str, Any]] = []
+    for other in names[1:]:
+        if digests[other] == digests[first]:
+            continue
+        (len_a, head_a), (len_b, head_b) = heads[first], heads[other]
+        offset = next((i for i, (x, y) in enumerate(zip(head_a, head_b)) if x != y), None)
+        if offset is None and len(head_a) != len(head_b) and min(len_a, len_b) <= RESPONSE_HEAD_BYTES:
+            offset = min(len(head_a), len(head_b))  # one is a prefix of the other
+        found.append({"runtime": other, "against": first, "first_differing_byte": offset, "bytes": len_b, "against_bytes": len_a})
+    return found
 
 
 def _block_sizes(sizes: list[int]) -> dict[str, int]:

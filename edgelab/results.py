@@ -39,6 +39,8 @@ class Sample:
     started_at: float = 0.0
     #: Which scenario launched it: a burst's cold starts and a ramp's are summarised apart.
     scenario: str = "burst"
+    #: Command workloads: launch to exit (``Launch.exit_ns``); None for resident ABI ones.
+    exit_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ class RuntimeResult:
     #: (a launch waits for the one before it, so a slow runtime falls short; ``warnings`` says).
     rate_asked_per_s: float | None = None
     rate_achieved_per_s: float | None = None
+    #: Traffic only: the per-request record and its summaries (``edgelab.traffic.TrafficResult``).
+    traffic: Any = None
 
     def sample_time_s(self, sample: Sample) -> float:
         """When ``sample``'s launch began, in seconds from ``clock_origin``."""
@@ -279,6 +283,10 @@ class RuntimeResult:
 
     def summary(self) -> Summary | None:
         return summarize([s.startup_ns for s in self.measured if s.ok and s.startup_ns is not None])
+
+    def exit_summary(self) -> Summary | None:
+        """Command workloads: launch to exit, over the measured ok launches (None otherwise)."""
+        return summarize([s.exit_ns for s in self.measured if s.ok and s.exit_ns is not None])
 
     def phase_summaries(self) -> dict[str, Summary]:
         found: dict[str, Summary] = {}
@@ -323,6 +331,7 @@ class RuntimeResult:
             "startup_includes": self.startup_includes,
             "startup_us": summary.as_us() if summary else None,
             "phases_us": {name: s.as_us() for name, s in self.phase_summaries().items()},
+            "exit_us": exit_summary.as_us() if (exit_summary := self.exit_summary()) else None,
             "samples_us": [
                 round(s.startup_ns / 1_000, 3)
                 for s in self.measured
@@ -364,6 +373,7 @@ class RuntimeResult:
             ),
             "memory": memory.to_json() if memory else None,
             "instances": {"running": self.running, "launched": self.launched, "failed": self.failed},
+            "traffic": self.traffic.to_json() if self.traffic is not None else None,
             "warnings": self.warnings(),
         }
 

@@ -49,6 +49,11 @@ GIB = 1 << 30
 RATE_PER_S = Limit(0.01, 10_000, "launches per second")
 #: Seconds of steady traffic: up to a day.
 DURATION_S = Limit(0, 86_400, "seconds", lo_inclusive=False)
+#: Traffic: seconds an idle instance is kept before it is stopped (scale to zero); 0 stops
+#: each instance once it has answered (every request cold).
+KEEPALIVE_S = Limit(0, 86_400, "seconds")
+#: Traffic: instances kept ready (pre-warmed) per runtime.
+PREWARM = Limit(0, 100_000, "instances", whole=True)
 #: Seconds a launch may take to answer (flag or manifest): up to an hour.
 TIMEOUT_S = Limit(0, 3_600, "seconds", lo_inclusive=False)
 COUNT = Limit(1, 1_000_000, "cold starts", whole=True)
@@ -105,6 +110,37 @@ def parse_number(text: str, what: str, limit: Limit) -> float:
         return check(value, what, limit)
     except BadNumber:
         raise _bad(what, limit, repr(text)) from None
+
+
+_SECOND_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_seconds(text: str, what: str, limit: Limit) -> float:
+    """Seconds typed with or without a unit (``2``, ``2s``, ``500ms``, ``1.5m``, ``1h``),
+    checked against ``limit``: what ``--keepalive 2s`` and ``--duration 30`` take."""
+    stripped = text.strip().lower()
+    for unit in sorted(_SECOND_UNITS, key=len, reverse=True):
+        if stripped.endswith(unit) and stripped[: -len(unit)].strip():
+            number = stripped[: -len(unit)].strip()
+            try:
+                value = float(number) * _SECOND_UNITS[unit]
+            except ValueError:
+                raise _bad(what, limit, repr(text)) from None
+            try:
+                return check(value, what, limit)
+            except BadNumber:
+                raise _bad(what, limit, repr(text)) from None
+    return parse_number(text, what, limit)
+
+
+def seconds_flag(limit: Limit) -> Callable[[str], float]:
+    """An argparse ``type=`` for a duration flag (``parse_seconds``)."""
+
+    def parse(text: str) -> float:
+        return parse_seconds(text, "", limit)
+
+    parse.__name__ = "seconds"
+    return parse
 
 
 def positive_finite(text: str, what: str, hi: float) -> float:

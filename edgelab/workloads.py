@@ -49,9 +49,59 @@ MODULES_DIR = modules_dir()
 ABI_DIR = shipped_dir("modules") / "abi"
 
 
+#: How a workload talks: ``abi`` is the lab's own resident framed ABI (the built-in C
+#: workloads, ``modules/abi``); ``command`` is the CGI/WAGI convention every toolchain emits:
+#: the request on stdin, the response on stdout, exit 0. An instance of a command answers once.
+Convention = str
+CONVENTIONS: tuple[str, ...] = ("abi", "command")
+
+
+@dataclass(frozen=True)
+class Function:
+    """A person's own function: the artifacts they give (any of the three), run as commands.
+
+    ``wasm``: a WASI preview 1 core module (a path); ``image``: an image the engine has
+    locally (never pulled); ``command``: argv run without a shell. ``dirs`` and ``env`` are
+    the grants the Wasm module gets (deny by default), as the wasmtime CLI's ``--dir
+    HOST::GUEST`` and ``--env K=V``; the native command and the image get the same env.
+    """
+
+    wasm: str | None = None
+    image: str | None = None
+    command: tuple[str, ...] | None = None
+    #: (host path, guest path) pairs.
+    dirs: tuple[tuple[str, str], ...] = ()
+    #: (name, value) pairs.
+    env: tuple[tuple[str, str], ...] = ()
+
+    def artifacts(self) -> dict[str, str]:
+        """Which artifact kinds (the registry's ``Artifact``: wasm, image, native) it gives."""
+        found: dict[str, str] = {}
+        if self.wasm:
+            found["wasm"] = self.wasm
+        if self.image:
+            found["image"] = self.image
+        if self.command:
+            found["native"] = " ".join(self.command)
+        return found
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "wasm": self.wasm,
+            "image": self.image,
+            "command": list(self.command) if self.command else None,
+            "dirs": [f"{host}::{guest}" for host, guest in self.dirs],
+            "env": [name for name, _ in self.env],  # names only: values may be secrets
+        }
+
+
 @dataclass(frozen=True)
 class Workload:
-    """A workload as its manifest describes it; the same source builds all three artifacts."""
+    """A workload as its manifest describes it; the same source builds all three artifacts.
+
+    A *function* workload (``function`` set, ``convention == "command"``) has no sources: its
+    artifacts are the person's own (``edgelab run --wasm/--image/--command``, ``edgelab add``).
+    """
 
     name: str
     description: str
@@ -67,10 +117,16 @@ class Workload:
     #: The largest response the lab reads from one instance; past it the instance is killed and
     #: the launch fails with "response exceeded ...". Manifest field ``max_response_bytes``.
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: A person's own artifacts (command convention); None for the built-in ABI workloads.
+    function: Function | None = None
 
     @property
     def manifest(self) -> Path:
         return self.directory / MANIFEST_NAME
+
+    @property
+    def convention(self) -> Convention:
+        return "command" if self.function is not None else "abi"
 
 
 def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -209,3 +265,27 @@ def get_workload(name: str, root: Path | None = None) -> Workload:
         known = ", ".join(w for w, spec in workloads.items() if not spec.hostile) or "none"
         raise UsageError(f"unknown workload '{name}' (known: {known})")
     return workloads[name]
+
+
+def function_workload(name: str, function: Function, request: bytes = b"", timeout_s: float = 10.0) -> Workload:
+    """A workload standing for a person's own function (``edgelab run --wasm/--image/--command``):
+    no sources, no folder of its own; its limits are the lab's defaults."""
+    return Workload(
+        name=name,
+        description=f"your function ({', '.join(function.artifacts())})",
+        directory=Path.cwd(),
+        sources=(),
+        default_request=request,
+        max_request_bytes=16 << 20,
+        timeout_s=timeout_s,
+        memory_limit_bytes=256 << 20,
+        function=function,
+    )
+
+
+def resolve_workload(name: str, function: Function | None = None) -> Workload:
+    """The workload a run's settings name: a function given on the command line, else one from
+    the workloads' folders by name."""
+    if function is not None:
+        return function_workload(name, function)
+    return get_workload(name)

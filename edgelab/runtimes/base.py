@@ -65,12 +65,24 @@ class Launch:
 
     ``phases_ns`` is ordered as the runtime's ``phase_names``; ``startup_ns`` is the time from
     the launch call to the first byte of the first response, measured by ``perf_counter_ns``.
+
+    A *command* workload (``Workload.convention == "command"``) answers once: ``startup_ns``
+    runs to the first byte of its stdout, ``exit_ns`` to its exit (stdout closed, status 0
+    read), and ``response`` is its whole stdout (status OK only on exit 0). Its instance has
+    exited by then (``StoppedInstance``). In a ramp (``launch_many``) a command instance is
+    left *waiting for its request* (spawned, stdin open, nothing sent): ``waiting`` is True,
+    ``response`` is empty and ``startup_ns`` runs to that point, so its memory is what an idle
+    instance holds.
     """
 
     instance: Instance
     response: Response
     startup_ns: int
     phases_ns: dict[str, int] = field(default_factory=dict)
+    #: Command workloads: launch call to the instance's exit (None: the ABI's resident ones).
+    exit_ns: int | None = None
+    #: A command instance launched and left waiting for its request (a ramp's resident one).
+    waiting: bool = False
 
 
 class Runtime(ABC):

@@ -54,6 +54,9 @@ class RuntimeSpec:
     default: bool = False
     #: Left out of listings and ``--runtimes`` (the fake: UI tests only).
     hidden: bool = False
+    #: The workload conventions this rung runs (``edgelab.workloads.CONVENTIONS``): ``abi``
+    #: (the built-in workloads), ``command`` (a person's own function: stdin to stdout).
+    conventions: tuple[str, ...] = ("abi",)
 
     @property
     def variant(self) -> str | None:
@@ -135,6 +138,25 @@ def default_names() -> tuple[str, ...]:
     return tuple(s.name for s in specs() if s.default)
 
 
+def not_applicable(entry: RuntimeSpec, workload: Any) -> str | None:
+    """Why rung ``entry`` cannot run ``workload`` (an ``edgelab.workloads.Workload``), in one
+    line, or None if it can: a function workload runs on the rungs that take its convention
+    and whose artifact kind it gives (its module on the Wasm rungs, its image on the container
+    rungs, its command on subprocess)."""
+    if workload.convention not in entry.conventions:
+        return f"runs {', '.join(entry.conventions)} workloads, not {workload.convention} ones"
+    function = getattr(workload, "function", None)
+    if function is not None and entry.artifact not in function.artifacts():
+        wanted = {"wasm": "--wasm", "image": "--image", "native": "--command"}.get(entry.artifact, entry.artifact)
+        return f"needs {wanted}, which this function does not give"
+    return None
+
+
+def applicable_names(workload: Any) -> tuple[str, ...]:
+    """Every listed rung that can run ``workload``, in registry order."""
+    return tuple(s.name for s in specs() if not_applicable(s, workload) is None)
+
+
 def family_of(name: str) -> str:
     return spec(name).family
 
@@ -176,12 +198,14 @@ register(RuntimeSpec(
     "a FROM scratch image under runc, created and started through the engine's API",
     ready_cost="one running container: its process, its containerd shim and its cgroup",
     default=True,
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "subprocess", "edgelab.runtimes.subprocess", "SubprocessRuntime", "subprocess", "native",
     "the static native binary, spawned into its own cgroup and jail",
     ready_cost="one resident process: its pages, page tables and cgroup",
     default=True,
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "wasm", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
@@ -189,6 +213,7 @@ register(RuntimeSpec(
     skips="compiling the module (done once ahead) and mapping memory (the slot is reused)",
     ready_cost="one resident instance: its Store, instance and touched memory (code shared)",
     default=True,
+    conventions=("abi", "command"),
 ))  # fmt: skip
 # -- container rungs (owner: the containers helper) ----------------------------------------------
 register(RuntimeSpec(
@@ -196,6 +221,7 @@ register(RuntimeSpec(
     "docker run --rm -i through the docker CLI, as people type it (request on stdin)",
     ready_cost="one running container, as container (the CLI process exits once it is attached)",
     options=_options(strategy="cli"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "container:created", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
@@ -203,6 +229,7 @@ register(RuntimeSpec(
     skips="docker create (done ahead, untimed)",
     ready_cost="one created container: engine state only, no process until started",
     options=_options(strategy="created"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "container:paused", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
@@ -210,18 +237,21 @@ register(RuntimeSpec(
     skips="docker create and start (done ahead, untimed): a warm pool, provisioned concurrency",
     ready_cost="one paused container: its processes' memory while idle, as a resident one",
     options=_options(strategy="paused"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "container:gvisor", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
     "the same image and hardening under gVisor's runsc (a user-space kernel), via the SDK",
     ready_cost="one running sandbox: its Sentry, its gofer and its shim",
     options=_options(oci_runtime="runsc"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "container:crun", "edgelab.runtimes.container", "ContainerRuntime", "container", "image",
     "the same image and hardening under crun (the OCI runtime in C) instead of runc, via the SDK",
     ready_cost="one running container, as container",
     options=_options(oci_runtime="crun"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 # -- subprocess rungs (owner: the subprocess helper) --------------------------------------------
 register(RuntimeSpec(
@@ -244,6 +274,7 @@ register(RuntimeSpec(
     skips="compiling and loading the module (done once ahead); not mapping memory (no pool)",
     ready_cost="one resident instance: its Store, instance and touched memory (code shared)",
     options=_options(strategy="mmap"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "wasm:aot", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
@@ -251,12 +282,14 @@ register(RuntimeSpec(
     skips="compiling (done once ahead); every launch deserializes the code and maps memory",
     ready_cost="one resident instance with its own deserialized copy of the code",
     options=_options(strategy="aot"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 register(RuntimeSpec(
     "wasm:jit", "edgelab.runtimes.wasm", "WasmRuntime", "wasm", "wasm",
     "the .wasm compiled (Cranelift) at every launch, then instantiated: a generic Wasm runtime",
     ready_cost="one resident instance with its own compiled copy of the code",
     options=_options(strategy="jit"),
+    conventions=("abi", "command"),
 ))  # fmt: skip
 # -- isolate rungs (owner: the isolate helper) --------------------------------------------------
 register(RuntimeSpec(

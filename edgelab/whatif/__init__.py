@@ -1,0 +1,1 @@
+"""The what-if simulator, fed by measured runs and labelled as simulation (owner: the simulator helper)."""
