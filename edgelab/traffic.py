@@ -10,12 +10,34 @@ run's start (``time.monotonic``). A request's latency is ``queue_ns`` (arrival t
 its service: waiting for a free instance) plus its service: ``startup_ns`` if it was cold (a
 launch, to the first byte of the response; that includes executing this first request) or
 ``exec_ns`` if warm (the request's round trip on an idle resident instance).
+
+The policy the real scenario runs, which the simulator mirrors:
+
+* concurrency per instance is 1; a request takes the *most recently idle* instance (LIFO, so
+  that instances beyond what the load needs stay idle and expire), else starts a cold launch;
+* at most ``workers`` requests are served at once per runtime (cold launches included);
+  beyond that a request waits, and that wait is in ``queue_ns``;
+* an instance idle longer than ``keepalive_s`` is stopped (``scaled_down``), except that the
+  pool never goes below ``prewarm`` instances (launched before the clock starts, untimed);
+* an instance counts in ``instances_over_time`` from the moment its launch begins until it is
+  stopped (a cold launch in progress is an instance, as a provider bills it);
+* command workloads answer once: every request is a cold start and nothing is kept.
+
+Export layout (``to_json``): ``requests`` is a list of rows
+``[t_s, kind, queue_us, service_us, error]`` in request order (``columns`` names them): the
+arrival in seconds from the start, ``"warm"|"cold"|"failed"``, the queueing and the service
+(startup if cold, exec if warm, None if failed) in microseconds to the nanosecond, and the
+error line (None unless failed). ``instances_over_time`` is ``[[t_s, instances], ...]``.
+The summaries beside them (counts, percentiles in microseconds, instances mean/peak, memory)
+are derived and recomputed on read; ``from_json(to_json(r)) == r``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from edgelab.stats import Summary, format_duration_ns, summarize
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,6 +47,12 @@ if TYPE_CHECKING:
 RequestKind = Literal["warm", "cold", "failed"]
 #: The arrival patterns ``--pattern`` takes.
 PATTERNS: tuple[str, ...] = ("poisson", "onoff", "trace")
+#: The order of a request row's fields in the export.
+REQUEST_COLUMNS: tuple[str, ...] = ("t_s", "kind", "queue_us", "service_us", "error")
+#: Requests served at once per runtime (worker threads); beyond it they queue.
+WORKERS = 16
+#: How the idle instance a request takes is chosen (see the module docstring).
+REUSE = "most recently idle first (LIFO)"
 
 
 @dataclass(frozen=True)
@@ -71,15 +99,237 @@ class TrafficResult:
     memory_byte_seconds: float | None = None
     #: A line saying why a figure is missing or what limited the run (None: nothing to say).
     note: str | None = None
+    #: The seed the arrivals were drawn with (the one used, also when none was asked for).
+    seed: int | None = None
+    #: The trace replayed (pattern ``trace``), as given.
+    trace_file: str | None = None
+    #: Requests served at once (worker threads); beyond it they queued.
+    workers: int = WORKERS
+    #: Memory readings taken (``pss_bytes`` of the resident instances, ~every 0.5 s) and the
+    #: idle baseline they grow from (bytes, before any instance was launched).
+    memory_samples: int = 0
+    memory_baseline_bytes: float | None = None
 
+    # -- summaries ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Requests by kind: requests (all that arrived and were served or failed), warm, cold, failed."""
+        found = {"requests": len(self.requests), "warm": 0, "cold": 0, "failed": 0}
+        for r in self.requests:
+            found[r.kind] += 1
+        return found
+
+    @property
+    def cold_fraction(self) -> float | None:
+        """Cold starts / requests served (failed ones left out); None with none served."""
+        c = self.counts()
+        served = c["warm"] + c["cold"]
+        return c["cold"] / served if served else None
+
+    def latency_summary(self, kind: RequestKind | None = None) -> Summary | None:
+        """Arrival to first response byte (queue + service) over the served requests of ``kind``
+        (None: warm and cold together), nanoseconds."""
+        return summarize([
+            lat for r in self.requests
+            if r.kind != "failed" and (kind is None or r.kind == kind) and (lat := r.latency_ns) is not None
+        ])
+
+    def queue_summary(self) -> Summary | None:
+        """Waiting for a worker (arrival to service start), over every request, nanoseconds."""
+        return summarize([r.queue_ns for r in self.requests])
+
+    def instances_mean(self) -> float | None:
+        """Time-weighted mean of the instances held over ``[0, duration_s]``."""
+        points = self.instances_over_time
+        if not points or self.duration_s <= 0:
+            return None
+        total = 0.0
+        for (t0, n), (t1, _) in zip(points, [*points[1:], (max(self.duration_s, points[-1][0]), 0)], strict=True):
+            a, b = max(0.0, min(t0, self.duration_s)), max(0.0, min(t1, self.duration_s))
+            total += n * (b - a)
+        return total / self.duration_s
+
+    def instances_peak(self) -> int:
+        return max((n for _, n in self.instances_over_time), default=0)
+
+    # -- export ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        raise NotImplementedError  # the traffic scenario's owner writes the summaries
+        counts = self.counts()
+        cold_fraction = self.cold_fraction
+        mean = self.instances_mean()
+
+        def us(s: Summary | None) -> dict[str, float] | None:
+            return s.as_us() if s is not None else None
+
+        return {
+            "policy": {
+                "pattern": self.pattern,
+                "rate_per_s": self.rate_per_s,
+                "keepalive_s": self.keepalive_s,
+                "prewarm": self.prewarm,
+                "duration_s": self.duration_s,
+                "seed": self.seed,
+                "trace_file": self.trace_file,
+                "workers": self.workers,
+                "concurrency_per_instance": 1,
+                "reuse": REUSE,
+            },
+            "counts": counts,
+            "cold_fraction": round(cold_fraction, 6) if cold_fraction is not None else None,
+            "latency_includes": "arrival to first response byte: queue + startup (cold) or exec (warm)",
+            "latency_us": {
+                "all": us(self.latency_summary()),
+                "warm": us(self.latency_summary("warm")),
+                "cold": us(self.latency_summary("cold")),
+            },
+            "queue_us": us(self.queue_summary()),
+            "instances": {"mean": round(mean, 4) if mean is not None else None, "peak": self.instances_peak()},
+            "scaled_down": self.scaled_down,
+            "memory": {
+                "metric": self.memory_metric,
+                "bytes_per_instance": self.memory_bytes_per_instance,
+                "kib_per_instance": _kib(self.memory_bytes_per_instance),
+                "byte_seconds": self.memory_byte_seconds,
+                "mib_seconds": (
+                    round(self.memory_byte_seconds / (1 << 20), 3) if self.memory_byte_seconds is not None else None
+                ),
+                "baseline_bytes": self.memory_baseline_bytes,
+                "samples": self.memory_samples,
+                "includes": "growth of the runtime's memory metric over its idle baseline while instances were held",
+            },
+            "note": self.note,
+            "columns": list(REQUEST_COLUMNS),
+            "requests": [_row(r) for r in self.requests],
+            "instances_over_time": [[t, n] for t, n in self.instances_over_time],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrafficResult:
-        raise NotImplementedError
+        """Read back what ``to_json`` wrote (an export's ``results[i]["traffic"]``); a part
+        missing or of the wrong shape raises ``ValueError`` saying which."""
+        try:
+            policy = data["policy"]
+            memory = data.get("memory") or {}
+            columns = tuple(data.get("columns") or REQUEST_COLUMNS)
+            if columns != REQUEST_COLUMNS:
+                raise ValueError(f"request columns {list(columns)}, expected {list(REQUEST_COLUMNS)}")
+            requests = [_record(i, row) for i, row in enumerate(data["requests"])]
+            return cls(
+                pattern=str(policy["pattern"]),
+                rate_per_s=float(policy["rate_per_s"]),
+                keepalive_s=float(policy["keepalive_s"]),
+                prewarm=int(policy["prewarm"]),
+                duration_s=float(policy["duration_s"]),
+                requests=requests,
+                instances_over_time=[(float(t), int(n)) for t, n in data.get("instances_over_time") or []],
+                scaled_down=int(data.get("scaled_down") or 0),
+                memory_bytes_per_instance=_opt_float(memory.get("bytes_per_instance")),
+                memory_metric=str(memory.get("metric") or ""),
+                memory_byte_seconds=_opt_float(memory.get("byte_seconds")),
+                note=data.get("note"),
+                seed=int(policy["seed"]) if policy.get("seed") is not None else None,
+                trace_file=policy.get("trace_file"),
+                workers=int(policy.get("workers") or WORKERS),
+                memory_samples=int(memory.get("samples") or 0),
+                memory_baseline_bytes=_opt_float(memory.get("baseline_bytes")),
+            )
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"not a traffic record: {type(exc).__name__} {exc}") from None
+
+
+def _kib(value: float | None) -> float | None:
+    return round(value / 1024, 3) if value is not None else None
+
+
+def _opt_float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _us(ns: int | None) -> float | None:
+    return ns / 1000 if ns is not None else None
+
+
+def _ns(us: Any) -> int | None:
+    return round(float(us) * 1000) if us is not None else None
+
+
+def _row(r: RequestRecord) -> list[Any]:
+    service = r.startup_ns if r.kind == "cold" else r.exec_ns
+    return [r.arrival_s, r.kind, _us(r.queue_ns), _us(service), r.error]
+
+
+def _record(index: int, row: list[Any]) -> RequestRecord:
+    t_s, kind, queue_us, service_us, error = row
+    if kind not in ("warm", "cold", "failed"):
+        raise ValueError(f"request {index}: kind {kind!r} is not warm, cold or failed")
+    service = _ns(service_us)
+    queue = _ns(queue_us)
+    return RequestRecord(
+        index=index,
+        arrival_s=float(t_s),
+        kind=kind,
+        queue_ns=queue if queue is not None else 0,
+        startup_ns=service if kind == "cold" else None,
+        exec_ns=service if kind == "warm" else None,
+        error=error,
+    )
+
+
+def _format_memory(t: TrafficResult) -> str:
+    parts = []
+    if t.memory_bytes_per_instance is not None:
+        parts.append(f"{t.memory_bytes_per_instance / 1024:,.0f} KiB/inst")
+    if t.memory_byte_seconds is not None:
+        parts.append(f"{t.memory_byte_seconds / (1 << 20):,.1f} MiB·s")
+    return " · ".join(parts) if parts else "–"
 
 
 def print_traffic(result: RunResult, console: Console) -> None:
     """The traffic table ``edgelab run --scenario traffic`` prints under the startup table."""
-    raise NotImplementedError
+    from rich import box
+    from rich.table import Table
+
+
+    traffics = [(name, r.traffic) for name, r in result.runtimes.items() if r.traffic is not None]
+    if not traffics:
+        return
+    first = traffics[0][1]
+    policy = (
+        f"{first.pattern}"
+        + (f" {first.rate_per_s:g}/s" if first.pattern != "trace" else f" {first.trace_file}")
+        + f", keep-alive {first.keepalive_s:g} s, pre-warm {first.prewarm}, {first.duration_s:g} s, seed {first.seed}"
+    )
+    table = Table(
+        title=f"traffic ({policy}): latency = arrival → first response byte (queue + startup if cold, exec if warm)",
+        caption="memory held: growth of each runtime's memory metric over its idle baseline (per instance · integral over the run)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0, 0, 1),
+    )
+    for column in ("runtime", "requests", "cold %", "p50", "p99", "warm p50", "cold p50", "inst mean/peak", "memory held"):
+        table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
+    notes: list[str] = []
+
+    def dur(s: Summary | None, attr: str = "p50_ns") -> str:
+        return format_duration_ns(getattr(s, attr)) if s is not None else "–"
+
+    for name, t in traffics:
+        c = t.counts()
+        cold = t.cold_fraction
+        total = t.latency_summary()
+        mean = t.instances_mean()
+        table.add_row(
+            name,
+            f"{c['requests']:,}" + (f" ({c['failed']:,} failed)" if c["failed"] else ""),
+            f"{cold * 100:.1f}%" if cold is not None else "–",
+            dur(total),
+            dur(total, "p99_ns"),
+            dur(t.latency_summary("warm")),
+            dur(t.latency_summary("cold")),
+            (f"{mean:.1f}" if mean is not None else "–") + f"/{t.instances_peak()}",
+            _format_memory(t),
+        )
+        if t.note:
+            notes.append(f"{name}: {t.note}")
+    console.print(table)
+    for line in notes:
+        console.print(f"  [dim]{line}[/]", highlight=False)
