@@ -94,12 +94,14 @@ from edgelab.runtimes.wasm.capi import (
     wasi_config_set_argv as _wasi_config_set_argv,
 )
 from edgelab.runtimes.wasm.hotpath import (
+    CMD_EXIT,
     HOT_STAGES,
     LAUNCHED,
     MODE_COMPILE,
     MODE_DESERIALIZE,
     MODE_PRE,
     HotCall,
+    HotCommand,
     HotLaunched,
     HotPath,
     LayoutMismatch,
@@ -110,8 +112,10 @@ from edgelab.runtimes.wasm.records import (
     MODES,
     Answer,
     BatchBuilder,
+    CommandBatch,
     LaunchBatch,
     LaunchRecord,
+    command_phases,
     phases_of,
 )
 from edgelab.runtimes.wasm.residents import SLOT_BYTES as _SLOT_BYTES
@@ -412,6 +416,101 @@ class LoadedModule:
         self.call_ptr = ctypes.addressof(self.call)
 
 
+class CommandModule:
+    """A person's WASI command (request on stdin, response on stdout, exit 0) ready to launch:
+    its grants as C arrays the hot path reads at every launch (each launch builds a fresh WASI
+    context from them), its ``_start`` checked once here."""
+
+    def __init__(
+        self,
+        host: Host,
+        name: str,
+        module: Any,
+        memory_limit: int,
+        timeout_s: float,
+        max_response_bytes: int,
+        argv0: str,
+        dirs: list[tuple[str, str]],
+        env: list[tuple[str, str]],
+        source: bytes = b"",
+    ) -> None:
+        start = {e.name: e.type for e in module.exports}.get("_start")
+        if not isinstance(start, wasmtime.FuncType) or list(start.params) or list(start.results):
+            raise GuestError("failed", f"{name} exports no _start function of type () -> ()")
+        self.name = name
+        self.number = len(host.module_list)
+        self.module = module if host.mode == "pre" else None
+        self.pre = host.linker.instantiate_pre(module) if host.mode == "pre" else None
+        self.pre_ptr = _addr(self.pre) if self.pre is not None else 0
+        self._source = ctypes.create_string_buffer(source, len(source)) if source else None
+        self.memory_limit = memory_limit
+        self.deadline_ticks = deadline_ticks(timeout_s)
+        self.max_response = max_response_bytes
+        self._keep: list[Any] = []  # every buffer the C arrays point into
+
+        def strings(values: list[str]) -> Any:
+            buffers = [ctypes.create_string_buffer(v.encode()) for v in values]
+            self._keep.extend(buffers)
+            array_ = (c_char_p * max(1, len(values)))(*[ctypes.cast(b, c_char_p) for b in buffers])
+            self._keep.append(array_)
+            return ctypes.addressof(array_)
+
+        self.call = HotCommand(
+            engine=host.engine_ptr,
+            pre=self.pre_ptr or None,
+            memory_limit=memory_limit,
+            deadline_ticks=self.deadline_ticks,
+            argv=strings([argv0]),
+            argc=1,
+            env_names=strings([k for k, _ in env]),
+            env_values=strings([v for _, v in env]),
+            envc=len(env),
+            dir_hosts=strings([h for h, _ in dirs]),
+            dir_guests=strings([g for _, g in dirs]),
+            dirc=len(dirs),
+            max_response=max_response_bytes,
+            linker=host.linker_ptr,
+            module_bytes=ctypes.addressof(self._source) if self._source is not None else None,
+            module_len=len(source),
+            mode={"pre": MODE_PRE, "compile": MODE_COMPILE, "deserialize": MODE_DESERIALIZE}[
+                host.mode
+            ],
+        )
+        self.call_ptr = ctypes.addressof(self.call)
+        self.dirs = dirs
+
+    def failure(self, call: HotCommand) -> GuestError:
+        """The one line a failed command launch says (its error or trap freed), with the first
+        line of what it wrote to stderr."""
+        stderr = ""
+        if call.err_len:
+            text = ctypes.string_at(call.err, min(call.err_len, 4096)).decode("utf-8", "replace")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            stderr = f"; stderr: {lines[0][:200]}" if lines else ""
+        stage = call.stage
+        if stage == CMD_EXIT:
+            return GuestError("failed", f"exited with status {call.exit_code}{stderr}")
+        if stage == 10:
+            return GuestError(
+                "failed",
+                f"response exceeded {format_cap(self.max_response)} (stdout past the limit; "
+                "the instance was dropped)",
+            )
+        if stage == 9:
+            return GuestError("failed", "the wasm host could not allocate the stdout buffer")
+        if stage == 3:
+            return GuestError("failed", f"{self.name} has no export _start")
+        if stage == 1 and not call.error:
+            host_dir, guest = self.dirs[call.exit_code]
+            return GuestError("failed", f"cannot preopen {host_dir} as {guest}")
+        exc = _error_text(call.error or 0, call.trap or 0)
+        if stage == 11:
+            return GuestError(exc.kind, f"cannot make the module: {exc}")
+        if stage == 1:
+            return GuestError(exc.kind, f"cannot set up WASI: {exc}")
+        return GuestError(exc.kind, f"{exc}{stderr}")
+
+
 class Host:
     """Every module and resident instance of one host process, keyed by integer ids.
 
@@ -522,6 +621,102 @@ class Host:
         if source:
             info["source_bytes"] = len(source)
         return info
+
+    def load_command(
+        self,
+        name: str,
+        wasm_path: str,
+        cwasm_path: str | None,
+        memory_limit: int,
+        timeout_s: float,
+        max_response_bytes: int,
+        argv0: str,
+        dirs: list[tuple[str, str]],
+        env: list[tuple[str, str]],
+    ) -> dict[str, Any]:
+        """Load a person's WASI command (compiled once, cached as ``cwasm_path``). Its memory
+        limit is the workload's or this host's pool slot, whichever is less (both said)."""
+        module, info = load_module(
+            self.engine, Path(wasm_path), Path(cwasm_path) if cwasm_path else None
+        )
+        limit = min(memory_limit, self.max_memory_bytes)
+        if self.mode == "compile":
+            source = Path(wasm_path).read_bytes()
+        elif self.mode == "deserialize":
+            source = bytes(module.serialize())
+        else:
+            source = b""
+        loaded = CommandModule(
+            self, name, module, limit, timeout_s, max_response_bytes, argv0,
+            [tuple(d) for d in dirs], [tuple(e) for e in env], source,  # type: ignore[misc]
+        )  # fmt: skip
+        old = self.modules.get(name)
+        if old is not None:
+            loaded.number = old.number
+        self.modules[name] = loaded  # type: ignore[assignment]
+        if loaded.number == len(self.module_list):
+            self.module_list.append(loaded)  # type: ignore[arg-type]
+        else:
+            self.module_list[loaded.number] = loaded  # type: ignore[call-overload]
+        info.update(mode=self.mode, memory_limit=limit)
+        if source:
+            info["source_bytes"] = len(source)
+        return info
+
+    def _command_one(
+        self, module: CommandModule, request: bytes, keep: bool, ticks: int
+    ) -> tuple[int, bytes, tuple[int, ...], int, int | None]:
+        """One command launch: (id or -1, stdout, phases, startup, exit). Kept: instantiated
+        with its WASI context and left waiting (``_start`` not called). Raises GuestError with
+        nothing left behind."""
+        hot = self.hot
+        if hot is None:
+            raise GuestError(
+                "failed",
+                "WASI commands run through the compiled hot path only, and this host has none",
+            )
+        residents = self.residents
+        index = residents.reserve() if keep else -1
+        call = module.call
+        call.slot = residents.slot_address(index) if keep else self._scratch
+        call.deadline_ticks = ticks
+        call.request = request
+        call.request_len = len(request)
+        call.run = 0 if keep else 1
+        failed = hot.command(module.call_ptr)
+        call.request = None
+        if failed:
+            raise module.failure(call)
+        phases, startup, exit_ns = command_phases(
+            self.mode, call.t0, call.tm, call.tw, call.t1, call.tf, call.t2
+        )
+        if keep:
+            return residents.add(index, call.store, module.number), b"", phases, startup, None
+        body = ctypes.string_at(call.out, call.out_len) if call.out_len else b""
+        _store_delete(call.store)
+        return -1, body, phases, startup, exit_ns
+
+    def command_batch(
+        self, name: str, request: bytes, n: int, keep: bool, timeout_s: float | None = None
+    ) -> CommandBatch:
+        """Up to ``n`` command launches (kept: left waiting), after one untimed warm-up when
+        none is kept; stops at the first failure (the batch's ``failure``)."""
+        module = self._module(name)
+        if not isinstance(module, CommandModule):
+            raise GuestError("failed", f"{name} is not a WASI command in this host")
+        ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
+        rows: list[tuple[int, bytes, tuple[int, ...], int, int | None]] = []
+        try:
+            if not keep and n > 0:
+                for _ in range(WARM_LAUNCHES):
+                    self._command_one(module, request, False, ticks)
+            for _ in range(n):
+                rows.append(self._command_one(module, request, keep, ticks))
+        except GuestError as exc:
+            return CommandBatch(rows, LaunchRecord.failed(exc.kind, str(exc)))
+        except MemoryError:
+            return CommandBatch(rows, LaunchRecord.failed("limit", host_out_of_memory("MemoryError")))
+        return CommandBatch(rows)
 
     def _module(self, name: str) -> LoadedModule:
         module = self.modules.get(name)
@@ -767,6 +962,10 @@ class Host:
         store = residents.stores[index]
         base = residents.slot_address(index)
         module = self.module_list[residents.modules[index]]
+        if isinstance(module, CommandModule):
+            raise GuestError(
+                "failed", "a WASI command instance answers once: it was launched waiting, not asked"
+            )
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
         try:
             if self.hot is not None:
@@ -856,6 +1055,8 @@ def serve(
         "load": host.load,
         "launch": host.launch,
         "launch_batch": host.launch_batch,
+        "load_command": host.load_command,
+        "command_batch": host.command_batch,
         "request": host.request,
         "drop": host.drop,
         "drop_all": host.drop_all,
@@ -891,7 +1092,7 @@ def serve(
                 reserve = None
                 frame = encode(reply)
         except MemoryError:
-            if isinstance(reply, Ok) and isinstance(reply.value, LaunchBatch):
+            if isinstance(reply, Ok) and isinstance(reply.value, (LaunchBatch, CommandBatch)):
                 host.drop(reply.value.kept_ids())  # never unseen
             frame = out_of_memory
         try:

@@ -64,6 +64,19 @@ typedef struct {
     void *(*module_deserialize)(void *engine, const u8 *bytes, usize len, void **module);
     void (*module_delete)(void *module);
     void *(*linker_instantiate)(void *linker, void *ctx, void *module, void *instance, void **trap);
+    /* WASI commands (el_command): stdin bytes, captured stdout/stderr, grants, exit status. */
+    void (*byte_vec_new)(void *vec, usize len, const u8 *data);
+    void (*wasi_set_stdin_bytes)(void *config, void *vec);
+    void (*wasi_set_stdout_custom)(void *config, long (*write)(void *, const u8 *, usize), void *data,
+                                   void (*finalizer)(void *));
+    void (*wasi_set_stderr_custom)(void *config, long (*write)(void *, const u8 *, usize), void *data,
+                                   void (*finalizer)(void *));
+    _Bool (*wasi_set_env)(void *config, usize n, const char *const *names, const char *const *values);
+    _Bool (*wasi_preopen_dir)(void *config, const char *host, const char *guest, usize dir_perms,
+                              usize file_perms);
+    _Bool (*error_exit_status)(const void *error, int *status);
+    void (*error_delete)(void *error);
+    void (*wasi_config_delete)(void *config);
 } el_api;
 
 /* How a launch gets its module: the rungs of the ladder. */
@@ -366,4 +379,222 @@ int el_request(el_call *c) {
     if (handle(c, c->ctx, c->slot, 0) != EL_OK) return c->stage;
     c->t2 = now_ns();
     return EL_OK;
+}
+
+
+/* -- WASI commands ------------------------------------------------------------------------
+ * A person's own WASI preview 1 command (the "command" convention: the request on stdin, the
+ * response on stdout, exit 0). One launch: a fresh Store, a fresh WASI context (argv[0], the
+ * granted env and preopened directories only; stdin the request bytes; stdout and stderr
+ * captured by the callbacks below), instantiate, _start. Stamps: t0 before the module or the
+ * Store, tm the module made, tw the WASI context set, t1 instantiated, tf the first byte
+ * written to stdout (0: none), t2 _start returned or proc_exit. */
+
+enum {
+    EL_START = 12, /* error or trap in _start (not an exit) */
+    EL_EXIT = 13,  /* proc_exit with a non-zero status: `exit_code` */
+};
+
+#define EL_STDERR_KEEP 4096
+#define EL_EFBIG 27
+
+typedef struct {
+    /* in */
+    void *engine;
+    void *pre;
+    i64 memory_limit;
+    u64 deadline_ticks;
+    const char *const *argv;
+    usize argc;
+    const char *const *env_names;
+    const char *const *env_values;
+    usize envc;
+    const char *const *dir_hosts;
+    const char *const *dir_guests;
+    usize dirc;
+    const u8 *request;
+    usize request_len;
+    usize max_response; /* stdout beyond this fails the launch (nothing more is kept) */
+    u8 *slot;           /* the instance, then the _start export */
+    void *linker;
+    const u8 *module_bytes;
+    usize module_len;
+    i32 mode;
+    i32 run; /* 1: call _start; 0: instantiate and leave the instance waiting */
+    /* out */
+    void *store;
+    void *ctx;
+    void *error;
+    void *trap;
+    i32 stage;
+    i32 exit_code;
+    i64 t0;
+    i64 tm;
+    i64 tw;
+    i64 t1;
+    i64 tf;
+    i64 t2;
+    const u8 *out;
+    usize out_len;
+    const u8 *err;
+    usize err_len;
+    i32 too_long;
+    i32 pad1;
+} el_cmd;
+
+static inline int cmd_failed(el_cmd *c, int stage) {
+    c->stage = stage;
+    return stage;
+}
+
+static u8 *out_buf;
+static usize out_cap;
+static u8 err_buf[EL_STDERR_KEEP];
+
+/* stdout of the running command: stamp the first byte, keep up to max_response bytes; past
+ * that the write fails (EFBIG) and the launch is failed however the guest reacts. */
+static long cmd_stdout(void *data, const u8 *bytes, usize n) {
+    el_cmd *c = (el_cmd *)data;
+    if (n == 0) return 0;
+    if (!c->tf) c->tf = now_ns();
+    if (c->too_long || c->out_len + n > c->max_response) {
+        c->too_long = 1;
+        return -EL_EFBIG;
+    }
+    if (c->out_len + n > out_cap) {
+        usize want = c->out_len + n;
+        if (want < 2 * out_cap) want = 2 * out_cap;
+        if (want < 4096) want = 4096;
+        u8 *grown = api.realloc(out_buf, want);
+        if (!grown) {
+            c->too_long = 2;
+            return -EL_EFBIG;
+        }
+        out_buf = grown;
+        out_cap = want;
+    }
+    api.memcpy(out_buf + c->out_len, bytes, n);
+    c->out_len += n;
+    return (long)n;
+}
+
+/* stderr: the first EL_STDERR_KEEP bytes are kept (for the failure's one line), the rest
+ * accepted and dropped. */
+static long cmd_stderr(void *data, const u8 *bytes, usize n) {
+    el_cmd *c = (el_cmd *)data;
+    usize room = EL_STDERR_KEEP - c->err_len;
+    usize take = n < room ? n : room;
+    if (take) api.memcpy(err_buf + c->err_len, bytes, take);
+    c->err_len += take;
+    return (long)n;
+}
+
+usize el_command_size(void) { return sizeof(el_cmd); }
+
+int el_command(el_cmd *c) {
+    void *trap = 0;
+    void *module = 0;
+    c->store = c->ctx = c->error = c->trap = 0;
+    c->stage = EL_OK;
+    c->exit_code = 0;
+    c->tm = c->tw = c->t1 = c->tf = c->t2 = 0;
+    c->out = out_buf;
+    c->out_len = 0;
+    c->err = err_buf;
+    c->err_len = 0;
+    c->too_long = 0;
+    c->t0 = now_ns();
+    if (c->mode != EL_MODE_PRE) {
+        if (c->mode == EL_MODE_COMPILE)
+            c->error = api.module_new(c->engine, c->module_bytes, c->module_len, &module);
+        else
+            c->error = api.module_deserialize(c->engine, c->module_bytes, c->module_len, &module);
+        if (c->error) return cmd_failed(c, EL_MODULE);
+        c->tm = now_ns();
+    } else {
+        c->tm = c->t0;
+    }
+    void *store = api.store_new(c->engine, 0, 0);
+    void *ctx = api.store_context(store);
+    c->store = store;
+    c->ctx = ctx;
+    void *wasi = api.wasi_config_new(); /* deny by default: what is set here, nothing else */
+    api.wasi_config_set_argv(wasi, c->argc, c->argv);
+    if (c->envc) api.wasi_set_env(wasi, c->envc, c->env_names, c->env_values);
+    for (usize i = 0; i < c->dirc; i++) {
+        if (!api.wasi_preopen_dir(wasi, c->dir_hosts[i], c->dir_guests[i], 3, 3)) {
+            api.wasi_config_delete(wasi);
+            c->exit_code = (i32)i;
+            cmd_failed(c, EL_WASI);
+            goto fail;
+        }
+    }
+    struct {
+        usize size;
+        u8 *data;
+    } stdin_vec;
+    api.byte_vec_new(&stdin_vec, c->request_len, c->request);
+    api.wasi_set_stdin_bytes(wasi, &stdin_vec);
+    api.wasi_set_stdout_custom(wasi, cmd_stdout, c, 0);
+    api.wasi_set_stderr_custom(wasi, cmd_stderr, c, 0);
+    c->error = api.set_wasi(ctx, wasi);
+    if (c->error) {
+        cmd_failed(c, EL_WASI);
+        goto fail;
+    }
+    api.store_limiter(store, c->memory_limit, -1, -1, -1, -1);
+    api.set_epoch_deadline(ctx, c->deadline_ticks);
+    c->tw = now_ns();
+    if (module) {
+        c->error = api.linker_instantiate(c->linker, ctx, module, c->slot, &trap);
+        api.module_delete(module);
+        module = 0;
+    } else {
+        c->error = api.pre_instantiate(c->pre, ctx, c->slot, &trap);
+    }
+    if (c->error || trap) {
+        c->trap = trap;
+        cmd_failed(c, EL_INSTANTIATE);
+        goto fail;
+    }
+    u8 *item = c->slot + EL_INSTANCE_BYTES;
+    if (!api.export_get(ctx, c->slot, "_start", 6, item)) {
+        cmd_failed(c, EL_NO_EXPORT);
+        goto fail;
+    }
+    c->t1 = now_ns();
+    if (!c->run) return EL_OK; /* waiting: instantiated with its WASI context, not started */
+    el_val none[1];
+    c->error = api.call_unchecked(ctx, extern_of(c->slot, 0), none, 0, &trap);
+    c->t2 = now_ns();
+    c->out = out_buf;
+    if (c->error) {
+        int status = 0;
+        if (api.error_exit_status(c->error, &status)) {
+            api.error_delete(c->error);
+            c->error = 0;
+            c->exit_code = status;
+            if (status != 0) {
+                cmd_failed(c, EL_EXIT);
+                goto fail;
+            }
+        }
+    }
+    if (c->error || trap) {
+        c->trap = trap;
+        cmd_failed(c, EL_START);
+        goto fail;
+    }
+    if (c->too_long) {
+        cmd_failed(c, c->too_long == 2 ? EL_NO_MEMORY : EL_TOO_LONG);
+        goto fail;
+    }
+    return EL_OK;
+fail:
+    if (module) api.module_delete(module);
+    api.store_delete(store);
+    c->store = 0;
+    c->ctx = 0;
+    c->out = out_buf;
+    return c->stage;
 }

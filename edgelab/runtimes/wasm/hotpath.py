@@ -42,6 +42,16 @@ HOT_API = (
     ("module_deserialize", "wasmtime_module_deserialize"),
     ("module_delete", "wasmtime_module_delete"),
     ("linker_instantiate", "wasmtime_linker_instantiate"),
+    # WASI commands (el_command)
+    ("byte_vec_new", "wasm_byte_vec_new"),
+    ("wasi_set_stdin_bytes", "wasi_config_set_stdin_bytes"),
+    ("wasi_set_stdout_custom", "wasi_config_set_stdout_custom"),
+    ("wasi_set_stderr_custom", "wasi_config_set_stderr_custom"),
+    ("wasi_set_env", "wasi_config_set_env"),
+    ("wasi_preopen_dir", "wasi_config_preopen_dir"),
+    ("error_exit_status", "wasmtime_error_exit_status"),
+    ("error_delete", "wasmtime_error_delete"),
+    ("wasi_config_delete", "wasi_config_delete"),
 )
 
 
@@ -99,6 +109,59 @@ class HotLaunched(ctypes.Structure):
         ("response_len", c_size_t),
     ]
 
+
+class HotCommand(ctypes.Structure):
+    """``el_cmd`` in hotpath.c: one launch of a WASI command (request on stdin, response on
+    stdout), inputs then outputs. Stamps: t0 before the module or Store, tm module made, tw
+    WASI context set, t1 instantiated, tf first stdout byte (0: none), t2 ``_start`` done."""
+
+    _fields_ = [
+        ("engine", c_void_p),
+        ("pre", c_void_p),
+        ("memory_limit", c_int64),
+        ("deadline_ticks", c_uint64),
+        ("argv", c_void_p),
+        ("argc", c_size_t),
+        ("env_names", c_void_p),
+        ("env_values", c_void_p),
+        ("envc", c_size_t),
+        ("dir_hosts", c_void_p),
+        ("dir_guests", c_void_p),
+        ("dirc", c_size_t),
+        ("request", c_char_p),
+        ("request_len", c_size_t),
+        ("max_response", c_size_t),
+        ("slot", c_void_p),
+        ("linker", c_void_p),
+        ("module_bytes", c_void_p),
+        ("module_len", c_size_t),
+        ("mode", ctypes.c_int32),
+        ("run", ctypes.c_int32),
+        ("store", c_void_p),
+        ("ctx", c_void_p),
+        ("error", c_void_p),
+        ("trap", c_void_p),
+        ("stage", ctypes.c_int32),
+        ("exit_code", ctypes.c_int32),
+        ("t0", c_int64),
+        ("tm", c_int64),
+        ("tw", c_int64),
+        ("t1", c_int64),
+        ("tf", c_int64),
+        ("t2", c_int64),
+        ("out", c_void_p),
+        ("out_len", c_size_t),
+        ("err", c_void_p),
+        ("err_len", c_size_t),
+        ("too_long", ctypes.c_int32),
+        ("_pad1", ctypes.c_int32),
+    ]
+
+
+#: ``stage`` values of el_command beyond HOT_STAGES' (1 WASI, 2 instantiate, 3 no _start,
+#: 9 no memory for stdout, 10 stdout over the cap, 11 making the module).
+CMD_START = 12  #: an error or trap in _start
+CMD_EXIT = 13  #: proc_exit with a non-zero status
 
 #: One el_launched record, for reading a batch's records in one pass.
 LAUNCHED = struct.Struct("@PPiiqqqqNN")
@@ -164,6 +227,17 @@ class HotPath:
         for function in (self.launch, self.request):
             function.restype = ctypes.c_int
             function.argtypes = (c_void_p,)
+        size_of = self.lib.el_command_size
+        size_of.restype = c_size_t
+        size_of.argtypes = ()
+        if size_of() != ctypes.sizeof(HotCommand):
+            raise LayoutMismatch(
+                f"hot path {path} has an el_cmd of {size_of()} bytes, the host expects "
+                f"{ctypes.sizeof(HotCommand)}"
+            )
+        self.command = self.lib.el_command
+        self.command.restype = ctypes.c_int
+        self.command.argtypes = (c_void_p,)
         self.launch_batch = self.lib.el_launch_batch
         self.launch_batch.restype = ctypes.c_int
         self.launch_batch.argtypes = (c_void_p, ctypes.c_int, ctypes.c_int, c_void_p)

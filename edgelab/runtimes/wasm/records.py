@@ -25,6 +25,51 @@ PHASES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The phases of a WASI command's launch (``Workload.convention == "command"``): "wasi" is a
+#: fresh Store and WASI context (argv, env, preopens, stdin bytes, captured stdout), then
+#: instantiating, then ``_start`` running to its first byte on stdout.
+COMMAND_PHASES: dict[str, tuple[str, ...]] = {
+    "pre": ("wasi", "instantiate", "first_output"),
+    "compile": ("compile", "wasi", "instantiate", "first_output"),
+    "deserialize": ("deserialize", "wasi", "instantiate", "first_output"),
+}
+
+
+def command_phases(
+    mode: str, t0: int, tm: int, tw: int, t1: int, tf: int, t2: int
+) -> tuple[tuple[int, ...], int, int | None]:
+    """(phases, startup, exit) of one command launch from its stamps (see hotpath.c's el_cmd).
+
+    Startup runs to the first stdout byte; a command that wrote nothing has its startup at its
+    exit. A waiting instance (``t2`` 0: not started) has startup at its instantiation, no
+    output phase time and no exit."""
+    if not t2:
+        first = 0
+        end = t1
+        exit_ns = None
+    else:
+        end = tf if tf else t2
+        first = end - t1
+        exit_ns = t2 - t0
+    phases = (tw - tm, t1 - tw, first)
+    if mode != "pre":
+        phases = (tm - t0, *phases)
+    return phases, end - t0, exit_ns
+
+
+@dataclass(frozen=True)
+class CommandBatch:
+    """Command launches of one batch that succeeded, as rows (instance id or -1, stdout,
+    phases, startup, exit or None), then the launch that stopped the batch, if one did.
+    Rows are plain tuples: a command's launch is tens of us, its row a few."""
+
+    rows: list[tuple[int, bytes, tuple[int, ...], int, int | None]]
+    failure: LaunchRecord | None = None
+
+    def kept_ids(self) -> list[int]:
+        return [row[0] for row in self.rows if row[0] >= 0]
+
+
 def phases_of(mode: str, t0: int, tm: int, t1: int, t2: int) -> tuple[int, ...]:
     """The phases of one launch from its four stamps: before the module (or the Store), the
     module made, instantiated and initialised, the response copied out."""
@@ -45,6 +90,8 @@ class LaunchRecord:
     phases_ns: tuple[int, ...]
     startup_ns: int
     error: tuple[str, str] | None = None
+    #: A command's launch to its exit (None: the ABI's, or a command left waiting).
+    exit_ns: int | None = None
 
     @staticmethod
     def failed(kind: str, message: str) -> LaunchRecord:
