@@ -277,6 +277,8 @@ class _AttachStream:
         self._sock: socket.socket = getattr(handle, "_sock", handle)
         self._stdout = bytearray()
         self._stderr_tail = bytearray()
+        #: The first bytes of stderr: a failed command's first line says why (its last may not).
+        self._stderr_head = bytearray()
         self._header = bytearray()
         self._stream = 0
         self._remaining = 0
@@ -301,6 +303,59 @@ class _AttachStream:
         text = self._stderr_tail.decode("utf-8", "replace").strip()
         return text.splitlines()[-1] if text else ""
 
+    def stderr_first_line(self) -> str:
+        text = self._stderr_head.decode("utf-8", "replace").strip()
+        return text.splitlines()[0][:200] if text else ""
+
+    def run_command(self, request: bytes, deadline: float, cap: int) -> tuple[int, bytes]:
+        """The command convention over this attach: write ``request`` to the container's
+        stdin and half-close it (with StdinOnce the engine then closes the process's stdin),
+        while reading stdout to the end of the stream (the process exited). Sending and
+        reading interleave (one select loop), so a command that writes before it has read all
+        its input cannot deadlock against the lab. Returns (perf_counter_ns of the first
+        stdout byte, or 0 if it wrote none; the whole stdout). Raises TimeoutError past
+        ``deadline`` and _ResponseTooLarge once stdout passes ``cap`` bytes."""
+        import select
+
+        sock = self._sock
+        sock.setblocking(False)
+        view = memoryview(request)
+        sent = 0
+        writing = True
+        first_ns = 0
+        if not request:
+            sock.shutdown(socket.SHUT_WR)
+            writing = False
+        while True:
+            left = _remaining_s(deadline)
+            readable, writable, _ = select.select([sock], [sock] if writing else [], [], left)
+            if not readable and not writable:
+                raise TimeoutError("deadline passed")
+            if writable:
+                try:
+                    sent += sock.send(view[sent : sent + (1 << 16)])
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    writing = False  # it stopped reading: what it wrote still counts
+                if writing and sent == len(view):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                    writing = False
+            if readable:
+                try:
+                    got = sock.recv_into(self._buffer)
+                except BlockingIOError:
+                    continue
+                if not got:
+                    return first_ns, bytes(self._stdout)
+                had = len(self._stdout)
+                self._feed(memoryview(self._buffer)[:got])
+                if not first_ns and len(self._stdout) > had:
+                    first_ns = time.perf_counter_ns()
+                if len(self._stdout) > cap:
+                    raise _ResponseTooLarge
+
     def _pump(self, deadline: float) -> None:
         self._sock.settimeout(_remaining_s(deadline))
         got = self._sock.recv_into(self._buffer)
@@ -321,6 +376,8 @@ class _AttachStream:
                 continue
             take = min(self._remaining, len(data) - i)
             if self._stream == 2:
+                if len(self._stderr_head) < _STDERR_TAIL_BYTES:
+                    self._stderr_head += data[i : i + min(take, _STDERR_TAIL_BYTES - len(self._stderr_head))]
                 self._stderr_tail += data[i : i + take]
                 del self._stderr_tail[:-_STDERR_TAIL_BYTES]
             else:
@@ -655,6 +712,8 @@ class ContainerRuntime(Runtime):
         self._client = client
         self._tags: dict[str, str] = {}
         self.image_sizes_bytes: dict[str, int] = {}
+        #: A function's image (issue 13) per workload: ref, id, size_bytes, user, runs.
+        self._function_images: dict[str, dict[str, Any]] = {}
         # Set when an engine call timed out or was cut short: removals then ask for a ping
         # first (one at a time, the answer kept PING_KEEP_S), so that stopping a hundred
         # containers of a frozen engine takes one ping, not a hundred timeouts.
@@ -756,26 +815,57 @@ class ContainerRuntime(Runtime):
         return details
 
     def preparation(self) -> dict[str, str]:
-        """What the ready pool holds while idle (the rung's cost of being ready), measured."""
+        """A function's image (size and id, beside the artifact) and what the ready pool holds
+        while idle (the rung's cost of being ready), measured."""
+        found: dict[str, str] = {}
+        for facts in self._function_images.values():
+            size = facts["size_bytes"]
+            found["image"] = (
+                f"{facts['ref']}: {size:,} bytes ({size / 2**20:.2f} MiB) as the engine reports"
+                f" it (uncompressed layers), id {facts['id']}"
+            )
         if self._pool is None:
-            return {}
+            return found
         ready = self._pool.ready()
         if not ready:
-            return {}
+            return found
         pss = self.pss_bytes(ready)
         host = self.host_memory_bytes(ready)
         what = "paused container" if self._pool.paused else "created container (no process yet)"
         line = f"{len(ready)} {what}: PSS {pss / 2**20:.2f} MiB"
         if host is not None:
             line += f", cgroup memory {host / 2**10:.0f} KiB"
-        return {"ready pool": line}
+        return {**found, "ready pool": line}
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self, workload: Workload, progress: Progress | None = None) -> None:
+        if workload.convention == "command":
+            self._prepare_function(workload)
+            return
         tag = ensure_image(self.client, workload, progress)
         self.use_image(workload, tag)
         if self._pool is not None:
             self._pool.fill(workload)  # the ahead-work: untimed, before any launch
+
+    def _prepare_function(self, workload: Workload) -> None:
+        """A person's own image: found in the engine by its name or id (never pulled), its id
+        and size kept for ``preparation``; launches use the id, so a re-tag mid-run changes
+        nothing measured. A pooled rung makes its ready container now (untimed)."""
+        from edgelab.runtimes.container import command
+
+        facts = command.image_facts(self.client, command.image_of(workload))
+        self._function_images[workload.name] = facts
+        self._tags[workload.name] = facts["id"]
+        self.image_sizes_bytes[workload.name] = facts["size_bytes"]
+        self.startup_includes = command.startup_includes(self.strategy, self.oci_runtime)  # type: ignore[misc]
+        if self._pool is not None:
+            self._pool.fill(workload)
+
+    def function_image(self, workload: Workload) -> dict[str, Any]:
+        """The facts ``prepare`` found about a function's image (see ``command.image_facts``)."""
+        if workload.name not in self._function_images:
+            self.prepare(workload)
+        return self._function_images[workload.name]
 
     def use_image(self, workload: Workload, tag: str) -> None:
         """Launch ``workload`` from ``tag`` (an image built elsewhere, e.g. by a test)."""
@@ -819,6 +909,25 @@ class ContainerRuntime(Runtime):
         name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
         host_config = self.host_config(self.client, workload.memory_limit_bytes, self.oci_runtime)
         self._unclaimed.add(name)  # claimed by _track; close() removes what never was
+        if workload.convention == "command":
+            # A function's image: its own entrypoint, its user rule and the function's env;
+            # detach=False with stdin_open makes docker-py set StdinOnce (and the Attach*
+            # flags), so half-closing the attach closes the process's stdin.
+            from edgelab.runtimes.container import command
+
+            facts = self.function_image(workload)
+            created = api.create_container(
+                tag,
+                name=name,
+                labels=dict(self.session.labels),
+                user=command.container_user(facts["user"]),
+                environment=command.env_list(workload) or None,
+                stdin_open=True,
+                tty=False,
+                detach=False,
+                host_config=host_config,
+            )
+            return created["Id"], name
         created = api.create_container(
             tag,
             name=name,
@@ -885,6 +994,12 @@ class ContainerRuntime(Runtime):
         """The base's loop, except for the pooled rungs, which refill after each removal."""
         from edgelab.runtimes.container import strategies
 
+        if workload.convention == "command":
+            from edgelab.runtimes.container import command
+
+            if workload.name not in self._tags:
+                self.prepare(workload)
+            return command.cold_starts(self, workload, request, n, timeout_s)
         if self._pool is None:
             return super().cold_starts(workload, request, n, timeout_s)
         if workload.name not in self._tags:
@@ -902,6 +1017,11 @@ class ContainerRuntime(Runtime):
         if isinstance(exc, LaunchFailed) or not isinstance(exc, Exception):
             raise exc
         if isinstance(exc, docker.errors.ImageNotFound):
+            from edgelab.runtimes.container import command
+
+            if self._function_images:  # a function's image, gone since prepare
+                ref = next(iter(self._function_images.values()))["ref"]
+                raise LaunchFailed(f"{self.name}: {command.missing_image_line(ref)}") from None
             raise LaunchFailed(f"{self.name}: image not found (prepare the workload)") from None
         if _is_timeout(exc):
             raise LaunchTimeout(
@@ -918,6 +1038,15 @@ class ContainerRuntime(Runtime):
 
         if workload.name not in self._tags:
             self.prepare(workload)
+        if workload.convention == "command":
+            from edgelab.runtimes.container import command
+
+            if self._pool is not None:
+                self._will_create()
+                return command.pooled_launch(self, self._pool, workload, request, timeout_s)
+            if self.strategy == "cli":
+                return command.cli_launch(self, workload, request, timeout_s)
+            return command.sdk_launch(self, workload, request, timeout_s)
         if self._pool is not None:
             self._will_create()
             return strategies.pooled_launch(self, self._pool, workload, request, timeout_s)
@@ -977,6 +1106,19 @@ class ContainerRuntime(Runtime):
             raise LaunchFailed(f"{self.name}: docker {step} failed: {_one_line(exc)}") from None
         phases = {"create": t1 - t0, "start": t2 - t1, "first_response": first_byte[0] - t2}
         return Launch(instance, response, first_byte[0] - t0, phases)
+
+    def launch_many(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch]:
+        """A function's image: ``n`` containers left waiting for their request (see
+        ``command.launch_waiting``); the built-ins: the base's resident launches."""
+        if workload.convention != "command":
+            return super().launch_many(workload, request, n, timeout_s)
+        from edgelab.runtimes.container import command
+
+        if workload.name not in self._tags:
+            self.prepare(workload)
+        return command.launch_waiting(self, workload, n, timeout_s)
 
     def stop_many(self, instances: Sequence[Instance]) -> None:
         """Stop many containers several at a time: each removal is a fraction of a second of

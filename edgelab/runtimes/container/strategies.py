@@ -101,7 +101,11 @@ class ReadyPool:
         runtime = self._runtime
         instance = runtime._create_attached(workload)  # tracked: a failure below still removes it
         try:
-            if self.paused:
+            if self.paused and workload.convention == "command":
+                from edgelab.runtimes.container import command
+
+                command.make_paused(runtime, instance, workload)  # frozen in its read of stdin
+            elif self.paused:
                 api = runtime.client.api
                 api.start(instance.container_id)
                 _settle(instance, SETTLE_S)
