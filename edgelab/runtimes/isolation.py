@@ -119,6 +119,8 @@ class NativeSpawner:
                 ("error", ctypes.c_int),
                 ("child_ns", ctypes.c_ulong),
                 ("exec_ns", ctypes.c_ulong),
+                ("envp", ctypes.POINTER(ctypes.c_char_p)),
+                ("nproc_limit", ctypes.c_ulong),
             ]
 
         self._ctypes = ctypes
@@ -137,18 +139,28 @@ class NativeSpawner:
         uid_base: int = 0,
         as_limit: int = 0,
         steps_ns: list[tuple[int, int]] | None = None,
+        args: Sequence[str] = (),
+        env: Sequence[str] | None = None,
+        nproc_limit: int = 0,
     ) -> int:
         """Start ``exe`` (a path inside ``jail`` if given) with fds 0-2, an empty environment
         and its own process group, born in ``cgroup``; returns its pid (raises SpawnFailed).
         ``steps_ns`` gets (start, end) of the child's steps before its exec (chroot, uid drop,
-        no_new_privs, limits), by CLOCK_MONOTONIC, the clock of ``time.perf_counter_ns``."""
+        no_new_privs, limits), by CLOCK_MONOTONIC, the clock of ``time.perf_counter_ns``.
+        A person's command (``edgelab.runtimes.subprocess.command``) also passes its ``args``
+        after ``argv0``, its environment (``env``: "K=V" strings; None: empty) and a
+        RLIMIT_NPROC (``nproc_limit``; 0: none), which the built-in workloads leave out."""
         ctypes = self._ctypes
-        argv = (ctypes.c_char_p * 2)(argv0.encode(), None)
+        if args:
+            argv = (ctypes.c_char_p * (len(args) + 2))(argv0.encode(), *(a.encode() for a in args), None)
+        else:
+            argv = (ctypes.c_char_p * 2)(argv0.encode(), None)
+        envp = (ctypes.c_char_p * (len(env) + 1))(*(e.encode() for e in env), None) if env is not None else None
         cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup is not None else -1
         try:
             request = self._request(
                 (ctypes.c_int * 3)(*fds), cgroup_fd, str(jail).encode() if jail is not None else None,
-                exe.encode(), argv, uid_base, as_limit, 0, 0, 0, 0, 0,
+                exe.encode(), argv, uid_base, as_limit, 0, 0, 0, 0, 0, envp, nproc_limit,
             )  # fmt: skip
             pid = int(self._lib.el_spawn(ctypes.byref(request)))
             if steps_ns is not None and pid > 0:

@@ -77,6 +77,7 @@ enum { STEP_CGROUP = 121, STEP_CHROOT = 122, STEP_SETUID = 123, STEP_NO_NEW_PRIV
 #define SIGCHLD 17
 #define PR_SET_NO_NEW_PRIVS 38
 #define RLIMIT_AS 9
+#define RLIMIT_NPROC 6
 #define F_SETFD 2
 #define SIG_BLOCK_ALL (~0UL)
 #define SIG_SETMASK 2
@@ -98,6 +99,8 @@ struct el_spawn {
     int error;         /* out: its errno */
     ul child_ns;       /* out: CLOCK_MONOTONIC when the child began its steps */
     ul exec_ns;        /* out: CLOCK_MONOTONIC just before its execve (the steps' end) */
+    char *const *envp; /* NULL-terminated environment, or NULL: empty (the built-in workloads) */
+    ul nproc_limit;    /* RLIMIT_NPROC, or 0: a person's command, whose uid is its own (a pids limit) */
 };
 
 /* CLOCK_MONOTONIC in ns, the clock of Python's perf_counter_ns (a syscall: no vDSO here). */
@@ -154,11 +157,15 @@ __attribute__((noreturn)) static void child(void *arg) {
         ul rlim[2] = {s->as_limit, s->as_limit};
         if ((r = sys6(SYS_prlimit64, 0, RLIMIT_AS, (long)rlim, 0, 0, 0)) != 0) fail(s, STEP_RLIMIT, r);
     }
+    if (s->nproc_limit) { /* counted per real uid: with a uid per instance, a per-instance pids cap */
+        ul rlim[2] = {s->nproc_limit, s->nproc_limit};
+        if ((r = sys6(SYS_prlimit64, 0, RLIMIT_NPROC, (long)rlim, 0, 0, 0)) != 0) fail(s, STEP_RLIMIT, r);
+    }
     sys6(SYS_close_range, 3, ~0L, 0, 0, 0, 0); /* the lab's fds are CLOEXEC anyway */
     sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&s->parent_mask, 0, 8, 0, 0);
     static char *const no_env[1] = {0};
     s->exec_ns = monotonic_ns();
-    r = sys6(SYS_execve, (long)s->exe, (long)s->argv, (long)no_env, 0, 0, 0);
+    r = sys6(SYS_execve, (long)s->exe, (long)s->argv, (long)(s->envp ? s->envp : no_env), 0, 0, 0);
     fail(s, STEP_EXEC, r);
 }
 

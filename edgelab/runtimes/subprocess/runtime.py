@@ -381,6 +381,9 @@ class SubprocessRuntime(Runtime):
         self._jails: dict[str, Path] = {}
         self._isolation = isolation_mode
         self._cgroups: isolation.SessionCgroups | None = None
+        #: A person's commands (``edgelab.runtimes.subprocess.command``): workload name ->
+        #: (its resolved binary, its size in bytes), by ``prepare``.
+        self._commands: dict[str, tuple[Path, int]] = {}
 
     @property
     def isolation(self) -> isolation.Isolation:
@@ -396,10 +399,18 @@ class SubprocessRuntime(Runtime):
 
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def phase_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self._commands:  # a run has one workload: a person's command, once prepared
+            from edgelab.runtimes.subprocess import command
+
+            return command.describe(self)[0]
         return PHASES_IN_PROCESS if self.isolation.spawn_lib is not None else PHASES_OTHERWISE
 
     @property  # type: ignore[misc]  # the base declares a class constant; here it depends on the host
     def startup_includes(self) -> str:  # type: ignore[override]
+        if self._commands:
+            from edgelab.runtimes.subprocess import command
+
+            return command.describe(self)[1]
         mode = self.isolation
         if mode.spawn_lib is not None:
             steps = ", ".join((["chroot, setgroups/setgid/setuid"] if mode.drop_uid else []) + ["no_new_privs, RLIMIT_AS"])
@@ -421,10 +432,53 @@ class SubprocessRuntime(Runtime):
             raise RuntimeUnavailable(self.name, "os.posix_spawn is not available on this platform", "run on Linux")
 
     def doctor_details(self) -> dict[str, str]:
+        from edgelab.runtimes.subprocess import command
+
         mode = self.isolation
-        return {"containment": mode.containment, "privileges": mode.privileges, "spawn": mode.spawn_path}
+        return {"containment": mode.containment, "privileges": mode.privileges, "spawn": mode.spawn_path,
+                "your commands": command.reach(self)}  # fmt: skip
+
+    def preparation(self) -> dict[str, str]:
+        """A person's command: the binary argv[0] resolved to, its size, and what it can reach."""
+        from edgelab.runtimes.subprocess import command
+
+        found = {}
+        for name, (binary, size) in self._commands.items():
+            found[f"command of {name}"] = f"{binary} ({size:,} bytes)"
+            found[f"what {name} can reach"] = command.reach(self)
+        return found
+
+    def _prepare_command(self, workload: Workload) -> None:
+        """Resolve a person's command as execvp would (one line if it cannot run)."""
+        from edgelab.runtimes.subprocess import command
+
+        assert workload.function is not None and workload.function.command
+        try:
+            binary = command.resolve(workload.function.command[0])
+            if self.isolation.spawn_lib is not None and self.isolation.drop_uid:
+                why = command.unreachable_by_other(binary)
+                if why is not None:
+                    raise command.CommandNotUsable(
+                        f"command '{workload.function.command[0]}' cannot be run by the unprivileged uid "
+                        f"the lab gives each instance: {why}",
+                        "make the program and its folders readable and executable by others (chmod o+rx), "
+                        "or put it elsewhere",
+                    )
+        except command.CommandNotUsable as exc:
+            raise RuntimeUnavailable(self.name, exc.reason, exc.fix) from None
+        except OSError as exc:
+            raise RuntimeUnavailable(self.name, f"cannot read the command: {exc}") from None
+        self._commands[workload.name] = (binary, binary.stat().st_size)
+
+    def _command_binary(self, workload: Workload) -> Path:
+        if workload.name not in self._commands:
+            self._prepare_command(workload)
+        return self._commands[workload.name][0]
 
     def prepare(self, workload: Workload) -> None:
+        if workload.convention == "command":
+            self._prepare_command(workload)
+            return
         from edgelab.build import ensure_native, host_arch
 
         try:
@@ -509,7 +563,36 @@ class SubprocessRuntime(Runtime):
             file_actions.append((os.POSIX_SPAWN_DUP2, report_fd, 3))
         return os.posix_spawn(program, argv, {}, file_actions=file_actions, setpgroup=0)
 
+    def cold_starts(
+        self, workload: Workload, request: bytes, n: int, timeout_s: float
+    ) -> list[Launch | LaunchFailed]:
+        """A command's cold starts keep their exit time (each launch has stopped its instance
+        already); the built-in workloads' as the base does them."""
+        if workload.convention != "command":
+            return super().cold_starts(workload, request, n, timeout_s)
+        outcomes: list[Launch | LaunchFailed] = []
+        for _ in range(n):
+            try:
+                outcomes.append(self.launch(workload, request, timeout_s))
+            except LaunchFailed as exc:
+                outcomes.append(exc)
+                break
+        return outcomes
+
+    def launch_many(self, workload: Workload, request: bytes, n: int, timeout_s: float) -> list[Launch]:
+        """A command's resident instances are left waiting for their request (nothing
+        written: ``Launch.waiting``); the built-in workloads' answer their first request."""
+        if workload.convention != "command":
+            return super().launch_many(workload, request, n, timeout_s)
+        from edgelab.runtimes.subprocess import command
+
+        return command.launch_waiting(self, workload, self._command_binary(workload), n, timeout_s)
+
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
+        if workload.convention == "command":
+            from edgelab.runtimes.subprocess import command
+
+            return command.launch(self, workload, self._command_binary(workload), request, timeout_s)
         binary = self._binaries.get(workload.name)
         if binary is None:
             self.prepare(workload)
