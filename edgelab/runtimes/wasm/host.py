@@ -107,7 +107,12 @@ from edgelab.runtimes.wasm.hotpath import (
     LayoutMismatch,
     arm,
 )
-from edgelab.runtimes.wasm.limits import host_out_of_memory, pool_slots, pooling_fits
+from edgelab.runtimes.wasm.limits import (
+    MAX_WASM_STACK_BYTES,
+    host_out_of_memory,
+    pool_slots,
+    pooling_fits,
+)
 from edgelab.runtimes.wasm.records import (
     MODES,
     Answer,
@@ -161,7 +166,6 @@ MEMORY_GUARD_BYTES = 0
 #: more mappings per live instance (4 instead of 2), halving the density ceiling above;
 #: the data segments of these workloads are a few hundred bytes, so they are copied.
 MEMORY_INIT_COW = False
-MAX_WASM_STACK_BYTES = 512 * 1024
 #: Untimed, unreported launches before a batch of cold starts (see el_launch_batch): the
 #: raw loop (benchmarks/wasm_raw.c) does as many. Measured on hello, blocks of 50 after a
 #: pause: the first launch of a block ~17-19 us in both, the next ~2.5, then ~1.7.
@@ -697,17 +701,24 @@ class Host:
         return -1, body, phases, startup, exit_ns
 
     def command_batch(
-        self, name: str, request: bytes, n: int, keep: bool, timeout_s: float | None = None
+        self,
+        name: str,
+        request: bytes,
+        n: int,
+        keep: bool,
+        timeout_s: float | None = None,
+        warm: bool = True,
     ) -> CommandBatch:
         """Up to ``n`` command launches (kept: left waiting), after one untimed warm-up when
-        none is kept; stops at the first failure (the batch's ``failure``)."""
+        none is kept and ``warm`` (a burst's block, as el_launch_batch warms up); stops at the
+        first failure (the batch's ``failure``)."""
         module = self._module(name)
         if not isinstance(module, CommandModule):
             raise GuestError("failed", f"{name} is not a WASI command in this host")
         ticks = module.deadline_ticks if timeout_s is None else deadline_ticks(timeout_s)
         rows: list[tuple[int, bytes, tuple[int, ...], int, int | None]] = []
         try:
-            if not keep and n > 0:
+            if warm and not keep and n > 0:
                 for _ in range(WARM_LAUNCHES):
                     self._command_one(module, request, False, ticks)
             for _ in range(n):
@@ -715,7 +726,9 @@ class Host:
         except GuestError as exc:
             return CommandBatch(rows, LaunchRecord.failed(exc.kind, str(exc)))
         except MemoryError:
-            return CommandBatch(rows, LaunchRecord.failed("limit", host_out_of_memory("MemoryError")))
+            return CommandBatch(
+                rows, LaunchRecord.failed("limit", host_out_of_memory("MemoryError"))
+            )
         return CommandBatch(rows)
 
     def _module(self, name: str) -> LoadedModule:

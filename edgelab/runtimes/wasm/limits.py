@@ -25,6 +25,9 @@ def wasmtime_version() -> str:
         return "unknown"
 
 
+#: wasmtime's max_wasm_stack for every instance (Config.max_wasm_stack): the stack limit.
+MAX_WASM_STACK_BYTES = 512 * 1024
+
 #: Instance slots in the Wasm host's pool (see host.engine_config); POOL_ENV overrides.
 POOL_SLOTS = 30_000
 POOL_ENV = "EDGELAB_WASM_POOL_SLOTS"

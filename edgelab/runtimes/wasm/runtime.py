@@ -30,9 +30,10 @@ from edgelab.errors import (
     RuntimeUnavailable,
 )
 from edgelab.ipc import Call, Channel, ChannelClosed, ChannelTimeout, Err, Ok
-from edgelab.protocol import Response
+from edgelab.protocol import STATUS_OK, Response
 from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
 from edgelab.runtimes.wasm.limits import (
+    MAX_WASM_STACK_BYTES,
     MIN_SHARD_INSTANCES,
     STORE_SHARING_ENV,
     cwasm_path,
@@ -44,7 +45,14 @@ from edgelab.runtimes.wasm.limits import (
     shard_instances,
     wasmtime_version,
 )
-from edgelab.runtimes.wasm.records import PHASES, Answer, LaunchBatch, LaunchRecord
+from edgelab.runtimes.wasm.records import (
+    COMMAND_PHASES,
+    PHASES,
+    Answer,
+    CommandBatch,
+    LaunchBatch,
+    LaunchRecord,
+)
 from edgelab.workloads import Workload
 
 #: Slack on every call to the host beyond the guest's own timeout (which the host enforces).
@@ -116,6 +124,36 @@ STRATEGIES = {
         per_launch_s=2.0, chunk=20,
     ),
 }  # fmt: skip
+
+
+def command_includes(strategy: Strategy) -> str:
+    """What a WASI command's startup figure includes on this rung (the command convention:
+    startup to the first stdout byte, exit to ``_start``'s return or ``proc_exit``)."""
+    module = {
+        "pre": "module precompiled and loaded once",
+        "compile": "compiling the .wasm (Cranelift) first, inside the timing",
+        "deserialize": "deserializing the precompiled module first, inside the timing",
+    }[strategy.mode]
+    memory = (
+        "memory from a warm slot of wasmtime's pool" if strategy.allocator == "pool"
+        else "a fresh memory mapping"
+    )  # fmt: skip
+    return (
+        "Store + a fresh WASI context (argv[0], the granted env and dirs only, stdin = the "
+        "request, stdout captured) + instantiate + _start to its first byte on stdout, timed "
+        f"in the Wasm host process ({module}; {memory}; IPC excluded); exit: to _start's "
+        "return or proc_exit"
+    )
+
+
+def _command_failure(record: LaunchRecord | None, timeout_s: float) -> None:
+    """Raise a command batch's failure: a timeout says the instance is gone."""
+    if record is not None and record.error is not None and record.error[0] == "timeout":
+        raise LaunchTimeout(
+            f"did not exit within {timeout_s:g} s (stopped at the epoch deadline; the "
+            "instance is gone)"
+        )
+    _raise_for(record, timeout_s)
 
 
 class HostProcess:
@@ -316,6 +354,8 @@ class _Module:
     (another resident host of a ramp) loads what the first one did."""
 
     def __init__(self, workload: Workload, wasm: Path, cwasm: Path | None, engine: str) -> None:
+        #: A WASI command (``workload.convention == "command"``): loaded with its grants.
+        self.command = workload.convention == "command"
         self.workload = workload
         self.wasm = wasm
         self._cwasm = cwasm
@@ -365,6 +405,8 @@ class WasmRuntime(Runtime):
         self._modules: dict[str, _Module] = {}
         #: workload name -> what loading its module cost and where it came from.
         self.load_info: dict[str, dict[str, Any]] = {}
+        #: WASI command workload name -> its module (path, bytes) and grants, for preparation().
+        self.command_info: dict[str, dict[str, str]] = {}
         #: How the current host launches: "compiled" (one foreign call) or "ctypes (why)".
         self.launch_path = ""
         #: How the current host allocates instances (the pool, or on demand where it cannot).
@@ -438,6 +480,16 @@ class WasmRuntime(Runtime):
                 "memory is freed with the last of its Store's"
             )
         found["per-host limit"] = limits_line(self.strategy.allocator == "pool")
+        for name, facts in sorted(self.command_info.items()):
+            found[f"module ({name})"] = facts["module"]
+            found[f"WASI grants ({name})"] = facts["grants"]
+            limit = self.load_info.get(name, {}).get("memory_limit")
+            if limit:
+                found[f"memory limit ({name})"] = (
+                    f"{limit >> 20} MiB per linear memory (the workload's limit or the host's "
+                    "pool slot, whichever is less); stack "
+                    f"{MAX_WASM_STACK_BYTES >> 10} KiB; deadline: the timeout (epoch)"
+                )
         for name, info in sorted(self.load_info.items()):
             how = "deserialized from cache" if info.get("source") == "cache" else "compiled"
             found[f"module load ({name})"] = (
@@ -495,6 +547,11 @@ class WasmRuntime(Runtime):
     def prepare(self, workload: Workload) -> None:
         from edgelab.build import ensure_wasm
 
+        if workload.convention == "command":
+            self._prepare_command(workload)
+            return
+        self.phase_names = PHASES[self.strategy.mode]  # type: ignore[misc]
+        self.startup_includes = self.strategy.includes  # type: ignore[misc]
         try:
             wasm = ensure_wasm(workload)
         except EdgelabError as exc:
@@ -504,6 +561,36 @@ class WasmRuntime(Runtime):
         self.prepare_module(workload, wasm, cwasm_path(workload, self.engine))
         # The first resident host is started here, not by a ramp's first launch: a ramp's
         # baseline memory then holds its one-time cost, as it holds the burst host's.
+        with self._host_lock:
+            if not any(shard.alive for shard in self._shards):
+                self._new_shard()
+
+    def _prepare_command(self, workload: Workload) -> None:
+        """A person's WASI command: checked in the lab (one line for a file that is not a
+        WASI preview 1 core command), compiled once in the host (cached by its digest)."""
+        import hashlib
+
+        from edgelab.build import cache_dir
+        from edgelab.runtimes.wasm.wasi import check_grants, check_module, describe_grants
+
+        function = workload.function
+        if function is None or not function.wasm:
+            raise RuntimeUnavailable(self.name, "this function gives no --wasm module")
+        module = check_module(function.wasm)
+        check_grants(function.dirs)
+        self.phase_names = COMMAND_PHASES[self.strategy.mode]  # type: ignore[misc]
+        self.startup_includes = command_includes(self.strategy)  # type: ignore[misc]
+        self._live_host()
+        digest = hashlib.sha256(module.data).hexdigest()[:16]
+        cwasm = (
+            cache_dir() / "wasm"
+            / f"function-{digest}-wasmtime{wasmtime_version()}-{self.engine}.cwasm"
+        )  # fmt: skip
+        self.command_info[workload.name] = {
+            "module": f"{module.path} ({module.size_bytes:,} bytes), a WASI preview 1 command",
+            "grants": describe_grants(function.dirs, function.env),
+        }
+        self.prepare_module(workload, module.path, cwasm)
         with self._host_lock:
             if not any(shard.alive for shard in self._shards):
                 self._new_shard()
@@ -526,6 +613,8 @@ class WasmRuntime(Runtime):
     def _load_into(self, host: HostProcess, module: _Module) -> dict[str, Any]:
         workload = module.workload
         cwasm = module.cwasm(getattr(host, "engine", ""))
+        if module.command:
+            return self._load_command_into(host, module, cwasm)
         info: dict[str, Any] = host.call(
             LOAD_TIMEOUT_S,
             "load",
@@ -547,6 +636,61 @@ class WasmRuntime(Runtime):
             )
             _raise_for(warm_up, workload.timeout_s)
         return info
+
+    def _load_command_into(
+        self, host: HostProcess, module: _Module, cwasm: Path | None
+    ) -> dict[str, Any]:
+        """Load a WASI command with its grants, then make and drop one waiting instance (never
+        ``_start``: a module that never exits cannot hang the preparation) so the host's
+        baseline memory holds the one-time cost of a Store, a WASI context and an instance."""
+        workload = module.workload
+        function = workload.function
+        assert function is not None
+        info: dict[str, Any] = host.call(
+            LOAD_TIMEOUT_S,
+            "load_command",
+            workload.name,
+            str(module.wasm),
+            str(cwasm) if cwasm else None,
+            workload.memory_limit_bytes,
+            workload.timeout_s,
+            workload.max_response_bytes,
+            module.wasm.name,
+            [list(pair) for pair in function.dirs],
+            [list(pair) for pair in function.env],
+        )
+        batch: CommandBatch = host.call(
+            workload.timeout_s + IPC_MARGIN_S,
+            "command_batch", workload.name, workload.default_request, 1, True, workload.timeout_s,
+        )  # fmt: skip
+        if batch.kept_ids():
+            host.call(IPC_MARGIN_S, "drop", batch.kept_ids())
+        _command_failure(batch.failure, workload.timeout_s)
+        return info
+
+    def _command_rows(
+        self, host: HostProcess, workload: Workload, request: bytes, n: int, keep: bool,
+        timeout_s: float, warm: bool,
+    ) -> CommandBatch:  # fmt: skip
+        budget = timeout_s + IPC_MARGIN_S + n * self.strategy.per_launch_s
+        return host.call(budget, "command_batch", workload.name, request, n, keep, timeout_s, warm)
+
+    def _command_launch(
+        self, row: tuple, keep_host: HostProcess | None, timeout_s: float
+    ) -> Launch:
+        """A Launch of one command row: finished (stdout as its response), or, kept, an
+        instance waiting for its request."""
+        instance_id, body, phases, startup_ns, exit_ns = row
+        phases_ns = dict(zip(self.phase_names, phases, strict=True))
+        if keep_host is None:
+            return Launch(
+                StoppedInstance(self.name), Response(STATUS_OK, body), startup_ns, phases_ns,
+                exit_ns=exit_ns,
+            )  # fmt: skip
+        instance = WasmInstance(self, keep_host, instance_id, timeout_s)
+        keep_host.held += 1
+        self._track(instance)
+        return Launch(instance, Response(STATUS_OK, b""), startup_ns, phases_ns, waiting=True)
 
     def _new_shard(self) -> HostProcess:
         """Start one more resident host and load every prepared module into it."""
@@ -597,6 +741,10 @@ class WasmRuntime(Runtime):
 
     def launch(self, workload: Workload, request: bytes, timeout_s: float) -> Launch:
         host = self._ready_host(workload)
+        if workload.convention == "command":
+            batch = self._command_rows(host, workload, request, 1, False, timeout_s, False)
+            _command_failure(batch.failure, timeout_s)
+            return self._command_launch(batch.rows[0], None, timeout_s)
         try:
             result = host.call(
                 timeout_s + IPC_MARGIN_S, "launch", workload.name, request, True, timeout_s
@@ -621,11 +769,25 @@ class WasmRuntime(Runtime):
         self._ready_host(workload)
         cap = shard_instances()
         launches: list[Launch] = []
+        command = workload.convention == "command"
         try:
             while len(launches) < n:
                 shard = self._shard_with_room(cap)
                 chunk = min(self.strategy.chunk, n - len(launches), cap - shard.held)
                 budget = timeout_s + IPC_MARGIN_S + chunk * self.strategy.per_launch_s
+                if command:  # left waiting for their request: instantiated, not started
+                    try:
+                        rows = self._command_rows(
+                            shard, workload, request, chunk, True, timeout_s, False
+                        )
+                        for row in rows.rows:
+                            launches.append(self._command_launch(row, shard, timeout_s))
+                        _command_failure(rows.failure, timeout_s)
+                    except LimitReached:
+                        if shard.held < MIN_SHARD_INSTANCES:
+                            raise
+                        shard.full = True
+                    continue
                 try:
                     batch: LaunchBatch = shard.call(
                         budget, "launch_batch", workload.name, request, chunk, True, timeout_s
@@ -659,6 +821,16 @@ class WasmRuntime(Runtime):
         creation to the response's bytes); the Store is deleted outside the timing. Stops at
         the first failure, which is then the last item."""
         host = self._ready_host(workload)
+        if workload.convention == "command":
+            rows = self._command_rows(host, workload, request, n, False, timeout_s, True)
+            done: list[Launch | LaunchFailed] = [
+                self._command_launch(row, None, timeout_s) for row in rows.rows
+            ]
+            try:
+                _command_failure(rows.failure, timeout_s)
+            except LaunchFailed as exc:
+                done.append(exc)
+            return done
         budget = timeout_s + IPC_MARGIN_S + n * self.strategy.per_launch_s
         batch: LaunchBatch = host.call(
             budget, "launch_batch", workload.name, request, n, False, timeout_s

@@ -112,7 +112,9 @@ def parse_module(data: bytes, shown: str) -> tuple[list[tuple[str, str]], dict[s
             f"core modules; {BUILD_HINT}"
         )
     if version != CORE_VERSION:
-        raise UsageError(f"{shown} is WebAssembly of version {version.hex()}, not a core module (01000000)")
+        raise UsageError(
+            f"{shown} is WebAssembly of version {version.hex()}, not a core module (01000000)"
+        )
     imports: list[tuple[str, str]] = []
     exports: dict[str, int] = {}
     at = 8
