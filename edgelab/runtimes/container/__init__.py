@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -417,6 +418,14 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
+def container_name(workload: Workload, session_id: str) -> str:
+    """``edgelab-<workload>-<session>-<random>``, fit for the engine: a function's workload is
+    named after its image ("myapp:latest", "ghcr.io/x/y"), whose ':' and '/' a container name
+    may not hold, so anything outside [A-Za-z0-9_.-] becomes '-'."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", workload.name)[:64] or "function"
+    return f"edgelab-{safe}-{session_id}-{secrets.token_hex(3)}"
+
+
 def _remaining_s(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -455,8 +464,15 @@ class ContainerInstance(Instance):
         self._broken = ""
         self._pid = 0
         self._memory_files: tuple[Path, Path, str] | None = None
+        #: "command" for a function's image (``edgelab.runtimes.container.command``): its one
+        #: request goes to stdin, its answer is stdout to the end; "abi" for the built-ins.
+        self.convention = "abi"
 
     def request(self, payload: bytes, timeout_s: float) -> Response:
+        if self.convention == "command":
+            from edgelab.runtimes.container import command
+
+            return command.answer(self, payload, timeout_s)
         with self._lock:
             if self._stopped:
                 raise LaunchFailed(f"container {self.name}: already stopped")
@@ -906,7 +922,7 @@ class ContainerRuntime(Runtime):
     def _create(self, workload: Workload, tag: str) -> tuple[str, str]:
         """Create (not start) one hardened container; (id, name). One API call, no inspect."""
         api = self.client.api
-        name = f"edgelab-{workload.name}-{self.session.id}-{secrets.token_hex(3)}"
+        name = container_name(workload, self.session.id)
         host_config = self.host_config(self.client, workload.memory_limit_bytes, self.oci_runtime)
         self._unclaimed.add(name)  # claimed by _track; close() removes what never was
         if workload.convention == "command":
@@ -957,6 +973,7 @@ class ContainerRuntime(Runtime):
         self._will_create()
         container_id, name = self._create(workload, self._tags[workload.name])
         instance = ContainerInstance(self, container_id, name, workload.max_response_bytes)
+        instance.convention = workload.convention
         self._track(instance)
         try:
             client = self.client

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import select
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,27 +94,6 @@ def image_facts(client: Any, ref: str) -> dict[str, Any]:
         "user": str(config.get("User") or ""),
         "runs": runs,
     }
-
-
-def require_image(ref: str, client: Any = None) -> None:
-    """Raise ImageMissing (exit 2, one line) unless the engine has ``ref`` locally; for the
-    CLI's up-front check of ``--image``. An engine that does not answer is left to the run."""
-    from edgelab.runtimes.container import connect
-
-    own = client is None
-    try:
-        client = client or connect()
-    except Exception:  # noqa: BLE001 - no engine: the container rungs say so, one line each
-        return
-    try:
-        image_facts(client, ref)
-    except ImageMissing:
-        raise
-    except Exception:  # noqa: BLE001 - not this check's to word
-        return
-    finally:
-        if own:
-            client.close()
 
 
 def container_user(image_user: str) -> str:
@@ -236,6 +215,7 @@ def sdk_launch(runtime: ContainerRuntime, workload: Workload, request: bytes, ti
         t0 = time.perf_counter_ns()
         container_id, name = runtime._create(workload, tag)
         instance = ContainerInstance(runtime, container_id, name, workload.max_response_bytes)
+        instance.convention = "command"
         runtime._track(instance)
         step = "attach"
         from edgelab.runtimes.container import _AttachStream
@@ -369,6 +349,16 @@ def settle_reading(instance: ContainerInstance, within_s: float) -> bool:
     return False
 
 
+def _settle_all(runtime: ContainerRuntime, instances: Sequence[ContainerInstance]) -> None:
+    """Give a chunk's containers WAITING_SETTLE_S in all to block reading stdin (outside any
+    timing). Under runsc the host sees the sandbox, not the command's syscalls: not waited for."""
+    if runtime.oci_runtime == "runsc":
+        return
+    until = time.monotonic() + WAITING_SETTLE_S
+    for instance in instances:
+        settle_reading(instance, until - time.monotonic())
+
+
 def make_paused(runtime: ContainerRuntime, instance: ContainerInstance, workload: Workload) -> None:
     """Start a created container of the image and freeze it once its entrypoint blocks reading
     stdin: only then is it "paused in its first read". One that does not get there (it reads
@@ -431,8 +421,7 @@ def launch_waiting(
             )
             if pool is not None:
                 strategies._quietly_fill(pool, workload)
-        for instance in made:
-            settle_reading(instance, WAITING_SETTLE_S / max(1, len(made)) + 0.05)
+        _settle_all(runtime, made)
     except BaseException:
         runtime.stop_many(made)
         raise
@@ -473,7 +462,9 @@ def _spawn_cli(runtime: ContainerRuntime, workload: Workload) -> tuple[CliInstan
         runtime._check_cli()
     assert runtime._docker_cli is not None
     runtime._will_create()
-    name = f"edgelab-{workload.name}-{runtime.session.id}-{secrets.token_hex(3)}"
+    from edgelab.runtimes.container import container_name
+
+    name = container_name(workload, runtime.session.id)
     watch = runtime._cid_watch()
     cidfile = watch.directory / f"{name}.cid"
     argv = cli_argv(runtime, workload, name, cidfile, runtime._docker_cli)
@@ -486,6 +477,7 @@ def _spawn_cli(runtime: ContainerRuntime, workload: Workload) -> tuple[CliInstan
     except OSError as exc:
         raise LaunchFailed(f"{runtime.name}: cannot run {runtime._docker_cli}: {exc.strerror}") from None
     instance = CliInstance(runtime, proc, name, cidfile, workload.max_response_bytes, watch)
+    instance.convention = "command"
     runtime._track(instance)
     return instance, t0
 
@@ -500,95 +492,132 @@ def _feed_stdin(proc: subprocess.Popen[bytes], request: bytes) -> None:
         proc.stdin.close()
 
 
+def _cli_drain(
+    instance: CliInstance, deadline: float, timeout_s: float, cap: int, created_ns: int
+) -> tuple[int, int, bytes, int]:  # fmt: skip
+    """Read the CLI's stdout to its end and its exit status: (created ns, first stdout byte
+    ns, stdout, exit ns). ``created_ns`` 0: also watch for the --cidfile (the CLI's create
+    call returned) and stamp it. Failures are one line: a timeout, output over ``cap``
+    (killed), a non-zero exit with the first stderr line (the CLI's own error if it failed)."""
+    from edgelab.runtimes.container import size_text
+
+    proc = instance.proc
+    first_ns = 0
+    out = bytearray()
+    head = bytearray()
+    assert proc.stdout is not None and proc.stderr is not None
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    watch = instance._watch
+    watch_fd = watch.fd if watch is not None else -1
+    open_fds = {out_fd, err_fd}
+    readable: list[int] = []
+    while out_fd in open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LaunchTimeout(
+                f"container {instance.name}: timed out after {timeout_s:g} s (the command did"
+                " not exit: it never finished, or never read its stdin)"
+            )
+        if not created_ns:
+            seen = (
+                instance.cidfile.name in watch.written(watch_fd in readable)
+                if watch is not None and watch_fd >= 0
+                else instance.cid_written()
+            )
+            if seen:
+                created_ns = time.perf_counter_ns()
+        fds = list(open_fds) + ([watch_fd] if not created_ns and watch_fd >= 0 else [])
+        wait = left if created_ns or watch_fd >= 0 else min(left, 0.002)
+        readable, _, _ = select.select(fds, [], [], wait)
+        if err_fd in readable:
+            chunk = os.read(err_fd, 65536)
+            if not chunk:
+                open_fds.discard(err_fd)
+            elif len(head) < _STDERR_HEAD_BYTES:
+                head += chunk[: _STDERR_HEAD_BYTES - len(head)]
+        if out_fd in readable:
+            chunk = os.read(out_fd, 1 << 20)
+            if not chunk:
+                open_fds.discard(out_fd)
+                continue
+            if not first_ns:
+                first_ns = time.perf_counter_ns()
+            out += chunk
+            if len(out) > cap:
+                raise LaunchFailed(f"container {instance.name}: output exceeded {size_text(cap)} (killed)")
+    try:
+        code = proc.wait(max(0.01, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise LaunchTimeout(
+            f"container {instance.name}: timed out after {timeout_s:g} s (stdout ended, the"
+            " docker CLI did not exit)"
+        ) from None
+    exit_ns = time.perf_counter_ns()
+    if code != 0:
+        text = head.decode("utf-8", "replace").strip()
+        line = text.splitlines()[0][:200] if text else ""
+        why = {125: " (the docker CLI's own error)", 126: " (cannot be run)", 127: " (not found)"}
+        raise LaunchFailed(
+            f"container {instance.name}: exited with code {code}{why.get(code, '')}"
+            + (f": {line}" if line else "")
+        )
+    return created_ns, first_ns or exit_ns, bytes(out), exit_ns
+
+
+def _stop_soon(instance: Any) -> None:
+    """A failed CLI launch's removal, waited for at most half a second (close sweeps the rest)."""
+    worker = threading.Thread(target=_quiet_stop, args=(instance,), daemon=True)
+    worker.start()
+    worker.join(0.5)
+
+
 def cli_launch(runtime: ContainerRuntime, workload: Workload, request: bytes, timeout_s: float) -> Launch:
     """``docker run --rm -i IMAGE`` with the request on its stdin: the cidfile splits the CLI's
     create from the rest, stdout is read to its end, the CLI's exit status is the container's."""
-    from edgelab.runtimes.container import size_text
-
     deadline = time.monotonic() + timeout_s
     instance, t0 = _spawn_cli(runtime, workload)
-    proc = instance.proc
-    writer = threading.Thread(target=_feed_stdin, args=(proc, request), daemon=True)
-    writer.start()
-    cap = workload.max_response_bytes
-    created_ns = first_ns = 0
-    out = bytearray()
-    head = bytearray()
+    threading.Thread(target=_feed_stdin, args=(instance.proc, request), daemon=True).start()
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-        watch = instance._watch
-        watch_fd = watch.fd if watch is not None else -1
-        open_fds = {out_fd, err_fd}
-        readable: list[int] = []
-        while out_fd in open_fds:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LaunchTimeout(
-                    f"container {instance.name}: timed out after {timeout_s:g} s (the command did"
-                    " not exit: it never finished, or never read its stdin)"
-                )
-            if not created_ns:
-                seen = (
-                    instance.cidfile.name in watch.written(watch_fd in readable)
-                    if watch is not None and watch_fd >= 0
-                    else instance.cid_written()
-                )
-                if seen:
-                    created_ns = time.perf_counter_ns()
-            fds = list(open_fds) + ([watch_fd] if not created_ns and watch_fd >= 0 else [])
-            wait = left if created_ns or watch_fd >= 0 else min(left, 0.002)
-            readable, _, _ = select.select(fds, [], [], wait)
-            if err_fd in readable:
-                chunk = os.read(err_fd, 65536)
-                if not chunk:
-                    open_fds.discard(err_fd)
-                elif len(head) < _STDERR_HEAD_BYTES:
-                    head += chunk[: _STDERR_HEAD_BYTES - len(head)]
-            if out_fd in readable:
-                chunk = os.read(out_fd, 1 << 20)
-                if not chunk:
-                    open_fds.discard(out_fd)
-                    continue
-                if not first_ns:
-                    first_ns = time.perf_counter_ns()
-                out += chunk
-                if len(out) > cap:
-                    raise LaunchFailed(
-                        f"container {instance.name}: output exceeded {size_text(cap)} (killed)"
-                    )
-        try:
-            code = proc.wait(max(0.01, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise LaunchTimeout(
-                f"container {instance.name}: timed out after {timeout_s:g} s (stdout ended, the"
-                " docker CLI did not exit)"
-            ) from None
-        exit_ns = time.perf_counter_ns()
-        if code != 0:
-            text = head.decode("utf-8", "replace").strip()
-            line = text.splitlines()[0][:200] if text else ""
-            why = {125: " (the docker CLI's own error)", 126: " (cannot be run)", 127: " (not found)"}
-            raise LaunchFailed(
-                f"container {instance.name}: exited with code {code}{why.get(code, '')}"
-                + (f": {line}" if line else "")
-            )
+        created_ns, first_ns, out, exit_ns = _cli_drain(
+            instance, deadline, timeout_s, workload.max_response_bytes, 0
+        )
     except BaseException:
-        worker = threading.Thread(target=_quiet_stop, args=(instance,), daemon=True)
-        worker.start()
-        worker.join(0.5)
+        _stop_soon(instance)
         raise
     instance.learn_id()
     _quiet_stop(instance)
-    if not first_ns:
-        first_ns = exit_ns
     if not created_ns or created_ns > first_ns:
         created_ns = first_ns  # answered before the file was seen: split at the byte
     phases = {"cli": created_ns - t0, "first_response": first_ns - created_ns}
     return Launch(
-        StoppedInstance(runtime.name), Response(STATUS_OK, bytes(out)), first_ns - t0, phases,
+        StoppedInstance(runtime.name), Response(STATUS_OK, out), first_ns - t0, phases,
         exit_ns=exit_ns - t0,
     )  # fmt: skip
+
+
+def answer(instance: ContainerInstance, payload: bytes, timeout_s: float) -> Response:
+    """A waiting command container (a ramp's, a traffic run's prewarmed one) answers its one
+    request by the convention: the request on stdin, stdout to its end, exit 0. It has exited
+    then, and is removed; asking it again is a failure."""
+    from edgelab.runtimes.container.strategies import CliInstance
+
+    with instance._lock:
+        if instance._stopped or instance._broken:
+            raise LaunchFailed(f"container {instance.name}: a command answers once (already used or stopped)")
+        deadline = time.monotonic() + timeout_s
+        try:
+            if isinstance(instance, CliInstance):
+                threading.Thread(target=_feed_stdin, args=(instance.proc, payload), daemon=True).start()
+                _, _, out, _ = _cli_drain(instance, deadline, timeout_s, instance.max_response_bytes, 1)
+            else:
+                _, out, _ = _finish(instance._owner, instance, payload, deadline, timeout_s, instance.max_response_bytes)
+        except BaseException:
+            instance._broken = instance._broken or "a failed request"
+            _stop_soon(instance)
+            raise
+        instance._broken = "its one answer"
+    _remove_after(instance)
+    return Response(STATUS_OK, out)
 
 
 def _quiet_stop(instance: Any) -> None:
@@ -627,8 +656,7 @@ def _cli_waiting(runtime: ContainerRuntime, workload: Workload, n: int, timeout_
             running_ns = time.perf_counter_ns()
             phases = {"cli": created_ns - t0}
             launches.append(Launch(instance, Response(STATUS_OK, b""), running_ns - t0, phases, waiting=True))
-        for instance in made:
-            settle_reading(instance, WAITING_SETTLE_S / max(1, len(made)) + 0.05)
+        _settle_all(runtime, made)
     except BaseException:
         runtime.stop_many(made)
         raise

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import select
 import signal
 import subprocess
@@ -42,6 +41,7 @@ from edgelab.runtimes.container import (
     ContainerInstance,
     _one_line,
     _remove_container,
+    container_name,
     size_text,
 )
 
@@ -325,6 +325,10 @@ class CliInstance(ContainerInstance):
             return False
 
     def request(self, payload: bytes, timeout_s: float) -> Response:
+        if self.convention == "command":
+            from edgelab.runtimes.container import command
+
+            return command.answer(self, payload, timeout_s)
         with self._lock:
             if self._stopped:
                 raise LaunchFailed(f"container {self.name}: already stopped")
@@ -458,7 +462,7 @@ def cli_launch(
     timeout_s: float,
 ) -> Launch:  # fmt: skip
     """Spawn ``docker run``, send the request on its stdin and time its first stdout byte."""
-    name = f"edgelab-{workload.name}-{runtime.session.id}-{secrets.token_hex(3)}"
+    name = container_name(workload, runtime.session.id)
     watch = runtime._cid_watch()
     cidfile = watch.directory / f"{name}.cid"
     argv = cli_argv(docker, name, tag, dict(runtime.session.labels), workload.memory_limit_bytes,
