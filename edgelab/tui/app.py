@@ -50,6 +50,7 @@ from edgelab.tui.view import panel_view, settings_line  # noqa: E402
 if TYPE_CHECKING:
     from edgelab.lab import Interleave, Lab, Settings
     from edgelab.results import RunResult
+    from edgelab.workloads import Workload
 
 DRAIN_HZ = 8
 #: gc thresholds once the lab is up (Python's defaults: 700, 10, 10).
@@ -66,9 +67,11 @@ FIXED_VERSIONS = {"docker_engine": "test", "wasmtime": "test"}
 
 
 class WorkloadsLoaded(Message):
-    def __init__(self, workloads: dict[str, str]) -> None:
+    def __init__(self, workloads: dict[str, str], objects: dict[str, Workload] | None = None) -> None:
         super().__init__()
         self.workloads = workloads
+        #: The workloads themselves: each one's request limit, and a function's applicable rungs.
+        self.objects = objects or {}
 
 
 class SizesFound(Message):
@@ -133,6 +136,9 @@ class EdgelabApp(App[int]):
         Binding("pageup", "scroll_body('page_up')", "page up", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("L", "ladder", "ladder", show=False),
+        Binding("w", "whatif", "what-if"),
+        # K, not k: on a runtime panel k scrolls (vi keys).
+        Binding("K", "claims", "claims"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
     ]
@@ -180,7 +186,13 @@ class EdgelabApp(App[int]):
         #: How the next mixed burst takes turns (Settings.interleave; i switches).
         self.interleave: Interleave = "block"
         self.run_when_loaded = False
+        #: The listed workloads (WorkloadsLoaded): a function runs only on the rungs that apply.
+        self.workloads: dict[str, Workload] = {}
         self.handled_keys: list[tuple[str, float]] = []
+        #: The simulator's and the claims' entry points (None: edgelab.whatif's, the
+        #: history's); tests give fixture feeds and hand-made runs.
+        self.whatif_api: Any = None
+        self.claims_loader: Any = None
         self._drain_timer: Timer | None = None
         self.draining = False
         self._cpu_percent = 0.0
@@ -284,7 +296,7 @@ class EdgelabApp(App[int]):
         workloads = load_workloads()
         if self.only_workloads is not None:
             workloads = {n: w for n, w in workloads.items() if n in self.only_workloads}
-        self.post_message(WorkloadsLoaded({n: w.description for n, w in workloads.items()}))
+        self.post_message(WorkloadsLoaded({n: w.description for n, w in workloads.items()}, dict(workloads)))
         missing = []
         # The catalog's view (edgelab.catalog), with a docker client of its own for images.
         client = None if self.deterministic or "image" not in ARTIFACT_KINDS else engine_client()
@@ -299,7 +311,8 @@ class EdgelabApp(App[int]):
         for workload in workloads.values():
             sizes: dict[str, Size] = cells[workload.name]
             kinds = tuple(k for k in ARTIFACT_KINDS if sizes[k] == NOT_BUILT)
-            if self.build_missing and kinds:
+            # A function's artifacts are the person's own: nothing of theirs is built here.
+            if self.build_missing and kinds and workload.function is None:
                 missing.append((workload, kinds))
                 sizes.update({kind: BUILDING for kind in kinds})
             self.post_message(SizesFound(workload.name, sizes))
@@ -335,7 +348,8 @@ class EdgelabApp(App[int]):
 
     def on_workloads_loaded(self, message: WorkloadsLoaded) -> None:
         wanted = self.initial_workload or ("hello" if "hello" in message.workloads else None)
-        self.query_one(Controls).set_workloads(message.workloads, wanted)
+        self.workloads = message.objects
+        self.query_one(Controls).set_workloads(message.workloads, wanted, message.objects)
         self.catalog_loaded = True
         if not message.workloads:
             self.run_when_loaded = False
@@ -388,11 +402,12 @@ class EdgelabApp(App[int]):
     def _start_from_controls(self) -> None:
         try:
             settings = replace(self.query_one(Controls).settings(), interleave=self.interleave)
+            settings, left_out = self._applicable(settings)
             settings.validate()
         except EdgelabError as exc:
             self.report_error(str(exc))
             return
-        self.start_scenario(settings)
+        self.start_scenario(settings, left_out)
         if settings.scenario == "ramp":
             from edgelab.lab import unselected_in_resident
 
@@ -401,11 +416,38 @@ class EdgelabApp(App[int]):
                 names = " and ".join(left_out)
                 self.notify(f"N gives {names} instances, but it is toggled off: not held", timeout=6)
 
-    def start_scenario(self, settings: Settings) -> None:
+    def _applicable(self, settings: Settings) -> tuple[Settings, dict[str, str]]:
+        """A function workload runs on the rungs that take its convention and artifacts
+        (``registry.applicable_names``); the others are left out, each with its reason, so
+        their panels say "not applicable" instead of failing."""
+        from edgelab.errors import UsageError
+
+        workload = self.workloads.get(settings.workload)
+        if workload is None or workload.function is None:
+            return settings, {}
+        applicable = set(registry.applicable_names(workload))
+        left_out: dict[str, str] = {}
+        for name in settings.runtimes:
+            if name in applicable:
+                continue
+            try:
+                left_out[name] = registry.not_applicable(registry.spec(name), workload) or "not applicable"
+            except UsageError:
+                left_out[name] = "not a registered rung"
+        kept = tuple(n for n in settings.runtimes if n not in left_out)
+        if not kept:
+            raise UsageError(
+                f"no toggled-on runtime applies to {workload.name}: it runs on {', '.join(sorted(applicable)) or 'none'}"
+            )
+        return replace(settings, runtimes=kept), left_out
+
+    def start_scenario(self, settings: Settings, left_out: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.cancel_event = threading.Event()
         self.stop_verb = ""
         self.state.reset(settings.runtimes)
+        for name, why in (left_out or {}).items():
+            self.state.not_applicable(name, why)
         self.buffer.drain()
         self.query_one("#run-line", Static).update(settings_line(settings))
         self.refresh_panels(now=None)
@@ -624,6 +666,21 @@ class EdgelabApp(App[int]):
         from edgelab.tui.ladder import LadderScreen
 
         self.push_screen(LadderScreen(self.state), callback=lambda _: self.drain())
+
+    def action_whatif(self) -> None:
+        """w: the simulator over hours of traffic, fed by the newest saved run; every figure
+        on it is simulated (pure computation in a thread: nothing is launched from here)."""
+        self._key_handled("w")
+        from edgelab.tui.whatif import WhatIfScreen
+
+        self.push_screen(WhatIfScreen(self.whatif_api), callback=lambda _: self.drain())
+
+    def action_claims(self) -> None:
+        """K: the published claims beside the history's newest runs."""
+        self._key_handled("K")
+        from edgelab.tui.claims import ClaimsScreen
+
+        self.push_screen(ClaimsScreen(self.claims_loader), callback=lambda _: self.drain())
 
     def _install_help(self) -> None:
         """Built once (after first paint), so ? only has to show it."""

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
 
+from edgelab import settings as limits
 from edgelab.errors import UsageError
 from edgelab.runtimes import registry
 from edgelab.scenarios import scenario_names
@@ -19,6 +20,7 @@ from edgelab.tui.artifacts import ARTIFACT_KINDS, PENDING, Size
 
 if TYPE_CHECKING:
     from edgelab.lab import Settings
+    from edgelab.workloads import Workload
 
 #: The scenarios' one table (``edgelab.scenarios``: light, it imports no runtime), so a new
 #: scenario gets its radio button with no edit here.
@@ -61,11 +63,31 @@ COUNT_PATTERN = r" *\d* *"
 RESIDENT_PATTERN = resident_pattern(registry.default_names())
 #: Rate and duration: a positive decimal number.
 DECIMAL_PATTERN = r"\d*\.?\d*"
+#: A keep-alive: seconds with or without a unit, as ``--keepalive`` takes them (2, 2s, 500ms).
+SECONDS_PATTERN = r" *\d*\.?\d* *(?:m|ms|s|h|mi|min)? *"
+#: A free-text field (a path, a request): it takes every printable key; Enter runs.
+ANY_TEXT = None
 #: Written beside the N field, per scenario (the format is not only in a tooltip).
 COUNT_HINTS = {
     "burst": "cold starts per runtime",
     "ramp": "N or c=20,s=50,w=2000",
 }
+
+
+def pattern_restrict(patterns: tuple[str, ...]) -> str:
+    """Any prefix of one of traffic's arrival patterns: after a whole name, a letter no pattern
+    continues with (r) goes on to the lab's keys."""
+    return " *(?:" + "|".join(_spelled(name) for name in patterns) + ")? *"
+
+
+def traffic_patterns() -> tuple[str, ...]:
+    from edgelab.traffic import PATTERNS
+
+    return PATTERNS
+
+
+def uses_rate(reads: tuple[str, ...]) -> bool:
+    return "rate_per_s" in reads or "duration_s" in reads
 
 
 class FieldInput(Input):
@@ -113,6 +135,8 @@ class Controls(Horizontal):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.rungs = tuple(rungs) if rungs else registry.default_names()
         self.resident_restrict = resident_pattern(self.rungs)
+        #: The listed workloads themselves (``set_workloads``): each one's request limit.
+        self.workload_objects: dict[str, Workload] = {}
 
     def compose(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="workloads", cursor_type="row", zebra_stripes=True)
@@ -133,7 +157,7 @@ class Controls(Horizontal):
             with Horizontal(classes="option-row"):
                 yield Label("scenario", classes="option-label")
                 with RadioSet(id="scenario", compact=True):
-                    for scenario in SCENARIOS:
+                    for scenario in scenario_names():
                         yield RadioButton(scenario, value=scenario == "burst", id=f"scenario-{scenario}")
             with Horizontal(classes="option-row"):
                 yield Label("N", classes="option-label", id="count-label")
@@ -149,6 +173,25 @@ class Controls(Horizontal):
                 yield FieldInput(
                     f"{DEFAULT_DURATION_S:g}", restrict=DECIMAL_PATTERN, id="duration", compact=True, classes="for-steady"
                 )
+            # Traffic: how requests arrive, how long an idle instance is kept, how many stay ready.
+            with Horizontal(classes="option-row for-traffic"):
+                yield Label("pattern", classes="option-label")
+                yield FieldInput(
+                    "poisson", restrict=pattern_restrict(traffic_patterns()), id="pattern", compact=True
+                )
+                yield Label("keep-alive", classes="option-label")
+                yield FieldInput("2s", restrict=SECONDS_PATTERN, id="keepalive", compact=True)
+                yield Label("pre-warm", classes="option-label")
+                yield FieldInput("0", restrict=COUNT_PATTERN, id="prewarm", compact=True)
+            with Horizontal(classes="option-row for-trace"):
+                yield Label("trace file", classes="option-label")
+                yield FieldInput("", restrict=ANY_TEXT, id="trace-file", compact=True, placeholder="arrival timestamps, one a line")
+            # The request, for any workload: typed, or a file; both empty: the workload's own.
+            with Horizontal(classes="option-row"):
+                yield Label("request", classes="option-label")
+                yield FieldInput("", restrict=ANY_TEXT, id="request", compact=True, placeholder="workload's default")
+                yield Label("or file", classes="option-label")
+                yield FieldInput("", restrict=ANY_TEXT, id="request-file", compact=True, placeholder="path")
 
     def on_mount(self) -> None:
         table = self.query_one("#workloads", DataTable)
@@ -159,11 +202,21 @@ class Controls(Horizontal):
         self._explain_count()
 
     # -- filling in ----------------------------------------------------------------------------
-    def set_workloads(self, workloads: Mapping[str, str], selected: str | None) -> None:
+    def set_workloads(
+        self,
+        workloads: Mapping[str, str],
+        selected: str | None,
+        objects: Mapping[str, Workload] | None = None,
+    ) -> None:
+        """``objects``: the workloads themselves, so the request field knows each one's limit
+        and a function (a person's own artifacts) is told apart in the list."""
+        self.workload_objects = dict(objects or {})
         table = self.query_one("#workloads", DataTable)
         table.clear()
         for name, description in workloads.items():
-            table.add_row(name, *(PENDING for _ in ARTIFACT_KINDS), _short(description), key=name)
+            found = self.workload_objects.get(name)
+            kind = "function · " if found is not None and found.function is not None else ""
+            table.add_row(name, *(PENDING for _ in ARTIFACT_KINDS), _short(kind + description), key=name)
         if selected is not None and selected in workloads:
             table.move_cursor(row=list(workloads).index(selected))
 
@@ -184,6 +237,10 @@ class Controls(Horizontal):
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self._explain_count()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "pattern":
+            self._explain_count()
+
     def _explain_count(self) -> None:
         """Only the inputs the scenario uses are shown: N (burst, ramp) or rate and time."""
         scenario = self.scenario()
@@ -198,7 +255,20 @@ class Controls(Horizontal):
             else "cold starts per runtime"
         )
         self.query_one("#count-hint", Label).update(COUNT_HINTS.get(scenario, ""))
-        self.set_class(scenario == "steady", "-steady")
+        # What the scenario reads (Scenario.reads) decides which inputs are shown.
+        reads = self.reads()
+        self.set_class(uses_rate(reads), "-steady")
+        self.set_class("pattern" in reads or "keepalive_s" in reads, "-traffic")
+        trace = "trace_file" in reads and self.query_one("#pattern", Input).value.strip() == "trace"
+        self.set_class(trace, "-trace")
+
+    def reads(self) -> tuple[str, ...]:
+        from edgelab.scenarios import get_scenario
+
+        try:
+            return get_scenario(self.scenario()).reads
+        except UsageError:
+            return ()
 
     # -- reading ------------------------------------------------------------------------------
     def workload(self) -> str | None:
@@ -226,6 +296,7 @@ class Controls(Horizontal):
         if not runtimes:
             raise UsageError("every runtime is toggled off: turn at least one on")
         scenario = self.scenario()
+        request = self.request(workload)
         count_text = self.query_one("#count", Input).value
         if scenario == "ramp":
             return Settings(
@@ -234,18 +305,70 @@ class Controls(Horizontal):
                 scenario="ramp",
                 resident=resident_counts(count_text, runtimes),
                 hold=True,
+                request=request,
             )
-        if scenario == "steady":
-            return Settings(
+        reads = self.reads()
+        if uses_rate(reads):
+            rated = Settings(
                 workload=workload,
                 runtimes=runtimes,
-                scenario="steady",
+                scenario=scenario,
                 rate_per_s=_number(self, "rate", float, "rate/s"),
                 duration_s=_number(self, "duration", float, "for s"),
+                request=request,
             )
+            return self._traffic(rated) if "pattern" in reads else rated
         count = int(_positive(count_text, int, "N"))
         # burst, and any scenario registered later: it reads N as a count
-        return Settings(workload=workload, runtimes=runtimes, scenario=scenario, count=count)  # type: ignore[arg-type]
+        return Settings(workload=workload, runtimes=runtimes, scenario=scenario, count=count, request=request)  # type: ignore[arg-type]
+
+    def _traffic(self, settings: Settings) -> Settings:
+        """Traffic's own inputs, each read as ``edgelab run`` reads its flag."""
+        from dataclasses import replace
+
+        pattern = self.query_one("#pattern", Input).value.strip()
+        patterns = traffic_patterns()
+        if pattern not in patterns:
+            raise UsageError(f"pattern must be one of {', '.join(patterns)}, not '{pattern}'")
+        keepalive = limits.parse_seconds(self.query_one("#keepalive", Input).value, "keep-alive", limits.KEEPALIVE_S)
+        prewarm = int(limits.parse_number(self.query_one("#prewarm", Input).value, "pre-warm", limits.PREWARM))
+        trace_file = None
+        if pattern == "trace":
+            trace_file = self.query_one("#trace-file", Input).value.strip()
+            if not trace_file:
+                raise UsageError("pattern trace needs a trace file: a file of arrival timestamps")
+        return replace(settings, pattern=pattern, keepalive_s=keepalive, prewarm=prewarm, trace_file=trace_file)
+
+    def request(self, workload: str) -> bytes | None:
+        """The request typed or the file named (not both), within the workload's
+        ``max_request_bytes``; None (both empty): the workload's default request."""
+        text = self.query_one("#request", Input).value
+        path = self.query_one("#request-file", Input).value.strip()
+        if text and path:
+            raise UsageError("request: type one or name a file, not both")
+        found = self.workload_objects.get(workload)
+        limit = found.max_request_bytes if found is not None else limits.MAX_REQUEST_BYTES.hi
+        if path:
+            return read_request_file(path, int(limit), workload)
+        if not text:
+            return None
+        data = text.encode()
+        if len(data) > limit:
+            raise UsageError(f"request of {len(data)} bytes exceeds {workload}'s limit of {int(limit)} bytes")
+        return data
+
+
+def read_request_file(path: str, limit: int, workload: str) -> bytes:
+    """A request file read as ``--request-file`` reads it: up to the limit and no further."""
+    import os
+
+    try:
+        with open(os.path.expanduser(path), "rb") as stream:
+            return limits.read_request(stream, limit, workload, path)
+    except IsADirectoryError:
+        raise UsageError(f"request file {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read request file {path}: {exc.strerror or exc}") from None
 
 
 def resident_counts(text: str, runtimes: tuple[str, ...]) -> dict[str, int]:

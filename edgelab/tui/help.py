@@ -25,6 +25,10 @@ as in c=20 or wasm=2000) and passes every other key on: r after a count or lette
   [b]c[/b]            clear the panels
   [b]i[/b]            switch how the next mixed burst interleaves: block (default) or launch
   [b]t[/b]            switch between dark and light themes
+  [b]L[/b]            the ladder view: every selected rung on one log-scale axis
+  [b]w[/b]            what-if: the simulator over hours of traffic, fed by the newest saved
+               run; [i]every figure on it is simulated[/i] (escape goes back)
+  [b]K[/b]            claims: each published claim beside what this machine measured
   [b]?[/b]            this help (escape, q or ? closes it)
   [b]q[/b], [b]ctrl+q[/b]    quit: stops the scenario and removes every container and process
 
@@ -54,6 +58,12 @@ as in c=20 or wasm=2000) and passes every other key on: r after a count or lette
 - [b]ramp[/b]: bring N instances per runtime up and hold them until you stop (r or ctrl+c);
   then they are stopped and the memory per instance is reported.
 - [b]steady[/b]: R requests per second for T seconds, each on a fresh instance.
+- [b]traffic[/b]: requests at a rate (pattern poisson, onoff, or a trace file of arrival
+  times), each served warm by an idle instance or cold by a new one; an instance idle
+  longer than the keep-alive is stopped (scale to zero); pre-warm keeps K ready. Its
+  panels add requests, cold %, latency p50/p99 (arrival to first byte) and instances.
+- [b]request[/b] (any scenario): typed text, or a file's path; empty: the workload's own
+  default. Limited to the workload's max_request_bytes.
 
 [b]The numbers[/b]
 - [b]p50 / p99[/b]: median and 99th percentile of the startup time: from the launch call to

@@ -110,6 +110,7 @@ class RuntimePanel(Vertical, can_focus=True):
         yield Sparkline([], classes="memory-spark")
         yield Label("instances", classes="section")
         yield Static("", classes="instance-lines")
+        yield Static("", classes="traffic-lines")
 
     def watch_view(self, view: PanelView | None) -> None:
         if view is None or not self.is_mounted:
@@ -137,6 +138,7 @@ class RuntimePanel(Vertical, can_focus=True):
         _show(memory_spark, len(view.memory_curve) > 1)
         instances = (view.instances_line, view.rate_line)
         self._set(".instance-lines", "\n".join(line for line in instances if line))
+        self._set(".traffic-lines", view.traffic_line, hide=True)
 
     def _set(self, selector: str, text: str, hide: bool = False, relayout: bool = False) -> None:
         """Repaint one block only if it changed; blocks have fixed heights, so no relayout,

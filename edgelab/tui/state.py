@@ -26,11 +26,58 @@ from edgelab.events import (
 from edgelab.results import MemoryResult, RunResult, RuntimeResult
 from edgelab.runtimes.registry import RuntimeInfo
 from edgelab.stats import Summary, percentile, plain_conclusion
+from edgelab.traffic import TrafficResult
 
 #: Startups kept for the sparkline.
 RECENT_STARTUPS = 60
 #: Window for the live starts-per-second figure.
 RATE_WINDOW_S = 2.0
+#: A panel whose rung cannot run the workload (``registry.not_applicable``).
+NOT_APPLICABLE = "not applicable"
+#: How the lab words the same when it gives such a rung up (``_Run._prepare_all``).
+LAB_NOT_APPLICABLE = "does not apply to "
+
+
+@dataclass(frozen=True)
+class TrafficFigures:
+    """A traffic run's figures for one panel (``edgelab.traffic.TrafficResult``): every request,
+    warm or cold, not only the launches."""
+
+    requests: int
+    cold: int
+    failed: int
+    #: Arrival to the first byte of the response (queueing + startup or execution), ns.
+    latency_p50_ns: float | None
+    latency_p99_ns: float | None
+    #: Instances resident at the end of the record, and the most at once.
+    instances_now: int
+    instances_peak: int
+    scaled_down: int
+    note: str | None = None
+
+    @property
+    def cold_fraction(self) -> float | None:
+        served = self.requests - self.failed
+        return self.cold / served if served > 0 else None
+
+
+def traffic_figures(traffic: TrafficResult) -> TrafficFigures:
+    """The record's own summaries (``TrafficResult``, as ``edgelab run`` prints them): call it
+    in the worker thread, a run holds every request."""
+    counts = traffic.counts()
+    latency = traffic.latency_summary()
+    points = traffic.instances_over_time
+    return TrafficFigures(
+        requests=counts["requests"],
+        cold=counts["cold"],
+        failed=counts["failed"],
+        latency_p50_ns=latency.p50_ns if latency else None,
+        latency_p99_ns=latency.p99_ns if latency else None,
+        instances_now=points[-1][1] if points else 0,
+        instances_peak=traffic.instances_peak(),
+        scaled_down=traffic.scaled_down,
+        note=traffic.note,
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +87,7 @@ class FinalFigures:
     summary: Summary | None
     phases: dict[str, Summary]
     warnings: list[str]
+    traffic: TrafficFigures | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +102,12 @@ class RunDone:
 def final_figures(result: RunResult) -> dict[str, FinalFigures]:
     """Summaries of every runtime: call this in the worker thread, never on the event loop."""
     return {
-        name: FinalFigures(r.summary(), r.phase_summaries(), r.warnings())
+        name: FinalFigures(
+            r.summary(),
+            r.phase_summaries(),
+            r.warnings(),
+            traffic_figures(r.traffic) if isinstance(r.traffic, TrafficResult) else None,
+        )
         for name, r in result.runtimes.items()
     }
 
@@ -248,6 +301,16 @@ class LabState:
         self.cancelled = False
         self.held = False
 
+    def not_applicable(self, name: str, why: str) -> None:
+        """``name`` cannot run this workload (a function without its artifact, a rung of
+        another convention): its panel says so and why, and it is left out of the run."""
+        live = self.runtimes.get(name)
+        if live is not None:
+            live.enabled = False
+            live.state = NOT_APPLICABLE
+            live.reason = why
+            live.dirty = True
+
     def apply(self, events: Iterable[LabEvent | RunDone]) -> bool:
         """Fold events in; returns whether a run finished among them."""
         finished = False
@@ -282,6 +345,10 @@ class LabState:
                     live.state = event.state
                     if event.state == "unavailable":
                         live.reason, live.fix = event.reason, event.fix
+                        if (event.reason or "").startswith(LAB_NOT_APPLICABLE):
+                            # The lab's own check (registry.not_applicable): not a failure.
+                            live.state = NOT_APPLICABLE
+                            live.reason = event.reason.split(": ", 1)[-1] if event.reason else None
                     live.dirty = True
             elif isinstance(event, RampHeld):
                 # Every target reached: the held figures are settled and e can export them.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgelab.stats import format_bytes, format_duration_ns
-from edgelab.tui.state import RuntimeLive
+from edgelab.tui.state import NOT_APPLICABLE, RuntimeLive, TrafficFigures
 
 if TYPE_CHECKING:
     from edgelab.lab import Settings
@@ -35,12 +35,16 @@ class PanelView:
     instances_line: str
     rate_line: str
     warning_line: str
+    #: Traffic only: requests, cold share and request latency; instances now and scaled down.
+    traffic_line: str = ""
 
 
 def _state_line(live: RuntimeLive) -> str:
     if live.state == "unavailable":
         line = f"unavailable: {live.reason or 'no reason given'}"
         return line + (f"\nfix: {live.fix}" if live.fix else "")
+    if live.state == NOT_APPLICABLE:
+        return f"not applicable: {live.reason or 'this rung cannot run the workload'}"
     if live.state == "off":
         return "off (toggle it on to include it)"
     if live.reason:
@@ -133,6 +137,30 @@ def rate_line(live: RuntimeLive, now: float | None, scenario: str) -> str:
     return f"{average:,.2f} starts/s achieved{asked}"
 
 
+def traffic_lines(figures: TrafficFigures | None, live: RuntimeLive, now: float | None) -> str:
+    """Two lines for a traffic run: what the callers saw (requests, cold share, latency from
+    arrival to first byte) and what was held (instances now, scaled down to zero). While it
+    runs, only what the lab's events say: instances resident and cold starts so far."""
+    if figures is None:
+        if now is None:
+            return ""
+        return f"traffic: {live.startup_n:,} cold starts so far\ninstances now {live.running:,}"
+    cold = figures.cold_fraction
+    cold_text = f"cold {cold:.1%}" if cold is not None else "cold –"
+    failed = f" · failed {figures.failed:,}" if figures.failed else ""
+    latency = (
+        f"latency p50 {split_duration(figures.latency_p50_ns)} · p99 {split_duration(figures.latency_p99_ns)}"
+    )
+    first = f"{figures.requests:,} requests · {cold_text}{failed} · {latency}"
+    second = (
+        f"instances now {figures.instances_now:,} · peak {figures.instances_peak:,}"
+        f" · scaled down {figures.scaled_down:,}"
+    )
+    if figures.note:
+        second += f" · ⚠ {figures.note}"
+    return f"{first}\n{second}"
+
+
 def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView:
     """``now`` is None when no scenario runs: the live rate gives way to the run's average."""
     phases = " · ".join(f"{name} {format_duration_ns(p50)}" for name, p50 in live.phase_p50s())
@@ -162,6 +190,9 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
         ),
         rate_line=rate_line(live, now, scenario),
         warning_line=f"⚠ {short_warning(warnings[0])}" if warnings else "",
+        traffic_line=(
+            traffic_lines(live.final.traffic if live.final else None, live, now) if scenario == "traffic" else ""
+        ),
     )
 
 
@@ -180,6 +211,12 @@ def settings_line(settings: Settings) -> str:
     if settings.scenario == "ramp":
         held = " · ".join(f"{name} {settings.resident.get(name, 0):,}" for name in settings.runtimes)
         return f"{head} · hold {held} · runtimes ramp one after another"
+    if settings.scenario == "traffic":
+        arrivals = f"trace {settings.trace_file}" if settings.pattern == "trace" else f"{settings.pattern} {settings.rate_per_s:g}/s"
+        return (
+            f"{head} · {arrivals} for {settings.duration_s:g} s · keep-alive {settings.keepalive_s:g} s"
+            f" · pre-warm {settings.prewarm:,} per runtime"
+        )
     return (
         f"{head} · {settings.rate_per_s:g}/s for {settings.duration_s:g} s per runtime,"
         " runtimes at the same time"

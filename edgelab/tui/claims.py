@@ -1,0 +1,128 @@
+"""The claims view (k): each published claim beside what this machine measured, with a verdict.
+
+The table is ``edgelab.claims.check_claims`` over the history's newest runs, the same answer
+``edgelab claims`` prints; it is read in a thread worker (the history is files on disk) and
+nothing here measures or launches anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Static
+
+from edgelab.errors import EdgelabError
+
+COLUMNS = ("claim", "source", "stated", "measured here", "verdict", "why", "run")
+VERDICT_STYLE = {"holds": "green", "doesn't hold": "red", "not comparable": "yellow", "not measured yet": "dim"}
+NO_RUNS = "no saved runs yet: edgelab run -w hello (or a ladder) saves one; then press k again"
+
+#: What the view shows: the checks, and one line per run it could not read.
+ClaimsLoader = Callable[[], tuple[Sequence[Any], Sequence[str]]]
+
+
+def history_checks() -> tuple[list[Any], list[str]]:
+    """``check_claims`` over the newest saved runs, as ``edgelab claims`` reads them."""
+    from edgelab.claims import HISTORY_RUNS, _artifact_sizes, check_claims, load_claims
+    from edgelab.history import list_runs, load_export
+
+    runs: list[dict[str, Any]] = []
+    labels: list[str] = []
+    notes: list[str] = []
+    for index, path in enumerate(list_runs()[:HISTORY_RUNS]):
+        ref = "last" if index == 0 else f"last~{index}"
+        try:
+            runs.append(load_export(path, ref))
+        except EdgelabError as exc:
+            notes.append(f"skipped {exc}")
+            continue
+        labels.append(ref)
+    if not runs:
+        notes.append(NO_RUNS)
+    claims = load_claims()
+    return check_claims(runs, labels, claims=claims, sizes=_artifact_sizes(claims)), notes
+
+
+class ClaimsLoaded(Message):
+    def __init__(self, checks: Sequence[Any], notes: Sequence[str], error: str | None) -> None:
+        super().__init__()
+        self.checks = list(checks)
+        self.notes = list(notes)
+        self.error = error
+
+
+def check_row(check: Any) -> tuple[str, ...]:
+    style = VERDICT_STYLE.get(check.verdict, "")
+    verdict = f"[{style}]{check.verdict}[/]" if style else check.verdict
+    return (
+        check.claim.short,
+        check.claim.source.title,
+        check.claim.stated,
+        check.measured or "–",
+        verdict,
+        check.why,
+        check.run or "–",
+    )
+
+
+class ClaimsScreen(Screen[None]):
+    """Published claims and this machine's figures; escape goes back to the lab."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss", "back to the lab")]
+
+    def __init__(self, loader: ClaimsLoader | None = None) -> None:
+        super().__init__(id="claims")
+        self.loader = loader or history_checks
+        self.checks: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            "[b]claims[/b] · each published claim beside what this machine measured"
+            " (the newest saved run that has the figure; fake runs are never read)",
+            id="claims-title",
+        )
+        yield Static("reading the history…", id="claims-status")
+        table: DataTable[str] = DataTable(id="claims-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("[b $accent]esc[/] back to the lab  · the same table as edgelab claims", id="claims-keys")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#claims-table", DataTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        self.load()
+
+    @work(thread=True, exclusive=True, group="claims", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            checks, notes = self.loader()
+        except EdgelabError as exc:
+            self.post_message(ClaimsLoaded([], [], str(exc)))
+            return
+        self.post_message(ClaimsLoaded(checks, notes, None))
+
+    def on_claims_loaded(self, message: ClaimsLoaded) -> None:
+        status = self.query_one("#claims-status", Static)
+        if message.error is not None:
+            status.update(f"⚠ {message.error}")
+            return
+        self.checks = message.checks
+        table = self.query_one("#claims-table", DataTable)
+        table.clear()
+        for check in message.checks:
+            table.add_row(*check_row(check))
+        counts: dict[str, int] = {}
+        for check in message.checks:
+            counts[check.verdict] = counts.get(check.verdict, 0) + 1
+        summary = " · ".join(f"{n} {verdict}" for verdict, n in counts.items())
+        notes = f" · {'; '.join(message.notes)}" if message.notes else ""
+        status.update(f"{len(message.checks)} claims: {summary or 'none'}{notes}")
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
