@@ -1,5 +1,6 @@
 """What can be run: the workloads, and per artifact kind (Wasm module, native binary, image)
-where its build is, its size in bytes and whether it is built.
+where its build is, its size in bytes and whether it is built. A saved function's artifacts
+are the person's own files and image: read as they are, never built.
 
 Headless (never imports textual): ``edgelab workloads`` prints it and the TUI's workload list
 shows it, so the two never disagree. Reading the catalog builds nothing unless asked
@@ -62,12 +63,15 @@ class Entry:
         w = self.workload
         found: dict[str, Any] = {
             "name": w.name,
+            "kind": w.kind,
             "description": w.description,
             "default_request_bytes": len(w.default_request),
             "max_request_bytes": w.max_request_bytes,
         }
         for kind, artifact in self.artifacts.items():
-            if artifact.where is None and artifact.note:  # unknowable here (no engine): say why
+            if artifact.note == NOT_GIVEN:
+                found[kind] = None  # a function without this kind: nothing to say, no error
+            elif artifact.where is None and artifact.note:  # unknowable here (no engine): say why
                 found[kind] = None
                 found[f"{kind}_error"] = artifact.note
             else:
@@ -104,7 +108,7 @@ def _image_artifact(workload: Workload, client: Any, ensure: bool, why_not: str)
         return Artifact("image", False, where=tag, note=f"{type(exc).__name__}: {exc}")
 
 
-def _engine() -> tuple[Any, str]:
+def engine() -> tuple[Any, str]:
     """A docker client of its own (closed by the caller), or why there is none."""
     try:
         from edgelab.runtimes.container import connect, engine_unavailable_reason
@@ -118,8 +122,53 @@ def _engine() -> tuple[Any, str]:
         return None, engine_unavailable_reason(exc)
 
 
+#: Said in place of a size for an artifact kind a function does not give.
+NOT_GIVEN = "not given by this function"
+
+
+def _function_artifact(workload: Workload, kind: str, client: Any, why_not: str) -> Artifact:
+    """A function's own artifact as it is (nothing is ever built or pulled for one): the
+    module's bytes, the program's bytes (argv[0], found as a run finds it), the image's size
+    as the engine reports it. ``built`` means present; a missing one says why in ``note``."""
+    import os
+    import shutil
+
+    function = workload.function
+    assert function is not None
+    given = function.artifacts()
+    if kind not in given:
+        return Artifact(kind, False, where="", note=NOT_GIVEN)
+    if kind == "image":
+        if client is None:
+            return Artifact("image", False, note=why_not or "no engine")
+        import docker
+
+        from edgelab.runtimes.container import image_size_bytes
+
+        tag = str(function.image)
+        try:
+            return Artifact("image", True, image_size_bytes(client, tag), tag)
+        except docker.errors.ImageNotFound:
+            return Artifact("image", False, where=tag, note="the engine has no such image (never pulled)")
+        except Exception as exc:  # noqa: BLE001 - the engine went away meanwhile: unknown, said why
+            return Artifact("image", False, where=tag, note=f"{type(exc).__name__}: {exc}")
+    if kind == "wasm":
+        path = str(function.wasm)
+    else:
+        assert function.command
+        program = function.command[0]
+        path = program if "/" in program else (shutil.which(program) or program)
+    try:
+        return Artifact(kind, True, os.stat(path).st_size, path)
+    except OSError as exc:
+        return Artifact(kind, False, where=path, note=exc.strerror or str(exc))
+
+
 def artifact(workload: Workload, kind: str, ensure: bool = False, client: Any = None, why_not: str = "") -> Artifact:
-    """One artifact's state; ``ensure`` builds it first (the cached, locked build a run makes)."""
+    """One artifact's state; ``ensure`` builds it first (the cached, locked build a run makes).
+    A function workload's artifacts are the person's own: read, never built."""
+    if workload.function is not None:
+        return _function_artifact(workload, kind, client, why_not)
     if kind in ("wasm", "native"):
         return _file_artifact(workload, kind, ensure)
     if kind == "image":
@@ -133,7 +182,7 @@ def catalog(
     """Every workload with each artifact kind's state. ``images=False`` skips the engine (the
     image column then says why); a build that fails raises its EdgelabError."""
     kinds = artifact_kinds()
-    client, why_not = _engine() if images and "image" in kinds else (None, "" if images else "not asked")
+    client, why_not = engine() if images and "image" in kinds else (None, "" if images else "not asked")
     try:
         return [
             Entry(w, {kind: artifact(w, kind, ensure, client, why_not) for kind in kinds})

@@ -31,7 +31,15 @@ from edgelab.runtimes import create_runtime, parse_runtimes, registry
 from edgelab.session import Session
 from edgelab.settings import read_request
 from edgelab.stats import format_bytes, format_duration_ns, format_ratio
-from edgelab.workloads import get_workload, load_workloads, require_workloads
+from edgelab.workloads import (
+    Function,
+    Workload,
+    function_workload,
+    get_workload,
+    load_workloads,
+    require_workloads,
+    resolve_workload,
+)
 
 if TYPE_CHECKING:
     from edgelab.export import ExportTarget
@@ -50,20 +58,67 @@ err = _Console(stderr=True)
 
 
 # -- run ----------------------------------------------------------------------------------------
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    runtimes = runtimes_from_text(args.runtimes)
+def _runtimes_given(args: argparse.Namespace) -> bool:
+    """Whether ``-r`` was on the command line: argparse hands back its default object itself
+    when it was not (the same ``str``), so identity tells a typed ``-r`` from the default even
+    when both read alike."""
+    from edgelab import cli
+
+    return args.runtimes is not cli._DEFAULT_RUNTIMES
+
+
+def _workload_given(args: argparse.Namespace) -> bool:
+    """Whether ``-w`` was on the command line (as ``_runtimes_given``: the default is the
+    interned ``"hello"`` of cli.py; a typed ``-w hello`` comes from argv, a string of its own)."""
+    return args.workload is not sys.intern("hello")
+
+
+def run_workload(args: argparse.Namespace) -> tuple[Workload, Function | None]:
+    """The workload ``edgelab run`` measures: your own function from ``--wasm/--image/
+    --command`` (checked: one line for a file that is not Wasm, a missing image, a command not
+    found), else ``-w``'s, built-in or saved. Both at once is one line."""
+    from edgelab.functions import display_name, function_from_args, given
+
+    if given(args) and _workload_given(args):
+        raise UsageError(
+            f"-w {args.workload} and --wasm/--image/--command both name what to run: give one"
+            " (a saved function: edgelab run -w NAME)"
+        )
+    function = function_from_args(args)
+    if function is not None:
+        return function_workload(display_name(function), function), function
     if args.workload.strip().isdigit():
         raise UsageError(
             f"unknown workload '{args.workload}': -w is --workload here (hyperfine's warmup is"
             f" --warmup {args.workload})"
         )
+    return get_workload(args.workload), None
+
+
+def run_runtimes(args: argparse.Namespace, workload: Workload) -> tuple[str, ...]:
+    """``-r``'s rungs, every one of which must run ``workload`` (else one line naming why);
+    without ``-r``, a function runs on every rung that applies to it, a built-in workload on
+    the default ones."""
+    if not _runtimes_given(args) and workload.function is not None:
+        return registry.applicable_names(workload)
+    runtimes = runtimes_from_text(args.runtimes)
+    for name in runtimes:
+        why = registry.not_applicable(registry.spec(name), workload)
+        if why is not None:
+            raise UsageError(f"-r {name} does not apply to {workload.name}: {why}")
+    return runtimes
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    workload, function = run_workload(args)
+    runtimes = run_runtimes(args, workload)
     resident = parse_resident(args.resident, runtimes)
     ignored = unselected_in_resident(args.resident, runtimes)
     if ignored:
         err.print(f"[yellow]--resident:[/] {', '.join(ignored)} not among --runtimes, left out", highlight=False)
     scenario: Scenario = args.scenario or "burst"
     if args.request_file is not None:
-        limit = get_workload(args.workload)  # its max_request_bytes bounds the read
+        limit = workload  # its max_request_bytes bounds the read
         try:
             with open(args.request_file, "rb") as source:
                 request: bytes | None = read_request(
@@ -74,7 +129,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     else:
         request = args.request.encode() if args.request is not None else None
     settings = Settings(
-        workload=args.workload,
+        workload=workload.name,
         runtimes=runtimes,
         scenario=scenario,
         count=args.count,
@@ -90,9 +145,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         prewarm=args.prewarm,
         trace_file=args.trace,
         seed=args.seed,
+        function=function,
     )
     settings.validate()
-    get_workload(settings.workload)
     return settings
 
 
@@ -133,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     targets = export_targets(args)
+    artifacts = function_artifacts(resolve_workload(settings.workload, settings.function))
     lab = Lab()
     cancel = threading.Event()
     progress = _Progress(settings)
@@ -145,6 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     finally:
         lab.close()
+    if artifacts:
+        result.metadata["artifacts"] = artifacts  # sizes beside each artifact, in every export
     files = [t for t in targets if not t.to_stdout]
     write_targets(result, files)  # first: a reader closing stdout early cannot cost a file
     saved = None if args.no_history else _save_in_history(result)  # a file too: before stdout
@@ -155,6 +213,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if saved:
         err.print(saved, highlight=False, soft_wrap=True)
     return run_exit_status(result, settings, ignore_failure=args.ignore_failure)
+
+
+def function_artifacts(workload: Workload) -> dict[str, dict[str, Any]]:
+    """A function's artifacts with their sizes (module bytes, binary, image), read before the
+    run (``{}`` for a built-in workload: its sizes are ``edgelab workloads``')."""
+    if workload.function is None:
+        return {}
+    from edgelab.catalog import engine
+    from edgelab.functions import artifact_sizes
+
+    client, why_not = engine() if workload.function.image else (None, "")
+    try:
+        return artifact_sizes(workload, client, why_not)
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _save_in_history(result: RunResult) -> str | None:
@@ -332,8 +406,12 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     meta = result.metadata
     fastest = result.fastest()
     fastest_p50 = result.runtimes[fastest].summary().p50_ns if fastest else None  # type: ignore[union-attr]
+    from edgelab.export import artifact_size_lines, is_command_run, response_difference_lines
+
+    command = is_command_run(result)  # your own function: it answers once, then exits
+    what = "launch → first stdout byte; exit p50 = launch → exit" if command else "launch call → first response byte"
     table = Table(
-        title=f"{meta['workload']['name']}: cold start = launch call → first response byte",
+        title=f"{meta['workload']['name']}: cold start = {what}",
         caption=f"{meta['host']['cpu_model']}, {meta['host']['cpu_cores_logical']} cores · "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         box=box.SIMPLE_HEAD,
@@ -341,7 +419,8 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         padding=(0, 0, 0, 1),
     )
     # p90 and mean are in the exports; the terminal keeps what fits in 80 columns.
-    for column in ("runtime", "ok/n", "p50", "p99", "min", "max", "stdev", "×p50"):
+    columns = ("runtime", "ok/n", "p50", "p99", "min", "max", "stdev", "×p50") + (("exit p50",) if command else ())
+    for column in columns:
         table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
     for runtime in result.runtimes.values():
         summary = runtime.summary()
@@ -351,8 +430,23 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             row.append(format_ratio(summary.p50_ns / fastest_p50) if fastest_p50 else "–")
         else:
             row += ["–"] * 6
+        if command:
+            exits = runtime.exit_summary()
+            row.append(format_duration_ns(exits.p50_ns) if exits else "–")
         table.add_row(*row)
     console.print(table)
+    sizes = artifact_size_lines(result)
+    if sizes:
+        console.print("[dim]artifacts: " + " · ".join(sizes) + "[/]", highlight=False, soft_wrap=True)
+    function = (meta.get("settings") or {}).get("function")
+    if function:
+        dirs = ", ".join(function.get("dirs") or []) or "none"
+        env = ", ".join(function.get("env") or []) or "none"
+        console.print(
+            f"[dim]grants: dirs {dirs}; env {env} (beyond stdin, stdout, stderr: deny by default)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     if any(r.traffic is not None for r in result.runtimes.values()):
         from edgelab.traffic import print_traffic  # the traffic scenario's own table
 
@@ -412,7 +506,14 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         for warning in runtime.warnings():
             console.print(f"[yellow]  warning ({runtime.runtime}):[/] {warning}", highlight=False)
     if meta.get("responses_identical") is False:
-        console.print("[red]the runtimes' responses differ: the workload is not deterministic across runtimes[/]")
+        if command:
+            console.print("[red]the responses differ:[/]", highlight=False)
+        else:
+            console.print("[red]the runtimes' responses differ: the workload is not deterministic across runtimes[/]")
+        for line in response_difference_lines(result):
+            console.print(f"[red]  {line}[/]", highlight=False, soft_wrap=True)
+    elif command and meta.get("responses_identical") and len([r for r in result.runtimes.values() if r.ok]) > 1:
+        console.print("[green]responses identical across the runtimes[/]", highlight=False)
     from edgelab.export import conclusion
 
     sentence = conclusion(result)
@@ -507,7 +608,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from edgelab.build import ensure_native, ensure_wasm, ensure_wasm_hotpath, host_arch
 
-    selected = _selected(args.workloads)
+    selected = []
+    for workload in _selected(args.workloads):
+        if workload.function is not None:  # your own artifacts: there is nothing to build
+            err.print(f"[dim]{workload.name}: skipped, a function (its artifacts are yours, nothing to build)[/]", highlight=False)
+        else:
+            selected.append(workload)
     images = None
     if not args.no_image:
         images, missing = _usable_engine()
@@ -561,6 +667,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     kinds = artifact_kinds()
     table = Table(title="workloads (sizes of the artifacts each runtime starts)")
     table.add_column("name")
+    table.add_column("kind")  # abi: built in (edgelab's own ABI); function: yours (edgelab add)
     table.add_column("description")
     for kind in kinds:
         table.add_column(kind, justify="right")
@@ -568,8 +675,11 @@ def cmd_workloads(args: argparse.Namespace) -> int:
         cells = []
         for kind in kinds:
             found = entry.get(kind)
-            cells.append(format_bytes(found["size_bytes"]) if found and found["size_bytes"] is not None else "–")
-        table.add_row(entry["name"], entry["description"], *cells)
+            if found and found["size_bytes"] is not None:
+                cells.append(format_bytes(found["size_bytes"]))
+            else:  # a function's artifact that is not there (never built for it): say so
+                cells.append("missing" if found and entry["kind"] == "function" else "–")
+        table.add_row(entry["name"], entry["kind"], entry["description"], *cells)
     Console().print(table)
     notes = {entry[f"{k}_error"] for entry in listing for k in kinds if entry.get(f"{k}_error")}
     for note in sorted(notes):

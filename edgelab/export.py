@@ -56,6 +56,7 @@ CSV_FIELDS = (
     "t_s",  # when the launch began, seconds from the run's clock origin (steady: its start)
     "rate_asked_per_s",  # steady only: launches per second asked for, and reached, per runtime
     "rate_achieved_per_s",
+    "exit_us",  # command workloads (your own function): launch to exit; empty for the built-in ones
 )
 
 
@@ -100,12 +101,67 @@ def conclusion(result: RunResult) -> str:
     return plain_conclusion(startups, density)
 
 
+def is_command_run(result: RunResult) -> bool:
+    """Whether the run measured a command workload (your own function: request on stdin,
+    response on stdout, exit 0), whose startup runs to the first stdout byte: given by flags
+    (settings ``function``), saved (the run's ``artifacts``, or the workload's convention when
+    the lab records it) or, failing those, seen in its samples' exit times."""
+    meta = result.metadata
+    if (meta.get("settings") or {}).get("function") or meta.get("artifacts"):
+        return True
+    if (meta.get("workload") or {}).get("convention") == "command":
+        return True
+    return any(s.exit_ns is not None for r in result.runtimes.values() for s in r.samples)
+
+
+def response_difference_lines(result: RunResult) -> list[str]:
+    """One line per runtime whose answer differs from the first runtime's (the lab's
+    ``response_differences``): where the first differing byte is, and both lengths."""
+    lines = []
+    for d in result.metadata.get("response_differences") or []:
+        where = (
+            f"first differing byte at offset {d['first_differing_byte']:,}"
+            if d.get("first_differing_byte") is not None
+            else "the first bytes agree, the rest differs"
+        )
+        lines.append(
+            f"{d['runtime']} answered {d['bytes']:,} bytes, {d['against']} {d['against_bytes']:,} bytes: {where}"
+        )
+    return lines
+
+
+def artifact_size_lines(result: RunResult) -> list[str]:
+    """A function run's artifacts with their sizes (module bytes, binary, image), one each."""
+    names = {"wasm": "module", "native": "binary", "image": "image"}
+    lines = []
+    for kind, found in (result.metadata.get("artifacts") or {}).items():
+        where = found.get("path") or found.get("tag") or "?"
+        size = found.get("size_bytes")
+        shown = f"{format_bytes(size)} ({size:,} bytes)" if size is not None else found.get("note") or "size unknown"
+        lines.append(f"{names.get(kind, kind)} {where}: {shown}")
+    return lines
+
+
+def runtime_artifact(name: Any) -> str | None:
+    """The artifact kind a rung starts (the registry's), None for a name it does not know."""
+    from edgelab.runtimes.registry import spec
+
+    try:
+        return spec(str(name)).artifact
+    except Exception:  # noqa: BLE001 - a test's own runtime, or a rung since removed
+        return None
+
+
 def to_json(result: RunResult) -> str:
     data = result.to_json()
     ratios = relative_p50(result)
+    artifacts = data.get("metadata", {}).get("artifacts") or {}
     for entry in data.get("results", []):
         ratio = ratios.get(entry.get("runtime"))
         entry["p50_vs_fastest"] = round(ratio, 4) if ratio is not None else None
+        kind = runtime_artifact(entry.get("runtime"))
+        if kind in artifacts:  # a function's run: the artifact this rung started, and its size
+            entry["artifact"] = {"kind": kind, **artifacts[kind]}
     data.setdefault("metadata", {})["conclusion"] = conclusion(result)
     return json.dumps(data, indent=2) + "\n"
 
@@ -133,6 +189,7 @@ def to_csv(result: RunResult) -> str:
                     f"{runtime.sample_time_s(s):.6f}",
                     _rate(runtime.rate_asked_per_s),
                     _rate(runtime.rate_achieved_per_s),
+                    f"{s.exit_ns / 1000:.3f}" if s.exit_ns is not None else "",
                 ]
             )
     return buffer.getvalue()
@@ -159,11 +216,17 @@ def to_markdown(result: RunResult) -> str:
         "",
         "Startup = launch call to first byte of the first response; each figure in the unit that"
         " suits it. vs fastest = p50 / the fastest runtime's p50. Memory = per resident instance:"
-        " user-space by the metric named, host = what the machine loses per instance.",
+        " user-space by the metric named, host = what the machine loses per instance."
+        + (
+            " A command (your own function): startup = launch to its first stdout byte;"
+            " exit p50 = launch to its exit."
+            if is_command_run(result)
+            else ""
+        ),
         "",
         "| runtime | n | ok | failed | p50 | p90 | p99 | min | max | stdev "
-        "| vs fastest | user-space/instance | metric | host/instance | instances/GiB | error |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "| vs fastest | user-space/instance | metric | host/instance | instances/GiB | error | exit p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     for runtime in result.runtimes.values():
         row = runtime.to_json()
@@ -187,8 +250,15 @@ def to_markdown(result: RunResult) -> str:
             format_bytes(host_bytes) if host_bytes is not None else "–",
             f"{per_gib:,.0f}" if per_gib else "–",
             (row["error"] or "").replace("|", "/"),
+            _duration(exit_summary.p50_ns) if (exit_summary := runtime.exit_summary()) else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    sizes = artifact_size_lines(result)
+    if sizes:
+        lines += ["", "Artifacts: " + "; ".join(sizes) + "."]
+    differences = response_difference_lines(result)
+    if differences:
+        lines += ["", "The responses differ:", ""] + [f"- {line}" for line in differences]
     sentence = conclusion(result)
     if sentence:
         lines += ["", sentence]
@@ -501,7 +571,8 @@ def export_stem(result: RunResult) -> str:
     """``edgelab-<workload>-<scenario>-<start time>``: names that sort by time, one per run."""
     settings = result.metadata.get("settings", {})
     stamp = str(result.metadata.get("started", "run"))[:19].replace(":", "-")
-    return f"edgelab-{settings.get('workload', 'run')}-{settings.get('scenario', 'run')}-{stamp}"
+    workload = str(settings.get("workload", "run")).replace(os.sep, "_")  # an image: repo/name:tag
+    return f"edgelab-{workload}-{settings.get('scenario', 'run')}-{stamp}"
 
 
 def export_run(result: RunResult, folder: Path | None = None) -> list[Path]:

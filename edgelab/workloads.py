@@ -1,6 +1,10 @@
 """Workloads: one folder under ``modules/`` each, with a ``workload.toml`` manifest.
 
-Adding a workload is adding a folder; nothing else lists them.
+Adding a workload is adding a folder; nothing else lists them. Beside the built-in ones, the
+user's workloads folder (``user_workloads_dir()``: ``$EDGELAB_WORKLOADS_DIR``, else
+``<data dir>/workloads``) holds the functions ``edgelab add`` saved: folders of the same shape
+whose manifest says ``kind = "function"`` and names the person's own artifacts in a
+``[function]`` section instead of sources.
 """
 
 from __future__ import annotations
@@ -47,6 +51,21 @@ def modules_dir() -> Path:
 MODULES_DIR = modules_dir()
 #: The ABI every workload is built against: always the lab's own, whatever EDGELAB_MODULES_DIR says.
 ABI_DIR = shipped_dir("modules") / "abi"
+#: Where ``edgelab add`` saves functions unless ``$EDGELAB_WORKLOADS_DIR`` says otherwise.
+WORKLOADS_DIR_ENV = "EDGELAB_WORKLOADS_DIR"
+#: A manifest's ``kind``: the built-in ABI workloads (the default) or a saved function.
+KINDS = ("abi", "function")
+
+
+def user_workloads_dir() -> Path:
+    """The user's workloads folder (read at each call): ``$EDGELAB_WORKLOADS_DIR``, else
+    ``workloads`` in edgelab's data dir (beside the run history: what outlives a run)."""
+    override = os.environ.get(WORKLOADS_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    from edgelab.history import data_dir
+
+    return data_dir() / "workloads"
 
 
 #: How a workload talks: ``abi`` is the lab's own resident framed ABI (the built-in C
@@ -95,6 +114,41 @@ class Function:
         }
 
 
+def parse_dir_grant(text: str, base: Path | None = None) -> tuple[str, str]:
+    """A directory grant as wasmtime's ``--dir`` takes it: ``HOST::GUEST``, or ``HOST`` alone
+    (the same path inside). A relative host path resolves against ``base`` (default: the
+    working directory), so a saved grant means the same folder from wherever the lab runs.
+    ValueError says what is wrong in words; whether the folder exists is the caller's check."""
+    host, sep, guest = text.partition("::")
+    if not host:
+        raise ValueError(f"'{text}' names no host directory (HOST::GUEST)")
+    if sep and not guest:
+        raise ValueError(f"'{text}' names no guest path after '::' (HOST::GUEST)")
+    if "\0" in text:
+        raise ValueError(f"{text!r} holds a NUL byte")
+    host_path = Path(host).expanduser()
+    if not host_path.is_absolute():
+        host_path = (base or Path.cwd()) / host_path
+    return os.path.normpath(host_path), guest if sep else host
+
+
+def parse_env_grant(text: str, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """An environment grant as wasmtime's ``--env``: ``K=V``, or ``K`` alone for this
+    process's own value of K (``environ``; None: no inheriting, as in a saved manifest)."""
+    name, sep, value = text.partition("=")
+    if not name:
+        raise ValueError(f"'{text}' names no variable (K=V)")
+    if "\0" in text:
+        raise ValueError(f"{text!r} holds a NUL byte")
+    if not sep:
+        if environ is None:
+            raise ValueError(f"'{text}' has no value (K=V)")
+        if name not in environ:
+            raise ValueError(f"'{text}' gives no value and {name} is not set here (K=V)")
+        value = environ[name]
+    return name, value
+
+
 @dataclass(frozen=True)
 class Workload:
     """A workload as its manifest describes it; the same source builds all three artifacts.
@@ -128,6 +182,11 @@ class Workload:
     def convention(self) -> Convention:
         return "command" if self.function is not None else "abi"
 
+    @property
+    def kind(self) -> str:
+        """The manifest's ``kind`` (``KINDS``): what ``edgelab workloads`` and the TUI list."""
+        return "function" if self.function is not None else "abi"
+
 
 def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     if key not in data:
@@ -158,11 +217,23 @@ def load_manifest(path: Path) -> Workload:
     name = str(_require(data, "name", str, path))
     if name != directory.name:
         raise ManifestError(f"{path}: name '{name}' differs from its folder '{directory.name}'")
-    sources = _require(data, "sources", list, path)
-    source_paths = tuple(directory / str(s) for s in sources)
-    for source in source_paths:
-        if not source.is_file():
-            raise ManifestError(f"{path}: source {source.name} does not exist")
+    kind = data.get("kind", "abi")
+    if kind not in KINDS:
+        raise ManifestError(f"{path}: field 'kind' is '{kind}' (choose from {', '.join(KINDS)})")
+    function: Function | None = None
+    if kind == "function":
+        if "sources" in data:
+            raise ManifestError(f"{path}: a function workload has no 'sources' (its artifacts are in [function])")
+        source_paths: tuple[Path, ...] = ()
+        function = _function_section(data, path)
+    else:
+        if "function" in data:
+            raise ManifestError(f"{path}: a [function] section needs kind = \"function\"")
+        sources = _require(data, "sources", list, path)
+        source_paths = tuple(directory / str(s) for s in sources)
+        for source in source_paths:
+            if not source.is_file():
+                raise ManifestError(f"{path}: source {source.name} does not exist")
     max_request = int(
         _limit(
             path,
@@ -221,19 +292,90 @@ def load_manifest(path: Path) -> Workload:
         defines=MappingProxyType(dict(defines)),
         hostile=bool(data.get("hostile", False)),
         max_response_bytes=max_response,
+        function=function,
     )
 
 
+def _function_section(data: dict, path: Path) -> Function:
+    """A saved function's ``[function]``: ``wasm`` (a file, relative to the folder), ``image``
+    (a tag), ``command`` (argv; a relative program path with a slash resolves against the
+    folder, a bare name is looked up on PATH when run), ``dirs`` (``"HOST::GUEST"``) and
+    ``env`` (``"K=V"``): the same grammar as ``edgelab run``'s flags. At least one artifact."""
+    section = data.get("function")
+    if not isinstance(section, dict):
+        raise ManifestError(f"{path}: kind = \"function\" needs a [function] section")
+    known = {"wasm", "image", "command", "dirs", "env"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ManifestError(f"{path}: [function] has unknown field '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    directory = path.parent
+    wasm = section.get("wasm")
+    if wasm is not None:
+        if not isinstance(wasm, str) or not wasm:
+            raise ManifestError(f"{path}: [function] wasm must be a file name")
+        wasm_path = Path(wasm) if Path(wasm).is_absolute() else directory / wasm
+        if not wasm_path.is_file():
+            raise ManifestError(f"{path}: [function] wasm {wasm} does not exist")
+        wasm = str(wasm_path)
+    image = section.get("image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        raise ManifestError(f"{path}: [function] image must be an image name")
+    command = section.get("command")
+    if command is not None:
+        if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+            raise ManifestError(f"{path}: [function] command must be a list of non-empty strings (argv)")
+        program = command[0]
+        if "/" in program and not Path(program).is_absolute():
+            program = os.path.normpath(directory / program)
+        command = [program, *command[1:]]
+    if wasm is None and image is None and command is None:
+        raise ManifestError(f"{path}: [function] gives no artifact (wasm, image or command)")
+    grants: dict[str, list[tuple[str, str]]] = {}
+    for key, parse in (("dirs", lambda t: parse_dir_grant(t, directory)), ("env", parse_env_grant)):
+        entries = section.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ManifestError(f"{path}: [function] {key} must be a list of strings")
+        try:
+            grants[key] = [parse(entry) for entry in entries]
+        except ValueError as exc:
+            raise ManifestError(f"{path}: [function] {key}: {exc}") from None
+    return Function(
+        wasm=wasm,
+        image=image,
+        command=tuple(command) if command else None,
+        dirs=tuple(grants["dirs"]),
+        env=tuple(grants["env"]),
+    )
+
+
+def _manifests(root: Path) -> list[Path]:
+    """The manifests of ``root``'s folders, sorted; a folder whose name starts with a dot is
+    skipped (``edgelab add`` writes a function there before renaming it into place)."""
+    return sorted(m for m in root.glob(f"*/{MANIFEST_NAME}") if not m.parent.name.startswith("."))
+
+
 def load_workloads(root: Path | None = None, include_hostile: bool = False) -> dict[str, Workload]:
-    """Every workload under ``root`` (default ``modules_dir()``), by name, sorted; hostile test
-    workloads only on request."""
-    root = modules_dir() if root is None else root
+    """Every workload under ``root``, by name, sorted; hostile test workloads only on request.
+
+    With no ``root``: the built-in ones (``modules_dir()``), then the functions saved in the
+    user's workloads folder (``user_workloads_dir()``, if it exists). A saved one may not take
+    a built-in's name (one line naming its file: ``edgelab add`` refuses such names)."""
     found: dict[str, Workload] = {}
-    for manifest in sorted(root.glob(f"*/{MANIFEST_NAME}")):
-        workload = load_manifest(manifest)
-        if workload.hostile and not include_hostile:
+    seen: set[str] = set()  # hostile ones too: a saved function may not shadow one either
+    roots = [modules_dir(), user_workloads_dir()] if root is None else [root]
+    for index, folder in enumerate(roots):
+        if index and not folder.is_dir():
             continue
-        found[workload.name] = workload
+        for manifest in _manifests(folder):
+            workload = load_manifest(manifest)
+            if workload.name in seen:
+                raise ManifestError(
+                    f"{manifest}: the name '{workload.name}' is a built-in workload's (rename its folder)"
+                )
+            seen.add(workload.name)
+            if workload.hostile and not include_hostile:
+                continue
+            found[workload.name] = workload
     return found
 
 
@@ -248,20 +390,20 @@ def no_workloads_error(root: Path) -> UsageError:
 
 
 def require_workloads(root: Path | None = None) -> dict[str, Workload]:
-    """``load_workloads``, but finding none is an error, not an empty table."""
-    root = modules_dir() if root is None else root
+    """``load_workloads`` (saved functions too when no ``root``), but finding none is an
+    error, not an empty table."""
     workloads = load_workloads(root)
     if not workloads:
-        raise no_workloads_error(root)
+        raise no_workloads_error(modules_dir() if root is None else root)
     return workloads
 
 
 def get_workload(name: str, root: Path | None = None) -> Workload:
-    root = modules_dir() if root is None else root
+    """One workload by name: built-in or saved (no ``root``), or from ``root`` alone."""
     workloads = load_workloads(root, include_hostile=True)
     if name not in workloads:
         if not workloads:
-            raise no_workloads_error(root)
+            raise no_workloads_error(modules_dir() if root is None else root)
         known = ", ".join(w for w, spec in workloads.items() if not spec.hostile) or "none"
         raise UsageError(f"unknown workload '{name}' (known: {known})")
     return workloads[name]
