@@ -390,7 +390,7 @@ def _from_run(claim: Claim, run: _Run) -> _Figure | None:
         if value is None:
             return None
         whole = _startup(main)
-        detail = f"{rt} {claim.phase} phase p50 = {_time(value)}"
+        detail = f"{rt}'s {claim.phase} phase p50 = {_time(value)}"
         if whole is not None:
             detail += f" (whole cold start to first response p50 {_time(whole)})"
         return _Figure(value, _time(value), detail, run.label, other_class)
