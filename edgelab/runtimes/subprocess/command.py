@@ -296,8 +296,9 @@ class CommandInstance(SubprocessInstance):
         self._stdin = -1
 
     def is_waiting(self) -> bool | None:
-        """True once it sleeps in a system call (read on its stdin, for a program that reads
-        its request first); None once it has exited; False while it still runs."""
+        """True once it sleeps, interruptibly, in a system call (for a program that reads its
+        request first: its read of stdin; not D, which a page fault of its loading is); None
+        once it has exited; False while it still runs."""
         if select.select([self._pidfd], [], [], 0)[0]:
             return None
         try:
@@ -305,7 +306,7 @@ class CommandInstance(SubprocessInstance):
                 state = file.read().rpartition(b")")[2].split()[0]
         except (OSError, IndexError):
             return None
-        return state in (b"S", b"D")
+        return state == b"S"
 
     def stop(self) -> None:
         with self._lock:
@@ -426,33 +427,27 @@ def launch_waiting(runtime: SubprocessRuntime, workload: Workload, binary: Path,
     startup runs from its spawn to that point. All or nothing: on a failure, those made
     here are stopped and the failure raised."""
     _become_subreaper()
-    deadline = time.monotonic() + timeout_s
     made: list[tuple[CommandInstance, int, int, list[tuple[int, int]]]] = []
+    seen: list[int] = []
     try:
-        for _ in range(n):
+        for _ in range(n):  # one at a time, so each is seen waiting as soon as it is
+            deadline = time.monotonic() + timeout_s
             started = time.perf_counter_ns()
             steps: list[tuple[int, int]] = []
             instance = spawn(runtime, workload, binary, steps)
             made.append((instance, started, time.perf_counter_ns(), steps))
-            if runtime._cgroups is not None:
-                runtime._cgroups.make_spare()
-        seen: dict[int, int] = {}
-        while len(seen) < len(made):
-            for index, (instance, *_) in enumerate(made):
-                if index in seen:
-                    continue
-                state = instance.is_waiting()
+            while not (state := instance.is_waiting()):
                 if state is None:
                     instance.stop()
                     said = describe_wait_status(instance.exit_status) if instance.exit_status is not None else "ended"
                     raise LaunchFailed(f"the command {said} before its request was sent: a command that does "
                                        "not wait for its stdin cannot be held resident")  # fmt: skip
-                if state:
-                    seen[index] = time.perf_counter_ns()
-            if len(seen) < len(made):
                 if time.monotonic() > deadline:
                     raise LaunchTimeout(f"timed out after {timeout_s:g} s: the command never waited (it kept running)")
-                time.sleep(0.0005)
+                time.sleep(0.0001)
+            seen.append(time.perf_counter_ns())
+            if runtime._cgroups is not None:
+                runtime._cgroups.make_spare()
     except BaseException:
         runtime.stop_many([instance for instance, *_ in made])
         raise
