@@ -24,10 +24,11 @@ The policy the real scenario runs, which the simulator mirrors:
 * command workloads answer once: every request is a cold start and nothing is kept.
 
 Export layout (``to_json``): ``requests`` is a list of rows
-``[t_s, kind, queue_us, service_us, error]`` in request order (``columns`` names them): the
-arrival in seconds from the start, ``"warm"|"cold"|"failed"``, the queueing and the service
-(startup if cold, exec if warm, None if failed) in microseconds to the nanosecond, and the
-error line (None unless failed). ``instances_over_time`` is ``[[t_s, instances], ...]``.
+``[t_s, kind, queue_us, service_us, late_us, error]`` in request order (``columns`` names
+them): the arrival in seconds from the start, ``"warm"|"cold"|"failed"``, the queueing and
+the service (startup if cold, exec if warm, None if failed) in microseconds to the
+nanosecond, the load generator's lateness (``RequestRecord.late_ns``, not in the latency) and
+the error line (None unless failed). ``service_includes`` says how the service was timed. ``instances_over_time`` is ``[[t_s, instances], ...]``.
 The summaries beside them (counts, percentiles in microseconds, instances mean/peak, memory)
 are derived and recomputed on read; ``from_json(to_json(r)) == r``.
 """
@@ -48,7 +49,7 @@ RequestKind = Literal["warm", "cold", "failed"]
 #: The arrival patterns ``--pattern`` takes.
 PATTERNS: tuple[str, ...] = ("poisson", "onoff", "trace")
 #: The order of a request row's fields in the export.
-REQUEST_COLUMNS: tuple[str, ...] = ("t_s", "kind", "queue_us", "service_us", "error")
+REQUEST_COLUMNS: tuple[str, ...] = ("t_s", "kind", "queue_us", "service_us", "late_us", "error")
 #: Requests served at once per runtime (worker threads); beyond it they queue.
 WORKERS = 16
 #: How the idle instance a request takes is chosen (see the module docstring).
@@ -70,6 +71,10 @@ class RequestRecord:
     #: Warm only: the request's round trip on a resident instance (None for cold or failed).
     exec_ns: int | None = None
     error: str | None = None
+    #: How late the lab's load generator released it: a worker that was waiting for it woke
+    #: this long after it was due (thread wake-up on a busy host). The lab's error, not the
+    #: runtime's: not part of the latency, kept to show how faithful the arrivals were.
+    late_ns: int = 0
 
     @property
     def latency_ns(self) -> int | None:
@@ -109,6 +114,8 @@ class TrafficResult:
     #: idle baseline they grow from (bytes, before any instance was launched).
     memory_samples: int = 0
     memory_baseline_bytes: float | None = None
+    #: How a request's service (startup or exec) was timed for this runtime, in words.
+    service_includes: str = ""
 
     # -- summaries ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -136,6 +143,10 @@ class TrafficResult:
     def queue_summary(self) -> Summary | None:
         """Waiting for a worker (arrival to service start), over every request, nanoseconds."""
         return summarize([r.queue_ns for r in self.requests])
+
+    def late_summary(self) -> Summary | None:
+        """The load generator's lateness (``RequestRecord.late_ns``) over every request, ns."""
+        return summarize([r.late_ns for r in self.requests])
 
     def instances_mean(self) -> float | None:
         """Time-weighted mean of the instances held over ``[0, duration_s]``."""
@@ -182,6 +193,8 @@ class TrafficResult:
                 "cold": us(self.latency_summary("cold")),
             },
             "queue_us": us(self.queue_summary()),
+            "service_includes": self.service_includes,
+            "generator_late_us": us(self.late_summary()),
             "instances": {"mean": round(mean, 4) if mean is not None else None, "peak": self.instances_peak()},
             "scaled_down": self.scaled_down,
             "memory": {
@@ -231,6 +244,7 @@ class TrafficResult:
                 workers=int(policy.get("workers") or WORKERS),
                 memory_samples=int(memory.get("samples") or 0),
                 memory_baseline_bytes=_opt_float(memory.get("baseline_bytes")),
+                service_includes=str(data.get("service_includes") or ""),
             )
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"not a traffic record: {type(exc).__name__} {exc}") from None
@@ -254,11 +268,11 @@ def _ns(us: Any) -> int | None:
 
 def _row(r: RequestRecord) -> list[Any]:
     service = r.startup_ns if r.kind == "cold" else r.exec_ns
-    return [r.arrival_s, r.kind, _us(r.queue_ns), _us(service), r.error]
+    return [r.arrival_s, r.kind, _us(r.queue_ns), _us(service), _us(r.late_ns), r.error]
 
 
 def _record(index: int, row: list[Any]) -> RequestRecord:
-    t_s, kind, queue_us, service_us, error = row
+    t_s, kind, queue_us, service_us, late_us, error = row
     if kind not in ("warm", "cold", "failed"):
         raise ValueError(f"request {index}: kind {kind!r} is not warm, cold or failed")
     service = _ns(service_us)
@@ -271,41 +285,36 @@ def _record(index: int, row: list[Any]) -> RequestRecord:
         startup_ns=service if kind == "cold" else None,
         exec_ns=service if kind == "warm" else None,
         error=error,
+        late_ns=_ns(late_us) or 0,
     )
 
 
-def _format_memory(t: TrafficResult) -> str:
-    parts = []
-    if t.memory_bytes_per_instance is not None:
-        parts.append(f"{t.memory_bytes_per_instance / 1024:,.0f} KiB/inst")
-    if t.memory_byte_seconds is not None:
-        parts.append(f"{t.memory_byte_seconds / (1 << 20):,.1f} MiB·s")
-    return " · ".join(parts) if parts else "–"
-
-
 def print_traffic(result: RunResult, console: Console) -> None:
-    """The traffic table ``edgelab run --scenario traffic`` prints under the startup table."""
+    """The traffic table ``edgelab run --scenario traffic`` prints under the startup table:
+    one row per runtime, 80 columns wide; what each column includes is in the caption."""
     from rich import box
     from rich.table import Table
-
 
     traffics = [(name, r.traffic) for name, r in result.runtimes.items() if r.traffic is not None]
     if not traffics:
         return
     first = traffics[0][1]
-    policy = (
-        f"{first.pattern}"
-        + (f" {first.rate_per_s:g}/s" if first.pattern != "trace" else f" {first.trace_file}")
-        + f", keep-alive {first.keepalive_s:g} s, pre-warm {first.prewarm}, {first.duration_s:g} s, seed {first.seed}"
-    )
+    arrivals = f"{first.pattern} {first.rate_per_s:g}/s" if first.pattern != "trace" else f"trace {first.trace_file}"
     table = Table(
-        title=f"traffic ({policy}): latency = arrival → first response byte (queue + startup if cold, exec if warm)",
-        caption="memory held: growth of each runtime's memory metric over its idle baseline (per instance · integral over the run)",
+        title=(
+            f"traffic: {arrivals}, keep-alive {first.keepalive_s:g} s, pre-warm {first.prewarm},"
+            f" {first.duration_s:g} s, seed {first.seed}"
+        ),
+        caption=(
+            "latency = arrival → first response byte: queue + startup (cold) or exec (warm) ·"
+            " inst = instances held, time mean/peak · KiB/inst = memory growth per instance held"
+            " (each runtime's metric; the export has its integral, byte·s)"
+        ),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 0, 0, 1),
     )
-    for column in ("runtime", "requests", "cold %", "p50", "p99", "warm p50", "cold p50", "inst mean/peak", "memory held"):
+    for column in ("runtime", "req", "cold\n%", "p50", "p99", "warm\np50", "cold\np50", "inst\navg/pk", "KiB\n/inst"):
         table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
     notes: list[str] = []
 
@@ -317,17 +326,21 @@ def print_traffic(result: RunResult, console: Console) -> None:
         cold = t.cold_fraction
         total = t.latency_summary()
         mean = t.instances_mean()
+        per = t.memory_bytes_per_instance
         table.add_row(
             name,
-            f"{c['requests']:,}" + (f" ({c['failed']:,} failed)" if c["failed"] else ""),
-            f"{cold * 100:.1f}%" if cold is not None else "–",
+            f"{c['requests']:,}",
+            f"{cold * 100:.1f}" if cold is not None else "–",
             dur(total),
             dur(total, "p99_ns"),
             dur(t.latency_summary("warm")),
             dur(t.latency_summary("cold")),
             (f"{mean:.1f}" if mean is not None else "–") + f"/{t.instances_peak()}",
-            _format_memory(t),
+            f"{per / 1024:,.0f}" if per is not None else "–",
         )
+        if c["failed"]:
+            first_error = next((r.error for r in t.requests if r.kind == "failed" and r.error), "")
+            notes.append(f"{name}: {c['failed']:,} of {c['requests']:,} requests failed: {first_error}")
         if t.note:
             notes.append(f"{name}: {t.note}")
     console.print(table)

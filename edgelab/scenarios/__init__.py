@@ -8,6 +8,7 @@ from edgelab.scenarios.base import Scenario
 from edgelab.scenarios.burst import BurstScenario
 from edgelab.scenarios.ramp import RampScenario
 from edgelab.scenarios.steady import SteadyScenario
+from edgelab.scenarios.traffic import TrafficScenario
 
 #: Scenario name -> the scenario, in registration order (built-ins first).
 SCENARIOS: dict[str, Scenario] = {}
@@ -38,7 +39,7 @@ def get_scenario(name: str) -> Scenario:
         raise UsageError(f"unknown scenario '{name}' (choose from {', '.join(SCENARIOS)})") from None
 
 
-for _builtin in (BurstScenario(), RampScenario(), SteadyScenario()):
+for _builtin in (BurstScenario(), RampScenario(), SteadyScenario(), TrafficScenario()):
     register_scenario(_builtin)
 del _builtin
 
