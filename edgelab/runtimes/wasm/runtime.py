@@ -581,6 +581,12 @@ class WasmRuntime(Runtime):
         self.phase_names = COMMAND_PHASES[self.strategy.mode]  # type: ignore[misc]
         self.startup_includes = command_includes(self.strategy)  # type: ignore[misc]
         self._live_host()
+        if not self.launch_path.startswith("compiled"):
+            raise RuntimeUnavailable(
+                self.name,
+                f"WASI commands run through the compiled hot path only, and here: {self.launch_path}",
+                "edgelab build (zig builds the hot path); do not set EDGELAB_WASM_HOTPATH=0",
+            )
         digest = hashlib.sha256(module.data).hexdigest()[:16]
         cwasm = (
             cache_dir() / "wasm"

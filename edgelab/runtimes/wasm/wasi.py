@@ -193,18 +193,155 @@ def check_grants(dirs: tuple[tuple[str, str], ...]) -> None:
 
 
 # -- the capability probe ------------------------------------------------------------------
-#: What the probe module tries, one path or variable per argv entry: it opens each path under
-#: its preopen and reads each variable, and writes one line per try ("ok" or "denied").
-PROBE_FIXTURE = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "wasi" / "probe.wat"
+#: The probe module, by hand in WAT (instant to compile, no toolchain): tries a second preopen
+#: (fd 4, never granted), opening and reading ``probe.txt`` under its one preopen (fd 3), and
+#: escaping that preopen to ``../ungranted/probe.txt``, then reads its whole environment. It
+#: writes 20 bytes of results (WASI errno bytes at 0 open, 1 read, 8 escape, 9 fd 4, 10 and 11
+#: the environment calls; bytes read as u32 at 4; variables and their size as u32 at 12 and
+#: 16) followed by the environment block (NAME=value, NUL-terminated).
+PROBE_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read"
+    (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get"
+    (func $environ_sizes_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get"
+    (func $environ_get (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 100) "probe.txt")
+  (data (i32.const 120) "../ungranted/probe.txt")
+  (func (export "_start")
+    ;; C: a second preopen (fd 4), which nothing granted (tried first: A's file takes fd 4)
+    (i32.store8 (i32.const 309)
+      (call $path_open (i32.const 4) (i32.const 1) (i32.const 100) (i32.const 9)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))
+    ;; A: the granted directory (preopen fd 3): open probe.txt and read it
+    (i32.store8 (i32.const 300)
+      (call $path_open (i32.const 3) (i32.const 1) (i32.const 100) (i32.const 9)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))
+    (if (i32.eqz (i32.load8_u (i32.const 300)))
+      (then
+        (i32.store (i32.const 208) (i32.const 1024))
+        (i32.store (i32.const 212) (i32.const 256))
+        (i32.store8 (i32.const 301)
+          (call $fd_read (i32.load (i32.const 200)) (i32.const 208) (i32.const 1) (i32.const 304)))))
+    ;; B: the ungranted sibling directory, reached by escaping the preopen with ..
+    (i32.store8 (i32.const 308)
+      (call $path_open (i32.const 3) (i32.const 1) (i32.const 120) (i32.const 22)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))
+    ;; the environment: every NAME=value the module can see
+    (i32.store8 (i32.const 310) (call $environ_sizes_get (i32.const 312) (i32.const 316)))
+    (if (i32.and (i32.le_u (i32.load (i32.const 312)) (i32.const 256))
+                 (i32.le_u (i32.load (i32.const 316)) (i32.const 61440)))
+      (then (i32.store8 (i32.const 311) (call $environ_get (i32.const 2048) (i32.const 4096))))
+      (else (i32.store8 (i32.const 311) (i32.const 255)) (i32.store (i32.const 316) (i32.const 0))))
+    ;; out: the 20 result bytes at 300, then the environment block
+    (i32.store (i32.const 0) (i32.const 300))
+    (i32.store (i32.const 4) (i32.const 20))
+    (i32.store (i32.const 8) (i32.const 4096))
+    (i32.store (i32.const 12) (i32.load (i32.const 316)))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 24)))
+    (drop (call $fd_write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 24)))))
+"""
+#: WASI errno values the probe may see, by name.
+WASI_ERRNO = {0: "success", 8: "EBADF", 44: "ENOENT", 54: "ENOTDIR", 63: "EPERM", 76: "ENOTCAPABLE"}
+#: The variable the probe is given, and its value.
+PROBE_GIVEN = ("EDGELAB_PROBE_GIVEN", "granted")
 
 
-def probe_grants() -> list[tuple[str, str, str]]:
-    """Run the WASI probe module (``tests/fixtures/wasi/probe.wat``) through the ``wasm`` rung
-    with one granted and one ungranted directory and one granted and one ungranted variable,
-    and report (capability, verdict, detail) for each: what deny-by-default really holds."""
-    from edgelab.runtimes.wasm.probe import run_probe
+def _errno(value: int) -> str:
+    return f"errno {value} ({WASI_ERRNO.get(value, 'other')})"
 
-    return run_probe()
+
+def read_probe(output: bytes, hidden: str) -> list[tuple[str, str, str]]:
+    """(capability, verdict "allowed"/"denied", detail) from the probe module's stdout."""
+    import struct
+
+    if len(output) < 20:
+        raise ValueError(f"the probe wrote {len(output)} bytes, not its 20 result bytes")
+    opened, read, escaped, other_fd = output[0], output[1], output[8], output[9]
+    (n_read,) = struct.unpack_from("<I", output, 4)
+    names = {
+        entry.split(b"=", 1)[0].decode("utf-8", "replace")
+        for entry in output[20:].split(b"\0")
+        if entry
+    }
+    given = PROBE_GIVEN[0]
+    rows = [
+        (
+            "wasi: granted dir (--dir HOST::/data)",
+            "allowed" if opened == 0 and read == 0 else "denied",
+            f"opened /data/probe.txt and read {n_read} bytes" if opened == 0 and read == 0
+            else f"open: {_errno(opened)}, read: {_errno(read)}",
+        ),
+        (
+            "wasi: ungranted dir (../ungranted beside /data)",
+            "allowed" if escaped == 0 else "denied",
+            f"path_open: {_errno(escaped)}",
+        ),
+        (
+            "wasi: ungranted preopen (fd 4)",
+            "allowed" if other_fd == 0 else "denied",
+            f"path_open: {_errno(other_fd)}",
+        ),
+        (
+            f"wasi: granted env ({given})",
+            "allowed" if given in names else "denied",
+            "in the module's environment" if given in names else "not in the module's environment",
+        ),
+        (
+            f"wasi: ungranted env ({hidden}, set in the host process)",
+            "allowed" if hidden in names else "denied",
+            "in the module's environment" if hidden in names else "not in the module's environment",
+        ),
+    ]  # fmt: skip
+    return rows
+
+
+def probe_grants(timeout_s: float = 10.0) -> list[tuple[str, str, str]]:
+    """Run the probe module on the ``wasm`` rung with one granted directory (a temporary
+    ``granted/`` as ``/data``) beside an ungranted one, one granted variable
+    (``PROBE_GIVEN``) and one the host process has but the module is not given (PATH or HOME,
+    else one set for the probe), and report what it could reach: (capability, "allowed" or
+    "denied", detail). Starts and closes its own Wasm host; leaves nothing behind."""
+    import shutil
+
+    from edgelab.runtimes.wasm.runtime import WasmRuntime
+    from edgelab.session import Session
+    from edgelab.workloads import Function, function_workload
+
+    hidden = next((name for name in ("PATH", "HOME") if os.environ.get(name)), "")
+    restore = None
+    if not hidden:  # pragma: no cover - a host with neither PATH nor HOME
+        hidden, restore = "EDGELAB_PROBE_HIDDEN", True
+        os.environ[hidden] = "hidden"
+    root = Path(tempfile.mkdtemp(prefix="edgelab-wasi-probe-"))
+    runtime = None
+    try:
+        for name, text in (("granted", "granted\n"), ("ungranted", "not granted\n")):
+            (root / name).mkdir()
+            (root / name / "probe.txt").write_text(text)
+        module = root / "probe.wasm"
+        module.write_bytes(wat_to_wasm(PROBE_WAT))
+        function = Function(
+            wasm=str(module), dirs=((str(root / "granted"), "/data"),), env=(PROBE_GIVEN,)
+        )
+        workload = function_workload("wasi-probe", function, b"", timeout_s)
+        runtime = WasmRuntime(Session())
+        runtime.check()
+        runtime.prepare(workload)
+        launch = runtime.launch(workload, b"", timeout_s)
+        return read_probe(launch.response.body, hidden)
+    finally:
+        if runtime is not None:
+            runtime.close()
+        shutil.rmtree(root, ignore_errors=True)
+        if restore:  # pragma: no cover
+            os.environ.pop(hidden, None)
 
 
 def wat_to_wasm(source: str) -> bytes:
