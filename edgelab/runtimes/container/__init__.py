@@ -836,9 +836,10 @@ class ContainerRuntime(Runtime):
         found: dict[str, str] = {}
         for facts in self._function_images.values():
             size = facts["size_bytes"]
+            short = facts["id"].removeprefix("sha256:")[:12]
             found["image"] = (
-                f"{facts['ref']}: {size:,} bytes ({size / 2**20:.2f} MiB) as the engine reports"
-                f" it (uncompressed layers), id {facts['id']}"
+                f"{facts['ref']}, {size:,} bytes ({size / 2**20:.2f} MiB, its uncompressed"
+                f" layers as the engine reports them), id {short}"
             )
         if self._pool is None:
             return found
