@@ -352,14 +352,30 @@ def _marks(result: Mapping[str, Any]) -> list[str]:
     return [str(m) for m in marks] if isinstance(marks, list) else []
 
 
-def _per_gib(result: Mapping[str, Any], min_instances: int) -> tuple[float, str] | None:
+def _memory_kib(result: Mapping[str, Any], min_instances: int) -> dict[str, float] | None:
+    """Memory per resident instance (KiB) by basis ("host", "user-space PSS"), or None when
+    fewer than ``min_instances`` were held (a few instances give no stable figure)."""
     memory = result.get("memory") if isinstance(result.get("memory"), Mapping) else {}
     held = memory.get("resident_instances", result.get("memory_resident_instances"))
-    per_gib = memory.get("instances_per_gib", result.get("instances_per_gib"))
-    if not isinstance(held, int) or held < min_instances or not isinstance(per_gib, (int, float)) or per_gib <= 0:
+    if not isinstance(held, int) or held < min_instances:
         return None
-    basis = "host" if (memory.get("host_kib_per_instance", result.get("host_kib_per_instance")) is not None) else "user-space PSS"
-    return float(per_gib), basis
+    found = {}
+    for basis, value in (
+        ("host", memory.get("host_kib_per_instance", result.get("host_kib_per_instance"))),
+        ("user-space PSS", memory.get("user_space_kib_per_instance", result.get("memory_kib_per_instance"))),
+    ):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            found[basis] = float(value)
+    return found or None
+
+
+def _density(dense: dict[str, float], sparse: dict[str, float]) -> tuple[float, float, str] | None:
+    """Instances per GiB of each side on one basis for both (host where both have a host
+    figure, else user-space PSS): a ratio across two bases would compare different things."""
+    for basis in ("host", "user-space PSS"):
+        if basis in dense and basis in sparse:
+            return (1 << 20) / dense[basis], (1 << 20) / sparse[basis], basis
+    return None
 
 
 def _from_run(claim: Claim, run: _Run) -> _Figure | None:
@@ -392,7 +408,7 @@ def _from_run(claim: Claim, run: _Run) -> _Figure | None:
         whole = _startup(main)
         detail = f"{rt}'s {claim.phase} phase p50 = {_time(value)}"
         if whole is not None:
-            detail += f" (whole cold start to first response p50 {_time(whole)})"
+            detail += f" (whole cold start p50 {_time(whole)})"
         return _Figure(value, _time(value), detail, run.label, other_class)
     versus = run.results.get(claim.versus or "")
     if measure == "startup_ratio":
@@ -404,27 +420,22 @@ def _from_run(claim: Claim, run: _Run) -> _Figure | None:
                        f"{claim.versus} p50 {_time(slow)} / {rt} p50 {_time(fast)} = {format_ratio(ratio)}",
                        run.label, other_class)  # fmt: skip
     if measure == "density_ratio":
-        dense = _per_gib(main, claim.min_instances)
-        sparse = _per_gib(versus, claim.min_instances) if versus else None
-        if not dense or not sparse:
+        dense = _memory_kib(main, claim.min_instances)
+        sparse = _memory_kib(versus, claim.min_instances) if versus else None
+        both = _density(dense, sparse) if dense and sparse else None
+        if both is None:
             return None
-        ratio = dense[0] / sparse[0]
-        basis = dense[1] if dense[1] == sparse[1] else f"{rt} {dense[1]}, {claim.versus} {sparse[1]}"
+        ratio = both[0] / both[1]
         return _Figure(ratio, format_ratio(ratio),
-                       f"{rt} {dense[0]:,.0f} vs {claim.versus} {sparse[0]:,.0f} instances per GiB ({basis} memory)"
-                       f" = {format_ratio(ratio)}", run.label, other_class)  # fmt: skip
+                       f"{rt} {both[0]:,.0f} vs {claim.versus} {both[1]:,.0f} instances per GiB of {both[2]}"
+                       f" memory = {format_ratio(ratio)}", run.label, other_class)  # fmt: skip
     if measure == "memory_host_per_instance":
-        memory = main.get("memory") if isinstance(main.get("memory"), Mapping) else {}
-        held = memory.get("resident_instances", main.get("memory_resident_instances"))
-        if not isinstance(held, int) or held < claim.min_instances:
+        found = _memory_kib(main, claim.min_instances)
+        if not found:
             return None
-        host = memory.get("host_kib_per_instance", main.get("host_kib_per_instance"))
-        pss = memory.get("user_space_kib_per_instance", main.get("memory_kib_per_instance"))
-        value, what = (host, "host") if isinstance(host, (int, float)) else (pss, "user-space PSS")
-        if not isinstance(value, (int, float)):
-            return None
+        what, value = next(iter(found.items()))  # host where there is one
         shown = format_bytes(value * 1024)
-        return _Figure(value * 1024, shown, f"{rt} {what} memory per resident instance = {shown} at {held:,}",
+        return _Figure(value * 1024, shown, f"{rt} {what} memory per resident instance = {shown}",
                        run.label, other_class)  # fmt: skip
     return None
 
