@@ -46,7 +46,7 @@ NAME_MAX = 64
 # -- from flags to a Function --------------------------------------------------------------------
 def given(args: argparse.Namespace) -> bool:
     """Whether any function flag (``--wasm``, ``--image``, ``--command``) was given."""
-    return any(getattr(args, key, None) for key in ("wasm", "image", "command_line"))
+    return any(getattr(args, key, None) is not None for key in ("wasm", "image", "command_line"))
 
 
 def function_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Function | None:
