@@ -286,3 +286,65 @@ def test_bad_commands_through_the_lab_are_one_line_results() -> None:
     finally:
         lab.close()
     assert _our_leftovers() == []
+
+
+# -- a SIGKILLed lab with waiting command instances: the watchdog leaves nothing -----------------
+_HOLDER = f"""
+import sys, time
+from edgelab.lab import Lab
+from edgelab.workloads import Function, function_workload
+lab = Lab()
+runtime = lab.runtime("subprocess")
+# reads its request, then outlives the lab (a stdin closed by the lab's death ends its read)
+workload = function_workload("bb", Function(command=({BUSYBOX!r}, "sh", "-c", "read line; exec {BUSYBOX} sleep 100")))
+runtime.prepare(workload)
+launches = runtime.launch_many(workload, b"", 20, 10)
+print(" ".join(str(launch.instance.pid) for launch in launches), flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigkill_of_a_lab_holding_waiting_commands_leaves_none() -> None:
+    """The lab's watchdog kills what a SIGKILLed lab held: 20 instances waiting for their
+    request, which would outlive it (tried: with ``Lab(watchdog=False)`` all 20 are still
+    alive 3 s later); none is left 10 s after."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    pids: list[int] = []
+    try:
+        assert holder.stdout is not None
+        line = holder.stdout.readline().decode()
+        pids = [int(pid) for pid in line.split()]
+        assert len(pids) == 20, holder.stderr.read().decode() if holder.stderr else line
+        assert all(psutil.Process(pid).exe() == str(Path(BUSYBOX).resolve()) for pid in pids)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+        def alive() -> list[int]:
+            found = []
+            for pid in pids:
+                try:
+                    if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                        found.append(pid)
+                except psutil.NoSuchProcess:
+                    pass
+            return found
+
+        deadline = time.monotonic() + 10
+        while (left := alive()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == [], f"left 10 s after SIGKILL: {left}"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        for pid in pids:  # dead: re-parented to this process (its subreaper), reap them
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
