@@ -554,7 +554,7 @@ def check_claim(
                           figure.run)  # fmt: skip
     if claim.measure == "capability_denials":
         verdict = "holds" if figure.value == 0 else "doesn't hold"
-        return ClaimCheck(claim, verdict, figure.text, f"here {figure.detail}", figure.run)
+        return ClaimCheck(claim, verdict, figure.text, f"{_lead(claim)}; here {figure.detail}", figure.run)
     verdict, why = _judge(claim, figure)
     if claim.note:
         why += f"; {claim.note}"

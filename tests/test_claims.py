@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from edgelab.capabilities import CAPABILITIES
 from edgelab.claims import (
     CLAIMS_FILE,
     DRIFT,
@@ -312,3 +313,13 @@ def test_a_from_that_is_not_an_export_is_one_line_exit_2(
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgelab: ") and str(path) in lines[0]
+
+
+def test_probe_runs_the_real_capability_probe_in_wasm(capsys: pytest.CaptureFixture[str]) -> None:
+    """The one real check (~3 s): a Wasm module with no grants reaches none of the probe's
+    capabilities, so deny-by-default holds, from the probe's own answers."""
+    assert main(["claims", "--probe", "--json"]) == 0
+    check = {c["id"]: c for c in json.loads(capsys.readouterr().out)["claims"]}["deny-by-default"]
+    assert check["verdict"] == "holds", check
+    n = len(CAPABILITIES)
+    assert check["measured"] == f"{n}/{n} denied" and f"no grants: {n} of {n} capabilities denied" in check["why"]
