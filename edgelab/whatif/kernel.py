@@ -1,0 +1,136 @@
+"""The simulator's event loop (``kernel.c``), built with zig on first use, and the same loop in
+Python where it cannot be built (and as the reference the tests hold the C loop to).
+
+Why an event loop and not a vectorised model: whether a request is warm depends on every
+earlier one (a cold start holds its slot longer, which can make the next request cold), so a
+vectorised numpy model has to re-pass the whole hour once per link of a cold-start cascade.
+``benchmarks/whatif_speed.py`` measured it, simpy and this loop on the same policy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import math
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).resolve().parent / "kernel.c"
+FLAGS = ("-shared", "-fPIC", "-O2", "-s", "-std=c11", "-ffreestanding", "-nostdlib",
+         "-fno-stack-protector", "-Wall", "-Wextra")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one pass over the arrivals gives: each request warm or cold, and the instances."""
+
+    cold: np.ndarray  # bool per request
+    instance_seconds: float  # integral of instances alive over [0, horizon_s]
+    peak_instances: int
+    engine: str  # "C event loop" or "Python event loop"
+
+
+def _command(output: Path) -> list[str]:
+    from edgelab.build import host_arch
+
+    return [sys.executable, "-m", "ziglang", "cc", "-target", f"{host_arch()}-linux-musl", *FLAGS,
+            "-o", str(output), str(SOURCE)]  # fmt: skip
+
+
+def _path() -> Path:
+    import hashlib
+
+    from edgelab.build import cache_dir, host_arch, zig_version
+
+    digest = hashlib.sha256()
+    for part in (zig_version(), host_arch(), " ".join(FLAGS)):
+        digest.update(part.encode() + b"\0")
+    digest.update(SOURCE.read_bytes())
+    return cache_dir() / "host" / f"whatif_kernel-{digest.hexdigest()[:16]}.so"
+
+
+@lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    """The built loop, or None when it cannot be built here (the Python loop then runs)."""
+    try:
+        from edgelab.build import _build
+
+        lib = ctypes.CDLL(str(_build(_path(), _command, "the what-if event loop", None, False)))
+    except Exception:  # noqa: BLE001 - any failure to build or load means: use the Python loop
+        return None
+    double_p = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
+    u8_p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+    lib.whatif_serve.restype = ctypes.c_long
+    lib.whatif_serve.argtypes = [ctypes.c_long, double_p, double_p, double_p, ctypes.c_double,
+                                 ctypes.c_long, ctypes.c_long, ctypes.c_double, u8_p, double_p,
+                                 double_p, double_p]  # fmt: skip
+    return lib
+
+
+def serve(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.ndarray,
+          keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float,
+          force_python: bool = False) -> Served:
+    """Run the pool over the arrivals: the C loop when it builds, else the Python one."""
+    lib = None if force_python else _library()
+    if lib is None:
+        return serve_python(arrival_s, cold_service_s, warm_service_s, keepalive_s, prewarm,
+                            concurrency, horizon_s)
+    n = len(arrival_s)
+    a = np.ascontiguousarray(arrival_s, dtype=np.float64)
+    st = np.ascontiguousarray(cold_service_s, dtype=np.float64)
+    ex = np.ascontiguousarray(warm_service_s, dtype=np.float64)
+    cold = np.zeros(n, dtype=np.uint8)
+    heap = np.empty(max(n, 1), dtype=np.float64)
+    idle = np.empty(max(n + prewarm * concurrency, 1), dtype=np.float64)
+    out = np.zeros(2, dtype=np.float64)
+    lib.whatif_serve(n, a, st, ex, float(keepalive_s), int(prewarm), int(concurrency),
+                     float(horizon_s), cold, heap, idle, out)  # fmt: skip
+    return Served(cold.astype(bool), float(out[0]), int(out[1]), "C event loop")
+
+
+def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.ndarray,
+                 keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float) -> Served:
+    """The same loop as ``kernel.c``, line for line, in Python (~2 us a request)."""
+    floor_slots = prewarm * concurrency
+    idle: list[float] = [-math.inf] * floor_slots
+    lo = 0
+    busy: list[float] = []
+    alive = floor_slots
+    peak = prewarm
+    area = 0.0
+    last_t = 0.0
+    cold = np.zeros(len(arrival_s), dtype=bool)
+
+    def instances(slots: int) -> int:
+        return max(prewarm, -(-slots // concurrency))
+
+    times = [float(t) for t in arrival_s] + [float(horizon_s)]
+    for i, t in enumerate(times):
+        while busy and busy[0] <= t:
+            idle.append(heapq.heappop(busy))
+        while lo < len(idle) and alive > floor_slots and idle[lo] + keepalive_s < t:
+            gone = max(idle[lo] + keepalive_s, last_t)
+            area += (gone - last_t) * instances(alive)
+            last_t = gone
+            lo += 1
+            alive -= 1
+        until = min(t, horizon_s)
+        if until > last_t:
+            area += (until - last_t) * instances(alive)
+            last_t = until
+        if i == len(arrival_s):
+            break
+        if len(idle) > lo:
+            idle.pop()
+            service = float(warm_service_s[i])
+        else:
+            alive += 1
+            cold[i] = True
+            service = float(cold_service_s[i])
+            peak = max(peak, instances(alive))
+        heapq.heappush(busy, t + service)
+    return Served(cold, area, peak, "Python event loop")
