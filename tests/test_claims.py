@@ -273,6 +273,16 @@ def test_cli_json_has_every_claim_with_its_verdict(capsys: pytest.CaptureFixture
     assert data["rules"]["drift_factor"] == DRIFT
 
 
+def test_cli_markdown_is_one_row_per_claim_with_the_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["claims", "--from", str(A), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(load_claims())  # the header and one row per claim
+    assert "| Fastly: 35.4 µs instantiation | C | 35.4 µs | 45.3 µs | holds | " + str(A) + " |" in out
+    assert all(row.count(" | ") == 6 for row in rows)  # no cell breaks the columns
+    assert "- **wasmtime-2900**: wasmtime PR #2900 (pooling instance allocator) <https://" in out
+
+
 def test_cli_without_history_lists_what_to_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
