@@ -103,14 +103,23 @@ class TrafficScenario(Scenario):
         drivers = [_Driver(run, name, times, seed) for name in run.active()]
         try:
             _each(drivers, _Driver.before_clock, "traffic-prepare")
+            ready = [d for d in drivers if d.name in run.runtimes]
+            for driver in ready:
+                driver.spawn()
             started = time.monotonic()
-            for driver in drivers:
-                if driver.name in run.runtimes:
-                    run.emit(RuntimeStatus(driver.name, "running"))
-            _each(drivers, lambda d: d.drive(started), "traffic")
+            for driver in ready:
+                run.emit(RuntimeStatus(driver.name, "running"))
+            _each(ready, lambda d: d.drive(started), "traffic")
         finally:
-            # Whatever happened (a cancel, a crash in a driver), nothing this run launched stays.
+            # Whatever happened (a cancel, an interrupt, a crash in a driver), nothing this run
+            # launched stays: stop what is held, let launches in flight end (within their
+            # timeout), and stop what they brought.
             for driver in drivers:
+                driver.stop_everything()
+            deadline = time.monotonic() + run.timeout_s + 2
+            for driver in drivers:
+                for thread in driver.workers:
+                    thread.join(max(0.0, deadline - time.monotonic()))
                 driver.stop_everything()
 
 
@@ -188,7 +197,11 @@ class _Driver:
         self.baseline: int | None = None
         self.baseline_noise = 0
         self.done = threading.Event()
+        #: Set when the clock starts (workers wait for it with their first arrival taken).
+        self.go = threading.Event()
         self.next_index = 0
+        self.workers: list[threading.Thread] = []
+        self.helpers: list[threading.Thread] = []
         self.stopped_all = False
 
     # -- before the clock --------------------------------------------------------------------
@@ -230,36 +243,46 @@ class _Driver:
                 self.count += 1
 
     # -- the clock runs ----------------------------------------------------------------------
+    def spawn(self) -> None:
+        """Start the workers before the clock: each takes its first arrival now and waits for
+        ``go``, so a request due at 0 finds a worker waiting, as later ones do."""
+        name = self.name
+        self.helpers = [threading.Thread(target=self._reaper, name=f"traffic-reap-{name}", daemon=True)]
+        if self.baseline is not None:
+            self.helpers.append(
+                threading.Thread(target=self._sample_memory, name=f"traffic-memory-{name}", daemon=True)
+            )
+        self.workers = [
+            threading.Thread(target=self._worker, name=f"traffic-{name}-{i}", daemon=True)
+            for i in range(min(WORKERS, len(self.times)))
+        ]
+        for thread in self.workers:
+            thread.start()
+
     def drive(self, started: float) -> None:
-        """``WORKERS`` threads take the arrivals in order, each sleeping until its request is
-        due; a reaper stops instances whose keep-alive ran out; a sampler reads memory."""
-        run, name = self.run, self.name
-        if name not in run.runtimes:
-            return
+        """Run the clock from ``started``: ``WORKERS`` threads take the arrivals in order, each
+        sleeping until its request is due; a reaper stops instances whose keep-alive ran out;
+        a sampler reads memory. Returns at the end of the duration, everything stopped."""
+        run = self.run
         self.started = started
         self.result.clock_origin = started
         with self.cond:
             self.idle = [(instance, started) for instance, _ in self.idle]
             self.traffic.instances_over_time.append((0.0, self.count))
+        self.go.set()
         self._counts()
-        helpers = [threading.Thread(target=self._reaper, name=f"traffic-reap-{name}", daemon=True)]
-        if self.baseline is not None:
-            helpers.append(threading.Thread(target=self._sample_memory, name=f"traffic-memory-{name}", daemon=True))
-        workers = [
-            threading.Thread(target=self._worker, name=f"traffic-{name}-{i}", daemon=True)
-            for i in range(min(WORKERS, len(self.times)))
-        ]
         try:
-            for thread in helpers + workers:
+            for thread in self.helpers:
                 thread.start()
-            for thread in workers:
+            for thread in self.workers:
                 thread.join()  # requests in flight finish within their timeout
             self._sleep_until(started + run.settings.duration_s)  # the reaper goes on to the end
         finally:
             self.done.set()
+            self.go.set()
             with self.cond:
                 self.cond.notify_all()
-            for thread in workers + helpers:
+            for thread in self.workers + [h for h in self.helpers if h.ident is not None]:
                 thread.join()
             self._finish()
 
@@ -283,16 +306,14 @@ class _Driver:
                 if index >= len(self.times) or self.done.is_set():
                     return
                 self.next_index += 1
+            claimed = time.monotonic()
+            self.go.wait()
+            if self.done.is_set():
+                return
             t = self.times[index]
             due = self.started + t
-            claimed = time.monotonic()
             if not self._sleep_until(due):
-                if self.name not in self.run.runtimes and not self.run.cancel.is_set():
-                    self.records[index] = RequestRecord(
-                        index, t, "failed", 0, error=f"runtime given up: {self.result.error}"
-                    )
-                    continue
-                return  # cancelled: not served
+                return  # cancelled, or the runtime given up: not served (the note counts them)
             now = time.monotonic()
             if claimed <= due:
                 self._serve(index, t, 0, max(0, int((now - due) * 1e9)), now)
@@ -446,8 +467,9 @@ class _Driver:
         t = self.traffic
         t.requests = [r for r in self.records if r is not None]
         dropped = len(self.times) - len(t.requests)
-        if dropped and self.run.cancel.is_set():
-            self.notes.append(f"cancelled: {dropped:,} of {len(self.times):,} requests not served")
+        if dropped:
+            why = "cancelled" if self.run.cancel.is_set() else f"given up ({self.result.error})"
+            self.notes.append(f"{why}: {dropped:,} of {len(self.times):,} requests not served")
         held = [(growth, n) for _, n, growth in self.memory if n > 0]
         t.memory_samples = len(self.memory)
         t.memory_baseline_bytes = float(self.baseline) if self.baseline is not None else None
@@ -478,6 +500,7 @@ class _Driver:
         with self.cond:
             self.stopped_all = True
             self.done.set()
+            self.go.set()
             self.cond.notify_all()
             instances = [i for i, _ in self.idle] + list(self.busy)
             self.idle.clear()

@@ -1,0 +1,264 @@
+"""The ``traffic`` scenario: arrivals, the warm/cold/scale-to-zero policy, the record, real runs.
+
+Policy logic runs on the fake runtime (instant, deterministic launches) with arrivals given
+as trace files, so each case knows exactly which request should be warm or cold. The real
+runs are short: wasm and subprocess prove warm requests went to resident instances (no
+launch, exec far below a cold start) and that nothing is left; one container run proves no
+container outlives the scenario. Bad input goes through ``python -m edgelab``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgelab.arrivals import onoff, poisson, read_trace
+from edgelab.errors import UsageError
+from edgelab.lab import Lab, Settings
+from edgelab.runtimes.fake import FakeRuntime
+from edgelab.traffic import RequestRecord, TrafficResult
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- arrivals ------------------------------------------------------------------------------
+def test_poisson_mean_gap_is_one_over_the_rate_on_a_fixed_seed() -> None:
+    times = poisson(20, 500, np.random.default_rng(1))
+    assert (np.diff(times) >= 0).all() and times[0] >= 0 and times[-1] < 500
+    assert np.diff(times).mean() == pytest.approx(1 / 20, rel=0.03)
+    # The gaps of a Poisson process are exponential: their spread equals their mean.
+    assert np.diff(times).std() == pytest.approx(1 / 20, rel=0.05)
+    assert (poisson(20, 5, np.random.default_rng(7)) == poisson(20, 5, np.random.default_rng(7))).all()
+
+
+def test_onoff_keeps_the_mean_rate_and_is_silent_in_the_off_periods() -> None:
+    times = onoff(20, 400, np.random.default_rng(2), on_s=1.0, off_s=3.0)
+    assert len(times) / 400 == pytest.approx(20, rel=0.05)
+    assert ((times % 4.0) < 1.0).all()
+
+
+def test_a_timestamp_trace_is_read_sorted_from_its_first_time(tmp_path: Path) -> None:
+    trace = tmp_path / "t.txt"
+    trace.write_text("# seconds\n100.5\n\n101.0  # later\n100.25\n")
+    assert read_trace(trace).tolist() == [0.0, 0.25, 0.75]
+
+
+def test_an_azure_trace_sums_rows_and_spreads_each_minute_within_it(tmp_path: Path) -> None:
+    trace = tmp_path / "invocations_per_function_md.anon.d01.csv"
+    trace.write_text("HashOwner,HashApp,HashFunction,Trigger,1,2,3\n"
+                     "o1,a1,f1,http,2,0,1\n"
+                     "o1,a1,f2,timer,1,1,0\n")
+    times = read_trace(trace, np.random.default_rng(3))
+    minutes = np.floor(times / 60).astype(int).tolist()
+    assert minutes == [0, 0, 0, 1, 2]  # minute 1 has 2+1, minute 2 has 0+1, minute 3 has 1+0
+    assert (np.diff(times) >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("0.5\nsoon\n", ":2: not a timestamp"),
+        ("0.5\n-1\n", ":2: a timestamp must be"),
+        ("# nothing\n\n", "no timestamps"),
+        ("HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,http,1\n", ":2: 5 fields, the header has 6"),
+        ("HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,http,1,x\n", ":2: a per-minute count"),
+        ("HashOwner,HashApp,HashFunction,Trigger,1,3\n", ":1: the minute columns"),
+    ],
+)
+def test_a_malformed_trace_names_its_file_and_line(tmp_path: Path, content: str, says: str) -> None:
+    trace = tmp_path / "bad.txt"
+    trace.write_text(content)
+    with pytest.raises(UsageError) as raised:
+        read_trace(trace)
+    assert str(raised.value).startswith(f"trace {trace}") and says in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+# -- the record ----------------------------------------------------------------------------
+def test_the_traffic_record_reads_back_exactly_and_summarises() -> None:
+    record = TrafficResult(
+        "poisson", 20.0, 2.0, 1, 3.0,
+        requests=[
+            RequestRecord(0, 0.123456789012, "cold", 1_234, startup_ns=5_000_123, late_ns=17),
+            RequestRecord(1, 0.5, "warm", 0, exec_ns=33_001),
+            RequestRecord(2, 0.7, "failed", 5, error="boom"),
+        ],
+        instances_over_time=[(0.0, 1), (0.1234, 2), (2.5, 1)],
+        scaled_down=1, memory_bytes_per_instance=12_345.5, memory_metric="PSS",
+        memory_byte_seconds=3e6, seed=7, memory_samples=5, memory_baseline_bytes=1e6,
+    )
+    data = json.loads(json.dumps(record.to_json()))
+    assert TrafficResult.from_json(data) == record
+    assert data["counts"] == {"requests": 3, "warm": 1, "cold": 1, "failed": 1}
+    assert data["cold_fraction"] == 0.5
+    assert data["latency_us"]["cold"]["p50"] == pytest.approx(5_001.357)
+    assert data["instances"] == {"mean": pytest.approx((0.1234 * 1 + (2.5 - 0.1234) * 2 + 0.5 * 1) / 3, abs=1e-4), "peak": 2}
+    assert data["policy"]["seed"] == 7 and data["columns"][:4] == ["t_s", "kind", "queue_us", "service_us"]
+    with pytest.raises(ValueError, match="not a traffic record|kind"):
+        TrafficResult.from_json({**data, "requests": [[0.1, "tepid", 1, 1, 0, None]]})
+
+
+# -- the policy, on the fake runtime -----------------------------------------------------------
+def fake_lab(delay_s: float = 0.0) -> Lab:
+    return Lab(runtime_factory=lambda name, s: FakeRuntime(s, name, delay_s=delay_s))
+
+
+def traffic(lab: Lab, tmp_path: Path, times: list[float], duration_s: float, **settings: Any) -> Any:
+    trace = tmp_path / "arrivals.txt"
+    trace.write_text("".join(f"{t}\n" for t in times))
+    result = lab.run(Settings(workload="hello", runtimes=("wasm",), scenario="traffic", pattern="trace",
+                              trace_file=str(trace), duration_s=duration_s, warmup=0, **settings))
+    assert lab.runtime("wasm").live_instances() == []  # nothing left, whatever the policy
+    return result.runtimes["wasm"]
+
+
+def kinds(runtime: Any) -> list[str]:
+    return [r.kind for r in runtime.traffic.requests]
+
+
+def test_a_keepalive_longer_than_the_gaps_serves_warm_from_one_instance(tmp_path: Path) -> None:
+    rt = traffic(fake_lab(), tmp_path, [0, 0.1, 0.2, 0.3], 0.5, keepalive_s=1.0)
+    assert kinds(rt) == ["cold", "warm", "warm", "warm"]
+    assert rt.traffic.scaled_down == 0 and rt.traffic.instances_peak() == 1
+    assert len(rt.measured) == 1  # one launch: the warm requests launched nothing
+
+
+def test_a_keepalive_shorter_than_the_gaps_scales_to_zero_between_requests(tmp_path: Path) -> None:
+    rt = traffic(fake_lab(), tmp_path, [0, 0.3, 0.6], 0.9, keepalive_s=0.1)
+    assert kinds(rt) == ["cold", "cold", "cold"]
+    assert rt.traffic.scaled_down == 3  # each stopped 0.1 s after its answer, the last too
+    counts = [n for _, n in rt.traffic.instances_over_time]
+    assert counts == [0, 1, 0, 1, 0, 1, 0]
+    assert len(rt.measured) == 3 and rt.summary() is not None  # cold starts reach the startup table
+
+
+def test_keepalive_zero_makes_every_request_cold(tmp_path: Path) -> None:
+    result = fake_lab().run(Settings(workload="hello", runtimes=("wasm",), scenario="traffic", rate_per_s=100,
+                                     duration_s=0.5, keepalive_s=0, seed=4, warmup=0))
+    record = result.runtimes["wasm"].traffic
+    assert record.counts()["requests"] > 20 and record.counts()["warm"] == 0
+    assert record.cold_fraction == 1.0 and record.seed == 4
+
+
+def test_prewarmed_instances_serve_the_first_requests_and_are_never_scaled_down(tmp_path: Path) -> None:
+    rt = traffic(fake_lab(), tmp_path, [0, 0, 0, 0.3], 0.5, keepalive_s=0.05, prewarm=3)
+    assert kinds(rt) == ["warm", "warm", "warm", "warm"]
+    assert rt.traffic.scaled_down == 0 and rt.traffic.instances_over_time[0] == (0.0, 3)
+    assert len(rt.measured) == 0  # pre-warming is untimed and no request
+
+
+def test_requests_beyond_the_workers_queue_and_the_wait_is_queue_time(tmp_path: Path) -> None:
+    rt = traffic(fake_lab(delay_s=0.3), tmp_path, [0.0] * 20, 1.0, keepalive_s=5.0)
+    record = rt.traffic
+    assert record.counts() == {"requests": 20, "warm": 4, "cold": 16, "failed": 0}
+    assert record.instances_peak() == 16
+    waited = sorted(r.queue_ns for r in record.requests)
+    assert waited[:16] == [0] * 16 and all(q >= 0.25e9 for q in waited[16:])
+    assert all(r.latency_ns >= 0.25e9 for r in record.requests if r.kind == "warm")
+
+
+def test_a_cancel_mid_traffic_returns_quickly_and_stops_everything() -> None:
+    lab = fake_lab()
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    began = time.monotonic()
+    result = lab.run(Settings(workload="hello", runtimes=("wasm", "subprocess"), scenario="traffic", rate_per_s=50,
+                              duration_s=30, keepalive_s=10, warmup=0), cancel=cancel)
+    assert time.monotonic() - began < 2
+    assert result.metadata["cancelled"] is True
+    for name in ("wasm", "subprocess"):
+        assert lab.runtime(name).live_instances() == []
+        assert 0 < result.runtimes[name].traffic.counts()["requests"] < 50
+
+
+def test_the_traffic_table_says_its_units(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from edgelab.results import RunResult
+    from edgelab.traffic import print_traffic
+
+    rt = traffic(fake_lab(), tmp_path, [0, 0.1], 0.3, keepalive_s=1.0)
+    console = Console(width=80, record=True)
+    print_traffic(RunResult({}, {"wasm": rt}), console)
+    text = console.export_text()
+    assert "latency = arrival → first response byte" in text and "KiB" in text and "50.0" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def edgelab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EDGELAB_DATA_DIR": str(tmp_path / "data")}
+    return subprocess.run([sys.executable, "-m", "edgelab", "run", "--scenario", "traffic", "-r", "wasm",
+                           "--json", str(tmp_path / "out.json"), *args],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--rate", "0"], "--rate"),
+        (["--keepalive", "-1"], "--keepalive"),
+        (["--pattern", "trace"], "--pattern trace needs --trace"),
+        (["--pattern", "trace", "--trace", "missing.txt"], "trace missing.txt: cannot read it"),
+        (["--pattern", "trace", "--trace", "{bad}"], "bad.txt:2: not a timestamp"),
+        (["--trace", "{bad}"], "--trace replays a file with --pattern trace"),
+    ],
+)
+def test_bad_traffic_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, args: list[str], says: str) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0.1\nlater\n")
+    done = edgelab(tmp_path, *[a.replace("{bad}", str(bad)) for a in args])
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and lines[-1].startswith("edgelab: ") and says in lines[-1], done.stderr
+    assert not (tmp_path / "out.json").exists() and not (tmp_path / "data").exists()
+
+
+# -- real runtimes -------------------------------------------------------------------------------
+def test_real_warm_requests_go_to_resident_instances_and_nothing_is_left() -> None:
+    lab = Lab()
+    try:
+        result = lab.run(Settings(workload="hello", runtimes=("wasm", "subprocess"), scenario="traffic",
+                                  rate_per_s=20, duration_s=2.0, keepalive_s=0.4, seed=11, warmup=1))
+        for name in ("wasm", "subprocess"):
+            rt = result.runtimes[name]
+            assert rt.error is None, rt.error
+            record = rt.traffic
+            counts = record.counts()
+            assert counts["failed"] == 0 and counts["warm"] >= 10 and counts["cold"] >= 1, (name, counts)
+            # Every cold request was a launch, and no warm one was.
+            assert len(rt.measured) == counts["cold"]
+            warm = record.latency_summary("warm")
+            exec_p50 = sorted(r.exec_ns for r in record.requests if r.kind == "warm")[counts["warm"] // 2]
+            cold_p50 = rt.summary().p50_ns
+            assert exec_p50 * 2 < cold_p50, (name, exec_p50, cold_p50)
+            assert warm is not None
+            assert lab.runtime(name).live_instances() == [], name
+    finally:
+        lab.close()
+
+
+def test_real_container_traffic_leaves_no_container(docker_client: Any) -> None:
+    from edgelab.session import SESSION_LABEL
+
+    lab = Lab()
+    try:
+        result = lab.run(Settings(workload="hello", runtimes=("container",), scenario="traffic",
+                                  rate_per_s=4, duration_s=1.5, keepalive_s=0.5, seed=2, warmup=0))
+        rt = result.runtimes["container"]
+        assert rt.error is None, rt.error
+        assert rt.traffic.counts()["requests"] >= 1 and rt.traffic.counts()["failed"] == 0
+        # Before the lab closes (whose sweep would hide a leak): the scenario removed its own.
+        left = docker_client.api.containers(all=True, filters={"label": f"{SESSION_LABEL}={lab.session.id}"})
+        assert left == []
+    finally:
+        lab.close()
