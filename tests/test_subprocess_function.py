@@ -152,6 +152,30 @@ def test_a_chatty_stderr_never_blocks_the_command(runtime: SubprocessRuntime) ->
     _assert_nothing_left(runtime)
 
 
+def test_without_the_in_process_spawn_a_command_is_posix_spawned_and_says_so() -> None:
+    """Where native_spawn cannot be used (no cgroup, no uid drop), posix_spawn runs the
+    command with its environment in its own process group, and the lab says it has the lab's
+    rights; it answers, waits in a ramp and leaves nothing the same."""
+    bare = isolation.Isolation(None, None, False, "process group + subreaper + sweep (test)", "the lab's rights (test)")
+    runtime = SubprocessRuntime(Session(), bare)
+    runtime.name = "subprocess"
+    try:
+        workload = _workload(BUSYBOX, "sha256sum")
+        runtime.prepare(workload)
+        assert runtime.describe().phase_names == command.PHASES_OTHERWISE
+        assert "the lab's own user" in runtime.preparation()[f"what {workload.name} can reach"]
+        launch = runtime.launch(workload, b"abc", 10)
+        assert launch.response.body == _sha256sum_line(b"abc") and set(launch.phases_ns) == {"spawn", "first_byte"}
+        env = runtime.launch(_workload(BUSYBOX, "env", env=(("ONLY", "this"),)), b"", 10)
+        assert env.response.body == b"ONLY=this\n"
+        waiting = runtime.launch_many(workload, b"", 3, 10)
+        assert all(w.waiting for w in waiting) and runtime.pss_bytes([w.instance for w in waiting]) > 0
+        runtime.stop_many([w.instance for w in waiting])
+        _assert_nothing_left(runtime)
+    finally:
+        runtime.close()
+
+
 # -- a ramp's instances wait for their request -------------------------------------------------------
 def test_ramp_of_20_waiting_instances_has_a_memory_figure_and_leaves_nothing(runtime: SubprocessRuntime) -> None:
     """launch_many leaves each instance waiting for its request (asleep reading its stdin,
@@ -244,6 +268,9 @@ def test_exit_3_is_a_failed_launch_with_its_status_and_first_stderr_line(runtime
     with pytest.raises(LaunchFailed) as caught:
         runtime.launch(said, b"", 10)
     assert str(caught.value) == "the command exited with code 3: bad request: no"
+    with pytest.raises(LaunchFailed) as caught:
+        runtime.launch(_workload(BUSYBOX, "sh", "-c", "kill -SEGV $$"), b"", 10)
+    assert str(caught.value) == "the command was killed by SIGSEGV (nothing on stderr)"
     _assert_nothing_left(runtime)
 
 

@@ -132,6 +132,12 @@ def unreachable_by_other(binary: Path) -> str | None:
     return None
 
 
+def _said(status: int) -> str:
+    """'exited with code 3', 'was killed by SIGSEGV': how a command ended, after 'the command'."""
+    said = describe_wait_status(status)
+    return f"was {said}" if said.startswith("killed") else said
+
+
 def _stderr_line(head: bytes) -> str:
     """The first non-empty line of what the command wrote to stderr, fit for one line."""
     for line in head.decode("utf-8", "replace").splitlines():
@@ -248,7 +254,7 @@ class CommandInstance(SubprocessInstance):
         self.exit_status = status
         if status is None or not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
             line = _stderr_line(bytes(err))
-            said = describe_wait_status(status) if status is not None else "ended (status unknown)"
+            said = _said(status) if status is not None else "ended (status unknown)"
             raise LaunchFailed(f"the command {said}" + (f": {line}" if line else " (nothing on stderr)"))
         return (first if first is not None else exited), exited, Response(STATUS_OK, b"".join(out))
 
@@ -345,10 +351,11 @@ def reach(runtime: SubprocessRuntime) -> str:
     env = "only the --env it is given (no PATH, no HOME)"
     if mode.spawn_lib is not None and mode.drop_uid:
         return (f"the host's files as a uid that owns nothing (world-readable files, world-writable "
-                f"folders such as /tmp), the network; no chroot; environment: {env}; a cgroup, "
-                f"RLIMIT_AS and {COMMAND_NPROC} processes per instance")  # fmt: skip
-    return (f"everything the lab's own user ({os.geteuid()}) can: no uid of its own, no chroot; "
-            f"environment: {env}")  # fmt: skip
+                f"folders such as /tmp), the network; no chroot (--dir is a Wasm grant: it does not confine "
+                f"a command); environment: {env}; a cgroup, RLIMIT_AS and {COMMAND_NPROC} processes per "
+                f"instance")  # fmt: skip
+    return (f"everything the lab's own user ({os.geteuid()}) can: no uid of its own, no chroot (--dir is a "
+            f"Wasm grant: it does not confine a command); environment: {env}")  # fmt: skip
 
 
 def spawn(runtime: SubprocessRuntime, workload: Workload, binary: Path,
@@ -390,8 +397,9 @@ def spawn(runtime: SubprocessRuntime, workload: Workload, binary: Path,
         raise LaunchFailed(f"spawn of {argv[0]} failed: {why}") from None
     for fd in theirs:
         os.close(fd)
+    # (the sweep, where there is no cgroup, knows its escaped processes by their exe: the real path)
     instance = CommandInstance(runtime, pid, to_child, from_child, err_r, workload.max_response_bytes, cgroup,
-                               uid_base + pid if uid_base else None, binary)  # fmt: skip
+                               uid_base + pid if uid_base else None, Path(os.path.realpath(binary)))  # fmt: skip
     runtime._track(instance)
     return instance
 
@@ -439,7 +447,7 @@ def launch_waiting(runtime: SubprocessRuntime, workload: Workload, binary: Path,
             while not (state := instance.is_waiting()):
                 if state is None:
                     instance.stop()
-                    said = describe_wait_status(instance.exit_status) if instance.exit_status is not None else "ended"
+                    said = _said(instance.exit_status) if instance.exit_status is not None else "ended"
                     raise LaunchFailed(f"the command {said} before its request was sent: a command that does "
                                        "not wait for its stdin cannot be held resident")  # fmt: skip
                 if time.monotonic() > deadline:
