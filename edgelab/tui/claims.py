@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -57,9 +58,9 @@ class ClaimsLoaded(Message):
         self.error = error
 
 
-def check_row(check: Any) -> tuple[str, ...]:
-    style = VERDICT_STYLE.get(check.verdict, "")
-    verdict = f"[{style}]{check.verdict}[/]" if style else check.verdict
+def check_row(check: Any) -> tuple[str | Text, ...]:
+    """One claim's row; cells are plain text (a claim may hold brackets), the verdict coloured."""
+    verdict = Text(check.verdict, style=VERDICT_STYLE.get(check.verdict, ""))
     return (
         check.claim.short,
         check.claim.source.title,
@@ -88,7 +89,7 @@ class ClaimsScreen(Screen[None]):
             id="claims-title",
         )
         yield Static("reading the history…", id="claims-status")
-        table: DataTable[str] = DataTable(id="claims-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = DataTable(id="claims-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("[b $accent]esc[/] back to the lab  · the same table as edgelab claims", id="claims-keys")
 
@@ -116,7 +117,7 @@ class ClaimsScreen(Screen[None]):
         table = self.query_one("#claims-table", DataTable)
         table.clear()
         for check in message.checks:
-            table.add_row(*check_row(check))
+            table.add_row(*(Text(c) if isinstance(c, str) else c for c in check_row(check)))
         counts: dict[str, int] = {}
         for check in message.checks:
             counts[check.verdict] = counts.get(check.verdict, 0) + 1

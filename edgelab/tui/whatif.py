@@ -48,17 +48,18 @@ CONCURRENCY = limits.Limit(1, 100_000, "requests per instance", whole=True)
 HOURS = limits.Limit(0, 24 * 365, "hours", lo_inclusive=False)
 HOST_MEMORY_GIB = limits.Limit(0, 1 << 20, "GiB", lo_inclusive=False)
 INFLATION = limits.Limit(1, 10, "x the fibre floor")
+#: Every figure column says "sim": none of them is a measurement.
 COLUMNS = (
     "runtime",
     "placement",
-    "p50 (sim)",
-    "p99 (sim)",
-    "cold % (sim)",
-    "mean inst (sim)",
-    "peak inst (sim)",
-    "GiB·h held (sim)",
-    "inst/host (sim)",
-    "hosts (sim)",
+    "p50 sim",
+    "p99 sim",
+    "cold% sim",
+    "inst sim",
+    "peak sim",
+    "GiB·h sim",
+    "inst/host sim",
+    "hosts sim",
 )
 
 
@@ -78,9 +79,8 @@ def default_api() -> WhatIfApi:
     from edgelab.whatif.engine import simulate
     from edgelab.whatif.feed import load_feed
     from edgelab.whatif.model import WhatIfInputs
-    from edgelab.whatif.presets import presets
-
     from edgelab.whatif.placement import places
+    from edgelab.whatif.presets import presets
 
     return WhatIfApi(WhatIfInputs, simulate, lambda: load_feed(ref="last"), presets, places)
 
@@ -185,6 +185,10 @@ class WhatIfScreen(Screen[None]):
         yield Static("loading the feed…", id="whatif-status")
         yield Static("", id="whatif-fed-by")
         table: DataTable[str] = DataTable(id="whatif-table", cursor_type="row", zebra_stripes=True)
+        table.border_title = (
+            f"{SIMULATED} outcomes per runtime × placement · end-to-end p50/p99, cold share,"
+            " mean and peak instances, memory held, instances per host, hosts needed"
+        )
         yield table
         yield Static("", id="whatif-notes")
         yield Static("[b $accent]esc[/] back to the lab  [b $accent]^r[/] recompute  · inputs recompute as you type", id="whatif-keys")
@@ -240,7 +244,8 @@ class WhatIfScreen(Screen[None]):
         the inputs unchanged and start nothing."""
         for name, _, _ in NUMBER_FIELDS:
             value = getattr(inputs, name)
-            self.query_one(f"#whatif-{name}", Input).value = "" if value is None else f"{value:g}"
+            unit = "s" if name == "keepalive_s" else ""
+            self.query_one(f"#whatif-{name}", Input).value = "" if value is None else f"{value:g}{unit}"
         self.query_one("#whatif-pattern", Select).value = (
             inputs.pattern if inputs.pattern in PATTERN_CHOICES else "poisson"
         )
