@@ -409,7 +409,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     from edgelab.export import artifact_size_lines, is_command_run, response_difference_lines
 
     command = is_command_run(result)  # your own function: it answers once, then exits
-    what = "launch → first stdout byte; exit p50 = launch → exit" if command else "launch call → first response byte"
+    what = "launch → first stdout byte" if command else "launch call → first response byte"
     table = Table(
         title=f"{meta['workload']['name']}: cold start = {what}",
         caption=f"{meta['host']['cpu_model']}, {meta['host']['cpu_cores_logical']} cores · "
@@ -419,8 +419,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         padding=(0, 0, 0, 1),
     )
     # p90 and mean are in the exports; the terminal keeps what fits in 80 columns.
-    columns = ("runtime", "ok/n", "p50", "p99", "min", "max", "stdev", "×p50") + (("exit p50",) if command else ())
-    for column in columns:
+    for column in ("runtime", "ok/n", "p50", "p99", "min", "max", "stdev", "×p50"):
         table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
     for runtime in result.runtimes.values():
         summary = runtime.summary()
@@ -430,23 +429,25 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             row.append(format_ratio(summary.p50_ns / fastest_p50) if fastest_p50 else "–")
         else:
             row += ["–"] * 6
-        if command:
-            exits = runtime.exit_summary()
-            row.append(format_duration_ns(exits.p50_ns) if exits else "–")
         table.add_row(*row)
     console.print(table)
+    # A command's extra facts are lines, not columns: the table keeps to 80 columns. What the
+    # person gave (paths, tags, names) is printed as text: no markup, no :emoji: codes.
+    plain = {"highlight": False, "soft_wrap": True, "markup": False, "emoji": False}
+    if command:
+        exits = [
+            f"{r.runtime} {format_duration_ns(e.p50_ns)}" for r in result.runtimes.values() if (e := r.exit_summary())
+        ]
+        if exits:
+            console.print("exit p50 (launch → exit): " + " · ".join(exits), **plain)
     sizes = artifact_size_lines(result)
     if sizes:
-        console.print("[dim]artifacts: " + " · ".join(sizes) + "[/]", highlight=False, soft_wrap=True)
+        console.print("artifacts: " + " · ".join(sizes), style="dim", **plain)
     function = (meta.get("settings") or {}).get("function")
     if function:
         dirs = ", ".join(function.get("dirs") or []) or "none"
         env = ", ".join(function.get("env") or []) or "none"
-        console.print(
-            f"[dim]grants: dirs {dirs}; env {env} (beyond stdin, stdout, stderr: deny by default)[/]",
-            highlight=False,
-            soft_wrap=True,
-        )
+        console.print(f"grants: dirs {dirs}; env {env} (beyond stdin, stdout, stderr: deny by default)", style="dim", **plain)
     if any(r.traffic is not None for r in result.runtimes.values()):
         from edgelab.traffic import print_traffic  # the traffic scenario's own table
 
@@ -511,7 +512,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
         else:
             console.print("[red]the runtimes' responses differ: the workload is not deterministic across runtimes[/]")
         for line in response_difference_lines(result):
-            console.print(f"[red]  {line}[/]", highlight=False, soft_wrap=True)
+            console.print(f"  {line}", style="red", highlight=False, soft_wrap=True, markup=False, emoji=False)
     elif command and meta.get("responses_identical") and len([r for r in result.runtimes.values() if r.ok]) > 1:
         console.print("[green]responses identical across the runtimes[/]", highlight=False)
     from edgelab.export import conclusion

@@ -256,7 +256,8 @@ def _function_result() -> RunResult:
         "started": "2026-12-02T04:00:00+00:00",
         "responses_identical": False,
         "response_differences": [{"runtime": "subprocess", "against": "wasm", "first_differing_byte": 3, "bytes": 5, "against_bytes": 4}],
-        "artifacts": {"wasm": {"path": "/w/cat.wasm", "size_bytes": 260, "built": True}, "native": {"path": "/bin/busybox", "size_bytes": 2_000_000, "built": True}},
+        "artifacts": {"wasm": {"path": "/w/cat.wasm", "size_bytes": 260, "built": True}, "native": {"path": "/bin/busybox", "size_bytes": 2_000_000, "built": True},
+                      "image": {"tag": "me/[bold]x:cat:", "size_bytes": 2_000_000, "built": True}},
     }
     return RunResult(metadata, runtimes)
 
@@ -267,9 +268,10 @@ def test_a_function_run_prints_first_stdout_byte_exit_sizes_grants_and_the_diffe
     console = Console(file=io.StringIO(), width=200, color_system=None)
     print_result(_function_result(), console)
     text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "cat: cold start = launch → first stdout byte; exit p50 = launch → exit" in text
-    assert "exit p50" in text and "90.0 µs" in text and "900 µs" in text
+    assert "cat: cold start = launch → first stdout byte" in text
+    assert "exit p50 (launch → exit): wasm 90.0 µs · subprocess 900 µs" in text
     assert "module /w/cat.wasm: 260 B (260 bytes)" in text and "binary /bin/busybox: 1.9 MiB (2,000,000 bytes)" in text
+    assert "image me/[bold]x:cat:: 1.9 MiB" in text  # a person's tag as it is: no markup, no emoji
     assert "grants: dirs /tmp::/t; env A" in text
     assert "subprocess answered 5 bytes, wasm 4 bytes: first differing byte at offset 3" in text
 
