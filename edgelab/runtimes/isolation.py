@@ -26,6 +26,8 @@ every step before it worked.
   entry, no home, no supplementary groups), ``PR_SET_NO_NEW_PRIVS``, and ``chroot`` into a
   jail: a root-owned directory of mode 0111 holding a hard link of the workload's binary and
   nothing else (no /proc, no /etc, no Docker socket, no /tmp). The environment is empty.
+  (A person's own command gets the uid, no_new_privs and limits but no jail, and its --env:
+  ``edgelab.runtimes.subprocess.command``.)
   When the lab is not root, native workloads have the user's rights, and doctor and the
   probe say so.
 """

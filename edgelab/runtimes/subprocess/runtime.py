@@ -16,6 +16,10 @@ the uid was dropped, every process of its uid). The lab is a child subreaper
 (PR_SET_CHILD_SUBREAPER), so orphans are reparented to it and reaped here. Responses are read
 up to the workload's ``max_response_bytes``: a larger one kills the instance and fails the
 launch ("response exceeded 16 MiB"), so a flood never lands in the lab's memory.
+
+A person's own command (``Workload.convention == "command"``: request on stdin, response on
+stdout, exit 0) runs through ``edgelab.runtimes.subprocess.command``: the same cgroup, uid,
+no_new_privs and limits, but no chroot, and its own --env (that module says what it reaches).
 """
 
 from __future__ import annotations
