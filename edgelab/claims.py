@@ -550,7 +550,7 @@ def check_claim(
         return ClaimCheck(claim, "not measured yet", None, f"{what}: run {claim.command}")
     if figure.other_class:
         return ClaimCheck(claim, "not comparable", figure.text,
-                          f"{_lead(claim)}; here another machine class: {figure.other_class} ({figure.detail})",
+                          f"{_lead(claim)}; here another machine class: {figure.other_class}; {figure.detail}",
                           figure.run)  # fmt: skip
     if claim.measure == "capability_denials":
         verdict = "holds" if figure.value == 0 else "doesn't hold"
