@@ -108,9 +108,8 @@ def test_busybox_sha256sum_through_the_lab_answers_as_hashlib() -> None:
         assert as_json["exit_us"]["p50"] >= as_json["startup_us"]["p50"] > 0
         assert set(as_json["phases_us"]) == set(command.describe(rt)[0])  # type: ignore[arg-type]
         prepared = result.metadata["preparation"]["subprocess"]
-        assert prepared["command of bb"] == f"{Path(BUSYBOX).resolve()} ({Path(BUSYBOX).stat().st_size:,} bytes)" or \
-            prepared["command of bb"] == f"{BUSYBOX} ({Path(BUSYBOX).stat().st_size:,} bytes)"
-        assert "no chroot" in prepared["what bb can reach"]
+        assert prepared["command"] == f"{BUSYBOX} ({Path(BUSYBOX).stat().st_size:,} bytes)"
+        assert "no chroot" in prepared["reaching"]
         assert "first byte" in sub.startup_includes and "your command" in sub.startup_includes
         assert _our_leftovers() == []
     finally:
@@ -163,7 +162,7 @@ def test_without_the_in_process_spawn_a_command_is_posix_spawned_and_says_so() -
         workload = _workload(BUSYBOX, "sha256sum")
         runtime.prepare(workload)
         assert runtime.describe().phase_names == command.PHASES_OTHERWISE
-        assert "the lab's own user" in runtime.preparation()[f"what {workload.name} can reach"]
+        assert "the lab's own user" in runtime.preparation()["reaching"]
         launch = runtime.launch(workload, b"abc", 10)
         assert launch.response.body == _sha256sum_line(b"abc") and set(launch.phases_ns) == {"spawn", "first_byte"}
         env = runtime.launch(_workload(BUSYBOX, "env", env=(("ONLY", "this"),)), b"", 10)

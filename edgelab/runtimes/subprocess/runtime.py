@@ -447,9 +447,10 @@ class SubprocessRuntime(Runtime):
         from edgelab.runtimes.subprocess import command
 
         found = {}
-        for name, (binary, size) in self._commands.items():
-            found[f"command of {name}"] = f"{binary} ({size:,} bytes)"
-            found[f"what {name} can reach"] = command.reach(self)
+        for name, (binary, size) in self._commands.items():  # (a run has one: then its keys read as words)
+            of = f" of {name}" if len(self._commands) > 1 else ""
+            found[f"command{of}"] = f"{binary} ({size:,} bytes)"
+            found[f"reaching{of}"] = command.reach(self)
         return found
 
     def _prepare_command(self, workload: Workload) -> None:
