@@ -355,11 +355,13 @@ def _marks(result: Mapping[str, Any]) -> list[str]:
 def _memory_kib(result: Mapping[str, Any], min_instances: int) -> dict[str, float] | None:
     """Memory per resident instance (KiB) by basis ("host", "user-space PSS"), or None when
     fewer than ``min_instances`` were held (a few instances give no stable figure)."""
-    memory = result.get("memory") if isinstance(result.get("memory"), Mapping) else {}
+    memory = result.get("memory")
+    if not isinstance(memory, Mapping):
+        memory = {}
     held = memory.get("resident_instances", result.get("memory_resident_instances"))
     if not isinstance(held, int) or held < min_instances:
         return None
-    found = {}
+    found: dict[str, float] = {}
     for basis, value in (
         ("host", memory.get("host_kib_per_instance", result.get("host_kib_per_instance"))),
         ("user-space PSS", memory.get("user_space_kib_per_instance", result.get("memory_kib_per_instance"))),
