@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,12 @@ class FixtureInputs:
     inflation: float = 1.5
     data_round_trips: int = 1
     extra_ms: float = 0.0
+
+    def validate(self) -> None:
+        from edgelab.errors import UsageError
+
+        if not 0 < self.hours <= 168:
+            raise UsageError(f"hours must be a number above 0 to 168 hours, not {self.hours!r}")
 
 
 @dataclass(frozen=True)
@@ -256,3 +262,40 @@ def test_whatif_screen_at_120x36(snap_compare: Any, tmp_path: Path) -> None:
 
     app = whatif_app(tmp_path, fixture_api())
     assert snap_compare(app, terminal_size=SIZE, run_before=opened)
+
+
+def real_fixture_feed() -> Any:
+    """A Feed as edgelab.whatif.feed builds one from a traffic run, with fixed samples (s)."""
+    import numpy as np
+
+    from edgelab.whatif.feed import Feed, RuntimeFeed
+
+    runtimes = {
+        name: RuntimeFeed(name, np.array(cold) * 1e-3, np.array(warm) * 1e-3, "fixture cold samples", mib * (1 << 20), "fixture")
+        for name, (cold, warm, mib) in {
+            "container": ([230.0, 236.0, 250.0], [0.05, 0.06], 3.4),
+            "wasm": ([0.0027, 0.003, 0.004], [0.002, 0.0025], 0.011),
+        }.items()
+    }
+    return Feed("fixture", "2026-12-02T00:00:00", "hello", runtimes)
+
+
+@pilot_test
+async def test_the_real_simulator_fills_the_screen_from_a_fixture_feed(tmp_path: Path) -> None:
+    from edgelab.tui.whatif import default_api
+
+    real = default_api()
+    feed = real_fixture_feed()
+    app = whatif_app(tmp_path, replace(real, load_feed=lambda: feed))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_whatif(pilot)
+        assert {(r[0], r[1]) for r in rows(screen)} == {
+            (n, p) for n in ("container", "wasm") for p in ("edge", "region")
+        }
+        assert f"fed by {feed.fed_by}" in str(screen.query_one("#whatif-fed-by").render())
+        assert screen.result.outcomes and all(o.p50_ms > 0 for o in screen.result.outcomes)
+        # A preset from the shipped presets filled the fields; one change recomputes.
+        generation = screen.generation
+        screen.query_one("#whatif-keepalive_s", Input).value = "0"
+        await until(pilot, lambda: screen.generation > generation and not screen.computing)
+        assert all(o.cold_fraction == pytest.approx(1.0) for o in screen.result.outcomes)

@@ -673,7 +673,10 @@ class EdgelabApp(App[int]):
         self._key_handled("w")
         from edgelab.tui.whatif import WhatIfScreen
 
-        self.push_screen(WhatIfScreen(self.whatif_api), callback=lambda _: self.drain())
+        # The lab's own last run feeds it, if it measured one this session (fakes never do).
+        measured = self._lab is not None and not self._lab.fake and not self.running
+        session = self.state.result if measured else None
+        self.push_screen(WhatIfScreen(self.whatif_api, session_result=session), callback=lambda _: self.drain())
 
     def action_claims(self) -> None:
         """K: the published claims beside the history's newest runs."""

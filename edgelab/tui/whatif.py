@@ -9,6 +9,7 @@ launches a runtime.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from edgelab import settings as limits
-from edgelab.errors import EdgelabError
+from edgelab.errors import EdgelabError, UsageError
 
 #: Typing pauses this long before the simulation reruns (a keystroke alone does not).
 DEBOUNCE_S = 0.25
@@ -43,11 +44,19 @@ NUMBER_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("host_memory_gib", "host GiB", 6),
     ("inflation", "inflation", 5),
 )
+#: A trace needs its arrival times (``edgelab whatif --trace FILE``): not offered here.
 PATTERN_CHOICES = ("poisson", "onoff")
-CONCURRENCY = limits.Limit(1, 100_000, "requests per instance", whole=True)
-HOURS = limits.Limit(0, 24 * 365, "hours", lo_inclusive=False)
-HOST_MEMORY_GIB = limits.Limit(0, 1 << 20, "GiB", lo_inclusive=False)
-INFLATION = limits.Limit(1, 10, "x the fibre floor")
+
+
+def _number(text: str, what: str, whole: bool = False) -> float:
+    """A field's text as a number; its range is the simulator's (``WhatIfInputs.validate``)."""
+    try:
+        value = int(text.strip()) if whole else float(text)
+    except ValueError:
+        raise UsageError(f"{what} must be {'a whole number' if whole else 'a number'}, not {text.strip()!r}") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{what} must be a finite number, not {text.strip()!r}")
+    return value
 #: Every figure column says "sim": none of them is a measurement.
 COLUMNS = (
     "runtime",
@@ -75,14 +84,29 @@ class WhatIfApi:
     places: Callable[[], Mapping[str, Any]]
 
 
-def default_api() -> WhatIfApi:
+def default_api(session_result: Any = None) -> WhatIfApi:
+    """The simulator's own entry points. The feed: ``session_result`` (the lab's own last run
+    in this session, a measured ``RunResult``) if given, else the newest saved run."""
     from edgelab.whatif.engine import simulate
     from edgelab.whatif.feed import load_feed
     from edgelab.whatif.model import WhatIfInputs
     from edgelab.whatif.placement import places
     from edgelab.whatif.presets import presets
 
-    return WhatIfApi(WhatIfInputs, simulate, lambda: load_feed(ref="last"), presets, places)
+    def feed() -> Any:
+        if session_result is None:
+            return load_feed(ref="last")
+        import json
+
+        from edgelab.export import to_json
+        from edgelab.whatif.feed import feed_from_export
+
+        settings = session_result.metadata.get("settings", {})
+        started = str(session_result.metadata.get("started", ""))[:19]
+        what = f"this session's {settings.get('scenario', 'run')} of {settings.get('workload', '?')} ({started})"
+        return feed_from_export(json.loads(to_json(session_result)), what)
+
+    return WhatIfApi(WhatIfInputs, simulate, feed, presets, places)
 
 
 class FeedLoaded(Message):
@@ -141,9 +165,12 @@ class WhatIfScreen(Screen[None]):
         Binding("ctrl+r", "recompute", "recompute"),
     ]
 
-    def __init__(self, api: WhatIfApi | None = None, debounce_s: float = DEBOUNCE_S) -> None:
+    def __init__(
+        self, api: WhatIfApi | None = None, debounce_s: float = DEBOUNCE_S, session_result: Any = None
+    ) -> None:
         super().__init__(id="whatif")
         self.api = api
+        self.session_result = session_result
         self.debounce_s = debounce_s
         self.feed: Any = None
         self.presets: dict[str, Any] = {}
@@ -202,7 +229,7 @@ class WhatIfScreen(Screen[None]):
     # -- the feed, presets and places: read off the event loop ------------------------------------
     @work(thread=True, exclusive=True, group="whatif-feed", exit_on_error=False)
     def load(self) -> None:
-        api = self.api or default_api()
+        api = self.api or default_api(self.session_result)
         self.api = api
         presets = dict(api.presets())
         places = dict(api.places())
@@ -264,20 +291,22 @@ class WhatIfScreen(Screen[None]):
         base = preset.inputs if preset is not None else self._defaults()
         text = {name: self.query_one(f"#whatif-{name}", Input).value for name, _, _ in NUMBER_FIELDS}
         values: dict[str, Any] = {
-            "rate_per_s": limits.parse_number(text["rate_per_s"], "rate", limits.RATE_PER_S),
-            "hours": limits.parse_number(text["hours"], "hours", HOURS),
+            "rate_per_s": _number(text["rate_per_s"], "rate"),
+            "hours": _number(text["hours"], "hours"),
             "keepalive_s": limits.parse_seconds(text["keepalive_s"], "keep-alive", limits.KEEPALIVE_S),
-            "prewarm": int(limits.parse_number(text["prewarm"], "pre-warm", limits.PREWARM)),
-            "concurrency": int(limits.parse_number(text["concurrency"], "concurrency", CONCURRENCY)),
-            "host_memory_gib": limits.parse_number(text["host_memory_gib"], "host GiB", HOST_MEMORY_GIB),
-            "inflation": limits.parse_number(text["inflation"], "inflation", INFLATION),
+            "prewarm": int(_number(text["prewarm"], "pre-warm", whole=True)),
+            "concurrency": int(_number(text["concurrency"], "concurrency", whole=True)),
+            "host_memory_gib": _number(text["host_memory_gib"], "host GiB"),
+            "inflation": _number(text["inflation"], "inflation"),
             "pattern": self.query_one("#whatif-pattern", Select).value,
         }
         for name in ("user_city", "region"):
             value = self.query_one(f"#whatif-{name}", Select).value
             if isinstance(value, str):
                 values[name] = value
-        return replace(base, **values)
+        inputs = replace(base, **values)
+        inputs.validate()  # the simulator's own ranges, as edgelab whatif's flags meet them
+        return inputs
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
