@@ -715,6 +715,7 @@ class ContainerRuntime(Runtime):
         if self.oci_runtime:
             includes = f"{includes}; under the OCI runtime {self.oci_runtime}"
         self.startup_includes = includes  # type: ignore[misc]
+        self._abi_includes = includes  # what a built-in's figures include (a function's differ)
         self._pool = (
             strategies.ReadyPool(self, paused=strategy == "paused")
             if strategy in ("created", "paused")
@@ -730,6 +731,8 @@ class ContainerRuntime(Runtime):
         self.image_sizes_bytes: dict[str, int] = {}
         #: A function's image (issue 13) per workload: ref, id, size_bytes, user, runs.
         self._function_images: dict[str, dict[str, Any]] = {}
+        #: The workload last prepared, if a function: ``preparation`` describes its image.
+        self._prepared_function: str | None = None
         # Set when an engine call timed out or was cut short: removals then ask for a ping
         # first (one at a time, the answer kept PING_KEEP_S), so that stopping a hundred
         # containers of a frozen engine takes one ping, not a hundred timeouts.
@@ -834,7 +837,8 @@ class ContainerRuntime(Runtime):
         """A function's image (size and id, beside the artifact) and what the ready pool holds
         while idle (the rung's cost of being ready), measured."""
         found: dict[str, str] = {}
-        for facts in self._function_images.values():
+        facts = self._function_images.get(self._prepared_function or "")
+        if facts is not None:
             size = facts["size_bytes"]
             short = facts["id"].removeprefix("sha256:")[:12]
             found["image"] = (
@@ -859,6 +863,8 @@ class ContainerRuntime(Runtime):
         if workload.convention == "command":
             self._prepare_function(workload)
             return
+        self._prepared_function = None
+        self.startup_includes = self._abi_includes  # type: ignore[misc]
         tag = ensure_image(self.client, workload, progress)
         self.use_image(workload, tag)
         if self._pool is not None:
@@ -872,6 +878,7 @@ class ContainerRuntime(Runtime):
 
         facts = command.image_facts(self.client, command.image_of(workload))
         self._function_images[workload.name] = facts
+        self._prepared_function = workload.name
         self._tags[workload.name] = facts["id"]
         self.image_sizes_bytes[workload.name] = facts["size_bytes"]
         self.startup_includes = command.startup_includes(self.strategy, self.oci_runtime)  # type: ignore[misc]
@@ -1037,9 +1044,9 @@ class ContainerRuntime(Runtime):
         if isinstance(exc, docker.errors.ImageNotFound):
             from edgelab.runtimes.container import command
 
-            if self._function_images:  # a function's image, gone since prepare
-                ref = next(iter(self._function_images.values()))["ref"]
-                raise LaunchFailed(f"{self.name}: {command.missing_image_line(ref)}") from None
+            facts = self._function_images.get(self._prepared_function or "")
+            if facts is not None:  # a function's image, gone since prepare
+                raise LaunchFailed(f"{self.name}: {command.missing_image_line(facts['ref'])}") from None
             raise LaunchFailed(f"{self.name}: image not found (prepare the workload)") from None
         if _is_timeout(exc):
             raise LaunchTimeout(
