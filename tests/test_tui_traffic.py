@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from edgelab.tui.app import EdgelabApp
 from edgelab.tui.controls import Controls
@@ -113,28 +112,26 @@ async def test_a_request_over_its_limit_or_unreadable_is_one_line(tmp_path: Path
 
 @pilot_test
 async def test_a_function_runs_only_on_the_rungs_that_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A person's own Wasm module: the container and subprocess panels say not applicable
-    (and why), the wasm panel measures; the list marks it a function."""
-    import edgelab.lab
-    import edgelab.workloads
-    from edgelab.workloads import Function, get_workload
+    """A person's own command saved by ``edgelab add``: the list marks it a function, the
+    container and wasm panels say not applicable (and why), subprocess runs it."""
+    from edgelab import cli
 
-    hello = get_workload("hello")
-    mine = replace(hello, name="mine", description="my module", function=Function(wasm=str(tmp_path / "m.wasm")))
-    monkeypatch.setattr(edgelab.workloads, "load_workloads", lambda *a, **k: {"hello": hello, "mine": mine})
-    monkeypatch.setattr(edgelab.lab, "resolve_workload", lambda name, function=None: mine if name == "mine" else hello)
+    monkeypatch.setenv("EDGELAB_WORKLOADS_DIR", str(tmp_path / "workloads"))
+    assert cli.main(["add", "mine", "--command", "busybox cat", "--description", "my cat"]) == 0
     app = fake_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        table = app.query_one("#workloads")
-        table.move_cursor(row=1)  # type: ignore[attr-defined]
+        await until(pilot, lambda: "mine" in app.workloads)
+        table = app.query_one("#workloads", DataTable)
+        table.move_cursor(row=table.get_row_index("mine"))
         assert app.query_one(Controls).workload() == "mine"
-        assert "function" in str(table.get_row_at(1)[-1])  # type: ignore[attr-defined]
+        assert str(table.get_row("mine")[-1]).startswith("function · my cat")
         app.query_one("#count", Input).value = "2"
         await run_to_end(pilot)
-        assert app.settings is not None and app.settings.runtimes == ("wasm",)
-        for name in ("container", "subprocess"):
+        assert app.settings is not None and app.settings.runtimes == ("subprocess",)
+        for name, flag in (("container", "--image"), ("wasm", "--wasm")):
             assert app.state.runtimes[name].state == NOT_APPLICABLE
-            assert "needs --" in app.panels[name].text() and "not applicable" in app.panels[name].text()
-        assert app.state.result is not None and app.state.result.runtimes["wasm"].summary() is not None
-        await until(pilot, lambda: "cold starts" in app.panels["wasm"].text())
+            text = app.panels[name].text()
+            assert "not applicable" in text and f"needs {flag}" in text, text
+        assert app.state.result is not None and app.state.result.runtimes["subprocess"].summary() is not None
+        assert set(app.state.result.runtimes) == {"subprocess"}
