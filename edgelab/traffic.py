@@ -97,8 +97,10 @@ class TrafficResult:
     instances_over_time: list[tuple[float, int]] = field(default_factory=list)
     #: Instances stopped because they were idle longer than the keep-alive (scale to zero).
     scaled_down: int = 0
-    #: Memory per resident instance measured during the run (bytes, by ``memory_metric``),
-    #: and the time-integral of memory held (byte-seconds); None where not measured.
+    #: Memory per resident instance measured during the run (bytes, by ``memory_metric``: the
+    #: growth over the idle baseline / instances, averaged over the readings), and memory held
+    #: over the run (byte-seconds: that figure x the instance-seconds of ``instances_over_time``);
+    #: None where not measured or within the readings' noise (``note`` says).
     memory_bytes_per_instance: float | None = None
     memory_metric: str = ""
     memory_byte_seconds: float | None = None
@@ -207,7 +209,10 @@ class TrafficResult:
                 ),
                 "baseline_bytes": self.memory_baseline_bytes,
                 "samples": self.memory_samples,
-                "includes": "growth of the runtime's memory metric over its idle baseline while instances were held",
+                "includes": (
+                    "per instance: growth of the runtime's memory metric over its idle baseline / instances,"
+                    " mean over the readings; byte_seconds: that x instance-seconds held"
+                ),
             },
             "note": self.note,
             "columns": list(REQUEST_COLUMNS),

@@ -281,3 +281,12 @@ def test_real_command_workload_is_cold_for_every_request_and_says_why() -> None:
         assert lab.runtime("subprocess").live_instances() == []
     finally:
         lab.close()
+
+
+def test_memory_held_is_per_instance_growth_times_instance_seconds(tmp_path: Path) -> None:
+    rt = traffic(fake_lab(), tmp_path, [0, 0.1], 1.2, keepalive_s=5.0)
+    record = rt.traffic
+    assert record.memory_samples >= 2 and record.memory_baseline_bytes == 0
+    assert record.memory_bytes_per_instance == 10_240  # the fake's pretend PSS per instance
+    assert record.memory_byte_seconds == pytest.approx(10_240 * record.instances_mean() * 1.2)
+    assert record.memory_metric == "fake (not a measurement)"

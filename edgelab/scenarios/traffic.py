@@ -478,12 +478,11 @@ class _Driver:
             floor = NOISE_FACTOR * self.baseline_noise
             if mean_growth > floor:
                 t.memory_bytes_per_instance = sum(g / n for g, n in held) / len(held)
-                # Each reading stands for the time until the next one (the last: until the end).
-                end = max(self.run.settings.duration_s, self.memory[-1][0])
-                edges = [p[0] for p in self.memory[1:]] + [end]
-                t.memory_byte_seconds = sum(
-                    max(0, g) * (e - t0) for (t0, _, g), e in zip(self.memory, edges, strict=True)
-                )
+                # Held over the run: per instance x instance-seconds (instances_over_time), so an
+                # instance that lived between two readings counts too, as the simulator counts it.
+                mean = t.instances_mean()
+                if mean is not None:
+                    t.memory_byte_seconds = t.memory_bytes_per_instance * mean * t.duration_s
             else:
                 self.notes.append(
                     f"memory held not measurable here: growth over the idle baseline {mean_growth / 1024:,.0f} KiB"
