@@ -35,6 +35,7 @@ import contextlib
 import os
 import resource
 import select
+import signal
 import stat
 import time
 from pathlib import Path
@@ -305,7 +306,9 @@ class CommandInstance(SubprocessInstance):
         """True once it sleeps, interruptibly, in a system call (for a program that reads its
         request first: its read of stdin; not D, which a page fault of its loading is); None
         once it has exited; False while it still runs."""
-        if select.select([self._pidfd], [], [], 0)[0]:
+        poller = select.poll()  # (not select(): a ramp's fds pass FD_SETSIZE)
+        poller.register(self._pidfd, select.POLLIN)
+        if poller.poll(0):
             return None
         try:
             with open(f"/proc/{self.pid}/stat", "rb") as file:
@@ -398,8 +401,20 @@ def spawn(runtime: SubprocessRuntime, workload: Workload, binary: Path,
     for fd in theirs:
         os.close(fd)
     # (the sweep, where there is no cgroup, knows its escaped processes by their exe: the real path)
-    instance = CommandInstance(runtime, pid, to_child, from_child, err_r, workload.max_response_bytes, cgroup,
-                               uid_base + pid if uid_base else None, Path(os.path.realpath(binary)))  # fmt: skip
+    try:
+        instance = CommandInstance(runtime, pid, to_child, from_child, err_r, workload.max_response_bytes, cgroup,
+                                   uid_base + pid if uid_base else None, Path(os.path.realpath(binary)))  # fmt: skip
+    except OSError as exc:  # its pidfd (out of fds): it must not outlive this
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        for fd in ours:
+            os.close(fd)
+        if cgroup is not None:
+            isolation.reap_pidfds(isolation.kill_cgroup(cgroup), 1.0)
+            runtime._cgroups_release(cgroup)
+        raise LaunchFailed(f"spawn of {argv[0]} failed: {exc.strerror or exc}") from None
     runtime._track(instance)
     return instance
 
