@@ -199,9 +199,9 @@ class CommandInstance(SubprocessInstance):
         while stdout_open or exited is None:
             if exited is not None:  # gone: what it wrote is in the pipe; a descendant may hold it open
                 stdout_open = False
-                chunk = self._drain(self._stdout)
+                chunk = self._drain(self._stdout, self._max_response + 1 - out_bytes)
                 if chunk:
-                    first = first or time.perf_counter_ns()
+                    first = first or exited  # (it was in the pipe by the exit)
                     out_bytes += len(chunk)
                     out.append(chunk)
                 break
@@ -251,7 +251,7 @@ class CommandInstance(SubprocessInstance):
         if out_bytes > self._max_response:
             raise ResponseTooLarge(f"response exceeded {format_cap(self._max_response)} of stdout, killed")
         if stderr_open and len(err) < STDERR_HEAD_BYTES:
-            err += (self._drain(self._stderr) or b"")[: STDERR_HEAD_BYTES - len(err)]
+            err += self._drain(self._stderr, STDERR_HEAD_BYTES - len(err))
         self.exit_status = status
         if status is None or not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
             line = _stderr_line(bytes(err))
@@ -285,16 +285,19 @@ class CommandInstance(SubprocessInstance):
             return None
 
     @staticmethod
-    def _drain(fd: int) -> bytes:
+    def _drain(fd: int, limit: int) -> bytes:
+        """What a pipe holds now, up to ``limit`` bytes (a descendant still writing to it after
+        the command exited never keeps this reading)."""
         parts = []
-        while True:
+        while limit > 0:
             try:
-                chunk = os.read(fd, _CHUNK)
-            except (BlockingIOError, OSError):
+                chunk = os.read(fd, min(_CHUNK, limit))
+            except OSError:  # (BlockingIOError: empty for now)
                 break
             if not chunk:
                 break
             parts.append(chunk)
+            limit -= len(chunk)
         return b"".join(parts)
 
     def _close_stdin(self) -> None:
