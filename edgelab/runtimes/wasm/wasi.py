@@ -349,11 +349,3 @@ def wat_to_wasm(source: str) -> bytes:
     import wasmtime
 
     return bytes(wasmtime.wat2wasm(source))
-
-
-def write_temp_module(data: bytes, directory: Path | None = None) -> Path:
-    """``data`` as a .wasm file (for a probe or a test), written whole or not at all."""
-    fd, name = tempfile.mkstemp(suffix=".wasm", dir=directory)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    return Path(name)
