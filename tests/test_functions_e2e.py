@@ -132,17 +132,26 @@ def test_answers_that_differ_show_the_first_differing_byte_and_both_lengths(
 def test_a_saved_function_runs_by_name(modules: dict[str, Path], home: dict[str, str], tmp_path: Path) -> None:
     added = edgelab("add", "echoer", "--wasm", str(modules["echo"]), "--command", f"{BUSYBOX} cat", "--request", "hi", env=home)
     assert added.returncode == 0, added.stderr
-    listed = edgelab("workloads", "--json", env=home)
+    # No built-in workloads here (an empty modules folder): listing them would build them all.
+    (tmp_path / "no-builtins").mkdir()
+    only_saved = {**home, "EDGELAB_MODULES_DIR": str(tmp_path / "no-builtins")}
+    listed = edgelab("workloads", "--json", env=only_saved)
     assert listed.returncode == 0, listed.stderr
-    entry = next(e for e in json.loads(listed.stdout) if e["name"] == "echoer")
-    assert entry["kind"] == "function" and entry["wasm"]["size_bytes"] == modules["echo"].stat().st_size
+    [entry] = json.loads(listed.stdout)
+    assert entry["name"] == "echoer" and entry["kind"] == "function"
+    assert entry["wasm"]["size_bytes"] == modules["echo"].stat().st_size
     assert entry["native"]["size_bytes"] == BUSYBOX.stat().st_size and entry["image"] is None
+    table = edgelab("workloads", env=only_saved)
+    assert table.returncode == 0 and "│ echoer │ function │" in table.stdout, table.stdout + table.stderr
+    built = edgelab("build", "--no-image", env=only_saved)
+    assert built.returncode == 0 and "echoer: skipped, a function (its artifacts are yours, nothing to build)" in built.stderr
     out = tmp_path / "saved.json"
     done = edgelab("run", "-w", "echoer", "-r", "wasm,subprocess", "-n", "3", "--warmup", "0", "--json", str(out), "--no-history", env=home)
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
     assert data["metadata"]["responses_identical"] is True and data["metadata"]["settings"]["request_bytes"] == 2
     assert all(r["ok"] == 3 and r["exit_us"] for r in data["results"])
+    assert data["metadata"]["artifacts"]["wasm"]["path"] == str(Path(home["EDGELAB_WORKLOADS_DIR"]) / "echoer" / "echo.wasm")
     assert "echoer: cold start = launch → first stdout byte" in done.stdout
 
 
