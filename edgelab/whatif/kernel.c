@@ -2,8 +2,9 @@
  *
  * Exact, sequential, and in C because each request's fate (warm or cold) depends on every
  * earlier one: a vectorised numpy model needed one full pass per link of a cold-start cascade
- * and ran 0.4-15 s for an hour at 100 req/s, a Python loop ~0.7 s, this ~10 ms
- * (benchmarks/whatif_speed.py). Freestanding: the caller passes every buffer, nothing is
+ * (8.1 s for an hour at 100 req/s x 3 runtimes x 2 placements), simpy 27 s for one of the
+ * six, a Python loop 3.5 s, this ~10 ms a pass (benchmarks/whatif_speed.py, identical flags
+ * in every case). Freestanding: the caller passes every buffer, nothing is
  * allocated, nothing from libc is linked.
  *
  * Policy (the real traffic scenario's): a request takes an idle slot if one is alive (warm),
