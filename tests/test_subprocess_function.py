@@ -296,6 +296,24 @@ def test_output_over_the_limit_is_killed(runtime: SubprocessRuntime) -> None:
     _assert_nothing_left(runtime)
 
 
+def test_a_background_child_flooding_stdout_after_the_exit_is_cut_off(runtime: SubprocessRuntime) -> None:
+    """The command exits at once; the child it left keeps writing to the stdout it inherited:
+    the launch ends at the exit (what the pipe held, within the cap), never reads on, and
+    the child dies with the instance."""
+    import time
+
+    flood = _workload(BUSYBOX, "sh", "-c", f"{BUSYBOX} yes & echo first", max_response_bytes=1 << 20)
+    started = time.monotonic()
+    try:
+        launch = runtime.launch(flood, b"", 10)
+        assert launch.exit_ns is not None and launch.startup_ns <= launch.exit_ns
+        assert len(launch.response.body) <= 1 << 20
+    except LaunchFailed as exc:  # the child filled the cap before the exit was seen
+        assert str(exc) == "response exceeded 1 MiB of stdout, killed"
+    assert time.monotonic() - started < 5
+    _assert_nothing_left(runtime)
+
+
 def test_bad_commands_through_the_lab_are_one_line_results() -> None:
     """The lab gives the rung up with the prepare's line, or after the launches' lines."""
     lab = Lab()
