@@ -466,6 +466,8 @@ class _Driver:
         self.stop_everything()
         t = self.traffic
         t.requests = [r for r in self.records if r is not None]
+        if not self.times:
+            self.notes.append(f"no request arrived within the {self.run.settings.duration_s:g} s (pattern {t.pattern})")
         dropped = len(self.times) - len(t.requests)
         if dropped:
             why = "cancelled" if self.run.cancel.is_set() else f"given up ({self.result.error})"
