@@ -136,10 +136,11 @@ class EdgelabApp(App[int]):
         Binding("pageup", "scroll_body('page_up')", "page up", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("L", "ladder", "ladder", show=False),
+        Binding("q", "quit", "quit"),
+        # After q in the key bar: at 80 columns the bar is cut after quit, not before it.
         Binding("w", "whatif", "what-if"),
         # K, not k: on a runtime panel k scrolls (vi keys).
         Binding("K", "claims", "claims"),
-        Binding("q", "quit", "quit"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
     ]
 
