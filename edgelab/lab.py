@@ -498,7 +498,9 @@ class _Run:
         """Launch ``chunk`` resident instances (one through ``launch``, more through the
         runtime's ``launch_many``), recorded and kept; returns the line naming a limit if one
         was hit (a ramp then stops there), else None. A limit is not counted towards giving up."""
-        if chunk == 1:
+        if chunk == 1 and self.workload.convention != "command":
+            # A command's launch() runs it to its exit; a resident one must be left waiting,
+            # which only launch_many does.
             return self._launch_one_resident(name, first_index)
         rt = self.runtimes[name]
         started = time.monotonic()

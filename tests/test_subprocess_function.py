@@ -211,8 +211,6 @@ def test_a_command_that_does_not_wait_cannot_be_held(runtime: SubprocessRuntime)
     _assert_nothing_left(runtime)
 
 
-@pytest.mark.xfail(strict=True, reason="lab.py: a ramp of < 200 launches one instance per chunk through "
-                   "launch(), which runs a command to its exit instead of launch_many (reported to the lead)")
 def test_lab_ramp_of_20_holds_waiting_instances() -> None:
     lab = Lab()
     try:

@@ -180,7 +180,9 @@ class Runtime(ABC):
                 launch.instance.stop()
             except Exception:  # noqa: BLE001 - stop() must not raise; a stop that does costs nothing here
                 pass
-            outcomes.append(Launch(StoppedInstance(self.name), launch.response, launch.startup_ns, launch.phases_ns))
+            outcomes.append(
+                Launch(StoppedInstance(self.name), launch.response, launch.startup_ns, launch.phases_ns, exit_ns=launch.exit_ns)
+            )
         return outcomes
 
     def launch_many(
