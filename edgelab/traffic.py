@@ -320,7 +320,9 @@ def print_traffic(result: RunResult, console: Console) -> None:
         padding=(0, 0, 0, 1),
     )
     for column in ("runtime", "req", "cold\n%", "p50", "p99", "warm\np50", "cold\np50", "inst\navg/pk", "KiB\n/inst"):
-        table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=True)
+        # Figures never wrap; a long rung name does (subprocess:forkserver), so 80 columns hold.
+        table.add_column(column, justify="left" if column == "runtime" else "right", no_wrap=column != "runtime",
+                         overflow="fold")
     notes: list[str] = []
 
     def dur(s: Summary | None, attr: str = "p50_ns") -> str:

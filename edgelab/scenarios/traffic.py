@@ -487,10 +487,9 @@ class _Driver:
                     t.memory_byte_seconds = t.memory_bytes_per_instance * mean * t.duration_s
             else:
                 self.notes.append(
-                    f"memory held not measurable here: growth over the idle baseline {mean_growth / 1024:,.0f} KiB"
-                    f" with {sum(n for _, n in held) / len(held):.1f} instances, within {NOISE_FACTOR}x the idle"
-                    f" readings' spread ({self.baseline_noise / 1024:,.0f} KiB) or below it"
-                    " (the ramp scenario measures it with many instances)"
+                    f"memory not measurable: growth {mean_growth / 1024:,.0f} KiB at"
+                    f" {sum(n for _, n in held) / len(held):.1f} instances is within {NOISE_FACTOR}x the idle"
+                    f" noise ({self.baseline_noise / 1024:,.0f} KiB); a ramp measures it"
                 )
         elif not self.command and self.baseline is not None:
             self.notes.append("memory not measured: no reading while an instance was held")
