@@ -38,7 +38,10 @@ REPOSITORY = "edgelab-test-busybox"
 #: Images built by these tests carry it (``docker image prune --filter label=...`` finds them).
 TEST_IMAGE_LABEL = "edgelab.test-image"
 #: tag -> the Dockerfile in the fixture that builds it.
-VARIANTS = {"sha256": "Dockerfile", "exit3": "Dockerfile.exit3", "sleep": "Dockerfile.sleep", "yes": "Dockerfile.yes"}
+VARIANTS = {
+    "sha256": "Dockerfile", "exit3": "Dockerfile.exit3", "sleep": "Dockerfile.sleep",
+    "yes": "Dockerfile.yes", "env": "Dockerfile.env",
+}  # fmt: skip
 REQUEST = b"measured by a program no one here wrote\n"
 
 
@@ -233,4 +236,24 @@ def test_paused_freezes_the_image_blocked_in_its_read_of_stdin_and_answers_on_un
         assert launch.exit_ns is not None and launch.exit_ns >= launch.startup_ns
     finally:
         rt.close()
+    assert _left(docker_client, rt.session.id) == []
+
+
+@pytest.mark.parametrize("rung", ["container", "container:cli"])
+def test_the_image_gets_the_granted_env_only_and_runs_as_nobody(
+    rung: str, busybox_images: dict[str, str], docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGELAB_TEST_UNGRANTED", "the lab's own, never the function's")
+    function = Function(image=busybox_images["env"], env=(("GREETING", "hi there"),))
+    workload = function_workload("env", function)
+    rt = create_runtime(rung, Session(), client=docker_client)
+    try:
+        rt.check()
+        rt.prepare(workload)
+        lines = rt.launch(workload, b"", 20).response.body.decode().splitlines()
+    finally:
+        rt.close()
+    assert "GREETING=hi there" in lines
+    assert not any(line.startswith("EDGELAB_TEST_UNGRANTED=") for line in lines)
+    assert lines[-1] == "65534"  # the image names no user: nobody, as the built-ins run
     assert _left(docker_client, rt.session.id) == []

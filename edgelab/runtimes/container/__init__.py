@@ -689,6 +689,10 @@ class ContainerRuntime(Runtime):
     ``paused`` (started and paused ahead, unpaused on request). ``oci_runtime`` names the
     engine's OCI runtime (``runsc``, ``crun``; None: the engine's default, runc). Every rung
     runs the same image with the same hardening.
+
+    A person's own image (a function workload, ``convention == "command"``) runs on every rung
+    by the command convention instead (``edgelab.runtimes.container.command``): its own
+    entrypoint, the request on stdin, stdout to its end, the exit status; never pulled.
     """
 
     name = "container"
