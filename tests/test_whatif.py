@@ -114,6 +114,18 @@ def test_event_loop_matches_an_independent_pool(keepalive: float, prewarm: int) 
     assert c_loop.peak_instances == py_loop.peak_instances
 
 
+def test_a_cap_on_requests_in_flight_queues_first_come_first_served() -> None:
+    a = np.array([0.0, 0.0, 0.0, 10.0])
+    for force_python in (False, True):
+        served = kernel.serve(a, np.full(4, 1.0), np.full(4, 0.5), 60.0, 0, 1, 20.0,
+                              force_python=force_python, max_in_flight=1)  # fmt: skip
+        assert served.queue_s.tolist() == [0.0, 1.0, 1.5, 0.0]
+        assert served.cold.tolist() == [True, False, False, False]  # the one instance, reused
+        assert served.peak_instances == 1
+    free = kernel.serve(a, np.full(4, 1.0), np.full(4, 0.5), 60.0, 0, 1, 20.0)
+    assert free.queue_s.tolist() == [0.0] * 4 and free.cold.tolist() == [True, True, True, False]
+
+
 def test_shipped_engine_is_the_c_loop() -> None:
     served = kernel.serve(np.array([0.0, 1.0]), np.array([0.1, 0.1]), np.array([0.01, 0.01]), 5.0, 0, 1, 2.0)
     assert served.engine == "C event loop"
@@ -221,6 +233,7 @@ def test_cli_replays_both_trace_layouts(capsys: pytest.CaptureFixture[str], tmp_
     (["--user", "Atlantis"], "unknown place 'Atlantis'"),
     (["--region", "mars-1"], "unknown place 'mars-1'"),
     (["--inflation", "0.5"], "path inflation"),
+    (["--max-in-flight", "-1"], "max in flight must be a whole number"),
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--pattern", "trace"], "--pattern trace needs --trace"),
     (["--trace", "MISSING"], "cannot read it"),

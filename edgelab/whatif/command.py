@@ -40,6 +40,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--inflation", metavar="X", help="path length over the great circle (default 1.5)")
     p.add_argument("--data-trips", dest="data_trips", metavar="N", help="round trips to central data per request (default 1)")
     p.add_argument("--extra-ms", dest="extra_ms", metavar="MS", help="time per request spent elsewhere, e.g. an LLM call (an assumption)")
+    p.add_argument("--max-in-flight", dest="max_in_flight", metavar="N",
+                   help="cap on requests in service at once per runtime; the rest queue (default: no cap)")
     p.add_argument("--seed", metavar="N", help="seed for arrivals and draws (default 0)")
     p.add_argument("-r", "--runtimes", metavar="LIST", help="only these runtimes of the fed run (comma-separated)")
     p.add_argument("--json", action="store_true", help="machine-readable result (every figure still simulated)")
@@ -73,7 +75,8 @@ def inputs_from_args(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
     numeric = (("rate", "rate_per_s", False), ("hours", "hours", False), ("prewarm", "prewarm", True),
                ("concurrency", "concurrency", True), ("host_memory", "host_memory_gib", False),
                ("inflation", "inflation", False), ("data_trips", "data_round_trips", True),
-               ("extra_ms", "extra_ms", False), ("seed", "seed", True))  # fmt: skip
+               ("extra_ms", "extra_ms", False), ("seed", "seed", True),
+               ("max_in_flight", "max_in_flight", True))  # fmt: skip
     for attr, name, whole in numeric:
         text = getattr(args, attr)
         if text is not None:
@@ -187,7 +190,7 @@ def _print_table(result: Any, notes: tuple[str, ...]) -> None:
     console = _Console()
     console.print(table)
     console.print(f"fed by {result.fed_by}", highlight=False, soft_wrap=True)
-    console.print("p50/p99: end to end = user RTT + data RTT x trips + startup (cold) or exec (warm) + extra; "
+    console.print("p50/p99: end to end = user RTT + data RTT x trips + queue + startup (cold) or exec (warm) + extra; "
                   "inst: mean instances alive; GiB·h: inst x measured memory per instance x hours; "
                   "/host: host memory / memory per instance; hosts: for the peak", highlight=False, soft_wrap=True)
     for note in notes[1:]:

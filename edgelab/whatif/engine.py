@@ -4,9 +4,9 @@ Per runtime, every request's startup and execution are drawn (seeded) from the f
 the same draws serve both placements, so edge against region differs only by where the code
 runs. The pool is the real traffic scenario's (``edgelab.scenarios.traffic``): most recently
 idle first, scale to zero after the keep-alive, never below the pre-warmed floor, scaling
-without a cap (so no request queues). Placement adds round trips from physics
-(``placement``): end-to-end = user RTT + data RTT x round trips + startup (cold) or exec (warm)
-+ extra. The instance is held while it waits on its data and on the extra time (an LLM call is
+without a cap (so no request queues) unless ``max_in_flight`` caps the requests in service. Placement adds round trips from physics
+(``placement``): end-to-end = user RTT + data RTT x round trips + queue + startup (cold) or exec
+(warm) + extra. The instance is held while it waits on its data and on the extra time (an LLM call is
 time the function sits in), so both count in the instances it keeps.
 """
 
@@ -79,9 +79,9 @@ def simulate(inputs: WhatIfInputs, feed: Feed, runtimes: Sequence[str] | None = 
             user_ms, data_ms = round_trips_ms(inputs, where)
             held_s = (data_ms * inputs.data_round_trips + inputs.extra_ms) / 1000.0
             served = serve(a, st + held_s, ex + held_s, inputs.keepalive_s, inputs.prewarm,
-                           inputs.concurrency, horizon)  # fmt: skip
+                           inputs.concurrency, horizon, max_in_flight=inputs.max_in_flight)  # fmt: skip
             engine = served.engine
-            latency_ms = np.where(served.cold, st, ex) * 1000.0 + held_s * 1000.0 + user_ms
+            latency_ms = (np.where(served.cold, st, ex) + served.queue_s + held_s) * 1000.0 + user_ms
             p50, p99 = np.percentile(latency_ms, [50, 99])
             mean = served.instance_seconds / horizon
             mem = rf.memory_bytes
@@ -111,7 +111,9 @@ def _assumptions(inputs: WhatIfInputs, requests: int, engine: str) -> list[str]:
         f"edge: user {edge_user:.1f} ms (same metro, <= {geo.metro_km():g} km: an assumption), data {edge_data:.1f} ms "
         f"x {inputs.data_round_trips}; region: user {region_user:.1f} ms, data {region_data:.1f} ms x {inputs.data_round_trips}",
         f"data stays in {inputs.region} for both placements; the access network (last mile) is not counted (the same for both)",
-        "instances scale without a cap, so no request queues; an instance is held through its data round trips and the extra time",
+        "instances scale without a cap, so no request queues" if not inputs.max_in_flight else
+        f"at most {inputs.max_in_flight} requests in service at once per runtime; the others queue (first come, first served)",
+        "an instance is held through its data round trips and the extra time",
     ]
     if inputs.extra_ms:
         lines.append(f"extra {inputs.extra_ms:g} ms per request (e.g. an LLM call) is an assumption, not measured")

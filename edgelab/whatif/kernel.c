@@ -12,6 +12,9 @@
  * first, the longest idle expires first, keepalive_s after it went idle, but never below
  * floor_slots (pre-warmed). An instance has `concurrency` slots; instances alive at any time
  * = max(prewarm, ceil(alive slots / concurrency)), integrated exactly over [0, horizon_s].
+ * With max_in_flight > 0 at most that many requests are in service at once (the real run's
+ * worker threads); the others wait first come, first served, and take the pool as it is when
+ * their service starts (queue_s: arrival to that start).
  */
 typedef unsigned char u8;
 
@@ -49,7 +52,8 @@ static long instances(long slots, long concurrency, long prewarm) {
 /* out[0] = instance-seconds over [0, horizon_s], out[1] = peak instances. Returns 0. */
 long whatif_serve(long n, const double *arrival_s, const double *cold_service_s,
                   const double *warm_service_s, double keepalive_s, long prewarm, long concurrency,
-                  double horizon_s, u8 *cold, double *heap, double *idle, double *out) {
+                  long max_in_flight, double horizon_s, u8 *cold, double *queue_s, double *heap,
+                  double *idle, double *out) {
     long nheap = 0, lo = 0, hi = 0, alive = 0, peak = prewarm;
     long floor_slots = prewarm * concurrency;
     double area = 0.0, last_t = 0.0;
@@ -57,6 +61,8 @@ long whatif_serve(long n, const double *arrival_s, const double *cold_service_s,
     alive = floor_slots;
     for (long i = 0; i <= n; i++) {
         double t = i < n ? arrival_s[i] : horizon_s;
+        if (i < n && max_in_flight > 0 && nheap >= max_in_flight && heap[0] > t) t = heap[0];
+        if (i < n) queue_s[i] = t - arrival_s[i];
         while (nheap > 0 && heap[0] <= t) idle[hi++] = heap_pop(heap, &nheap);
         while (lo < hi && alive > floor_slots && idle[lo] + keepalive_s < t) {
             double gone = idle[lo] + keepalive_s;

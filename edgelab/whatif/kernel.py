@@ -29,6 +29,7 @@ class Served:
     """What one pass over the arrivals gives: each request warm or cold, and the instances."""
 
     cold: np.ndarray  # bool per request
+    queue_s: np.ndarray  # per request: arrival to the start of its service (0 without a cap)
     instance_seconds: float  # integral of instances alive over [0, horizon_s]
     peak_instances: int
     engine: str  # "C event loop" or "Python event loop"
@@ -66,34 +67,37 @@ def _library() -> ctypes.CDLL | None:
     u8_p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
     lib.whatif_serve.restype = ctypes.c_long
     lib.whatif_serve.argtypes = [ctypes.c_long, double_p, double_p, double_p, ctypes.c_double,
-                                 ctypes.c_long, ctypes.c_long, ctypes.c_double, u8_p, double_p,
-                                 double_p, double_p]  # fmt: skip
+                                 ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_double, u8_p,
+                                 double_p, double_p, double_p, double_p]  # fmt: skip
     return lib
 
 
 def serve(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.ndarray,
           keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float,
-          force_python: bool = False) -> Served:
-    """Run the pool over the arrivals: the C loop when it builds, else the Python one."""
+          force_python: bool = False, max_in_flight: int = 0) -> Served:
+    """Run the pool over the arrivals: the C loop when it builds, else the Python one.
+    ``max_in_flight`` > 0 caps the requests in service at once (the others queue, FIFO)."""
     lib = None if force_python else _library()
     if lib is None:
         return serve_python(arrival_s, cold_service_s, warm_service_s, keepalive_s, prewarm,
-                            concurrency, horizon_s)
+                            concurrency, horizon_s, max_in_flight)
     n = len(arrival_s)
     a = np.ascontiguousarray(arrival_s, dtype=np.float64)
     st = np.ascontiguousarray(cold_service_s, dtype=np.float64)
     ex = np.ascontiguousarray(warm_service_s, dtype=np.float64)
     cold = np.zeros(n, dtype=np.uint8)
+    queue = np.zeros(n, dtype=np.float64)
     heap = np.empty(max(n, 1), dtype=np.float64)
     idle = np.empty(max(n + prewarm * concurrency, 1), dtype=np.float64)
     out = np.zeros(2, dtype=np.float64)
     lib.whatif_serve(n, a, st, ex, float(keepalive_s), int(prewarm), int(concurrency),
-                     float(horizon_s), cold, heap, idle, out)  # fmt: skip
-    return Served(cold.astype(bool), float(out[0]), int(out[1]), "C event loop")
+                     int(max_in_flight), float(horizon_s), cold, queue, heap, idle, out)  # fmt: skip
+    return Served(cold.astype(bool), queue, float(out[0]), int(out[1]), "C event loop")
 
 
 def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.ndarray,
-                 keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float) -> Served:
+                 keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float,
+                 max_in_flight: int = 0) -> Served:
     """The same loop as ``kernel.c``, line for line, in Python (~2 us a request)."""
     floor_slots = prewarm * concurrency
     idle: list[float] = [-math.inf] * floor_slots
@@ -104,12 +108,17 @@ def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service
     area = 0.0
     last_t = 0.0
     cold = np.zeros(len(arrival_s), dtype=bool)
+    queue = np.zeros(len(arrival_s), dtype=np.float64)
 
     def instances(slots: int) -> int:
         return max(prewarm, -(-slots // concurrency))
 
     times = [float(t) for t in arrival_s] + [float(horizon_s)]
     for i, t in enumerate(times):
+        if i < len(arrival_s):
+            if max_in_flight > 0 and len(busy) >= max_in_flight and busy[0] > t:
+                t = busy[0]
+            queue[i] = t - times[i]
         while busy and busy[0] <= t:
             idle.append(heapq.heappop(busy))
         while lo < len(idle) and alive > floor_slots and idle[lo] + keepalive_s < t:
@@ -133,4 +142,4 @@ def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service
             service = float(cold_service_s[i])
             peak = max(peak, instances(alive))
         heapq.heappush(busy, t + service)
-    return Served(cold, area, peak, "Python event loop")
+    return Served(cold, queue, area, peak, "Python event loop")

@@ -33,6 +33,9 @@ class WhatIfInputs:
     inflation: float = 1.5  # path inflation over the fibre floor
     data_round_trips: int = 1  # the code's round trips to its (central) data
     extra_ms: float = 0.0  # e.g. the LLM call; an assumption, said so
+    #: Requests in service at once per runtime (0: no cap). The real traffic run serves on a
+    #: pool of worker threads (its export's ``policy.workers``); beyond it requests queue.
+    max_in_flight: int = 0
 
     def validate(self) -> None:
         """One line for the first input out of range (flags, presets and the TUI all pass here)."""
@@ -50,6 +53,7 @@ class WhatIfInputs:
         _finite(self.inflation, "path inflation", 1.0, 100.0, "(1 = the fibre floor)")
         _whole(self.data_round_trips, "data round trips", 0, 1_000, "per request")
         _finite(self.extra_ms, "extra time", 0.0, 3_600_000.0, "ms")
+        _whole(self.max_in_flight, "max in flight", 0, 1_000_000, "requests (0: no cap)")
         if self.pattern != "trace" and self.rate_per_s * self.hours * 3600 > MAX_REQUESTS:
             raise UsageError(
                 f"rate x hours is {self.rate_per_s * self.hours * 3600:,.0f} requests; the simulator "
@@ -80,7 +84,7 @@ class Outcome:
 
     runtime: str
     placement: str  # "edge" | "region"
-    p50_ms: float  # end-to-end: user RTT + data RTTs + startup (if cold) or exec + extra
+    p50_ms: float  # end-to-end: user RTT + data RTTs + queue + startup (if cold) or exec + extra
     p99_ms: float
     cold_fraction: float
     mean_instances: float  # time-average over the simulated span
