@@ -206,11 +206,8 @@ def edgelab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("args", "says"),
     [
         (["--rate", "0"], "--rate"),
-        (["--keepalive", "-1"], "--keepalive"),
-        (["--pattern", "trace"], "--pattern trace needs --trace"),
         (["--pattern", "trace", "--trace", "missing.txt"], "trace missing.txt: cannot read it"),
         (["--pattern", "trace", "--trace", "{bad}"], "bad.txt:2: not a timestamp"),
-        (["--trace", "{bad}"], "--trace replays a file with --pattern trace"),
     ],
 )
 def test_bad_traffic_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, args: list[str], says: str) -> None:
@@ -221,6 +218,25 @@ def test_bad_traffic_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and lines[-1].startswith("edgelab: ") and says in lines[-1], done.stderr
     assert not (tmp_path / "out.json").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"keepalive_s": -1.0}, "--keepalive must be"),
+        ({"duration_s": 0.0}, "--duration must be"),
+        ({"prewarm": -2}, "--prewarm must be"),
+        ({"rate_per_s": float("nan")}, "--rate must be"),
+        ({"pattern": "burst"}, "unknown --pattern 'burst'"),
+        ({"pattern": "trace"}, "--pattern trace needs --trace"),
+        ({"trace_file": "t.txt"}, "--trace replays a file with --pattern trace"),
+        ({"rate_per_s": 10_000.0, "duration_s": 101.0}, "at most 1,000,000 are kept"),
+    ],
+)
+def test_traffic_settings_from_any_front_end_are_checked_in_one_line(settings: dict[str, Any], says: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        Settings(scenario="traffic", **settings).validate()
+    assert says in str(raised.value) and "\n" not in str(raised.value)
 
 
 # -- real runtimes -------------------------------------------------------------------------------
