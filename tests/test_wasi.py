@@ -63,8 +63,10 @@ def greet_wasm() -> Path:
     return target
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def runtime() -> Iterator[WasmRuntime]:
+    """One runtime (a burst host and a resident host) for the tests here: each prepares its
+    own workload in it, as a lab runs several, and a host started per test cost ~1 s."""
     rt = WasmRuntime(Session())
     rt.check()
     try:
@@ -226,6 +228,14 @@ def test_output_over_the_limit_is_one_line(runtime: WasmRuntime, modules: dict[s
     with pytest.raises(LaunchFailed, match=r"^response exceeded 256 KiB \(stdout past the limit"):
         runtime.launch(workload, b"", 5.0)
     assert runtime._host is not None and runtime._host.call(5, "ping")["instances"] == 0
+    # A module that ignores its failed writes runs on into the deadline: still the limit's line.
+    stubborn = replace(
+        _workload(modules["flood_forever"], timeout_s=0.3), max_response_bytes=256 << 10
+    )
+    runtime.prepare(stubborn)
+    with pytest.raises(LaunchFailed, match=r"^response exceeded 256 KiB") as caught:
+        runtime.launch(stubborn, b"", 0.3)
+    assert not isinstance(caught.value, LaunchTimeout)
 
 
 def test_never_exits_timeout_cli(tmp_path: Path, modules: dict[str, Path]) -> None:

@@ -492,6 +492,8 @@ class CommandModule:
             lines = [line.strip() for line in text.splitlines() if line.strip()]
             stderr = f"; stderr: {lines[0][:200]}" if lines else ""
         stage = call.stage
+        if stage in (9, 10) and (call.error or call.trap):
+            _error_text(call.error or 0, call.trap or 0)  # freed: the output limit is the line
         if stage == CMD_EXIT:
             return GuestError("failed", f"exited with status {call.exit_code}{stderr}")
         if stage == 10:

@@ -574,19 +574,21 @@ int el_command(el_cmd *c) {
             api.error_delete(c->error);
             c->error = 0;
             c->exit_code = status;
-            if (status != 0) {
-                cmd_failed(c, EL_EXIT);
-                goto fail;
-            }
         }
     }
+    /* Output past the cap is the failure, however the guest took its failed write: exited
+     * with an error status, trapped, or (c->trap set) ran on into the deadline. */
+    c->trap = trap;
+    if (c->too_long) {
+        cmd_failed(c, c->too_long == 2 ? EL_NO_MEMORY : EL_TOO_LONG);
+        goto fail;
+    }
     if (c->error || trap) {
-        c->trap = trap;
         cmd_failed(c, EL_START);
         goto fail;
     }
-    if (c->too_long) {
-        cmd_failed(c, c->too_long == 2 ? EL_NO_MEMORY : EL_TOO_LONG);
+    if (c->exit_code != 0) {
+        cmd_failed(c, EL_EXIT);
         goto fail;
     }
     return EL_OK;
