@@ -545,6 +545,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     workload = get_workload(args.workload)
     if sys.stdin is None:  # started with <&-: a closed stdin is a mistake, not an empty request
         raise UsageError("stdin is closed: invoke reads the request from it (</dev/null sends an empty one)")
+    why = registry.not_applicable(registry.spec(args.runtime), workload)
+    if why is not None:  # a function lacking this rung's artifact, an ABI-only rung for a function
+        raise UsageError(f"-r {args.runtime} does not apply to {workload.name}: {why}")
     request = read_request(sys.stdin.buffer, workload.max_request_bytes, workload.name, "stdin")
     runtime = create_runtime(args.runtime, Session())
     try:

@@ -117,6 +117,17 @@ def test_a_rung_that_does_not_apply_is_one_line_not_a_silent_drop(capsys: pytest
     assert line == "edgelab: -r wasm does not apply to busybox: needs --wasm, which this function does not give"
     line = fails(["run", "--command", "busybox cat", "-r", "isolate"], capsys)
     assert "-r isolate does not apply to busybox: runs abi workloads, not command ones" in line
+    # Typed out, the default selection is a -r like any other: its container rung is refused.
+    line = fails(["run", "--command", "busybox cat", "-r", "container,subprocess,wasm"], capsys)
+    assert "-r container does not apply to busybox: needs --image" in line
+
+
+@needs_busybox
+def test_invoke_on_a_rung_a_saved_function_does_not_give_is_one_line(workloads_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["add", "sha", "--command", "busybox sha256sum"]) == 0
+    capsys.readouterr()
+    line = fails(["invoke", "sha", "-r", "container"], capsys)
+    assert line == "edgelab: -r container does not apply to sha: needs --image, which this function does not give"
 
 
 @needs_busybox

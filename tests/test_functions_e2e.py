@@ -71,10 +71,26 @@ def home(tmp_path: Path) -> dict[str, str]:
 
 
 def edgelab(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own (what a person types)."""
     return subprocess.run(
         [sys.executable, "-m", "edgelab", *args],
         capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, **env},
     )  # fmt: skip
+
+
+def in_process(
+    argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """The CLI's own entry point (``edgelab.cli.main``) in this process, for the commands that
+    run nothing: the same exit status and lines, without a second of interpreter start-up each."""
+    from edgelab import cli
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
 def test_three_artifact_kinds_side_by_side_in_one_run(
@@ -129,22 +145,25 @@ def test_answers_that_differ_show_the_first_differing_byte_and_both_lengths(
     ]
 
 
-def test_a_saved_function_runs_by_name(modules: dict[str, Path], home: dict[str, str], tmp_path: Path) -> None:
-    added = edgelab("add", "echoer", "--wasm", str(modules["echo"]), "--command", f"{BUSYBOX} cat", "--request", "hi", env=home)
+def test_a_saved_function_runs_by_name(
+    modules: dict[str, Path], home: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    added = in_process(["add", "echoer", "--wasm", str(modules["echo"]), "--command", f"{BUSYBOX} cat", "--request", "hi"], home, monkeypatch, capsys)
     assert added.returncode == 0, added.stderr
     # No built-in workloads here (an empty modules folder): listing them would build them all.
     (tmp_path / "no-builtins").mkdir()
     only_saved = {**home, "EDGELAB_MODULES_DIR": str(tmp_path / "no-builtins")}
-    listed = edgelab("workloads", "--json", env=only_saved)
+    listed = in_process(["workloads", "--json"], only_saved, monkeypatch, capsys)
     assert listed.returncode == 0, listed.stderr
     [entry] = json.loads(listed.stdout)
     assert entry["name"] == "echoer" and entry["kind"] == "function"
     assert entry["wasm"]["size_bytes"] == modules["echo"].stat().st_size
     assert entry["native"]["size_bytes"] == BUSYBOX.stat().st_size and entry["image"] is None
-    table = edgelab("workloads", env=only_saved)
+    table = in_process(["workloads"], only_saved, monkeypatch, capsys)
     assert table.returncode == 0 and "│ echoer │ function │" in table.stdout, table.stdout + table.stderr
-    built = edgelab("build", "--no-image", env=only_saved)
+    built = in_process(["build", "--no-image"], only_saved, monkeypatch, capsys)
     assert built.returncode == 0 and "echoer: skipped, a function (its artifacts are yours, nothing to build)" in built.stderr
+    monkeypatch.delenv("EDGELAB_MODULES_DIR")
     out = tmp_path / "saved.json"
     done = edgelab("run", "-w", "echoer", "-r", "wasm,subprocess", "-n", "3", "--warmup", "0", "--json", str(out), "--no-history", env=home)
     assert done.returncode == 0, done.stderr
@@ -156,23 +175,27 @@ def test_a_saved_function_runs_by_name(modules: dict[str, Path], home: dict[str,
 
 
 def test_bad_input_through_the_cli_is_one_line_exit_2_and_writes_nothing(
-    modules: dict[str, Path], docker_client: Any, home: dict[str, str], tmp_path: Path
+    modules: dict[str, Path], docker_client: Any, home: dict[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     not_wasm = tmp_path / "app.wasm"
     not_wasm.write_text("#!/bin/sh\necho hi\n")
     out = tmp_path / "out.json"
     cases = [
+        # -w as typed (a string from argv, not the parser's default one): in its own process.
+        (["run", "-w", "hello", "--command", f"{BUSYBOX} cat"], "-w hello and --wasm/--image/--command both name"),
         (["run", "--wasm", str(not_wasm)], "is not a WebAssembly module"),
         (["run", "--wasm", str(modules["env_import"])], "outside wasi_snapshot_preview1: env.foo"),
         (["run", "--image", "edgelab-test-never-built:nope"], "the engine has no such image, and edgelab never pulls"),
         (["run", "--command", "h8-no-such-program"], "h8-no-such-program not found on PATH"),
     ]
-    for argv, expected in cases:
-        done = edgelab(*argv, "-n", "3", "--json", str(out), env=home)
+    for i, (argv, expected) in enumerate(cases):
+        args = [*argv, "-n", "3", "--json", str(out)]
+        done = edgelab(*args, env=home) if i == 0 else in_process(args, home, monkeypatch, capsys)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("edgelab: "), done.stderr
         assert expected in lines[0] and done.stdout == ""
-    first = edgelab("add", "twice", "--command", f"{BUSYBOX} cat", env=home)
+    first = in_process(["add", "twice", "--command", f"{BUSYBOX} cat"], home, monkeypatch, capsys)
     assert first.returncode == 0, first.stderr
     manifest = Path(home["EDGELAB_WORKLOADS_DIR"]) / "twice" / "workload.toml"
     before = manifest.read_text()
