@@ -138,27 +138,27 @@ def rate_line(live: RuntimeLive, now: float | None, scenario: str) -> str:
 
 
 def traffic_lines(figures: TrafficFigures | None, live: RuntimeLive, now: float | None) -> str:
-    """Two lines for a traffic run: what the callers saw (requests, cold share, latency from
+    """Three lines for a traffic run: what the callers saw (requests, cold share, latency from
     arrival to first byte) and what was held (instances now, scaled down to zero). While it
     runs, only what the lab's events say: instances resident and cold starts so far."""
     if figures is None:
         if now is None:
             return ""
-        return f"traffic: {live.startup_n:,} cold starts so far\ninstances now {live.running:,}"
+        return f"traffic: {live.startup_n:,} cold starts so far\nlatency: when the run ends\ninstances now {live.running:,}"
     cold = figures.cold_fraction
     cold_text = f"cold {cold:.1%}" if cold is not None else "cold –"
     failed = f" · failed {figures.failed:,}" if figures.failed else ""
     latency = (
         f"latency p50 {split_duration(figures.latency_p50_ns)} · p99 {split_duration(figures.latency_p99_ns)}"
     )
-    first = f"{figures.requests:,} requests · {cold_text}{failed} · {latency}"
-    second = (
+    held = (
         f"instances now {figures.instances_now:,} · peak {figures.instances_peak:,}"
         f" · scaled down {figures.scaled_down:,}"
     )
     if figures.note:
-        second += f" · ⚠ {figures.note}"
-    return f"{first}\n{second}"
+        held += f" · ⚠ {figures.note}"
+    # Three short lines: a panel a third of 160 columns wide cuts a long one before its p99.
+    return f"{figures.requests:,} requests · {cold_text}{failed}\n{latency}\n{held}"
 
 
 def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView:

@@ -101,10 +101,9 @@ def default_api(session_result: Any = None) -> WhatIfApi:
         from edgelab.export import to_json
         from edgelab.whatif.feed import feed_from_export
 
-        settings = session_result.metadata.get("settings", {})
-        started = str(session_result.metadata.get("started", ""))[:19]
-        what = f"this session's {settings.get('scenario', 'run')} of {settings.get('workload', '?')} ({started})"
-        return feed_from_export(json.loads(to_json(session_result)), what)
+        # Feed.fed_by adds the workload and the start time to this.
+        scenario = session_result.metadata.get("settings", {}).get("scenario", "")
+        return feed_from_export(json.loads(to_json(session_result)), f"this session's {scenario} run (not saved)")
 
     return WhatIfApi(WhatIfInputs, simulate, feed, presets, places)
 
