@@ -238,6 +238,24 @@ def test_output_over_the_limit_is_one_line(runtime: WasmRuntime, modules: dict[s
     assert not isinstance(caught.value, LaunchTimeout)
 
 
+def test_memory_and_stack_limits(runtime: WasmRuntime, modules: dict[str, Path]) -> None:
+    """The workload's memory limit holds through the store limiter (memory.grow past it
+    fails), and the stack limit traps unbounded recursion with one line."""
+    from dataclasses import replace
+
+    base = _workload(modules["limits"])
+    small = replace(base, name="limits-1m", memory_limit_bytes=1 << 20)
+    large = replace(base, name="limits-16m", memory_limit_bytes=16 << 20)
+    for workload in (small, large):
+        runtime.prepare(workload)
+    assert runtime.launch(small, b"grow", 5.0).response.body == b"denied"
+    assert runtime.launch(large, b"grow", 5.0).response.body == b"grown"
+    assert "1 MiB per linear memory" in runtime.preparation()["memory limit (limits-1m)"]
+    with pytest.raises(LaunchFailed, match=r"^trapped: .*stack") as caught:
+        runtime.launch(large, b"deep", 5.0)
+    assert "\n" not in str(caught.value)
+
+
 def test_never_exits_timeout_cli(tmp_path: Path, modules: dict[str, Path]) -> None:
     """A module that never exits, ``--timeout 1``: each launch ends at the deadline with one
     line, the run exits non-zero, and no host process is left."""
