@@ -363,9 +363,16 @@ def make_paused(runtime: ContainerRuntime, instance: ContainerInstance, workload
     """Start a created container of the image and freeze it once its entrypoint blocks reading
     stdin: only then is it "paused in its first read". One that does not get there (it reads
     nothing, or reads elsewhere first) has no honest paused rung: one line, the rung given up."""
+    from edgelab.runtimes.container import engine, strategies
+
+    if not engine.local_engine(runtime.client):
+        raise ArtifactError(
+            f"{runtime.name}: the engine is not on this machine, so whether image"
+            f" '{image_of(workload)}' blocks reading its stdin cannot be seen here, and no"
+            " container of it can honestly be said to be paused in its first read"
+        )
     api = runtime.client.api
     api.start(instance.container_id)
-    from edgelab.runtimes.container import strategies
 
     if not settle_reading(instance, strategies.SETTLE_S):
         raise ArtifactError(
