@@ -306,3 +306,47 @@ def test_memory_held_is_per_instance_growth_times_instance_seconds(tmp_path: Pat
     assert record.memory_bytes_per_instance == 10_240  # the fake's pretend PSS per instance
     assert record.memory_byte_seconds == pytest.approx(10_240 * record.instances_mean() * 1.2)
     assert record.memory_metric == "fake (not a measurement)"
+
+
+def test_sigterm_mid_traffic_stops_everything_and_returns_quickly(tmp_path: Path) -> None:
+    import signal
+
+    import psutil
+
+    env = {**os.environ, "EDGELAB_DATA_DIR": str(tmp_path / "data")}
+    lab = subprocess.Popen([sys.executable, "-m", "edgelab", "run", "--scenario", "traffic", "-w", "hello",
+                            "-r", "subprocess,wasm", "--rate", "20", "--keepalive", "5s", "--prewarm", "2",
+                            "--duration", "30", "--no-history"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        parent = psutil.Process(lab.pid)
+        deadline = time.monotonic() + 20
+        # Under way once the two pre-warmed native instances (hello-<arch>) are up: the clock
+        # starts right after them.
+        def natives() -> list[psutil.Process]:
+            found = []
+            for child in parent.children(recursive=True):
+                try:
+                    if child.name().startswith("hello"):
+                        found.append(child)
+                except psutil.Error:
+                    pass  # gone between the listing and the look
+            return found
+
+        while len(natives()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        started = parent.children(recursive=True)
+        assert len(natives()) >= 2 and len(started) >= 3  # the natives and the Wasm host at least
+        lab.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        _, err = lab.communicate(timeout=15)
+        assert time.monotonic() - began < 5
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    assert lab.returncode != 0 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("edgelab: interrupted"), err
+    gone, alive = psutil.wait_procs(started, timeout=2)
+    assert alive == []
