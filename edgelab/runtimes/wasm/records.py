@@ -51,7 +51,7 @@ def command_phases(
         end = tf if tf else t2
         first = end - t1
         exit_ns = t2 - t0
-    phases = (tw - tm, t1 - tw, first)
+    phases: tuple[int, ...] = (tw - tm, t1 - tw, first)
     if mode != "pre":
         phases = (tm - t0, *phases)
     return phases, end - t0, exit_ns
