@@ -433,7 +433,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
     console.print(table)
     # A command's extra facts are lines, not columns: the table keeps to 80 columns. What the
     # person gave (paths, tags, names) is printed as text: no markup, no :emoji: codes.
-    plain = {"highlight": False, "soft_wrap": True, "markup": False, "emoji": False}
+    plain: dict[str, Any] = {"highlight": False, "soft_wrap": True, "markup": False, "emoji": False}
     if command:
         exits = [
             f"{r.runtime} {format_duration_ns(e.p50_ns)}" for r in result.runtimes.values() if (e := r.exit_summary())
