@@ -218,6 +218,10 @@ def test_proc_exit_3_says_status_and_stderr(runtime: WasmRuntime, modules: dict[
     with pytest.raises(LaunchFailed) as caught:
         runtime.launch(workload, b"x", 5.0)
     assert str(caught.value) == "exited with status 3; stderr: bad request: no name"
+    exits_0 = _workload(modules["exit0"])
+    runtime.prepare(exits_0)
+    done = runtime.launch(exits_0, b"", 5.0)  # proc_exit(0) is a success, as a return is
+    assert (done.response.status, done.response.body) == (0, b"bye") and done.exit_ns
 
 
 def test_output_over_the_limit_is_one_line(runtime: WasmRuntime, modules: dict[str, Path]) -> None:
