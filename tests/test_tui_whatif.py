@@ -158,8 +158,14 @@ async def test_the_whatif_screen_shows_simulated_outcomes_fed_by_a_run(tmp_path:
         # The preset filled the fields.
         assert screen.query_one("#whatif-rate_per_s", Input).value == "5"
         assert screen.query_one("#whatif-keepalive_s", Input).value == "1s"
+        # w again (on the table) does not stack a second screen.
+        screen.query_one("#whatif-table", DataTable).focus()
+        await pilot.press("w")
+        await pilot.pause()
+        assert app.screen is screen and len(app.screen_stack) == 2
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, WhatIfScreen))
+        assert len(app.screen_stack) == 1
 
 
 @pilot_test

@@ -674,6 +674,8 @@ class EdgelabApp(App[int]):
         self._key_handled("w")
         from edgelab.tui.whatif import WhatIfScreen
 
+        if not self._overlay_for(WhatIfScreen):
+            return
         # The lab's own last run feeds it, if it measured one this session (fakes never do).
         measured = self._lab is not None and not self._lab.fake and not self.running
         session = self.state.result if measured else None
@@ -684,7 +686,21 @@ class EdgelabApp(App[int]):
         self._key_handled("K")
         from edgelab.tui.claims import ClaimsScreen
 
+        if not self._overlay_for(ClaimsScreen):
+            return
         self.push_screen(ClaimsScreen(self.claims_loader), callback=lambda _: self.drain())
+
+    def _overlay_for(self, kind: type) -> bool:
+        """Whether to open a ``kind`` screen: not over one already open (w on the what-if
+        table); over another of these views, that one closes first, so they never stack."""
+        from edgelab.tui.claims import ClaimsScreen
+        from edgelab.tui.whatif import WhatIfScreen
+
+        if isinstance(self.screen, kind):
+            return False
+        if isinstance(self.screen, (WhatIfScreen, ClaimsScreen)):
+            self.pop_screen()
+        return True
 
     def _install_help(self) -> None:
         """Built once (after first paint), so ? only has to show it."""
