@@ -222,6 +222,9 @@ def test_cli_replays_both_trace_layouts(capsys: pytest.CaptureFixture[str], tmp_
         data = json.loads(out)
         assert any(n.startswith(f"{count} requests (trace)") for n in data["notes"])
         assert data["inputs"]["trace"] == f"{count} arrivals from the trace file"
+    code, out, _ = _run(capsys, "--from", str(TRAFFIC), "--trace", str(azure), "--json", "--hours", str(90 / 3600))
+    notes = json.loads(out)["notes"]
+    assert code == 0 and any(n.startswith("trace: ") and "of its 7 arrivals fall within" in n for n in notes)
 
 
 @pytest.mark.parametrize("argv,says", [

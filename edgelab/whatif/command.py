@@ -96,6 +96,10 @@ def inputs_from_args(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
 
         changes["pattern"] = "trace"
         changes["trace"] = tuple(read_trace(args.trace).tolist())
+        if "hours" not in changes:  # the whole trace, unless --hours says otherwise
+            from edgelab.whatif.model import MAX_HOURS
+
+            changes["hours"] = min(MAX_HOURS, max(changes["trace"][-1] + 1e-6, 1.0) / 3600)
     elif changes.get("pattern") == "trace":
         raise UsageError("--pattern trace needs --trace FILE (timestamps, or the Azure per-minute CSV)")
     inputs = dataclasses.replace(base, **changes)

@@ -65,6 +65,9 @@ def simulate(inputs: WhatIfInputs, feed: Feed, runtimes: Sequence[str] | None = 
     if not names:
         raise UsageError("no runtime to simulate: " + "; ".join(notes[1:]) if notes[1:] else "no runtime to simulate")
     a = arrivals_for(inputs)
+    if inputs.pattern == "trace" and inputs.trace and a.size < len(inputs.trace):
+        notes.append(f"trace: {a.size:,} of its {len(inputs.trace):,} arrivals fall within the {inputs.hours:g} h "
+                     "simulated (--hours); the rest are left out")
     if a.size == 0:
         raise UsageError("no request arrives within the simulated hours (raise --rate or --hours)")
     horizon = inputs.hours * 3600.0
