@@ -99,7 +99,8 @@ def simulate(inputs: WhatIfInputs, feed: Feed, runtimes: Sequence[str] | None = 
             ))  # fmt: skip
         notes.append(
             f"{name}: {rf.cold_s.size} cold-start samples ({rf.cold_source}), {rf.warm_s.size} warm; "
-            f"memory per instance {'%.1f KiB' % (rf.memory_bytes / 1024) if rf.memory_bytes else 'not measured'} ({rf.memory_basis})"
+            + (f"memory per instance {rf.memory_bytes / 1024:.1f} KiB ({rf.memory_basis})" if rf.memory_bytes else
+               "memory per instance not measured in the fed run, so no GiB·h or hosts (a ramp measures it)")
         )
     notes.extend(_assumptions(inputs, a.size, engine))
     return WhatIfResult(inputs, tuple(outcomes), feed.fed_by, tuple(notes), time.perf_counter() - started)
