@@ -105,7 +105,10 @@ def container_user(image_user: str) -> str:
 
 
 def image_of(workload: Workload) -> str:
-    assert workload.function is not None and workload.function.image
+    """The function's image; one that gives none is one line (the lab's ``not_applicable``
+    keeps such a workload off these rungs; a direct caller gets this, not an assertion)."""
+    if workload.function is None or not workload.function.image:
+        raise ArtifactError(f"{workload.name} gives no image (--image) for the container rungs to run")
     return workload.function.image
 
 
