@@ -133,9 +133,9 @@ def test_a_keepalive_longer_than_the_gaps_serves_warm_from_one_instance(tmp_path
 
 
 def test_a_keepalive_shorter_than_the_gaps_scales_to_zero_between_requests(tmp_path: Path) -> None:
-    rt = traffic(fake_lab(), tmp_path, [0, 0.3, 0.6], 0.9, keepalive_s=0.1)
+    rt = traffic(fake_lab(), tmp_path, [0, 0.2, 0.4], 0.6, keepalive_s=0.05)
     assert kinds(rt) == ["cold", "cold", "cold"]
-    assert rt.traffic.scaled_down == 3  # each stopped 0.1 s after its answer, the last too
+    assert rt.traffic.scaled_down == 3  # each stopped 0.05 s after its answer, the last too
     counts = [n for _, n in rt.traffic.instances_over_time]
     assert counts == [0, 1, 0, 1, 0, 1, 0]
     assert len(rt.measured) == 3 and rt.summary() is not None  # cold starts reach the startup table
@@ -157,13 +157,13 @@ def test_prewarmed_instances_serve_the_first_requests_and_are_never_scaled_down(
 
 
 def test_requests_beyond_the_workers_queue_and_the_wait_is_queue_time(tmp_path: Path) -> None:
-    rt = traffic(fake_lab(delay_s=0.3), tmp_path, [0.0] * 20, 1.0, keepalive_s=5.0)
+    rt = traffic(fake_lab(delay_s=0.2), tmp_path, [0.0] * 20, 0.5, keepalive_s=5.0)
     record = rt.traffic
     assert record.counts() == {"requests": 20, "warm": 4, "cold": 16, "failed": 0}
     assert record.instances_peak() == 16
     waited = sorted(r.queue_ns for r in record.requests)
-    assert waited[:16] == [0] * 16 and all(q >= 0.25e9 for q in waited[16:])
-    assert all(r.latency_ns >= 0.25e9 for r in record.requests if r.kind == "warm")
+    assert waited[:16] == [0] * 16 and all(q >= 0.15e9 for q in waited[16:])
+    assert all(r.latency_ns >= 0.15e9 for r in record.requests if r.kind == "warm")
 
 
 def test_a_cancel_mid_traffic_returns_quickly_and_stops_everything() -> None:
@@ -299,12 +299,15 @@ def test_real_command_workload_is_cold_for_every_request_and_says_why() -> None:
         lab.close()
 
 
-def test_memory_held_is_per_instance_growth_times_instance_seconds(tmp_path: Path) -> None:
-    rt = traffic(fake_lab(), tmp_path, [0, 0.1], 1.2, keepalive_s=5.0)
+def test_memory_held_is_per_instance_growth_times_instance_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgelab.scenarios import traffic as scenario
+
+    monkeypatch.setattr(scenario, "MEMORY_EVERY_S", 0.1)
+    rt = traffic(fake_lab(), tmp_path, [0, 0.1], 0.5, keepalive_s=5.0)
     record = rt.traffic
     assert record.memory_samples >= 2 and record.memory_baseline_bytes == 0
     assert record.memory_bytes_per_instance == 10_240  # the fake's pretend PSS per instance
-    assert record.memory_byte_seconds == pytest.approx(10_240 * record.instances_mean() * 1.2)
+    assert record.memory_byte_seconds == pytest.approx(10_240 * record.instances_mean() * 0.5)
     assert record.memory_metric == "fake (not a measurement)"
 
 
@@ -335,7 +338,7 @@ def test_sigterm_mid_traffic_stops_everything_and_returns_quickly(tmp_path: Path
 
         while len(natives()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(0.3)
         started = parent.children(recursive=True)
         assert len(natives()) >= 2 and len(started) >= 3  # the natives and the Wasm host at least
         lab.send_signal(signal.SIGTERM)
