@@ -547,7 +547,7 @@ def _wasm_request(instance: Instance, payload: bytes, timeout_s: float) -> tuple
     """The Wasm host's answer with its in-host time, or None if this is not the instance
     this expects (then the lab times the round trip). Mirrors ``WasmInstance.request``,
     which keeps only the response: a dropped guest is forgotten as it forgets it."""
-    from edgelab.errors import LaunchFailed
+    from edgelab.errors import LaunchFailed, LaunchTimeout
     from edgelab.runtimes.wasm.runtime import IPC_MARGIN_S, WasmInstance
 
     if not isinstance(instance, WasmInstance) or instance._stopped:
@@ -555,8 +555,10 @@ def _wasm_request(instance: Instance, payload: bytes, timeout_s: float) -> tuple
     began = time.perf_counter_ns()
     try:
         answer = instance._host.call(timeout_s + IPC_MARGIN_S, "request", instance.instance_id, payload, timeout_s)
-    except LaunchFailed:
-        instance._forget()
+    except LaunchFailed as exc:
+        instance._forget()  # the host drops a guest that trapped or timed out
+        if isinstance(exc, LaunchTimeout) and str(exc) == "timed out":
+            raise LaunchTimeout(f"timed out after {timeout_s:g} s") from None
         raise
     round_trip = time.perf_counter_ns() - began
     elapsed = getattr(answer, "elapsed_ns", None)
