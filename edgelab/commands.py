@@ -725,13 +725,15 @@ def diagnose() -> list[tuple[str, bool, str, str, dict[str, str]]]:
     """Per runtime: (name, usable, reason, fix, versions); first the workloads themselves, so a
     malformed manifest is named as the user's file, not as a runtime's fault or a bug."""
     from edgelab.errors import ManifestError
-    from edgelab.workloads import modules_dir, no_workloads_error
+    from edgelab.workloads import modules_dir, no_workloads_error, user_workloads_dir
 
     rows: list[tuple[str, bool, str, str, dict[str, str]]] = []
     try:
-        found = load_workloads(include_hostile=True)
-        if found:
-            rows.append(("workloads", True, "", "", {f"{len(found)} found": f"under {modules_dir()}"}))
+        workloads = load_workloads(include_hostile=True)
+        if workloads:
+            saved = sum(w.function is not None for w in workloads.values())
+            where = f"under {modules_dir()}" + (f" ({saved} saved under {user_workloads_dir()})" if saved else "")
+            rows.append(("workloads", True, "", "", {f"{len(workloads)} found": where}))
         else:
             rows.append(("workloads", False, str(no_workloads_error(modules_dir())), "", {}))
     except ManifestError as exc:
