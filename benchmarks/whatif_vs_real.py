@@ -73,7 +73,7 @@ def main() -> int:
             served = [r for r in real.requests if r.kind != "failed"]
             arrivals = tuple(r.arrival_s for r in real.requests)
             real_cold = sum(r.kind == "cold" for r in served) / len(served)
-            real_p50_ms = statistics.median(r.latency_ns for r in served) / 1e6  # type: ignore[type-var]
+            real_p50_ms = statistics.median(r.latency_ns or 0 for r in served) / 1e6
             colds, p50s = [], []
             for seed in range(args.replications):
                 inputs = WhatIfInputs(pattern="trace", trace=arrivals, hours=args.duration / 3600,

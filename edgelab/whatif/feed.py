@@ -58,7 +58,8 @@ def load_feed(ref: str = "last") -> Feed:
 
 
 def _memory(entry: dict[str, Any], traffic: Any) -> tuple[float | None, str]:
-    memory = entry.get("memory") if isinstance(entry.get("memory"), dict) else {}
+    found = entry.get("memory")
+    memory: dict[str, Any] = found if isinstance(found, dict) else {}
     host = memory.get("host_kib_per_instance", entry.get("host_kib_per_instance"))
     if isinstance(host, (int, float)) and host > 0:
         return float(host) * 1024, f"host: {memory.get('host_basis') or entry.get('host_basis') or 'host figure'}"
@@ -90,8 +91,8 @@ def feed_from_export(data: dict[str, Any], source: str) -> Feed:
                 traffic = TrafficResult.from_json(entry["traffic"])
             except ValueError as exc:
                 raise UsageError(f"{source} is not an edgelab export: {name}'s traffic record: {exc}") from None
-        warm = [r.exec_ns for r in traffic.requests if r.kind == "warm" and r.exec_ns] if traffic else []
-        cold = [r.startup_ns for r in traffic.requests if r.kind == "cold" and r.startup_ns] if traffic else []
+        warm: list[float] = [r.exec_ns for r in traffic.requests if r.kind == "warm" and r.exec_ns] if traffic else []
+        cold: list[float] = [r.startup_ns for r in traffic.requests if r.kind == "cold" and r.startup_ns] if traffic else []
         cold_source = "traffic cold requests"
         if not cold:
             cold = [float(v) * 1000 for v in entry.get("samples_us") or [] if v > 0]
