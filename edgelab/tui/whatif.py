@@ -10,6 +10,7 @@ launches a runtime.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 
 from edgelab import settings as limits
 from edgelab.errors import EdgelabError, UsageError
+from edgelab.tui.simworker import SimulatorProcess
 
 #: Typing pauses this long before the simulation reruns (a keystroke alone does not).
 DEBOUNCE_S = 0.25
@@ -82,6 +84,10 @@ class WhatIfApi:
     load_feed: Callable[[], Any]
     presets: Callable[[], Mapping[str, Any]]
     places: Callable[[], Mapping[str, Any]]
+    #: Run ``simulate`` in a process of its own (``edgelab.tui.simworker``): it must then be
+    #: a module-level function, and the feed picklable.
+    own_process: bool = False
+
 
 
 def default_api(session_result: Any = None) -> WhatIfApi:
@@ -105,7 +111,7 @@ def default_api(session_result: Any = None) -> WhatIfApi:
         scenario = session_result.metadata.get("settings", {}).get("scenario", "")
         return feed_from_export(json.loads(to_json(session_result)), f"this session's {scenario} run (not saved)")
 
-    return WhatIfApi(WhatIfInputs, simulate, feed, presets, places)
+    return WhatIfApi(WhatIfInputs, simulate, feed, presets, places, own_process=True)
 
 
 class FeedLoaded(Message):
@@ -170,6 +176,10 @@ class WhatIfScreen(Screen[None]):
         super().__init__(id="whatif")
         self.api = api
         self.session_result = session_result
+        #: The simulator's process (``WhatIfApi.own_process``), made by the first simulation.
+        self.process: SimulatorProcess | None = None
+        self._process_lock = threading.Lock()
+        self._closed = False
         self.debounce_s = debounce_s
         self.feed: Any = None
         self.presets: dict[str, Any] = {}
@@ -343,18 +353,37 @@ class WhatIfScreen(Screen[None]):
         self.generation += 1
         self.computing = True
         self._status("recomputing… (simulated)")
-        self.simulate(self.generation, inputs, self.feed, self.api.simulate)
+        self.simulate(self.generation, inputs, self.feed, self.api)
 
     @work(thread=True, exclusive=True, group="whatif", exit_on_error=False)
-    def simulate(self, generation: int, inputs: Any, feed: Any, simulate: Callable[[Any, Any], Any]) -> None:
+    def simulate(self, generation: int, inputs: Any, feed: Any, api: WhatIfApi) -> None:
         started = time.perf_counter()
         try:
-            result, error = simulate(inputs, feed), None
+            if api.own_process:
+                result, error = self._process_for(api, feed).simulate(inputs), None
+            else:
+                result, error = api.simulate(inputs, feed), None
         except EdgelabError as exc:
             result, error = None, str(exc)
         except Exception as exc:  # noqa: BLE001 - one line on screen, the screen stays
             result, error = None, f"simulation failed: {type(exc).__name__}: {exc}"
         self.post_message(Simulated(generation, result, error, time.perf_counter() - started))
+
+    def _process_for(self, api: WhatIfApi, feed: Any) -> SimulatorProcess:
+        with self._process_lock:
+            if self._closed:
+                raise EdgelabError("the what-if screen closed")
+            if self.process is None:
+                self.process = SimulatorProcess(api.simulate, feed)
+            return self.process
+
+    def on_unmount(self) -> None:
+        """However the screen goes (escape, the app quitting), its process goes with it."""
+        with self._process_lock:
+            self._closed = True
+            process, self.process = self.process, None
+        if process is not None:
+            process.close()
 
     def on_simulated(self, message: Simulated) -> None:
         self.finished += 1
