@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # -w/-r are edgelab's two everyday choices; hyperfine's meanings (warmup, runs) are the
     # long names --warmup and --runs, and a number given to -w or -r says so.
-    run.add_argument("--workload", "-w", default="hello", help="workload to start (see edgelab workloads)")
+    # No default object: whether -w was typed matters (it may not name a workload beside --wasm).
+    run.add_argument("--workload", "-w", default=None, help="workload to start (default: hello; see edgelab workloads)")
     run.add_argument("--runtimes", "-r", default=_DEFAULT_RUNTIMES, help=_RUNTIMES_HELP)
     run.add_argument("--count", "-n", type=flag(COUNT), default=20, help="measured cold starts per runtime")
     run.add_argument("--warmup", type=flag(WARMUP), default=1, help="launches recorded but not summarised")

@@ -68,9 +68,9 @@ def _runtimes_given(args: argparse.Namespace) -> bool:
 
 
 def _workload_given(args: argparse.Namespace) -> bool:
-    """Whether ``-w`` was on the command line (as ``_runtimes_given``: the default is the
-    interned ``"hello"`` of cli.py; a typed ``-w hello`` comes from argv, a string of its own)."""
-    return args.workload is not sys.intern("hello")
+    """Whether ``-w`` was on the command line (its default is None: ``hello`` is filled in
+    only when neither ``-w`` nor a function flag names what to run)."""
+    return args.workload is not None
 
 
 def run_workload(args: argparse.Namespace) -> tuple[Workload, Function | None]:
@@ -87,12 +87,13 @@ def run_workload(args: argparse.Namespace) -> tuple[Workload, Function | None]:
     function = function_from_args(args)
     if function is not None:
         return function_workload(display_name(function), function), function
-    if args.workload.strip().isdigit():
+    name = "hello" if args.workload is None else args.workload
+    if name.strip().isdigit():
         raise UsageError(
-            f"unknown workload '{args.workload}': -w is --workload here (hyperfine's warmup is"
-            f" --warmup {args.workload})"
+            f"unknown workload '{name}': -w is --workload here (hyperfine's warmup is"
+            f" --warmup {name})"
         )
-    return get_workload(args.workload), None
+    return get_workload(name), None
 
 
 def run_runtimes(args: argparse.Namespace, workload: Workload) -> tuple[str, ...]:
@@ -253,6 +254,10 @@ def runtime_failures(result: RunResult, settings: Settings) -> list[str]:
         if runtime.error:
             lines.append(f"{name}: {runtime.error}")
             continue
+        traffic_failed = runtime.traffic.counts()["failed"] if runtime.traffic is not None else 0
+        if traffic_failed and not runtime.failed:
+            lines.append(f"{name}: {traffic_failed} of {runtime.traffic.counts()['requests']} requests failed")
+            continue
         failed = runtime.failed
         if failed:
             lines.append(f"{name}: {failed} of {runtime.launched} launches failed; first: {runtime.first_error()}")
@@ -279,13 +284,23 @@ def run_exit_status(result: RunResult, settings: Settings, ignore_failure: bool 
     unavailable = [f"{r.runtime}: {r.error}" for r in result.runtimes.values() if r.error and not r.ok]
     if unavailable and len(unavailable) == len(result.runtimes):
         raise EdgelabError(f"no runtime could run {settings.workload}; {unavailable[0]}")
-    if all(r.ok == 0 for r in result.runtimes.values()):
+    if all(r.ok == 0 and not _served_requests(r) for r in result.runtimes.values()):
         raise EdgelabError(f"no runtime has results for {settings.workload}; see above")
     failures = runtime_failures(result, settings)
     if not failures or ignore_failure:
         return 0
     more = f" (and {len(failures) - 1} more above)" if len(failures) > 1 else ""
     raise EdgelabError(f"{failures[0]}{more}; the other results are above and in the exports")
+
+
+def _served_requests(runtime: Any) -> int:
+    """Traffic requests a runtime answered (a traffic run whose requests were all warm has no
+    cold-start sample, and still has results)."""
+    traffic = runtime.traffic
+    if traffic is None:
+        return 0
+    counts = traffic.counts()
+    return int(counts.get("warm", 0)) + int(counts.get("cold", 0))
 
 
 class _Progress:
@@ -352,7 +367,7 @@ class _Progress:
         if self.started is None:
             return None
         elapsed = max(0.0, now - self.started)
-        if self.settings.scenario == "steady":
+        if self.settings.scenario in ("steady", "traffic"):  # bounded by the clock, not a count
             return max(0.0, self.settings.duration_s - elapsed)
         eta = 0.0
         for name, planned in self.planned.items():
@@ -367,7 +382,10 @@ class _Progress:
     def line(self, now: float) -> str:
         done = sum(self.done.values())
         approx = "~" if self.settings.scenario == "steady" else ""
-        text = f"{done:,}/{approx}{self.total:,} launches"
+        if self.settings.scenario == "traffic":  # cold starts only: how many is what it measures
+            text = f"{done:,} cold starts"
+        else:
+            text = f"{done:,}/{approx}{self.total:,} launches"
         if self.started is not None:
             text += f" · {format_seconds(now - self.started)}"
             eta = self.eta_s(now)
@@ -695,12 +713,17 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from edgelab.capabilities import CAPABILITIES, probe_report
 
-    report = probe_report(runtimes_from_text(args.runtimes))
+    rungs = runtimes_from_text(args.runtimes)
+    report = probe_report(rungs)
+    grants = _wasi_grants(rungs)
     if args.json:
-        print(json.dumps(
-            {rt: {cap: {"verdict": v, "detail": d} for cap, (v, d) in caps.items()} for rt, caps in report.items()},
-            indent=2,
-        ))
+        data: dict[str, Any] = {
+            rt: {cap: {"verdict": v, "detail": d} for cap, (v, d) in caps.items()} for rt, caps in report.items()
+        }
+        if grants is not None:  # capabilities of the Wasm rung too: for your own module's grants
+            wasm = next(rt for rt in data if registry.family_of(rt) == "wasm")
+            data[wasm].update({cap: {"verdict": v, "detail": d} for cap, v, d in grants})
+        print(json.dumps(data, indent=2))
     else:
         table = Table(title="what the probe workload could do from inside each runtime")
         table.add_column("capability")
@@ -714,10 +737,30 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 cells.append(f"[{colour.get(verdict, 'red')}]{verdict}[/] [dim]{detail}[/]")
             table.add_row(cap, *cells)
         Console().print(table)
+        if grants is not None:
+            granted = Table(title="your own WASI module (edgelab run --wasm): one granted and one ungranted directory and variable")
+            granted.add_column("capability")
+            granted.add_column("wasm")
+            for cap, verdict, detail in grants:
+                granted.add_row(cap, f"[{colour.get(verdict, 'red')}]{verdict}[/] [dim]{detail}[/]")
+            Console().print(granted)
     errors = [f"{rt}: {caps[CAPABILITIES[0]][1]}" for rt, caps in report.items() if caps[CAPABILITIES[0]][0] == "error"]
     if errors and len(errors) == len(report):
         raise EdgelabError(f"the probe could not run in any runtime; {errors[0]}")
     return 0
+
+
+def _wasi_grants(rungs: tuple[str, ...]) -> list[tuple[str, str, str]] | None:
+    """The WASI grant probe (``--dir``/``--env`` granted and not), when a Wasm rung is probed;
+    a host that cannot run it is one row saying why, not a failed probe."""
+    if not any(registry.family_of(name) == "wasm" for name in rungs):
+        return None
+    from edgelab.runtimes.wasm.wasi import probe_grants
+
+    try:
+        return probe_grants()
+    except EdgelabError as exc:
+        return [("WASI grants", "error", str(exc).splitlines()[0])]
 
 
 # -- doctor / clean ------------------------------------------------------------------------------

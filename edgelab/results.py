@@ -302,7 +302,14 @@ class RuntimeResult:
         figure never stands unmarked where warnings are shown), then the figures' own."""
         if self.error:
             return []
-        found = warnings_for(self.summary(), len(self.measured))
+        if self.traffic is not None:
+            # A traffic run's cold starts are as many as its traffic made, not a --count.
+            summary = self.summary()
+            found = [] if summary is None else [
+                w.split(": use --count")[0] for w in warnings_for(summary, len(self.measured))
+            ]
+        else:
+            found = warnings_for(self.summary(), len(self.measured))
         rate = self.rate_warning()
         memory = self.memory.warnings() if self.memory else []
         return list(self.marks) + found + ([rate] if rate else []) + memory

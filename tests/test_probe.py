@@ -230,3 +230,22 @@ def test_a_rung_never_opens_what_its_family_closes(report: Report, rung_report: 
     if not _rungs_with_a_variant():
         pytest.skip("no rung with a variant registered")
     assert checked or rung_report, rung_report
+
+
+def test_probe_covers_a_granted_and_an_ungranted_directory_and_variable_for_your_own_module() -> None:
+    """``edgelab probe`` on a Wasm rung also runs a WASI module with one directory and one
+    variable granted (as ``--dir``/``--env`` grant them) beside ones it was not given."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edgelab", "probe", "-r", "wasm", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    grants = json.loads(done.stdout)["wasm"]
+    verdicts = {cap.split(" (")[0]: row["verdict"] for cap, row in grants.items() if cap.startswith("wasi: ")}
+    assert verdicts == {
+        "wasi: granted dir": "allowed",
+        "wasi: ungranted dir": "denied",
+        "wasi: ungranted preopen": "denied",
+        "wasi: granted env": "allowed",
+        "wasi: ungranted env": "denied",
+    }, grants
