@@ -66,7 +66,7 @@ from edgelab.scenarios.ramp import (  # noqa: F401
     RAMP_SETTLE_S,
 )
 from edgelab.session import Session
-from edgelab.workloads import Function, Workload, get_workload, resolve_workload
+from edgelab.workloads import Function, Workload, resolve_workload
 
 if TYPE_CHECKING:
     from edgelab.watchdog import Watchdog
@@ -584,7 +584,11 @@ class _Run:
             "preparation": preparation,
             "settings": replace(self.settings, request=None).as_json()
             | {"request_bytes": len(self.request), "timeout_s": self.timeout_s},
-            "workload": {"name": self.workload.name, "description": self.workload.description},
+            "workload": {
+                "name": self.workload.name,
+                "description": self.workload.description,
+                "convention": self.workload.convention,
+            },
             "interleave": self._interleave_facts(),
             "cancelled": self._cancelled(),
             "responses_identical": len(digests) <= 1 if digests else None,
@@ -635,7 +639,7 @@ def response_differences(
         if digests[other] == digests[first]:
             continue
         (len_a, head_a), (len_b, head_b) = heads[first], heads[other]
-        offset = next((i for i, (x, y) in enumerate(zip(head_a, head_b)) if x != y), None)
+        offset = next((i for i, (x, y) in enumerate(zip(head_a, head_b, strict=False)) if x != y), None)
         if offset is None and len(head_a) != len(head_b) and min(len_a, len_b) <= RESPONSE_HEAD_BYTES:
             offset = min(len(head_a), len(head_b))  # one is a prefix of the other
         found.append({"runtime": other, "against": first, "first_differing_byte": offset, "bytes": len_b, "against_bytes": len_a})

@@ -122,12 +122,14 @@ def pool_memory_bytes() -> int:
     """The size of the host's pool slot per linear memory: the most any workload's memory may
     grow to (its module's maximum or its memory limit, whichever is less), in whole MiB."""
     from edgelab.build import wasm_max_memory_bytes
-    from edgelab.workloads import load_workloads
+    from edgelab.workloads import load_workloads, modules_dir
 
+    # The built-in workloads' folder only: a saved function's limits must not move every Wasm
+    # run's pool slot (and with it the .cwasm cache key); its own memory limit is its store's.
     most = max(
         (
             min(wasm_max_memory_bytes(w), w.memory_limit_bytes)
-            for w in load_workloads(include_hostile=True).values()
+            for w in load_workloads(modules_dir(), include_hostile=True).values()
         ),
         default=0,
     )
