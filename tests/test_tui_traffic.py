@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input
 
+from edgelab.stats import format_bytes
 from edgelab.tui.app import EdgelabApp
 from edgelab.tui.controls import Controls
 from edgelab.tui.state import NOT_APPLICABLE
@@ -49,6 +50,11 @@ async def test_a_traffic_run_shows_requests_cold_share_and_p99_in_every_panel(tm
             assert "latency p50 " in text and " p99 " in text, text
             assert f"scaled down {traffic.scaled_down:,}" in text, text
             assert counts["requests"] > 5  # 40/s for 0.6 s
+            held = traffic.memory_bytes_per_instance
+            if held is None:
+                assert "not measured in this traffic run" in text, text
+            else:
+                assert f"held {format_bytes(held)}/instance during traffic" in text, text
         assert "keep-alive 0.1 s" in str(app.query_one("#run-line").render())
 
 

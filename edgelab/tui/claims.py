@@ -50,6 +50,14 @@ def history_checks() -> tuple[list[Any], list[str]]:
     return check_claims(runs, labels, claims=claims, sizes=_artifact_sizes(claims)), notes
 
 
+#: A source's title in the table (the whole title is in edgelab claims --json and the data file).
+SOURCE_CHARS = 32
+
+
+def _short(text: str, limit: int = SOURCE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 class ClaimsLoaded(Message):
     def __init__(self, checks: Sequence[Any], notes: Sequence[str], error: str | None) -> None:
         super().__init__()
@@ -63,7 +71,7 @@ def check_row(check: Any) -> tuple[str | Text, ...]:
     verdict = Text(check.verdict, style=VERDICT_STYLE.get(check.verdict, ""))
     return (
         check.claim.short,
-        check.claim.source.title,
+        _short(check.claim.source.title),
         check.claim.stated,
         check.measured or "–",
         verdict,

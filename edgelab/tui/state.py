@@ -54,6 +54,9 @@ class TrafficFigures:
     instances_peak: int
     scaled_down: int
     note: str | None = None
+    #: Memory per resident instance measured during the run (bytes, by ``memory_metric``).
+    memory_bytes_per_instance: float | None = None
+    memory_metric: str = ""
 
     @property
     def cold_fraction(self) -> float | None:
@@ -77,6 +80,8 @@ def traffic_figures(traffic: TrafficResult) -> TrafficFigures:
         instances_peak=traffic.instances_peak(),
         scaled_down=traffic.scaled_down,
         note=traffic.note,
+        memory_bytes_per_instance=traffic.memory_bytes_per_instance,
+        memory_metric=traffic.memory_metric,
     )
 
 

@@ -88,6 +88,12 @@ def memory_lines(live: RuntimeLive, scenario: str) -> tuple[str, str, str, str]:
     loses) with its basis, instances per GiB from the host figure, and the first thing a
     reader must know (a limit that stopped the ramp, a host figure lost in noise)."""
     memory = live.memory
+    traffic = live.final.traffic if live.final is not None else None
+    if memory is None and traffic is not None:
+        if traffic.memory_bytes_per_instance is None:
+            return ("per instance: not measured in this traffic run (a ramp measures it)", "", "", "")
+        metric = traffic.memory_metric or "PSS"
+        return (f"held {format_bytes(traffic.memory_bytes_per_instance)}/instance during traffic ({metric})", "", "", "")
     if memory is None:
         per_instance = live.bytes_per_instance()
         if per_instance is None:
