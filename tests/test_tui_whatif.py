@@ -267,11 +267,16 @@ async def test_the_claims_view_lists_each_claim_with_its_verdict(tmp_path: Path)
         assert table.row_count == len(screen.checks) >= 3
         shown = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         for check, row in zip(screen.checks, shown, strict=True):
-            assert row[0] == check.claim.short and row[4] == check.verdict and row[5] == check.why
+            assert row[0] == check.claim.short and row[3] == check.verdict and row[4] == check.why
         # The hand-made run's wasm figure reached at least one claim, with the run named.
         from_run = [row for row in shown if row[6] == "last"]
-        assert from_run and all(row[3] != "–" for row in from_run)
+        assert from_run and all(row[2] != "–" for row in from_run)
         assert f"{len(screen.checks)} claims:" in str(screen.query_one("#claims-status").render())
+        # The highlighted claim in full below the table.
+        table.move_cursor(row=1)
+        await pilot.pause()
+        detail = str(screen.query_one("#claims-detail").render())
+        assert screen.checks[1].why in detail and screen.checks[1].claim.source.title in detail
 
 
 def test_whatif_screen_at_120x36(snap_compare: Any, tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from textual.widgets import DataTable, Static
 
 from edgelab.errors import EdgelabError
 
-COLUMNS = ("claim", "source", "stated", "measured here", "verdict", "why", "run")
+#: The verdict beside the figures, before the long why and the source: at 120 columns it shows.
+COLUMNS = ("claim", "stated", "measured here", "verdict", "why", "source", "run")
 VERDICT_STYLE = {"holds": "green", "doesn't hold": "red", "not comparable": "yellow", "not measured yet": "dim"}
 NO_RUNS = "no saved runs yet: edgelab run -w hello (or a ladder) saves one; then press k again"
 
@@ -71,11 +72,11 @@ def check_row(check: Any) -> tuple[str | Text, ...]:
     verdict = Text(check.verdict, style=VERDICT_STYLE.get(check.verdict, ""))
     return (
         check.claim.short,
-        _short(check.claim.source.title),
         check.claim.stated,
         check.measured or "–",
         verdict,
         check.why,
+        _short(check.claim.source.title),
         check.run or "–",
     )
 
@@ -99,6 +100,7 @@ class ClaimsScreen(Screen[None]):
         yield Static("reading the history…", id="claims-status")
         table: DataTable[str | Text] = DataTable(id="claims-table", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Static("", id="claims-detail")
         yield Static("[b $accent]esc[/] back to the lab  · the same table as edgelab claims", id="claims-keys")
 
     def on_mount(self) -> None:
@@ -132,6 +134,18 @@ class ClaimsScreen(Screen[None]):
         summary = " · ".join(f"{n} {verdict}" for verdict, n in counts.items())
         notes = f" · {'; '.join(message.notes)}" if message.notes else ""
         status.update(f"{len(message.checks)} claims: {summary or 'none'}{notes}")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The highlighted claim in full below the table: its why is longer than a column."""
+        index = event.cursor_row
+        if not 0 <= index < len(self.checks):
+            return
+        check = self.checks[index]
+        source = check.claim.source
+        where = f" · {source.url}" if source.url else ""
+        self.query_one("#claims-detail", Static).update(
+            Text(f"{check.claim.claim}\n{check.verdict}: {check.why}\nsource: {source.title}{where}")
+        )
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)
