@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_function_parser(sub)
     add_whatif_parser(sub)
     add_claims_parser(sub)
+    from edgelab.demo import add_parser as add_demo_parser; add_demo_parser(sub)  # noqa: E702, I001
 
     compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="an export's path, or last, last~1, ... (see edgelab history)")
@@ -238,6 +239,7 @@ _HANDLER_MODULES = {
     "add": "edgelab.functions",
     "whatif": "edgelab.whatif.command",
     "claims": "edgelab.claims",
+    "demo": "edgelab.demo",
 }
 
 
