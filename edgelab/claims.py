@@ -666,7 +666,6 @@ def artifact_sizes(claims: Sequence[Claim]) -> dict[tuple[str, str], int]:
 
 
 #: The name the TUI's claims view first imported (kept so it keeps working).
-_artifact_sizes = artifact_sizes
 
 
 def to_markdown(checks: Sequence[ClaimCheck]) -> str:

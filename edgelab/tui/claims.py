@@ -30,25 +30,14 @@ ClaimsLoader = Callable[[], tuple[Sequence[Any], Sequence[str]]]
 
 
 def history_checks() -> tuple[list[Any], list[str]]:
-    """``check_claims`` over the newest saved runs, as ``edgelab claims`` reads them."""
-    from edgelab.claims import HISTORY_RUNS, _artifact_sizes, check_claims, load_claims
-    from edgelab.history import list_runs, load_export
+    """``check_claims`` over the newest saved runs, read as ``edgelab claims`` reads them."""
+    from edgelab.claims import artifact_sizes, check_claims, load_claims, load_runs
 
-    runs: list[dict[str, Any]] = []
-    labels: list[str] = []
-    notes: list[str] = []
-    for index, path in enumerate(list_runs()[:HISTORY_RUNS]):
-        ref = "last" if index == 0 else f"last~{index}"
-        try:
-            runs.append(load_export(path, ref))
-        except EdgelabError as exc:
-            notes.append(f"skipped {exc}")
-            continue
-        labels.append(ref)
+    runs, labels, notes = load_runs()
     if not runs:
         notes.append(NO_RUNS)
     claims = load_claims()
-    return check_claims(runs, labels, claims=claims, sizes=_artifact_sizes(claims)), notes
+    return check_claims(runs, labels, claims=claims, sizes=artifact_sizes(claims)), notes
 
 
 #: A source's title in the table (the whole title is in edgelab claims --json and the data file).
