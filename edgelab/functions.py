@@ -114,30 +114,10 @@ def resolve_program(program: str) -> str:
 def check_wasm(path: str, shown: str | None = None) -> int:
     """A WASI preview 1 core command module, or one line (not found, not Wasm, a component,
     imports outside WASI preview 1, no ``_start``); returns its size in bytes. The Wasm
-    runtime's own checker (``edgelab.runtimes.wasm.wasi``) does the work when present."""
-    try:
-        from edgelab.runtimes.wasm.wasi import check_module
-    except ImportError:  # an older Wasm runtime: at least the header, the rest at prepare
-        return _check_wasm_header(path, shown or path)
+    runtime's own checker (``edgelab.runtimes.wasm.wasi``, no wasmtime import) does the work."""
+    from edgelab.runtimes.wasm.wasi import check_module
+
     return check_module(path).size_bytes
-
-
-def _check_wasm_header(path: str, shown: str) -> int:
-    try:
-        with open(path, "rb") as module:
-            head = module.read(8)
-            size = os.fstat(module.fileno()).st_size
-    except FileNotFoundError:
-        raise UsageError(f"--wasm {shown}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"--wasm {shown}: is a directory, not a .wasm file") from None
-    except OSError as exc:
-        raise UsageError(f"--wasm {shown}: cannot read it ({exc.strerror or exc})") from None
-    if head[:4] != b"\0asm":
-        raise UsageError(f"--wasm {shown} is not a WebAssembly module (it does not start with \\0asm)")
-    if head[4:8] != b"\x01\x00\x00\x00":
-        raise UsageError(f"--wasm {shown} is a WebAssembly component, not a core module: build for wasm32-wasip1")
-    return size
 
 
 def check_image(image: str, client: Any = None) -> int | None:
