@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_function_parser(sub)
     add_whatif_parser(sub)
     add_claims_parser(sub)
+    from edgelab.serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     from edgelab.demo import add_parser as add_demo_parser; add_demo_parser(sub)  # noqa: E702, I001
 
     compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
@@ -240,6 +243,7 @@ _HANDLER_MODULES = {
     "whatif": "edgelab.whatif.command",
     "claims": "edgelab.claims",
     "demo": "edgelab.demo",
+    "serve": "edgelab.serve",
 }
 
 
