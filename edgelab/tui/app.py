@@ -576,14 +576,36 @@ class EdgelabApp(App[int]):
         self.show_status("cleared · press r to run")
 
     def action_save_svg(self) -> None:
+        """The screen as SVG and PNG of one frame (edgelab.tui.pictures): the SVG written here
+        as before, the PNG drawn in a thread so keys stay answered while Pillow works."""
+        from edgelab.tui.pictures import capture, picture_stem, write_atomically
+
         self._key_handled("s")
+        frame = capture(self)
+        svg = self.screenshot_dir / f"{picture_stem(self.title)}.svg"
         try:
             self.screenshot_dir.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(path=str(self.screenshot_dir))
+            write_atomically(svg, frame.svg.encode("utf-8"))
         except OSError as exc:
             self.report_error(f"cannot save a screenshot in {self.screenshot_dir}: {exc.strerror}")
             return
-        self.notify(f"screenshot saved: {path}", timeout=5)
+        self.save_png(frame, svg)
+
+    @work(thread=True, group="pictures", exit_on_error=False)
+    def save_png(self, frame: Any, svg: Path) -> None:
+        from edgelab.tui.pictures import render_png, write_atomically
+
+        png = svg.with_suffix(".png")
+        try:
+            write_atomically(png, render_png(frame.lines, frame.width))
+        except ImportError:  # Pillow is a dependency; a trimmed install still gets its SVG
+            line = f"screenshot saved: {svg} (no PNG: Pillow is not installed)"
+            self.call_from_thread(self.notify, line, timeout=5)
+            return
+        except OSError as exc:
+            self.call_from_thread(self.report_error, f"screenshot saved: {svg}, but not its PNG: {exc.strerror}")
+            return
+        self.call_from_thread(self.notify, f"screenshot saved: {svg} and {png.name}", timeout=5)
 
     def action_export(self) -> None:
         """The last result, or a held ramp's figures while it holds (the lab's RampHeld)."""
