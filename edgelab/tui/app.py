@@ -56,11 +56,16 @@ DRAIN_HZ = 8
 #: gc thresholds once the lab is up (Python's defaults: 700, 10, 10).
 GC_THRESHOLDS = (20_000, 20, 1_000)
 WIDE_COLUMNS = 120
+SHORT_ROWS = 30
+#: Below this many rows (or 120 columns) a run folds the controls away: at 120x36 they would
+#: push the instance counts below the fold; at 160x45 all of it fits and the fields stay.
+FOLD_BELOW_ROWS = 45
 #: Where e writes its exports unless --exports says otherwise: a folder of their own, beside
 #: where the lab was started (as screenshots/ is), so the files are found where one looks.
 DEFAULT_EXPORT_DIR = Path("edgelab-exports")
 QUIT_WAIT_S = 5.0
-THEMES = {"dark": "textual-dark", "light": "textual-light"}
+#: --theme's words for the lab's own themes (edgelab.tui.themes: every text at 4.5:1 or more).
+THEMES = {"dark": "edgelab-dark", "light": "edgelab-light"}
 #: Host facts shown instead of the real ones when snapshots must not depend on the machine.
 FIXED_FACTS = {"cpu_model": "Test CPU", "cpu_cores_logical": 2, "memory_total_bytes": 8 << 30}
 FIXED_VERSIONS = {"docker_engine": "test", "wasmtime": "test"}
@@ -111,6 +116,19 @@ def error_line(error: BaseException) -> str:
     return f"internal error: {type(error).__name__}: {error}"
 
 
+def _text_shape(view: Any) -> tuple[int, ...]:
+    """The length of each text a panel view holds: when none changed, no block changed height."""
+    if view is None:
+        return ()
+    shape: list[int] = []
+    for value in vars(view).values():
+        if isinstance(value, str):
+            shape.append(len(value))
+        elif isinstance(value, tuple) and all(isinstance(item, str) for item in value):
+            shape.append(sum(len(item) + 1 for item in value))
+    return tuple(shape)
+
+
 class EdgelabApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "edgelab"
@@ -119,6 +137,8 @@ class EdgelabApp(App[int]):
     #: restyle the whole tree twice before the first frame.
     AUTO_FOCUS = "#workloads"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
+    #: Below 30 rows the host line gives its row to the panels (80x24 holds every panel).
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
     #: Not priority bindings (but ctrl+c, ctrl+q): an input types the characters its value can
     #: take and passes every other key on (controls.FieldInput), so these work whatever has
     #: focus while digits and a ramp's runtime letters still go into N.
@@ -141,6 +161,8 @@ class EdgelabApp(App[int]):
         Binding("w", "whatif", "what-if"),
         # K, not k: on a runtime panel k scrolls (vi keys).
         Binding("K", "claims", "claims"),
+        # A run on a small screen folds the controls away so every panel fits; o unfolds them.
+        Binding("o", "toggle_options", "options"),
         Binding("ctrl+q", "quit", "quit", show=False, priority=True),
     ]
 
@@ -195,11 +217,15 @@ class EdgelabApp(App[int]):
         self.whatif_api: Any = None
         self.claims_loader: Any = None
         self._drain_timer: Timer | None = None
+        self._panel_shape: tuple[tuple[int, ...], ...] = ()
         self.draining = False
         self._cpu_percent = 0.0
         self._process: Any = None
-        if theme:
-            self.theme = THEMES.get(theme, theme)
+        from edgelab.tui import themes
+
+        for found in themes.THEMES.values():
+            self.register_theme(found)
+        self.theme = THEMES.get(theme or "dark", theme or "dark")
 
     @property
     def lab(self) -> Lab:
@@ -219,14 +245,17 @@ class EdgelabApp(App[int]):
         """The breakpoint class is set up front: set by the first resize, it would restyle
         every widget and lay the screen out again before the first frame."""
         wide = self.size.width >= WIDE_COLUMNS
-        return Screen(id="_default", classes="-wide" if wide else "-narrow")
+        tall = self.size.height >= SHORT_ROWS
+        classes = ("-wide" if wide else "-narrow") + (" -tall" if tall else " -short")
+        return Screen(id="_default", classes=classes)
 
     def compose(self) -> ComposeResult:
         yield HostBar(id="host")
         with VerticalScroll(id="body", can_focus=False):
             yield Controls(self.rungs, id="controls")
             yield Static("", id="run-line")
-            with Horizontal(id="panels"):
+            # More panels than fit side by side at 80 columns: a grid of three columns.
+            with Horizontal(id="panels", classes="-many" if len(self.rungs) > 3 else ""):
                 for name in self.rungs:
                     yield RuntimePanel(name)
         yield Static("", id="comparison")
@@ -456,15 +485,27 @@ class EdgelabApp(App[int]):
         self.show_status(f"{settings.scenario} of {settings.workload}: {verb} · ctrl+c cancels")
         self.scenario_worker = self.run_scenario(settings, self.cancel_event)
         self._set_draining(True)
-        if self.screen.has_class("-narrow"):
-            # After the refresh: the panels grow with the new run, and a scroll computed on
-            # the old layout would stop short.
-            self.call_after_refresh(self._scroll_to_panels)
+        if self.size.height < FOLD_BELOW_ROWS or self.size.width < WIDE_COLUMNS:
+            self.fold_controls(True)
 
-    def _scroll_to_panels(self) -> None:
-        self.query_one("#body", VerticalScroll).scroll_to_widget(
-            self.query_one("#run-line"), top=True, animate=False
-        )
+    def fold_controls(self, folded: bool) -> None:
+        """Fold the controls away (a run: the panels take the screen, and the run line says
+        what runs) or unfold them (o). Focus leaves what is hidden: the first panel takes it."""
+        controls = self.query_one(Controls)
+        if controls.has_class("-folded") == folded:
+            return
+        controls.set_class(folded, "-folded")
+        if folded:
+            focused = self.focused
+            if focused is not None and controls in focused.ancestors:
+                next(iter(self.panels.values())).focus(scroll_visible=False)
+            self.query_one("#body", VerticalScroll).scroll_home(animate=False)
+        else:
+            self.query_one("#workloads").focus()
+
+    def action_toggle_options(self) -> None:
+        self._key_handled("o")
+        self.fold_controls(not self.query_one(Controls).has_class("-folded"))
 
     def stop_scenario(self, verb: str) -> None:
         if self.cancel_event is not None and not self.cancel_event.is_set():
@@ -549,12 +590,23 @@ class EdgelabApp(App[int]):
         scenario = self.settings.scenario if self.settings else "burst"
         for name, panel in self.panels.items():
             panel.view = panel_view(self.state.runtimes[name], now, scenario)
+        # Panels' text blocks are as tall as their wrapped lines: lay them out again when a
+        # block's text changed length (a new warning, a longer figure), not on every tick.
+        shape = tuple(_text_shape(panel.view) for panel in self.panels.values())
+        if shape != self._panel_shape:
+            self._panel_shape = shape
+            # Each text measures its own height (Textual caches it per widget until a
+            # refresh with layout), then the row of panels is laid out again.
+            for panel in self.panels.values():
+                for widget in panel.query(Static):
+                    widget.refresh(layout=True)
         comparison = comparison_text(
             live for live in self.state.runtimes.values() if live.enabled
         )
         strip = self.query_one("#comparison", Static)
         if str(strip.content) != comparison:
-            strip.update(comparison, layout=False)
+            # Its height follows its lines: a longer sentence is never cut.
+            strip.update(comparison, layout=True)
 
     # -- other keys ---------------------------------------------------------------------------------
     def action_cancel(self) -> None:
@@ -676,7 +728,7 @@ class EdgelabApp(App[int]):
 
     def action_toggle_theme(self) -> None:
         self._key_handled("t")
-        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
 
     def action_help(self) -> None:
         self._key_handled("?")
