@@ -339,10 +339,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise EdgelabError("edgelab serve needs textual-serve (pip install textual-serve)") from None
     command = lab_command(args)
+    sock = bind(args.host, args.port)
     if not is_loopback(args.host):
         print(f"edgelab serve: warning: listening on {args.host}: anyone who can reach port"
-              f" {args.port} can run workloads on this machine", file=sys.stderr, flush=True)
-    sock = bind(args.host, args.port)
+              f" {sock.getsockname()[1]} can run workloads on this machine",
+              file=sys.stderr, flush=True)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     server = LabServer(command, sock, url_of(sock, args.host))
     try:
