@@ -17,8 +17,14 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.renderables.digits import Digits
 from textual.widget import Widget
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, Static
 
+from edgelab.tui.charts import (
+    BINS_PER_DECADE,
+    memory_caption,
+    render_histogram,
+    render_memory_curve,
+)
 from edgelab.tui.view import PanelView
 
 _BIG_DIGITS = set("0123456789.")
@@ -54,6 +60,106 @@ def _big_figures(p50: str, p99: str) -> RenderableType:
     row.add_column(ratio=1)
     row.add_row(_big_figure("p50", p50), _big_figure("p99", p99))
     return row
+
+
+class PanelLines(Widget):
+    """Lines that wrap at a word and grow the panel to fit: the includes sentence, phases and
+    every warning. Not a ``Static`` on purpose: the lab's stylesheet gives every ``Static`` in a
+    panel one cut line (``.runtime-panel Static``), which cut "…IPC" before "excluded)" and hid
+    a second warning under a fixed height."""
+
+    SCOPED_CSS = False
+    DEFAULT_CSS = """
+    PanelLines { height: auto; width: 1fr; }
+    PanelLines.-warnings { color: $text-warning; }
+    """
+
+    def __init__(self, classes: str = "") -> None:
+        super().__init__(classes=classes)
+        self.lines: tuple[str, ...] = ()
+        self.display = False
+
+    def show(self, lines: tuple[str, ...]) -> None:
+        lines = tuple(line for line in lines if line)
+        if lines != self.lines:
+            self.lines = lines
+            _show(self, bool(lines))
+            self.refresh(layout=True)
+
+    def render(self) -> RenderableType:
+        # Each line wraps on its own at a word ("fold" only for a word wider than the panel).
+        return Text("\n".join(self.lines), overflow="fold")
+
+
+class StartupHistogram(Widget):
+    """Every measured cold start of this runtime in the log bins all panels share (1 µs to
+    10 s), so a 200 ms bar and a 40 µs bar sit a decade-width per tenfold apart, with the
+    axis's decades labelled under the bars. Bar heights are scaled to this panel's tallest bin,
+    said in the caption with its count."""
+
+    SCOPED_CSS = False
+    DEFAULT_CSS = """
+    StartupHistogram { height: 4; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    Screen.-narrow StartupHistogram { display: none; }
+    """
+
+    def __init__(self, classes: str = "") -> None:
+        super().__init__(classes=classes)
+        self.counts: tuple[int, ...] = ()
+        self.display = False
+
+    def show(self, counts: tuple[int, ...]) -> None:
+        if counts != self.counts:
+            self.counts = counts
+            _show(self, any(counts))
+            self.refresh()
+
+    def caption(self, width: int = 1_000) -> str:
+        """The longest of three captions that fits ``width`` (never one cut mid-word): the
+        chart screen (g) says it at length."""
+        tallest = f"max {max(self.counts, default=0):,}"
+        for words in (
+            f"histogram · log bins, {BINS_PER_DECADE}/decade, same in all panels · {tallest}",
+            f"histogram · log bins, same in all panels · {tallest}",
+            f"histogram · shared log bins · {tallest}",
+            f"log histogram · {tallest}",
+        ):
+            if len(words) <= width:
+                return words
+        return tallest
+
+    def render(self) -> RenderableType:
+        width = max(8, self.content_size.width - 4)
+        text = Text(self.caption(self.content_size.width) + "\n", style="dim", no_wrap=True, overflow="ellipsis")
+        text.append_text(render_histogram(self.counts, width, height=max(1, self.content_size.height - 2)))
+        return text
+
+
+class MemoryCurve(Widget):
+    """A ramp's total PSS growth (y, from 0) against instances resident (x, from 0), both
+    axes labelled in their units: the panel's picture of what each instance costs."""
+
+    SCOPED_CSS = False
+    DEFAULT_CSS = """
+    MemoryCurve { height: 6; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    Screen.-narrow MemoryCurve { display: none; }
+    """
+
+    def __init__(self, classes: str = "") -> None:
+        super().__init__(classes=classes)
+        self.points: tuple[tuple[int, int], ...] = ()
+        self.display = False
+
+    def show(self, points: tuple[tuple[int, int], ...]) -> None:
+        if points != self.points:
+            self.points = points
+            _show(self, len(points) > 1)
+            self.refresh()
+
+    def render(self) -> RenderableType:
+        text = Text(memory_caption(self.points) + "\n", style="dim", no_wrap=True, overflow="ellipsis")
+        text.append_text(render_memory_curve(self.points, self.content_size.width, height=max(1, self.content_size.height - 3)))
+        return text
 
 
 def rung_words(name: str) -> str:
@@ -103,11 +209,13 @@ class RuntimePanel(Vertical, can_focus=True):
         yield BigFigures("", classes="big-figures")
         yield Static("", classes="n-line")
         yield Static("", classes="startup-line")
-        yield Sparkline([], classes="startup-spark")
-        yield Static("", classes="startup-details")
+        yield StartupHistogram(classes="startup-histogram")
+        yield PanelLines(classes="startup-notes")
+        yield PanelLines(classes="startup-warnings -warnings")
         yield Label("memory", classes="section")
         yield Static("", classes="memory-lines")
-        yield Sparkline([], classes="memory-spark")
+        yield PanelLines(classes="memory-warnings -warnings")
+        yield MemoryCurve(classes="memory-curve")
         yield Label("instances", classes="section")
         yield Static("", classes="instance-lines")
         yield Static("", classes="traffic-lines")
@@ -125,17 +233,14 @@ class RuntimePanel(Vertical, can_focus=True):
         # The layout shows one of these: big digits and the count (wide) or one line (narrow).
         self._set(".startup-line", f"{startup} · {view.n_line}" if view.n_line else startup)
         self._set(".n-line", view.n_line)
-        startup_spark = self.query_one(".startup-spark", Sparkline)
-        if tuple(startup_spark.data or ()) != view.recent_ns:
-            startup_spark.data = list(view.recent_ns)
-        details = (view.phases_line, view.includes_line, view.warning_line)
-        self._set(".startup-details", "\n".join(line for line in details if line))
-        memory = (view.memory_line, view.host_line, view.density_line, view.memory_warning_line)
+        self.query_one(StartupHistogram).show(view.histogram)
+        self.query_one(".startup-notes", PanelLines).show((view.phases_line, view.includes_line))
+        warnings = view.warning_lines or (view.warning_line,)
+        self.query_one(".startup-warnings", PanelLines).show(warnings)
+        memory = (view.memory_line, view.host_line, view.density_line)
         self._set(".memory-lines", "\n".join(line for line in memory if line), relayout=True)
-        memory_spark = self.query_one(".memory-spark", Sparkline)
-        if tuple(memory_spark.data or ()) != view.memory_curve:
-            memory_spark.data = list(view.memory_curve)
-        _show(memory_spark, len(view.memory_curve) > 1)
+        self.query_one(".memory-warnings", PanelLines).show((view.memory_warning_line,))
+        self.query_one(MemoryCurve).show(view.memory_points)
         instances = (view.instances_line, view.rate_line)
         self._set(".instance-lines", "\n".join(line for line in instances if line))
         self._set(".traffic-lines", view.traffic_line, hide=True)
@@ -152,4 +257,8 @@ class RuntimePanel(Vertical, can_focus=True):
 
     def text(self) -> str:
         """Every line the panel shows, for tests and screen readers."""
-        return "\n".join(str(w.content) for w in self.query(Static) if w.display)
+        shown = [str(w.content) for w in self.query(Static) if w.display]
+        # The wrapped blocks in screen order after the one-line figures (tests look for
+        # sentences, not positions).
+        shown += ["\n".join(w.lines) for w in self.query(PanelLines) if w.display and w.lines]
+        return "\n".join(shown)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgelab.stats import format_bytes, format_duration_ns
+from edgelab.tui.charts import log_histogram
 from edgelab.tui.state import NOT_APPLICABLE, RuntimeLive, TrafficFigures
 
 if TYPE_CHECKING:
@@ -37,6 +38,12 @@ class PanelView:
     warning_line: str
     #: Traffic only: requests, cold share and request latency; instances now and scaled down.
     traffic_line: str = ""
+    #: Every measured cold start counted in the log bins all panels share (charts.log_histogram).
+    histogram: tuple[int, ...] = ()
+    #: Every warning, each in its short form (warning_line is the first): none hidden.
+    warning_lines: tuple[str, ...] = ()
+    #: A ramp's (instances resident, PSS growth bytes) readings, for the memory curve.
+    memory_points: tuple[tuple[int, int], ...] = ()
 
 
 def _state_line(live: RuntimeLive) -> str:
@@ -199,6 +206,9 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
         traffic_line=(
             traffic_lines(live.final.traffic if live.final else None, live, now) if scenario == "traffic" else ""
         ),
+        histogram=log_histogram(live.sorted_startups_ns, presorted=True) if live.sorted_startups_ns else (),
+        warning_lines=tuple(f"⚠ {short_warning(w)}" for w in warnings),
+        memory_points=tuple(live.memory_points),
     )
 
 
