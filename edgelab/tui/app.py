@@ -156,6 +156,8 @@ class EdgelabApp(App[int]):
         Binding("pageup", "scroll_body('page_up')", "page up", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("L", "ladder", "ladder", show=False),
+        Binding("g", "chart", "chart", show=False),
+        Binding("p", "present", "present", show=False),
         Binding("q", "quit", "quit"),
         # After q in the key bar: at 80 columns the bar is cut after quit, not before it.
         Binding("w", "whatif", "what-if"),
@@ -734,6 +736,22 @@ class EdgelabApp(App[int]):
         self._key_handled("?")
         self._install_help()
         self.push_screen("help", callback=lambda _: self.drain())
+
+    def action_chart(self) -> None:
+        """g: every selected runtime on one log-scale axis, histograms and memory curves."""
+        self._key_handled("g")
+        from edgelab.tui.compare import ChartScreen
+
+        fake = bool(self._lab is not None and self._lab.fake)
+        self.push_screen(ChartScreen(self.state, fake=fake), callback=lambda _: self.drain())
+
+    def action_present(self) -> None:
+        """p: large p50s and one big ratio, for the back of the room."""
+        self._key_handled("p")
+        from edgelab.tui.compare import PresentScreen
+
+        fake = bool(self._lab is not None and self._lab.fake)
+        self.push_screen(PresentScreen(self.state, fake=fake), callback=lambda _: self.drain())
 
     def action_ladder(self) -> None:
         """L: every selected rung on one log-scale axis, drawn from this app's state."""
