@@ -210,19 +210,33 @@ def test_the_lab_in_a_browser(env: dict[str, str], tmp_path: Path) -> None:
     assert_nothing_left(server, labs, env[MARKER])
 
 
-def test_ctrl_c_stops_the_server_and_a_running_lab(env: dict[str, str]) -> None:
-    """ctrl+c in the server's terminal: SIGINT to its whole process group (server and labs)."""
+def test_a_closed_tab_stops_its_lab_and_ctrl_c_stops_the_server_and_a_running_lab(env: dict[str, str]) -> None:
+    """A closed (or reloaded) tab stops its lab and the server serves on (a booth reloads all
+    day); then ctrl+c in the server's terminal, SIGINT to its process group (server and labs),
+    with a lab open stops both."""
     import asyncio
 
     import aiohttp
 
     server, url = start_serve("-r", "wasm", env=env, new_session=True)
+    closed: list[psutil.Process] = []
     labs: list[psutil.Process] = []
 
-    async def open_lab() -> None:
+    def running(processes: list[psutil.Process]) -> bool:
+        return any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
+
+    async def tabs() -> None:
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"{url}ws?width=100&height=30", origin=url.rstrip("/")) as ws:
+            async with session.ws_connect(f"{url}ws", origin=url.rstrip("/")) as ws:
                 await ws.receive(timeout=15)  # the lab's first bytes: it runs
+                closed.extend(labs_of(server))
+            deadline = time.monotonic() + 10
+            while running(closed) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert closed and not running(closed), f"a closed tab's lab still runs: {closed}"
+            assert server.poll() is None, "the server stopped with its tab"
+            async with session.ws_connect(f"{url}ws?width=100&height=30", origin=url.rstrip("/")) as ws:
+                await ws.receive(timeout=15)
                 labs.extend(labs_of(server))
                 os.killpg(server.pid, signal.SIGINT)
                 while not ws.closed:
@@ -230,15 +244,15 @@ def test_ctrl_c_stops_the_server_and_a_running_lab(env: dict[str, str]) -> None:
                         break
 
     try:
-        asyncio.run(open_lab())
+        asyncio.run(tabs())
         _, err = server.communicate(timeout=15)
     finally:
         if server.poll() is None:
             server.kill()
             server.communicate(timeout=5)
-    assert len(labs) == 1, labs
+    assert len(closed) == 1 and len(labs) == 1 and labs != closed, (closed, labs)
     assert server.returncode == 0, err
-    assert_nothing_left(server, labs, env[MARKER])
+    assert_nothing_left(server, closed + labs, env[MARKER])
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(env: dict[str, str]) -> None:
