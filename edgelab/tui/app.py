@@ -227,6 +227,9 @@ class EdgelabApp(App[int]):
 
         for found in themes.THEMES.values():
             self.register_theme(found)
+        # Named colours (a verdict's "yellow") as readable as the theme's own (themes.ANSI).
+        self.ansi_theme_dark = themes.ANSI_DARK
+        self.ansi_theme_light = themes.ANSI_LIGHT
         self.theme = THEMES.get(theme or "dark", theme or "dark")
 
     @property

@@ -8,6 +8,7 @@ each pair's contrast with WCAG's relative-luminance formula and fail below 4.5:1
 
 from __future__ import annotations
 
+from rich.terminal_theme import TerminalTheme
 from textual.color import Color
 from textual.theme import Theme
 
@@ -47,7 +48,7 @@ DARK = Theme(
         "input-cursor-foreground": "#101010",
         "input-cursor-background": "#F2F2F2",
         "input-selection-background": "#2F3F55",
-        "scrollbar": "#5A5A5A",
+        "scrollbar": "#7A7A7A",
         "scrollbar-background": "#181818",
     },
 )
@@ -87,6 +88,31 @@ LIGHT = Theme(
 
 THEMES = {"dark": DARK, "light": LIGHT}
 
+#: The eight terminal colours' names, in ANSI order (what Rich markup like "yellow" means).
+ANSI_NAMES = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
+
+#: What Rich's named colours ("yellow", "green", "dim cyan") draw as in each theme. Screens
+#: colour verdicts and statuses by name; Textual maps a name through the app's ANSI theme,
+#: and its default light one drew "not comparable" in yellow at 2.6:1 on the light surface.
+#: "white" and "black" are the text colour of the theme (white on white would vanish).
+ANSI_DARK = TerminalTheme(
+    (16, 16, 16),
+    (242, 242, 242),
+    [(242, 242, 242), (255, 122, 138), (111, 220, 140), (255, 200, 87),
+     (94, 168, 255), (230, 140, 255), (90, 210, 230), (242, 242, 242)],
+    [(189, 189, 189), (255, 150, 162), (140, 235, 165), (255, 215, 120),
+     (140, 190, 255), (240, 170, 255), (130, 225, 240), (255, 255, 255)],
+)
+ANSI_LIGHT = TerminalTheme(
+    (255, 255, 255),
+    (17, 17, 17),
+    [(17, 17, 17), (161, 18, 44), (27, 106, 48), (122, 74, 0),
+     (11, 79, 138), (123, 31, 138), (0, 95, 115), (17, 17, 17)],
+    [(71, 71, 71), (140, 10, 35), (20, 90, 40), (100, 60, 0),
+     (10, 65, 115), (100, 25, 115), (0, 80, 98), (17, 17, 17)],
+)
+ANSI = {DARK.name: ANSI_DARK, LIGHT.name: ANSI_LIGHT}
+
 #: Every text colour app.tcss (or the key bar's markup) uses, over each background it is
 #: drawn on: (text variable, background variable, where). The test checks each pair in
 #: both themes and that app.tcss names no text colour missing from this list.
@@ -101,13 +127,23 @@ TEXT_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("text-accent", "background", "section labels"),
     ("text-warning", "background", "warnings"),
     ("text-error", "background", "unavailable runtimes"),
-    ("text-success", "background", "comparison strip"),
+    ("text-success", "boost", "comparison strip"),
     ("text-disabled", "background", "a runtime toggled off"),
     ("block-cursor-foreground", "block-cursor-background", "the workload list's cursor row"),
     ("block-cursor-blurred-foreground", "block-cursor-blurred-background", "the cursor row, list not focused"),
     ("input-cursor-foreground", "input-cursor-background", "the character under an input's cursor"),
     ("foreground", "input-selection-background", "selected text in an input"),
 )
+
+
+def ansi_colors(theme: Theme) -> dict[str, Color]:
+    """Every named terminal colour (normal and bright_) as ``theme`` draws it."""
+    terminal = ANSI[theme.name]
+    found: dict[str, Color] = {}
+    for index, name in enumerate(ANSI_NAMES):
+        found[name] = Color(*terminal.ansi_colors[index])
+        found[f"bright_{name}"] = Color(*terminal.ansi_colors[index + 8])
+    return found
 
 
 def variables(theme: Theme) -> dict[str, str]:
