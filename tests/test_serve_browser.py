@@ -255,6 +255,35 @@ def test_a_closed_tab_stops_its_lab_and_ctrl_c_stops_the_server_and_a_running_la
     assert_nothing_left(server, closed + labs, env[MARKER])
 
 
+def test_a_killed_server_leaves_no_lab(env: dict[str, str]) -> None:
+    """The server SIGKILLed (or crashed) with a lab open: the kernel's SIGTERM to the lab
+    (its death signal) has it unwind and remove what it started."""
+    import asyncio
+
+    import aiohttp
+
+    server, url = start_serve("-r", "wasm", env=env)
+    labs: list[psutil.Process] = []
+
+    async def tab() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{url}ws", origin=url.rstrip("/")) as ws:
+                await ws.receive(timeout=15)
+                labs.extend(labs_of(server))
+                server.kill()
+
+    try:
+        asyncio.run(tab())
+    finally:
+        server.kill()
+        server.communicate(timeout=5)
+    assert len(labs) == 1, labs
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while labs[0].is_running() and labs[0].status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert_nothing_left(server, labs, env[MARKER])
+
+
 def test_a_port_in_use_is_one_line_and_exit_2(env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
