@@ -148,17 +148,32 @@ async def flood(seconds: float) -> None:
     print(f"refresh: {hz:.1f} Hz drain ticks (target 8 Hz) over {window:.1f} s")
 
 
-def first_paint_in_a_pty(timeout_s: float = 20.0) -> None:
-    import pty
+#: The issue's target: first frame on the terminal this long after spawn, on a quiet machine.
+FIRST_PAINT_TARGET_S = 0.5
+#: Compiled bytecode for the spawned labs, kept out of the repository: an installed lab has its
+#: .pyc (pip compiles at install; an editable install writes them on first run), so the
+#: figure is taken with them, after one warm-up spawn that writes them.
+PYCACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "edgelab-bench-pycache"
 
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="160", LINES="45")
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    controller, terminal = pty.openpty()
-    os.set_blocking(controller, False)
+
+def spawn_once(timeout_s: float, bytecode: bool) -> tuple[float, float, float] | None:
+    """One ``python -m edgelab`` in a pty: (figure the app reports, wall from spawn until it
+    was on the terminal, CPU seconds the process had used by then), or None if not seen."""
     import fcntl
+    import pty
     import struct
     import termios
 
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="160", LINES="45")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE.with_name(PYCACHE.name + "-empty"))
+    controller, terminal = pty.openpty()
+    os.set_blocking(controller, False)
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 160, 0, 0))
     spawned = time.perf_counter()
     process = subprocess.Popen(
@@ -169,30 +184,65 @@ def first_paint_in_a_pty(timeout_s: float = 20.0) -> None:
     seen = b""
     found = None
     deadline = spawned + timeout_s
-    while time.perf_counter() < deadline and found is None:
-        ready, _, _ = select.select([controller], [], [], 0.05)
-        if ready:
-            try:
-                seen += os.read(controller, 65536)
-            except OSError:
-                break
-            text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen)
-            match = re.search(rb"first paint (\d+\.\d+) s", text)
-            if match:
-                found = (float(match.group(1)), time.perf_counter() - spawned)
-    os.write(controller, b"q")
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    os.close(controller)
-    if found is None:
+        while time.perf_counter() < deadline and found is None:
+            ready, _, _ = select.select([controller], [], [], 0.01)
+            if ready:
+                try:
+                    seen += os.read(controller, 65536)
+                except OSError:
+                    break
+                text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen)
+                match = re.search(rb"first paint (\d+\.\d+) s", text)
+                if match:
+                    wall = time.perf_counter() - spawned
+                    found = (float(match.group(1)), wall, cpu_seconds(process.pid))
+        os.write(controller, b"q")
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (/proc/PID/stat, clock ticks): unlike wall
+    time it does not grow while the process waits for a core on a loaded machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def first_paint_in_a_pty(spawns: int = 5, timeout_s: float = 20.0) -> None:
+    """First paint over several spawns (after a warm-up that writes the bytecode), then one
+    without any bytecode cache (what PYTHONDONTWRITEBYTECODE=1 and no .pyc cost)."""
+    spawn_once(timeout_s, bytecode=True)
+    runs = [r for r in (spawn_once(timeout_s, bytecode=True) for _ in range(spawns)) if r]
+    if not runs:
         print("first paint: not seen on the terminal within", timeout_s, "s")
         return
-    reported, wall = found
-    print(f"first paint (python -m edgelab in a pty): app reports {reported:.2f} s from CLI import;"
-          f" {wall:.2f} s from spawn until the figure was on screen")
+    walls = sorted(r[1] for r in runs)
+    median = walls[len(walls) // 2]
+    verdict = "within" if median <= FIRST_PAINT_TARGET_S else "OVER"
+    print(
+        f"first paint (python -m edgelab in a pty, 160x45, bytecode cached; {len(runs)} spawns):"
+        f" median {median:.2f} s, min {walls[0]:.2f} s from spawn until the frame was on the"
+        f" terminal: {verdict} the {FIRST_PAINT_TARGET_S:.1f} s target"
+    )
+    print(
+        "  the app's own figure (CLI import to first refresh): median"
+        f" {sorted(r[0] for r in runs)[len(runs) // 2]:.2f} s; CPU time of the process by then:"
+        f" median {sorted(r[2] for r in runs)[len(runs) // 2]:.2f} s (wall above CPU: waiting for a core)"
+    )
+    cold = spawn_once(timeout_s, bytecode=False)
+    if cold:
+        print(f"  without bytecode (every module compiled at start): {cold[1]:.2f} s from spawn,"
+              f" CPU {cold[2]:.2f} s")
 
 
 def main() -> None:
@@ -200,13 +250,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=1_000, help="samples per second (0: none)")
-    parser.add_argument("--no-spawn", action="store_true", help="skip the pty first-paint run")
+    parser.add_argument("--no-spawn", action="store_true", help="skip the pty first-paint runs")
+    parser.add_argument("--spawns", type=int, default=5, help="first-paint spawns to take the median of")
+    parser.add_argument("--no-flood", action="store_true", help="skip the key-latency run")
     args = parser.parse_args()
     RATE_PER_S = args.rate
     print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-    asyncio.run(flood(args.seconds))
+    if not args.no_flood:
+        asyncio.run(flood(args.seconds))
     if not args.no_spawn:
-        first_paint_in_a_pty()
+        first_paint_in_a_pty(max(1, args.spawns))
 
 
 if __name__ == "__main__":

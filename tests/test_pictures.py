@@ -131,9 +131,8 @@ def test_box_arms_come_from_the_unicode_names() -> None:
 
 
 def test_s_writes_an_svg_and_a_png_of_the_same_frame(tmp_path: Path) -> None:
-    from tests.test_tui_pilot import FakeLab, ready
-
     from edgelab.tui.app import EdgelabApp
+    from tests.test_tui_pilot import FakeLab, ready
 
     shots = tmp_path / "shots"
 
@@ -166,3 +165,37 @@ def test_opening_the_lab_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_first_frame_parses_the_stylesheets_once_and_keeps_the_theme(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The theme set in __init__ no longer re-parses every stylesheet twice before the first
+    frame (EdgelabApp.refresh_css), and the light theme is still the light theme."""
+    from textual.css.stylesheet import Stylesheet
+
+    from edgelab.tui.app import EdgelabApp
+    from tests.test_tui_pilot import FakeLab
+
+    reparses: list[int] = []
+    original = Stylesheet.reparse
+
+    def counted(self: Stylesheet) -> None:
+        reparses.append(1)
+        original(self)
+
+    monkeypatch.setattr(Stylesheet, "reparse", counted)
+
+    async def run() -> tuple[int, object, int]:
+        app = EdgelabApp(lab=FakeLab(), deterministic=True, theme="light")
+        async with app.run_test(size=(80, 24)) as pilot:
+            while app.first_paint_s is None:
+                await asyncio.sleep(0.01)
+            before_paint = len(reparses)
+            background = app.screen.styles.background
+            await pilot.press("t")  # a theme change after the first frame still restyles
+            await pilot.pause()
+            return before_paint, background, len(reparses)
+
+    before_paint, background, after_toggle = asyncio.run(run())
+    assert before_paint == 0
+    assert background.brightness > 0.9, background  # type: ignore[attr-defined]
+    assert after_toggle > 0

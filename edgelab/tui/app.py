@@ -246,6 +246,16 @@ class EdgelabApp(App[int]):
         return self._lab  # type: ignore[return-value]
 
     # -- layout ------------------------------------------------------------------------------------
+    def refresh_css(self, animate: bool = True) -> None:
+        """Before the first screen there is nothing to restyle: the theme and ANSI colours set in
+        __init__ each queue a refresh, and each re-parsed every stylesheet (app.tcss and every
+        widget's, ~20-45 ms apiece here) before the first frame, which then parsed them a third
+        time. Setting the variables is enough then: the first parse uses them."""
+        if not self.screen_stack:
+            self.stylesheet.set_variables(self.get_css_variables())
+            return
+        super().refresh_css(animate=animate)
+
     def get_default_screen(self) -> Screen[Any]:
         """The breakpoint class is set up front: set by the first resize, it would restyle
         every widget and lay the screen out again before the first frame."""
