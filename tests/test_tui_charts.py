@@ -277,3 +277,63 @@ def test_snapshot_of_the_log_chart_at_120x36(snap_compare, tmp_path: Path) -> No
         await pilot.pause()
 
     assert snap_compare(fake_app(tmp_path), terminal_size=(120, 36), run_before=open_chart)
+
+
+def test_memory_strip_names_both_axes_ranges_in_a_caption_that_fits() -> None:
+    from edgelab.tui.charts import memory_strip_caption, render_memory_strip
+
+    points = [(5, 400 << 10), (20, 1_600 << 10), (40, 3_200 << 10)]
+    wide = memory_strip_caption(points, 80)
+    assert wide == f"memory curve · y total PSS growth 0–{format_bytes(3_200 << 10)} · x 0–40 instances"
+    narrow = memory_strip_caption(points, 36)
+    assert len(narrow) <= 36 and narrow.endswith("x 0–40 instances") and format_bytes(3_200 << 10) in narrow
+    lines = render_memory_strip(points, 40, height=2).plain.splitlines()
+    assert len(lines) == 3 and all(len(line) == 40 for line in lines[1:])
+    # Nothing left of the first reading (5 of 40 instances), full height at the last.
+    assert lines[2][:4] == "    " and lines[1][-1] == "█" and lines[2][-1] == "█"
+
+
+def test_a_held_ramp_draws_memory_against_instances_in_panels_and_on_the_chart(tmp_path: Path) -> None:
+    from textual.widgets import Input
+
+    from edgelab.tui.compare import ChartScreen
+    from edgelab.tui.panels import MemoryCurve
+
+    async def scenario() -> None:
+        app = fake_app(tmp_path)
+        async with app.run_test(size=(160, 45)) as pilot:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while app.query_one(Controls).workload() is None:
+                assert loop.time() < deadline
+                await asyncio.sleep(0.05)
+            app.query_one(Controls).set_scenario("ramp")
+            app.query_one("#count", Input).value = "c=2,s=3,w=40"
+            await pilot.press("r")
+            try:
+                while not app.state.held:
+                    assert loop.time() < deadline, "ramp never held"
+                    await asyncio.sleep(0.05)
+                app.drain()
+                await pilot.pause()
+                for name, panel in app.panels.items():
+                    live = app.state.runtimes[name]
+                    curve = panel.query_one(MemoryCurve)
+                    assert curve.display and curve.points == tuple(live.memory_points) and len(curve.points) > 1
+                    drawn = _lines(curve).splitlines()
+                    top = format_bytes(max(g for _, g in live.memory_points))
+                    assert top in drawn[0] and f"{max(n for n, _ in live.memory_points):,} instances" in drawn[0]
+                    assert "█" in drawn[-1]
+                await pilot.press("g")
+                await pilot.pause()
+                assert isinstance(app.screen, ChartScreen)
+                memory = _lines(app.screen.query_one("#chart-memory", Static))
+                for name in RUNTIMES:
+                    assert f"{name} · memory against instances: y total PSS growth" in memory
+                assert memory.count(" instances\n") + memory.endswith(" instances") == 3
+                await pilot.press("escape")
+            finally:
+                if app.cancel_event is not None:
+                    app.cancel_event.set()
+
+    asyncio.run(scenario())

@@ -36,7 +36,7 @@ BINS_PER_DECADE = 4
 #: Vertical eighth blocks, empty to full.
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 #: Cells beside a chart row: " p50 13.2 µs  p1 12.0 µs – p99 14.4 µs  n=1,000".
-FIGURES_WIDTH = 44
+FIGURES_WIDTH = 48
 MIN_AXIS_WIDTH = 24
 
 
@@ -234,36 +234,75 @@ def render_histogram(counts: Sequence[int], width: int, height: int = 2, lo_ns: 
 
 
 # -- memory against instances --------------------------------------------------------------------
-def render_memory_curve(points: Sequence[tuple[int, int]], width: int, height: int = 4) -> Text:
-    """PSS growth in total (y, bytes, linear from 0) against instances resident (x, linear from
-    0) as columns, with the top of the y axis and both ends of the x axis labelled."""
-    if len(points) < 2:
-        return Text("memory curve: a ramp draws it (instances on x, total PSS growth on y)", style="dim")
+def _curve_heights(points: Sequence[tuple[int, int]], cells: int, height: int) -> list[float]:
+    """Column heights in eighths of a row: straight lines between readings (sorted by
+    instances), x from 0 to the most instances, y from 0 to the largest growth; nothing before
+    the first reading."""
     top = max(max(growth for _, growth in points), 1)
     most = max(max(n for n, _ in points), 1)
-    y_label = format_bytes(top)
-    gutter = max(len(y_label), 3) + 1
-    cells = max(8, width - gutter - 1)
-    # Straight lines between readings (sorted by instances), nothing before the first one.
     ordered = sorted(points)
     heights = [0.0] * cells
     for col in range(cells):
-        n = col / (cells - 1) * most
+        n = col / max(1, cells - 1) * most
         for (n0, g0), (n1, g1) in zip(ordered, ordered[1:], strict=False):
             if n0 <= n <= n1:
                 growth = g0 if n1 == n0 else g0 + (g1 - g0) * (n - n0) / (n1 - n0)
                 heights[col] = max(0, growth) / top * height * 8
                 break
+    return heights
+
+
+def _columns(text: Text, heights: Sequence[float], level: int) -> None:
+    for value in heights:
+        text.append(_BLOCKS[max(0, min(8, int(value - (level - 1) * 8)))], style="magenta")
+
+
+def render_memory_curve(points: Sequence[tuple[int, int]], width: int, height: int = 4) -> Text:
+    """PSS growth in total (y, bytes, linear from 0) against instances resident (x, linear from
+    0) as columns, with the top of the y axis and both ends of the x axis labelled."""
+    if len(points) < 2:
+        return Text("memory curve: a ramp draws it (instances on x, total PSS growth on y)", style="dim")
+    y_label = format_bytes(max(max(growth for _, growth in points), 1))
+    most = max(max(n for n, _ in points), 1)
+    gutter = max(len(y_label), 3) + 1
+    cells = max(8, width - gutter - 1)
+    heights = _curve_heights(points, cells, height)
     text = Text(no_wrap=True, overflow="crop")
     for level in range(height, 0, -1):
         label = y_label if level == height else ("0" if level == 1 else "")
         text.append(f"{label:>{gutter - 1}} │", style="dim")
-        for value in heights:
-            text.append(_BLOCKS[max(0, min(8, int(value - (level - 1) * 8)))], style="magenta")
+        _columns(text, heights, level)
         text.append("\n")
     text.append(" " * (gutter - 1) + " └" + "─" * cells + "\n", style="dim")
     right = f"{most:,} instances"
     text.append(" " * (gutter + 1) + "0" + right.rjust(cells - 1), style="dim")
+    return text
+
+
+def memory_strip_caption(points: Sequence[tuple[int, int]], width: int) -> str:
+    """The panel's one line over its compact curve: both axes' ranges and units, the longest
+    wording that fits ``width`` (never cut mid-word)."""
+    top = format_bytes(max(max(growth for _, growth in points), 1))
+    most = f"{max(max(n for n, _ in points), 1):,}"
+    for words in (
+        f"memory curve · y total PSS growth 0–{top} · x 0–{most} instances",
+        f"y PSS growth 0–{top} · x 0–{most} instances",
+        f"y 0–{top} · x 0–{most} instances",
+    ):
+        if len(words) <= width:
+            return words
+    return f"0–{top}"
+
+
+def render_memory_strip(points: Sequence[tuple[int, int]], width: int, height: int = 2) -> Text:
+    """The panel's curve: the caption naming both axes' ranges, then ``height`` rows of columns
+    over the full width (the chart screen, g, draws it with a y gutter and an x rule)."""
+    text = Text(memory_strip_caption(points, width) + "\n", style="dim", no_wrap=True, overflow="ellipsis")
+    heights = _curve_heights(points, max(8, width), height)
+    for level in range(height, 0, -1):
+        _columns(text, heights, level)
+        if level > 1:
+            text.append("\n")
     return text
 
 

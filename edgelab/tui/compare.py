@@ -102,7 +102,7 @@ class ChartScreen(Screen[None]):
         return chart_rows(self.state)
 
     def redraw(self) -> None:
-        width = self.size.width - 2
+        width = self.size.width - 4  # the charts' padding and the body's scrollbar
         signature = (_signature(self.state), width)
         if self._shown == signature:
             return

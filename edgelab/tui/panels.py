@@ -21,9 +21,8 @@ from textual.widgets import Label, Static
 
 from edgelab.tui.charts import (
     BINS_PER_DECADE,
-    memory_caption,
     render_histogram,
-    render_memory_curve,
+    render_memory_strip,
 )
 from edgelab.tui.view import PanelView
 
@@ -71,19 +70,20 @@ class PanelLines(Widget):
     SCOPED_CSS = False
     DEFAULT_CSS = """
     PanelLines { height: auto; width: 1fr; }
+    PanelLines.-empty { display: none; }
     PanelLines.-warnings { color: $text-warning; }
     """
 
     def __init__(self, classes: str = "") -> None:
-        super().__init__(classes=classes)
+        # Empty until the first view: shown by show() (a class, so the stylesheet still decides).
+        super().__init__(classes=f"{classes} -empty")
         self.lines: tuple[str, ...] = ()
-        self.display = False
 
     def show(self, lines: tuple[str, ...]) -> None:
         lines = tuple(line for line in lines if line)
         if lines != self.lines:
             self.lines = lines
-            _show(self, bool(lines))
+            self.set_class(not lines, "-empty")
             self.refresh(layout=True)
 
     def render(self) -> RenderableType:
@@ -100,18 +100,20 @@ class StartupHistogram(Widget):
     SCOPED_CSS = False
     DEFAULT_CSS = """
     StartupHistogram { height: 4; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
-    Screen.-narrow StartupHistogram { display: none; }
+    /* Under 30 rows the panels keep their figures and sentences (the chart screen, g, has the
+       histograms): every panel stays on an 80x24 screen. */
+    StartupHistogram.-empty, Screen.-short StartupHistogram { display: none; }
     """
 
     def __init__(self, classes: str = "") -> None:
-        super().__init__(classes=classes)
+        # Empty until the first view: shown by show() (a class, so the stylesheet still decides).
+        super().__init__(classes=f"{classes} -empty")
         self.counts: tuple[int, ...] = ()
-        self.display = False
 
     def show(self, counts: tuple[int, ...]) -> None:
         if counts != self.counts:
             self.counts = counts
-            _show(self, any(counts))
+            self.set_class(not any(counts), "-empty")
             self.refresh()
 
     def caption(self, width: int = 1_000) -> str:
@@ -137,29 +139,29 @@ class StartupHistogram(Widget):
 
 class MemoryCurve(Widget):
     """A ramp's total PSS growth (y, from 0) against instances resident (x, from 0), both
-    axes labelled in their units: the panel's picture of what each instance costs."""
+    axes' ranges and units in its caption: the panel's picture of what each instance costs
+    (three lines, as the sparkline it replaces; the chart screen, g, has the full axes)."""
 
     SCOPED_CSS = False
     DEFAULT_CSS = """
-    MemoryCurve { height: 6; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
-    Screen.-narrow MemoryCurve { display: none; }
+    MemoryCurve { height: 3; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    MemoryCurve.-empty, Screen.-short MemoryCurve { display: none; }
     """
 
     def __init__(self, classes: str = "") -> None:
-        super().__init__(classes=classes)
+        # Empty until the first view: shown by show() (a class, so the stylesheet still decides).
+        super().__init__(classes=f"{classes} -empty")
         self.points: tuple[tuple[int, int], ...] = ()
-        self.display = False
 
     def show(self, points: tuple[tuple[int, int], ...]) -> None:
         if points != self.points:
             self.points = points
-            _show(self, len(points) > 1)
+            self.set_class(len(points) < 2, "-empty")
             self.refresh()
 
     def render(self) -> RenderableType:
-        text = Text(memory_caption(self.points) + "\n", style="dim", no_wrap=True, overflow="ellipsis")
-        text.append_text(render_memory_curve(self.points, self.content_size.width, height=max(1, self.content_size.height - 3)))
-        return text
+        # As tall as the sparkline it replaces: the caption names both axes and their ranges.
+        return render_memory_strip(self.points, self.content_size.width, height=max(1, self.content_size.height - 1))
 
 
 def rung_words(name: str) -> str:
