@@ -137,8 +137,9 @@ class EdgelabApp(App[int]):
     #: restyle the whole tree twice before the first frame.
     AUTO_FOCUS = "#workloads"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_COLUMNS, "-wide")]
-    #: Below 30 rows the host line gives its row to the panels (80x24 holds every panel).
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-tall")]
+    #: Below 30 rows the host line gives its row to the panels (80x24 holds every panel);
+    #: below 45 the panels' section labels lose their blank line above (120x36 holds a ramp).
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_ROWS, "-medium"), (FOLD_BELOW_ROWS, "-tall")]
     #: Not priority bindings (but ctrl+c, ctrl+q): an input types the characters its value can
     #: take and passes every other key on (controls.FieldInput), so these work whatever has
     #: focus while digits and a ramp's runtime letters still go into N.
@@ -260,8 +261,9 @@ class EdgelabApp(App[int]):
         """The breakpoint class is set up front: set by the first resize, it would restyle
         every widget and lay the screen out again before the first frame."""
         wide = self.size.width >= WIDE_COLUMNS
-        tall = self.size.height >= SHORT_ROWS
-        classes = ("-wide" if wide else "-narrow") + (" -tall" if tall else " -short")
+        height = self.size.height
+        tall = "-tall" if height >= FOLD_BELOW_ROWS else "-medium" if height >= SHORT_ROWS else "-short"
+        classes = ("-wide" if wide else "-narrow") + " " + tall
         return Screen(id="_default", classes=classes)
 
     def compose(self) -> ComposeResult:

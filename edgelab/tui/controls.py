@@ -137,6 +137,9 @@ class Controls(Horizontal):
         self.resident_restrict = resident_pattern(self.rungs)
         #: The listed workloads themselves (``set_workloads``): each one's request limit.
         self.workload_objects: dict[str, Workload] = {}
+        #: Each listed workload's whole description (the list shows it shortened at a word).
+        self.descriptions: dict[str, str] = {}
+        self._description_limit = 0
 
     def compose(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="workloads", cursor_type="row", zebra_stripes=True)
@@ -213,12 +216,38 @@ class Controls(Horizontal):
         self.workload_objects = dict(objects or {})
         table = self.query_one("#workloads", DataTable)
         table.clear()
+        self.descriptions = {}
         for name, description in workloads.items():
             found = self.workload_objects.get(name)
             kind = "function · " if found is not None and found.function is not None else ""
+            self.descriptions[name] = kind + description
             table.add_row(name, *(PENDING for _ in ARTIFACT_KINDS), _short(kind + description), key=name)
         if selected is not None and selected in workloads:
             table.move_cursor(row=list(workloads).index(selected))
+        self.call_after_refresh(self.fit_descriptions)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit_descriptions)
+
+    def fit_descriptions(self) -> None:
+        """Each description as long as the list's width leaves it, shortened at a word: the
+        table cuts a cell at its edge wherever that falls ('fib(n) for a' at 120 columns)."""
+        table = self.query_one("#workloads", DataTable)
+        if not self.descriptions or not table.columns or table.size.width == 0:
+            return
+        others = sum(
+            column.get_render_width(table) for key, column in table.columns.items() if key.value != "description"
+        )
+        # The border, the cell's padding and a column for the scrollbar.
+        limit = max(12, table.size.width - others - 2 * table.cell_padding - 3)
+        if limit == self._description_limit:
+            return
+        self._description_limit = limit
+        for name, description in self.descriptions.items():
+            try:
+                table.update_cell(name, "description", _short(description, limit), update_width=True)
+            except Exception:  # noqa: BLE001 - the row went away (list reloaded); nothing to show
+                return
 
     def set_sizes(self, workload: str, sizes: Mapping[str, Size]) -> None:
         table = self.query_one("#workloads", DataTable)
@@ -384,7 +413,13 @@ def resident_counts(text: str, runtimes: tuple[str, ...]) -> dict[str, int]:
 
 
 def _short(text: str, limit: int = DESCRIPTION_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    """``text`` in at most ``limit`` characters, cut after a whole word (never inside one)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if text[limit - 1] != " " and " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ·,;:(") + "…"
 
 
 def _number(controls: Controls, input_id: str, kind: type[int] | type[float], label: str) -> float:

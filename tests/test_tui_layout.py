@@ -1,0 +1,169 @@
+"""The lab at 80x24, 120x36 and 160x45 after a burst, holding a ramp, and on the ladder.
+
+Why: on stage (issue 14) the Wasm panel needed the mouse wheel at 80x24, the instance counts
+were below the fold at 120x36, and a fixed box cut 'IPC excluded)' and hid a warning even at
+160x45. Each case is an SVG snapshot (fake runtime, deterministic) and, beside it, a check of
+the rendered characters: every selected runtime's panel lies whole inside the visible body,
+with its name, its p50, what its figure includes and every warning it has, none of them cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.renderables.digits import Digits
+from textual.widgets import Input
+
+from edgelab.tui.app import EdgelabApp
+from edgelab.tui.controls import Controls
+from edgelab.tui.panels import RuntimePanel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_tui_snapshots import fake_app, held_ramp, sizes_shown  # noqa: E402
+
+from edgelab.tui.artifacts import PENDING  # noqa: E402
+
+SIZES = {"80x24": (80, 24), "120x36": (120, 36), "160x45": (160, 45)}
+#: Under 10 samples every runtime gets a warning ('only 5 samples: percentiles are rough').
+BURST_COUNT = "5"
+
+
+def screen_lines(app: EdgelabApp) -> list[str]:
+    """What the terminal shows, one string per row (every cell here is one column wide)."""
+    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
+
+
+def words(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def panel_rows(app: EdgelabApp, panel: RuntimePanel) -> list[str]:
+    """The panel's rows inside its border, as drawn on screen."""
+    region = panel.region
+    lines = screen_lines(app)
+    return [line[region.x + 1 : region.right - 1] for line in lines[region.y + 1 : region.bottom - 1]]
+
+
+def big_digits(value: str) -> list[str]:
+    """The rows textual's Digits draws for ``value`` (how a wide panel shows its p50)."""
+    console = Console(width=60, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(Digits(value))
+    return [row.rstrip() for row in console.export_text().splitlines() if row.strip()]
+
+
+def assert_every_panel_whole(app: EdgelabApp) -> None:
+    body = app.query_one("#body").region
+    assert app.panels, "no panels"
+    for name, panel in app.panels.items():
+        view = panel.view
+        assert view is not None and view.p50 != "–", (name, "no figures")
+        # Whole: from its top border to its last row inside what the body shows (no scroll).
+        assert body.contains_region(panel.region), (name, panel.region, body)
+        rows = panel_rows(app, panel)
+        title = screen_lines(app)[panel.region.y][panel.region.x : panel.region.right]
+        assert f" {name} " in title, (name, title)
+        text = words(" ".join(rows))
+        if panel.query_one(".startup-line").display and app.screen.has_class("-narrow"):
+            assert f"p50 {view.p50}" in text, (name, view.p50, text)
+        else:
+            value, _, unit = view.p50.partition(" ")
+            drawn = "\n".join(rows)
+            for glyphs in big_digits(value):
+                assert glyphs.strip() in drawn, (name, view.p50, glyphs)
+            assert unit in text
+        # What the figure includes, whole (a wrapped sentence reads the same, never cut).
+        assert words(view.includes_line) in text, (name, view.includes_line, text)
+        warnings = [*view.warning_lines, view.memory_warning_line]
+        for warning in filter(None, warnings):
+            assert words(warning) in text, (name, warning, text)
+    # The strip under the panels says its whole sentence.
+    strip = str(app.query_one("#comparison").content)
+    assert words(strip) in words(" ".join(screen_lines(app))), strip
+
+
+async def loaded(pilot: Pilot) -> EdgelabApp:
+    app = pilot.app
+    assert isinstance(app, EdgelabApp)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while app.query_one(Controls).workload() is None or PENDING in sizes_shown(app):
+        assert loop.time() < deadline, "workload list never loaded"
+        await asyncio.sleep(0.05)
+    return app
+
+
+async def short_burst(pilot: Pilot) -> None:
+    """A burst of 5 cold starts per runtime: few enough that each panel has a warning."""
+    app = await loaded(pilot)
+    app.query_one("#count", Input).value = BURST_COUNT
+    await pilot.press("r")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while app.state.result is None or app.running:
+        assert loop.time() < deadline, "burst never finished"
+        await asyncio.sleep(0.05)
+    await pilot.pause()
+    await pilot.pause()
+    assert all(panel.view and panel.view.warning_lines for panel in app.panels.values())
+    assert_every_panel_whole(app)
+
+
+async def ramp_held(pilot: Pilot) -> None:
+    await held_ramp(pilot)
+    await pilot.pause()
+    assert_every_panel_whole(pilot.app)  # type: ignore[arg-type]
+
+
+async def ladder_after_a_burst(pilot: Pilot) -> None:
+    await short_burst(pilot)
+    app = pilot.app
+    assert isinstance(app, EdgelabApp)
+    await pilot.press("L")
+    await pilot.pause()
+    lines = screen_lines(app)
+    for name in app.state.runtimes:
+        p50 = app.panels[name].view.p50  # type: ignore[union-attr]
+        row = [line for line in lines if re.search(rf"(^|\s){re.escape(name)}\s", line)]
+        assert row and p50 in row[0], (name, p50, row)
+
+
+CASES = {"burst": short_burst, "ramp": ramp_held, "ladder": ladder_after_a_burst}
+
+
+#: Known short of the goal: a held ramp's panel needs ~22 rows at 24 columns (its memory
+#: figures wrap to six), 80x24 leaves it 15. The panels' lines (panels.py, view.py) decide.
+RAMP_AT_80x24 = pytest.mark.xfail(
+    strict=True, reason="a held ramp's panel is taller than 80x24 leaves it (22 rows for 15)"
+)
+PARAMS = [
+    pytest.param(case, size, id=f"{case}-{label}", marks=RAMP_AT_80x24 if (case, label) == ("ramp", "80x24") else ())
+    for case in CASES
+    for label, size in SIZES.items()
+]
+
+
+@pytest.fixture
+def quick_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ramp's pauses for the kernel's counters (0.3 s settle, 8 readings 25 ms apart, per
+    runtime) mean nothing on the fake runtime: shortened, a held ramp takes ~0.5 s, not 3."""
+    import edgelab.scenarios.ramp as ramp
+
+    monkeypatch.setattr(ramp, "RAMP_SETTLE_S", 0.01)
+    monkeypatch.setattr(ramp, "IDLE_READING_GAP_S", 0.001)
+    monkeypatch.setattr(ramp, "IDLE_WINDOW_MAX_S", 0.01)
+
+
+@pytest.mark.parametrize(("case", "size"), PARAMS)
+def test_every_runtime_whole_on_screen(snap_compare, tmp_path: Path, case: str, size: tuple[int, int], quick_ramp: None) -> None:  # type: ignore[no-untyped-def]
+    app = fake_app(tmp_path)
+    try:
+        assert snap_compare(app, terminal_size=size, run_before=CASES[case])
+    finally:
+        if app.cancel_event is not None:
+            app.cancel_event.set()
