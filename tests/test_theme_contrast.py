@@ -101,20 +101,23 @@ def low_contrast_cells(app: EdgelabApp) -> dict[str, float]:
     return failing
 
 
-@pytest.mark.parametrize("theme", ["dark", "light"])
-def test_rendered_lab_and_ladder_pass_in_both_themes(tmp_path: Path, theme: str) -> None:
-    asyncio.run(_rendered_lab_and_ladder(tmp_path, theme))
+def test_rendered_lab_and_ladder_pass_in_both_themes(tmp_path: Path) -> None:
+    asyncio.run(_rendered_lab_and_ladder(tmp_path))
 
 
-async def _rendered_lab_and_ladder(tmp_path: Path, theme: str) -> None:
-    """After a burst (fake runtime) at 80x24: the lab, then the ladder (L), cell by cell."""
+async def _rendered_lab_and_ladder(tmp_path: Path) -> None:
+    """After a burst (fake runtime) at 80x24: the lab, then the ladder (L), cell by cell, in
+    the dark theme and again after t switched to the light one."""
     app = fake_app(tmp_path)
-    app.theme = themes.THEMES[theme].name
     async with app.run_test(size=(80, 24)) as pilot:
         await completed_burst(pilot)
-        drawn = sum(len(segment.text.strip()) for strip in app.screen._compositor.render_strips() for segment in strip)
-        assert drawn > 500  # a full screen was checked, not a blank one
-        assert low_contrast_cells(app) == {}
-        await pilot.press("L")
-        await pilot.pause()
-        assert low_contrast_cells(app) == {}
+        for theme in ("dark", "light"):
+            assert app.theme == themes.THEMES[theme].name
+            drawn = sum(len(segment.text.strip()) for strip in app.screen._compositor.render_strips() for segment in strip)
+            assert drawn > 500  # a full screen was checked, not a blank one
+            assert low_contrast_cells(app) == {}, theme
+            await pilot.press("L")
+            await pilot.pause()
+            assert low_contrast_cells(app) == {}, (theme, "ladder")
+            await pilot.press("escape", "t")
+            await pilot.pause()
