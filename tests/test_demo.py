@@ -87,7 +87,7 @@ async def test_a_three_step_script_plays_end_to_end_with_captions_figures_and_ti
     app = demo_app(tmp_path, THREE_STEPS)
     seen = record_when_figures_are_in(app)
     countdowns: list[str] = []
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE):
         while not app.finished:
             if app.remaining_s is not None and app.step is not None:
                 countdowns.append(f"{app.step.index}:{banner(app)}")
