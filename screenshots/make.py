@@ -1,4 +1,4 @@
-"""Remake the screenshots in this folder: the lab itself saves them (its s key), at 160x45,
+"""Remake the screenshots in this folder (SVG and PNG): the lab itself saves them (its s key), at 160x45,
 after real runs on the real runtimes (Docker engine, native processes, wasmtime).
 
 Run from the repository: ``python screenshots/make.py``. Takes about a minute.
@@ -35,12 +35,13 @@ async def until(condition: Callable[[], bool], timeout_s: float) -> None:
 
 
 async def shoot(pilot: Pilot, app: EdgelabApp, name: str) -> None:
-    """Press s, as a person would, and give the file its name."""
-    before = set(HERE.glob("*.svg"))
+    """Press s, as a person would, and give both pictures (SVG and PNG) their name."""
+    before = set(HERE.glob("*.svg")) | set(HERE.glob("*.png"))
     await pilot.press("s")
-    await until(lambda: bool(set(HERE.glob("*.svg")) - before), 10)
-    (set(HERE.glob("*.svg")) - before).pop().replace(HERE / name)
-    print("saved", HERE / name)
+    await until(lambda: len((set(HERE.glob("*.svg")) | set(HERE.glob("*.png"))) - before) == 2, 20)
+    for new in (set(HERE.glob("*.svg")) | set(HERE.glob("*.png"))) - before:
+        new.replace((HERE / name).with_suffix(new.suffix))
+    print("saved", HERE / name, "and", (HERE / name).with_suffix(".png").name)
 
 
 async def pick(pilot: Pilot, app: EdgelabApp, workload: str, scenario: str, n: str) -> None:
