@@ -29,11 +29,11 @@ TICK_S = 0.1
 
 class DemoCaption(Static):
     """The step's caption in a full-width inverse banner (black on white or white on black:
-    the highest contrast a theme has), bold, with the step number and what moves on below."""
+    the highest contrast a theme has), bold, with the step number and what moves on below.
+    Not docked: a second widget docked at the top lies over the host bar instead of below it."""
 
     DEFAULT_CSS = """
     DemoCaption {
-        dock: top;
         height: 3;
         padding: 0 1;
         background: $foreground;
@@ -42,6 +42,8 @@ class DemoCaption(Static):
         content-align: center middle;
         text-align: center;
     }
+    /* Below 30 rows every row goes to the panels (the lab hides its host line there too). */
+    Screen.-short DemoCaption { height: 2; }
     """
 
 
@@ -193,7 +195,7 @@ class DemoApp(EdgelabApp):
         await self.push_screen(screen)
         caption = DemoCaption("", classes="demo-caption")
         self._captions.append(caption)
-        await screen.mount(caption)
+        await screen.mount(caption, before=0)
         self.show_caption()
         if step.kind == "whatif" and step.preset is not None:
             whatif: Any = screen
