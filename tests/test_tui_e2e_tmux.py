@@ -287,3 +287,83 @@ def test_at_80x24_r_straight_away_runs_and_the_keyboard_reaches_the_wasm_panel(
     while (leftovers := ours(pane_pid, marker, seen)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert leftovers == [], "processes the lab started outlived it"
+
+
+REAL_DEMO = """
+[[step]]
+kind = "burst"
+caption = "hello on wasm and subprocess"
+runtimes = ["wasm", "subprocess"]
+count = 10
+advance = 1
+
+[[step]]
+kind = "ramp"
+caption = "a ramp of 100 wasm instances"
+runtimes = ["wasm"]
+resident = 100
+advance = "key"
+"""
+
+
+def test_a_real_demo_plays_its_steps_and_sigterm_mid_ramp_leaves_nothing(
+    tmux: Tmux, docker_client: Any, tmp_path: Path
+) -> None:
+    """edgelab demo for real: a burst of hello on wasm and subprocess shows its caption and
+    both panels' figures, the timer moves on to a ramp of 100 Wasm instances, and SIGTERM
+    while the ramp holds them ends the process within 5 s with nothing of it left."""
+    import signal
+
+    script = tmp_path / "demo.toml"
+    script.write_text(REAL_DEMO)
+    marker = uuid.uuid4().hex
+    command = (
+        f"exec env -u COLUMNS -u LINES {MARKER}={marker} {sys.executable} -m edgelab demo"
+        f" --script {script} --runtimes subprocess,wasm"
+    )
+    tmux("new-session", "-d", "-s", "lab", "-x", "120", "-y", "36", "-c", str(REPO), command)
+    pane_pid = int(tmux("display-message", "-p", "-t", "lab", "#{pane_pid}").strip())
+    seen: dict[int, float] = {}
+
+    def burst_shown() -> str | None:
+        seen.update(descendants(pane_pid))
+        screen = tmux.screen()
+        done = "hello on wasm and subprocess" in screen and "burst of hello finished" in screen
+        return screen if done else None
+
+    def ramp_holding() -> str | None:
+        seen.update(descendants(pane_pid))
+        screen = tmux.screen()
+        return screen if "a ramp of 100 wasm instances" in screen and "holding 100 instances" in screen else None
+
+    try:
+        screen = wait_for(burst_shown, RESULT_TIMEOUT_S, "the demo's burst never finished", tmux.screen)
+        assert "step 1/2" in screen
+        lines = screen.splitlines()
+        top = next(line for line in lines if re.search(r"[─━] subprocess .*[─━] wasm ", line))
+        cut = re.search(r"[╭┏][─━] wasm ", top).start()  # type: ignore[union-attr]
+        body = lines[lines.index(top) :]
+        for panel in ("\n".join(line[:cut] for line in body), "\n".join(line[cut:] for line in body)):
+            assert "10 cold starts" in panel and FIGURE.search(panel), (panel, screen)
+        # advance = 1: the next step comes on its own, no key pressed.
+        screen = wait_for(ramp_holding, RESULT_TIMEOUT_S, "the demo never moved on to the ramp", tmux.screen)
+        assert "step 2/2" in screen and "running 100" in screen
+        assert seen, "no process of the demo was ever seen (the Wasm host at least should be)"
+        os.kill(pane_pid, signal.SIGTERM)
+        wait_for(
+            lambda: not psutil.pid_exists(pane_pid)
+            or psutil.Process(pane_pid).status() == psutil.STATUS_ZOMBIE,
+            EXIT_TIMEOUT_S,
+            "the demo did not exit within 5 s of SIGTERM",
+            tmux.screen,
+        )
+    finally:
+        if psutil.pid_exists(pane_pid):
+            seen.update(descendants(pane_pid))
+        tmux.kill()
+
+    assert labelled_containers(docker_client, pane_pid) == [], "containers left behind"
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while (leftovers := ours(pane_pid, marker, seen)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers == [], "processes the demo started outlived it"
