@@ -51,6 +51,7 @@ def demo_app(tmp_path: Path, text: str, loop: bool = False) -> DemoApp:
         screenshot_dir=tmp_path / "screenshots",
         export_dir=tmp_path / "exports",
         deterministic=True,
+        only_workloads=("hello",),
     )
 
 
@@ -147,7 +148,7 @@ async def test_a_key_step_waits_for_space_or_the_right_arrow(tmp_path: Path) -> 
         await until(pilot, lambda: app.step is not None and app.state.result is not None and not app.running)
         await asyncio.sleep(0.1)
         assert "space / → next" in banner(app)
-        await asyncio.sleep(0.6)  # the step must hold without a key: time to (wrongly) move on
+        await asyncio.sleep(0.4)  # the step must hold without a key: time to (wrongly) move on
         assert app.played == [] and app.step is not None and app.step.index == 1
         await pilot.press("space")
         await until(pilot, lambda: isinstance(app.screen, LadderScreen))
@@ -161,13 +162,13 @@ async def test_a_key_step_waits_for_space_or_the_right_arrow(tmp_path: Path) -> 
 @pilot_test
 async def test_q_mid_ramp_stops_it_and_no_next_step_starts(tmp_path: Path) -> None:
     text = (
-        '[[step]]\nkind = "ramp"\ncaption = "hold"\nresident = 40\nadvance = "key"\n'
+        '[[step]]\nkind = "ramp"\ncaption = "hold"\nruntimes = ["wasm"]\nresident = 40\nadvance = "key"\n'
         '[[step]]\nkind = "burst"\ncaption = "never"\ncount = 3\n'
     )
     app = demo_app(tmp_path, text)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state.held)
-        assert app.lab.live_instances() == 40 * 3  # type: ignore[attr-defined]
+        assert app.lab.live_instances() == 40  # type: ignore[attr-defined]
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, timeout_s=5)
     assert app.played == [] and app.shown_captions == ["hold"]
