@@ -335,5 +335,9 @@ def test_a_held_ramp_draws_memory_against_instances_in_panels_and_on_the_chart(t
             finally:
                 if app.cancel_event is not None:
                     app.cancel_event.set()
+                # The run ends (its instances gone) before the app does.
+                while app.running:
+                    assert loop.time() < deadline + 10, "ramp never ended"
+                    await asyncio.sleep(0.05)
 
     asyncio.run(scenario())

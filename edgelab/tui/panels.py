@@ -71,6 +71,9 @@ class PanelLines(Widget):
     DEFAULT_CSS = """
     PanelLines { height: auto; width: 1fr; }
     PanelLines.-empty { display: none; }
+    /* Under 30 rows (80x24) the phases give their lines to the figures below them: they are
+       in the exports and on taller screens; includes and warnings always stay. */
+    Screen.-short PanelLines.-phases { display: none; }
     PanelLines.-warnings { color: $text-warning; }
     """
 
@@ -212,6 +215,7 @@ class RuntimePanel(Vertical, can_focus=True):
         yield Static("", classes="n-line")
         yield Static("", classes="startup-line")
         yield StartupHistogram(classes="startup-histogram")
+        yield PanelLines(classes="startup-phases -phases")
         yield PanelLines(classes="startup-notes")
         yield PanelLines(classes="startup-warnings -warnings")
         yield Label("memory", classes="section")
@@ -223,7 +227,9 @@ class RuntimePanel(Vertical, can_focus=True):
         yield Static("", classes="traffic-lines")
 
     def watch_view(self, view: PanelView | None) -> None:
-        if view is None or not self.is_mounted:
+        # No children: the app is shutting down (a run's worker that ends during teardown
+        # still drains its last events into the panels).
+        if view is None or not self.is_mounted or not self.children:
             return
         self.set_class(view.state == "unavailable", "-unavailable")
         self.set_class(view.state == "off", "-off")
@@ -236,7 +242,8 @@ class RuntimePanel(Vertical, can_focus=True):
         self._set(".startup-line", f"{startup} · {view.n_line}" if view.n_line else startup)
         self._set(".n-line", view.n_line)
         self.query_one(StartupHistogram).show(view.histogram)
-        self.query_one(".startup-notes", PanelLines).show((view.phases_line, view.includes_line))
+        self.query_one(".startup-phases", PanelLines).show((view.phases_line,))
+        self.query_one(".startup-notes", PanelLines).show((view.includes_line,))
         warnings = view.warning_lines or (view.warning_line,)
         self.query_one(".startup-warnings", PanelLines).show(warnings)
         memory = (view.memory_line, view.host_line, view.density_line)
