@@ -210,6 +210,10 @@ def test_chart_and_presentation_screens_list_every_selected_runtime(tmp_path: Pa
             # Side by side at 120 columns, each includes line wrapped in its column, last word kept.
             assert figures.count("includes: fixed fake timings for UI") == 3
             assert len(re.findall(r"\btests\b", figures)) == 3
+            warned = [name for name, live in app.state.runtimes.items() if live.final and live.final.warnings]
+            assert figures.count("⚠") == sum(
+                len(app.state.runtimes[name].final.warnings) for name in warned  # type: ignore[union-attr]
+            )
             await pilot.press("p")
             assert not isinstance(app.screen, PresentScreen)
 

@@ -36,6 +36,7 @@ from edgelab.tui.charts import (
     render_memory_curve,
 )
 from edgelab.tui.state import LabState
+from edgelab.tui.view import short_warning
 
 REFRESH_HZ = 4
 #: Said on every screen whose figures come from the fake runtime (the tests' and snapshots').
@@ -213,7 +214,9 @@ class PresentScreen(Screen[None]):
             cell.append(_big(format_duration_ns(row.p50_ns)) if row.p50_ns else Text(row.status, style="dim"))
             if live.startup_includes:
                 cell.append(Text(f"includes: {live.startup_includes}"))
-            cell.extend(Text(f"⚠ {mark}", style="bold yellow") for mark in live.marks)
+            # Its caveats beside the big figure, as in its panel: marks, then the run's warnings.
+            warnings = [*live.marks, *(short_warning(w) for w in (live.final.warnings if live.final else []))]
+            cell.extend(Text(f"⚠ {warning}", style="bold yellow") for warning in dict.fromkeys(warnings))
             cells.append(Group(*cell))
         # Side by side where each has PRESENT_COLUMN columns, else one under the other.
         across = max(1, min(len(cells), self.size.width // PRESENT_COLUMN))
