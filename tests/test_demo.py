@@ -178,10 +178,12 @@ async def test_q_mid_ramp_stops_it_and_no_next_step_starts(tmp_path: Path) -> No
 def test_the_shipped_script_covers_the_story_and_loads() -> None:
     script = load_script()
     kinds = [s.kind for s in script.steps]
-    assert kinds == ["burst", "ladder", "ramp", "whatif", "claims"]
+    assert kinds == ["burst", "ladder", "ramp", "traffic", "whatif", "claims"]
     ramp = script.steps[2].settings
     assert dict(ramp.resident) == {"container": 50, "wasm": 10_000}
-    assert script.steps[3].preset == "agent-llm"
+    # The what-if step is fed the newest burst or traffic run: a traffic run has warm requests.
+    assert script.steps[3].settings.scenario == "traffic"
+    assert script.steps[4].preset == "agent-llm"
     assert script.steps[0].settings.runtimes == script.rungs
     assert set(KINDS) >= set(kinds)
 
