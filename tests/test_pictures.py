@@ -199,3 +199,30 @@ def test_the_first_frame_parses_the_stylesheets_once_and_keeps_the_theme(monkeyp
     assert before_paint == 0
     assert background.brightness > 0.9, background  # type: ignore[attr-defined]
     assert after_toggle > 0
+
+
+def test_the_lab_opens_with_the_labs_gc_thresholds_and_a_command_keeps_pythons(monkeypatch: pytest.MonkeyPatch) -> None:
+    """~175 collections before the first frame at Python's thresholds, ~14 at the lab's; a
+    headless command (measurements) runs at Python's defaults as before."""
+    import gc
+
+    import edgelab.cli as cli
+    import edgelab.history
+
+    seen: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> int:
+        seen[name] = gc.get_threshold()
+        return 0
+
+    monkeypatch.setattr(cli, "_run_tui", lambda args: record("tui"))
+    monkeypatch.setattr(edgelab.history, "cmd_history", lambda args: record("history"))
+    before = gc.get_threshold()
+    try:
+        assert cli.main([]) == 0
+        gc.set_threshold(*before)  # the real lab process ends with its TUI
+        assert cli.main(["history"]) == 0
+    finally:
+        gc.set_threshold(*before)
+    assert seen["tui"] == cli._TUI_GC_THRESHOLDS != before
+    assert seen["history"] == before
