@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
     parser.add_argument("--workload", help="workload to select when the lab opens")
-    parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves SVG screenshots")
+    parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves its screenshots (SVG and PNG)")
     parser.add_argument("--exports", type=Path, default=None, help="where the lab's e writes JSON, CSV and Markdown (default: ./edgelab-exports)")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
     parser.add_argument(
