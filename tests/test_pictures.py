@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 import time
@@ -153,6 +154,10 @@ def test_s_writes_an_svg_and_a_png_of_the_same_frame(tmp_path: Path) -> None:
     assert image.size == (120 * CELL_W + 2 * PAD, 36 * CELL_H + 2 * PAD)
     assert len(image.convert("RGB").getcolors(1 << 16) or ()) > 3, "a blank picture"
     assert sorted(p.name for p in shots.iterdir()) == sorted([svgs[0].name, pngs[0].name])
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for picture in (svgs[0], pngs[0]):  # as readable as any file the user makes, not 0600
+        assert picture.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_opening_the_lab_imports_no_heavy_library() -> None:

@@ -82,12 +82,24 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Into a temporary file beside it, then renamed: a reader never sees half a picture."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the picture from others
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask without setting it (os.umask both reads and sets, racing threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 # -- colours -----------------------------------------------------------------------------------
