@@ -221,6 +221,8 @@ class EdgelabApp(App[int]):
         self.claims_loader: Any = None
         self._drain_timer: Timer | None = None
         self._panel_shape: tuple[tuple[int, ...], ...] = ()
+        #: o unfolded the controls during this run: a growing panel does not fold them again.
+        self._unfolded_by_key = False
         self.draining = False
         self._cpu_percent = 0.0
         self._process: Any = None
@@ -502,7 +504,16 @@ class EdgelabApp(App[int]):
         self.show_status(f"{settings.scenario} of {settings.workload}: {verb} · ctrl+c cancels")
         self.scenario_worker = self.run_scenario(settings, self.cancel_event)
         self._set_draining(True)
+        self._unfolded_by_key = False
         if self.size.height < FOLD_BELOW_ROWS or self.size.width < WIDE_COLUMNS:
+            self.fold_controls(True)
+
+    def _fold_if_cut(self) -> None:
+        """A run whose panels grew past the screen's foot (five rungs at 160x45) folds the
+        controls too, unless o unfolded them during this run."""
+        if self.settings is None or self.covered or self._unfolded_by_key:
+            return
+        if self.query_one("#panels").region.bottom > self.query_one("#body").region.bottom:
             self.fold_controls(True)
 
     def fold_controls(self, folded: bool) -> None:
@@ -522,7 +533,9 @@ class EdgelabApp(App[int]):
 
     def action_toggle_options(self) -> None:
         self._key_handled("o")
-        self.fold_controls(not self.query_one(Controls).has_class("-folded"))
+        unfold = self.query_one(Controls).has_class("-folded")
+        self._unfolded_by_key = unfold
+        self.fold_controls(not unfold)
 
     def stop_scenario(self, verb: str) -> None:
         if self.cancel_event is not None and not self.cancel_event.is_set():
@@ -617,6 +630,7 @@ class EdgelabApp(App[int]):
             for panel in self.panels.values():
                 for widget in panel.query(Static):
                     widget.refresh(layout=True)
+            self.call_after_refresh(self._fold_if_cut)
         comparison = comparison_text(
             live for live in self.state.runtimes.values() if live.enabled
         )
