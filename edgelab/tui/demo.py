@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Select, Static
 
 from edgelab.demo import Script, Step
+from edgelab.errors import EdgelabError
 from edgelab.tui.app import EdgelabApp
 
 #: How often the driver looks at the lab's state (and the countdown is redrawn).
@@ -165,7 +166,15 @@ class DemoApp(EdgelabApp):
         self.show_caption()
         pushed: Screen[Any] | None = None
         if step.settings is not None:
-            self.start_scenario(step.settings)
+            try:
+                # A saved function runs on the rungs that take it, as r runs it; the others'
+                # panels say why not.
+                settings, left_out = self._applicable(step.settings)
+            except EdgelabError as exc:
+                self.report_error(f"step {step.index}: {exc}")
+                settings, left_out = None, {}
+            if settings is not None:
+                self.start_scenario(settings, left_out)
             ramp = step.kind == "ramp"
             await self._until(lambda: not self.running or (ramp and self.state.held))
             if step.kind != "ramp" and not self.running:
