@@ -347,7 +347,9 @@ def test_a_real_demo_plays_its_steps_and_sigterm_mid_ramp_leaves_nothing(
             assert "10 cold starts" in panel and FIGURE.search(panel), (panel, screen)
         # advance = 1: the next step comes on its own, no key pressed.
         screen = wait_for(ramp_holding, RESULT_TIMEOUT_S, "the demo never moved on to the ramp", tmux.screen)
-        assert "step 2/2" in screen and "running 100" in screen
+        # "holding 100 instances" (the status line) is the lab's count of what it holds; the
+        # panel's own "running 100" may be below the fold at 120x36.
+        assert "step 2/2" in screen, screen
         assert seen, "no process of the demo was ever seen (the Wasm host at least should be)"
         os.kill(pane_pid, signal.SIGTERM)
         wait_for(
