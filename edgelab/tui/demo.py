@@ -236,7 +236,7 @@ class DemoApp(EdgelabApp):
             self.stop_scenario("stopping")
             while self.running:
                 await asyncio.sleep(TICK_S)
-        if pushed is not None:
+        if pushed is not None and not self.stopping:  # quitting: the app closes every screen
             del self._captions[1:]  # the view's banner goes with it; the lab's stays
             if pushed.is_current:
                 await self.pop_screen()
