@@ -108,7 +108,9 @@ def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: st
     parser.add_argument(*names, dest=action.dest, default=argparse.SUPPRESS, help=help, **checked)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
+    """``subcommands=False``: the lab's own flags only, for a bare ``edgelab`` (first paint:
+    the subcommands' parsers import their modules, ~20-50 ms before the lab could start)."""
     from edgelab import __version__
 
     _read_registry()
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the lab's panels: comma-separated rungs (default: the registry's default three;"
         " every rung: edgelab runtimes)",
     )
+    if not subcommands:
+        parser.set_defaults(command=None)
+        return parser
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser(
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     # gets Python's defaults back before it runs.
     defaults = gc.get_threshold()
     gc.set_threshold(*_TUI_GC_THRESHOLDS)
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = build_parser(subcommands=bool(arguments)).parse_args(arguments)
     if args.command is not None:
         gc.set_threshold(*defaults)
     _exit_cleanly_on_sigterm()

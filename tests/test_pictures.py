@@ -163,13 +163,23 @@ def test_s_writes_an_svg_and_a_png_of_the_same_frame(tmp_path: Path) -> None:
 def test_opening_the_lab_imports_no_heavy_library() -> None:
     """What first paint does not wait for: importing the app (as the CLI does before the
     first frame) loads none of these; each is imported when it is first needed."""
-    heavy = ("numpy", "scipy", "docker", "PIL", "psutil", "wasmtime", "edgelab.lab", "edgelab.remote")
+    heavy = (
+        "numpy", "scipy", "docker", "PIL", "psutil", "wasmtime", "edgelab.lab", "edgelab.remote",
+        # the subcommands' modules: a bare edgelab builds only the lab's own flags
+        "edgelab.claims", "edgelab.serve", "edgelab.demo", "edgelab.whatif.command",
+    )
     code = (
-        "import sys, edgelab.cli as c; c.build_parser(); import edgelab.tui.app;"
-        f" print(','.join(m for m in {heavy!r} if m in sys.modules))"
+        "import sys, edgelab.cli as c; c.build_parser(subcommands=False).parse_args([]);"
+        f" import edgelab.tui.app; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_bare_edgelab_parses_as_the_full_parser_does() -> None:
+    import edgelab.cli as cli
+
+    assert vars(cli.build_parser(subcommands=False).parse_args([])) == vars(cli.build_parser().parse_args([]))
 
 
 def test_the_first_frame_parses_the_stylesheets_once_and_keeps_the_theme(monkeypatch: pytest.MonkeyPatch) -> None:
