@@ -90,8 +90,10 @@ def assert_every_panel_whole(app: EdgelabApp) -> None:
     assert named, strip
     # No scrollbar pieces anywhere on the lab's screen.
     bars = [
-        str(widget) for widget in app.screen.query("*")
-        if widget.display and (widget.show_vertical_scrollbar or widget.show_horizontal_scrollbar)
+        (str(widget), widget.show_vertical_scrollbar, widget.size, widget.virtual_size)
+        for widget in app.screen.query("*")
+        # Shown: on screen with an area (a folded control keeps its flags at size 0).
+        if widget.display and widget.region and (widget.show_vertical_scrollbar or widget.show_horizontal_scrollbar)
     ]  # fmt: skip
     assert not bars, bars
 
@@ -197,3 +199,22 @@ def test_descriptions_are_shortened_at_a_word() -> None:
         kept = short[:-1]
         # Whole words only: what is kept is the text up to a space (punctuation trimmed).
         assert text.startswith(kept) and (text[len(kept)] in " ·,;:(" or kept == ""), (limit, short)
+
+
+def test_the_host_line_keeps_whole_facts() -> None:
+    """'8.0 GiB RAM ·…' at 80 columns: now whole facts, then '…' for those left out."""
+    from edgelab.tui.header import host_line
+
+    facts = {"cpu_model": "AMD EPYC 7B13 64-Core Processor", "cpu_cores_logical": 2, "memory_total_bytes": 8 << 30}
+    versions = {"docker_engine": "28.1.1", "wasmtime": "36.0.0"}
+    whole = host_line(facts, versions)
+    assert whole.endswith("wasmtime 36.0.0") and host_line(facts, versions, len(whole)) == whole
+    parts = whole.split(" · ")
+    for width in range(8, len(whole)):
+        line = host_line(facts, versions, width)
+        assert len(line) <= width and line.endswith("…"), (width, line)
+        shown = line.removesuffix("…").removesuffix(" · ").split(" · ")
+        if len(shown) > 1 or shown[0] in parts:
+            assert all(part in parts for part in shown), (width, line)
+        else:  # only the CPU's name, cut after a word
+            assert parts[0].startswith(shown[0]) and parts[0][len(shown[0])] == " ", (width, line)

@@ -238,8 +238,9 @@ class Controls(Horizontal):
         others = sum(
             column.get_render_width(table) for key, column in table.columns.items() if key.value != "description"
         )
-        # The border, the cell's padding and a column for the scrollbar.
-        limit = max(12, table.size.width - others - 2 * table.cell_padding - 3)
+        # The border, the cell's padding, a scrollbar's two columns and one to spare (a size
+        # filled in later widens its column by a character or two).
+        limit = max(12, table.size.width - others - 2 * table.cell_padding - 8)
         if limit == self._description_limit:
             return
         self._description_limit = limit
