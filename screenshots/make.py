@@ -67,6 +67,14 @@ async def main() -> None:
             await until(lambda: app.state.result is not None and not app.running, 300)
             await pilot.pause(0.5)
             await shoot(pilot, app, "burst-fib.svg")
+            # The screens for the back of the room, from the same burst: every runtime on one
+            # log axis with histograms (g), and the presentation layout (p).
+            for key, name in (("g", "chart-fib.svg"), ("p", "present-fib.svg")):
+                await pilot.press(key)
+                await pilot.pause(0.5)
+                await shoot(pilot, app, name)
+                await pilot.press("escape")
+                await pilot.pause(0.3)
             await pilot.press("t")
             await pilot.pause(0.5)
             await shoot(pilot, app, "burst-fib-light.svg")
