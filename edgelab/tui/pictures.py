@@ -292,10 +292,11 @@ def render_png(lines: Sequence[Iterable[Segment]], width: int, theme: TerminalTh
 
     theme = theme or _default_theme()
     rows = [list(line) for line in lines]
-    image = Image.new(
-        "RGB", (width * CELL_W + 2 * PAD, len(rows) * CELL_H + 2 * PAD),
-        tuple(theme.background_color),
-    )
+    # The border in the screen's own background (its first cell's), not a dark frame around a
+    # light theme.
+    first = next((segment for row in rows for segment in row if segment.text), None)
+    border = cell_colours(first.style, theme)[1] if first is not None else tuple(theme.background_color)
+    image = Image.new("RGB", (width * CELL_W + 2 * PAD, len(rows) * CELL_H + 2 * PAD), border)
     draw = ImageDraw.Draw(image)
     ascent, descent = _font(False).getmetrics()
     baseline = (CELL_H - (ascent + descent)) // 2 + ascent
