@@ -605,6 +605,9 @@ class EdgelabApp(App[int]):
                 )
         if self.covered:
             return
+        if not self.screen.query("#panels"):
+            # Shutting down (the widgets gone) while the run's worker ends: nothing to paint.
+            return
         self.refresh_panels(now=time.monotonic() if self.running else None)
 
     def _learn_versions(self) -> None:
