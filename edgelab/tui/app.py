@@ -350,7 +350,7 @@ class EdgelabApp(App[int]):
         # The catalog's view (edgelab.catalog), with a docker client of its own for images.
         client = None if self.deterministic or "image" not in ARTIFACT_KINDS else engine_client()
         try:
-            cells = {
+            cells: dict[str, dict[str, Size]] = {
                 name: {kind: UNKNOWN for kind in ARTIFACT_KINDS} if self.deterministic else artifact_sizes(w, client)
                 for name, w in workloads.items()
             }
@@ -358,7 +358,7 @@ class EdgelabApp(App[int]):
             if client is not None:
                 client.close()
         for workload in workloads.values():
-            sizes: dict[str, Size] = cells[workload.name]
+            sizes = cells[workload.name]
             kinds = tuple(k for k in ARTIFACT_KINDS if sizes[k] == NOT_BUILT)
             # A function's artifacts are the person's own: nothing of theirs is built here.
             if self.build_missing and kinds and workload.function is None:
@@ -460,9 +460,9 @@ class EdgelabApp(App[int]):
         if settings.scenario == "ramp":
             from edgelab.lab import unselected_in_resident
 
-            left_out = unselected_in_resident(self.query_one("#count", Input).value, settings.runtimes)
-            if left_out:
-                names = " and ".join(left_out)
+            unheld = unselected_in_resident(self.query_one("#count", Input).value, settings.runtimes)
+            if unheld:
+                names = " and ".join(unheld)
                 self.notify(f"N gives {names} instances, but it is toggled off: not held", timeout=6)
 
     def _applicable(self, settings: Settings) -> tuple[Settings, dict[str, str]]:
