@@ -19,7 +19,7 @@ as in c=20 or wasm=2000) and passes every other key on: r after a count or lette
   [b]r[/b]            run the scenario, or stop the one running (a held ramp: completes it)
   [b]enter[/b]        in N, rate or duration: run (it never stops a run)
   [b]ctrl+c[/b]       cancel the running scenario (the lab stays open)
-  [b]s[/b]            save an SVG screenshot into the screenshot folder (--screenshots)
+  [b]s[/b]            save the screen as SVG and PNG into the screenshot folder (--screenshots)
   [b]e[/b]            export the last results as JSON, CSV and Markdown into the exports
                folder (--exports; default ./edgelab-exports); a held ramp: as it holds
   [b]c[/b]            clear the panels
@@ -29,6 +29,9 @@ as in c=20 or wasm=2000) and passes every other key on: r after a count or lette
   [b]w[/b]            what-if: the simulator over hours of traffic, fed by the newest saved
                run; [i]every figure on it is simulated[/i] (escape goes back)
   [b]K[/b]            claims: each published claim beside what this machine measured
+  [b]g[/b]            chart: every runtime on one log-scale axis, histograms, memory curves
+  [b]p[/b]            presentation: each p50 in large digits and one big ratio
+  [b]o[/b]            show or hide the options (a run on a small screen folds them away)
   [b]?[/b]            this help (escape, q or ? closes it)
   [b]q[/b], [b]ctrl+q[/b]    quit: stops the scenario and removes every container and process
 
