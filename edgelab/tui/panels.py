@@ -74,6 +74,11 @@ class PanelLines(Widget):
     /* Under 30 rows (80x24) the phases give their lines to the figures below them: they are
        in the exports and on taller screens; includes and warnings always stay. */
     Screen.-short PanelLines.-phases { display: none; }
+    /* ... and the includes sentence is abbreviated there (what it excludes kept; whole on p). */
+    PanelLines.startup-notes-short { display: none; }
+    Screen.-short PanelLines.startup-notes { display: none; }
+    Screen.-short PanelLines.startup-notes-short { display: block; }
+    Screen.-short PanelLines.startup-notes-short.-empty { display: none; }
     PanelLines.-warnings { color: $text-warning; }
     """
 
@@ -217,6 +222,7 @@ class RuntimePanel(Vertical, can_focus=True):
         yield StartupHistogram(classes="startup-histogram")
         yield PanelLines(classes="startup-phases -phases")
         yield PanelLines(classes="startup-notes")
+        yield PanelLines(classes="startup-notes-short")
         yield PanelLines(classes="startup-warnings -warnings")
         yield Label("memory", classes="section")
         yield Static("", classes="memory-lines")
@@ -239,11 +245,12 @@ class RuntimePanel(Vertical, can_focus=True):
         self.query_one(BigFigures).show(view.p50, view.p99)
         startup = f"p50 {view.p50} · p99 {view.p99}"
         # The layout shows one of these: big digits and the count (wide) or one line (narrow).
-        self._set(".startup-line", f"{startup} · {view.n_line}" if view.n_line else startup)
+        self._set(".startup-line", f"{startup} · {view.n_short}" if view.n_short else startup)
         self._set(".n-line", view.n_line)
         self.query_one(StartupHistogram).show(view.histogram)
         self.query_one(".startup-phases", PanelLines).show((view.phases_line,))
         self.query_one(".startup-notes", PanelLines).show((view.includes_line,))
+        self.query_one(".startup-notes-short", PanelLines).show((view.includes_short_line,))
         warnings = view.warning_lines or (view.warning_line,)
         self.query_one(".startup-warnings", PanelLines).show(warnings)
         memory = (view.memory_line, view.host_line, view.density_line)

@@ -38,6 +38,10 @@ class PanelView:
     warning_line: str
     #: Traffic only: requests, cold share and request latency; instances now and scaled down.
     traffic_line: str = ""
+    #: The includes sentence abbreviated for short screens (``abbreviate_includes``).
+    includes_short_line: str = ""
+    #: The count as the one-line (narrow) startup figure says it: "n=20, warmups excluded".
+    n_short: str = ""
     #: Every measured cold start counted in the log bins all panels share (charts.log_histogram).
     histogram: tuple[int, ...] = ()
     #: Every warning, each in its short form (warning_line is the first): none hidden.
@@ -190,9 +194,13 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
         p50=split_duration(live.p50_ns()),
         p99=split_duration(live.p99_ns()),
         n_line=f"{live.startup_n:,} cold starts (warmups excluded)" if live.startup_n else "",
+        n_short=f"n={live.startup_n:,}, warmups excluded" if live.startup_n else "",
         recent_ns=tuple(float(v) for v in live.recent_startups_ns),
         phases_line=f"phases p50: {phases}" if phases else "",
         includes_line=f"includes: {live.startup_includes}" if live.startup_includes else "",
+        includes_short_line=(
+            f"includes: {abbreviate_includes(live.startup_includes)}" if live.startup_includes else ""
+        ),
         memory_line=memory_line,
         host_line=host_line,
         density_line=density_line,
@@ -237,3 +245,38 @@ def settings_line(settings: Settings) -> str:
         f"{head} · {settings.rate_per_s:g}/s for {settings.duration_s:g} s per runtime,"
         " runtimes at the same time"
     )
+
+
+def abbreviate_includes(sentence: str) -> str:
+    """What a figure includes, abbreviated for a short screen without cutting it in half: each
+    parenthetical detail becomes "(…)", except what it says is *excluded*, which stays (the
+    trap the issue names: "…IPC" cut before "excluded)" read as if IPC were included). The
+    whole sentence is on the presentation screen (p) and in every export.
+
+    >>> abbreviate_includes("docker create + start + first response (image prebuilt; excludes removal)")
+    'docker create + start + first response (…; excludes removal)'
+    """
+    out: list[str] = []
+    depth = 0
+    group: list[str] = []
+    for char in sentence:
+        if char == "(":
+            depth += 1
+            if depth == 1:
+                group = []
+                continue
+        elif char == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                clauses = [c.strip() for c in "".join(group).split(";")]
+                kept = [c for c in clauses if "exclud" in c.lower()]
+                out.append("(" + "; ".join((["…"] if len(kept) < len(clauses) else []) + kept) + ")")
+                continue
+        if depth:
+            group.append(char)
+        else:
+            out.append(char)
+    if depth:  # unbalanced: leave the sentence as it is
+        return sentence
+    short = "".join(out)
+    return short if len(short) < len(sentence) else sentence
