@@ -86,7 +86,7 @@ as in c=20 or wasm=2000) and passes every other key on: r after a count or lette
   panel says how many instances a stable one needs.
 - [b]instances per GiB[/b]: 1 GiB divided by the host figure (by the user-space one only
   where there is no host figure, and then it says so).
-- [b]ramped up at[/b]: instances brought up per second during the ramp. A [b]⚠[/b] under the
+- [b]ramp N instances/s[/b]: instances brought up per second during the ramp. A [b]⚠[/b] under the
   memory figures names a limit that stopped the ramp early (and the instances it reached).
 - [b]running / launched / failed[/b]: instances resident now, launches so far, launches failed.
 - [b]starts/s[/b]: launches begun in the last two seconds, per second; after a steady run, the

@@ -144,7 +144,7 @@ def rate_line(live: RuntimeLive, now: float | None, scenario: str) -> str:
     """A ramp's rate once it has one; while running, launches of the last two seconds; after a
     steady run, the rate it achieved."""
     if live.memory is not None and live.memory.ramp_rate_per_s:
-        return f"ramped up at {live.memory.ramp_rate_per_s:,.0f} instances/s"
+        return f"ramp {live.memory.ramp_rate_per_s:,.0f} instances/s"
     if now is not None:
         return f"{live.starts_per_s(now):,.1f} starts/s (last 2 s)"
     average = live.average_starts_per_s()
