@@ -42,6 +42,8 @@ class PanelView:
     includes_short_line: str = ""
     #: The count as the one-line (narrow) startup figure says it: "n=20, warmups excluded".
     n_short: str = ""
+    #: The memory lines for short screens: each basis named by its first word ("(PSS…)").
+    memory_short_lines: tuple[str, ...] = ()
     #: Every measured cold start counted in the log bins all panels share (charts.log_histogram).
     histogram: tuple[int, ...] = ()
     #: Every warning, each in its short form (warning_line is the first): none hidden.
@@ -202,6 +204,9 @@ def panel_view(live: RuntimeLive, now: float | None, scenario: str) -> PanelView
             f"includes: {abbreviate_includes(live.startup_includes)}" if live.startup_includes else ""
         ),
         memory_line=memory_line,
+        memory_short_lines=tuple(
+            abbreviate_basis(line) for line in (memory_line, host_line, density_line) if line
+        ),
         host_line=host_line,
         density_line=density_line,
         memory_warning_line=memory_warning_line,
@@ -280,3 +285,24 @@ def abbreviate_includes(sentence: str) -> str:
         return sentence
     short = "".join(out)
     return short if len(short) < len(sentence) else sentence
+
+
+def abbreviate_basis(line: str) -> str:
+    """A memory line for a short screen: its closing parenthetical basis named by its first word
+    ("user-space 10.0 KiB/instance (PSS…)" for "(PSS growth of the Wasm host processes …)"), so
+    which figure it is stays said; the whole basis is on taller screens and in every export."""
+    if not line.endswith(")"):
+        return line
+    depth, start = 0, None
+    for index in range(len(line) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(line[index], 0)
+        if depth == 0:
+            start = index
+            break
+    if start is None:
+        return line
+    inner = line[start + 1 : -1]
+    first = inner.split()[0] if inner.split() else ""
+    if not first or first == inner or first in ("from",):
+        return line  # one word already, or "(from host)": nothing to gain
+    return f"{line[:start]}({first.rstrip(',;:')}…)"
