@@ -79,13 +79,14 @@ def _workload(path: Path, timeout_s: float = 5.0, **grants: object):
     return function_workload(path.stem, Function(wasm=str(path), **grants), b"", timeout_s)  # type: ignore[arg-type]
 
 
-def _edgelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _edgelab(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgelab", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -263,15 +264,35 @@ def test_memory_and_stack_limits(runtime: WasmRuntime, modules: dict[str, Path])
 def test_never_exits_timeout_cli(tmp_path: Path, modules: dict[str, Path]) -> None:
     """A module that never exits, ``--timeout 1``: each launch ends at the deadline with one
     line, the run exits non-zero, and no host process is left."""
+    import time
+    import uuid
+
     import psutil
 
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    # The run's own processes carry a marker in their environment (the CLI, its Wasm host and
+    # its watchdog inherit it): counting this test process's children instead also counted
+    # whatever another test's thread was starting at that moment.
+    marker = uuid.uuid4().hex
     done = _edgelab("run", "--wasm", str(modules["loop"]), "-r", "wasm", "-n", "1", "--warmup", "0",
-                    "--timeout", "1", "--no-history", cwd=tmp_path)  # fmt: skip
+                    "--timeout", "1", "--no-history", cwd=tmp_path, env={"EDGELAB_TEST_MARKER": marker})  # fmt: skip
     assert done.returncode != 0
     assert "did not exit within 1 s" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
-    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+
+    def marked() -> list[int]:
+        found = []
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if proc.environ().get("EDGELAB_TEST_MARKER") == marker and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
+
+    deadline = time.monotonic() + 2.0  # the watchdog leaves just after the lab it watched
+    while (left := marked()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], f"processes of the run outlived it: {left}"
 
 
 def test_timeout_drops_instance_host_lives(runtime: WasmRuntime, modules: dict[str, Path]) -> None:
