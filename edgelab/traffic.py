@@ -24,11 +24,15 @@ The policy the real scenario runs, which the simulator mirrors:
 * command workloads answer once: every request is a cold start and nothing is kept.
 
 Export layout (``to_json``): ``requests`` is a list of rows
-``[t_s, kind, queue_us, service_us, late_us, error]`` in request order (``columns`` names
-them): the arrival in seconds from the start, ``"warm"|"cold"|"failed"``, the queueing and
-the service (startup if cold, exec if warm, None if failed) in microseconds to the
-nanosecond, the load generator's lateness (``RequestRecord.late_ns``, not in the latency) and
-the error line (None unless failed). ``service_includes`` says how the service was timed. ``instances_over_time`` is ``[[t_s, instances], ...]``.
+``[t_s, kind, queue_us, service_us, late_us, error, held_us]`` in request order (``columns``
+names them): the arrival in seconds from the start, ``"warm"|"cold"|"failed"``, the queueing
+and the service (startup if cold, exec if warm, None if failed) in microseconds to the
+nanosecond, the load generator's lateness (``RequestRecord.late_ns``, not in the latency), the
+error line (None unless failed) and how long the request held its instance (service start
+until the instance was idle again: ``RequestRecord.held_ns``; None if failed). Exports written
+before ``held_us`` existed have six columns and read back with ``held_ns`` None.
+``service_includes`` says how the service was timed. ``instances_over_time`` is
+``[[t_s, instances], ...]``.
 The summaries beside them (counts, percentiles in microseconds, instances mean/peak, memory)
 are derived and recomputed on read; ``from_json(to_json(r)) == r``.
 """
@@ -49,7 +53,7 @@ RequestKind = Literal["warm", "cold", "failed"]
 #: The arrival patterns ``--pattern`` takes.
 PATTERNS: tuple[str, ...] = ("poisson", "onoff", "trace")
 #: The order of a request row's fields in the export.
-REQUEST_COLUMNS: tuple[str, ...] = ("t_s", "kind", "queue_us", "service_us", "late_us", "error")
+REQUEST_COLUMNS: tuple[str, ...] = ("t_s", "kind", "queue_us", "service_us", "late_us", "error", "held_us")
 #: Requests served at once per runtime (worker threads); beyond it they queue.
 WORKERS = 16
 #: How the idle instance a request takes is chosen (see the module docstring).
@@ -75,6 +79,12 @@ class RequestRecord:
     #: this long after it was due (thread wake-up on a busy host). The lab's error, not the
     #: runtime's: not part of the latency, kept to show how faithful the arrivals were.
     late_ns: int = 0
+    #: From the start of its service until its instance was idle again (back in the pool, free
+    #: for the next request): what the pool sees, where the service is what the caller sees.
+    #: Longer than the service by the lab's own work around it (a Wasm request's round trip to
+    #: its host, where the service is the host's in-host time; recording the sample). None for
+    #: a failed request, and in exports written before it was recorded.
+    held_ns: int | None = None
 
     @property
     def latency_ns(self) -> int | None:
@@ -228,7 +238,7 @@ class TrafficResult:
             policy = data["policy"]
             memory = data.get("memory") or {}
             columns = tuple(data.get("columns") or REQUEST_COLUMNS)
-            if columns != REQUEST_COLUMNS:
+            if columns not in (REQUEST_COLUMNS, REQUEST_COLUMNS[:6]):
                 raise ValueError(f"request columns {list(columns)}, expected {list(REQUEST_COLUMNS)}")
             requests = [_record(i, row) for i, row in enumerate(data["requests"])]
             return cls(
@@ -273,11 +283,14 @@ def _ns(us: Any) -> int | None:
 
 def _row(r: RequestRecord) -> list[Any]:
     service = r.startup_ns if r.kind == "cold" else r.exec_ns
-    return [r.arrival_s, r.kind, _us(r.queue_ns), _us(service), _us(r.late_ns), r.error]
+    return [r.arrival_s, r.kind, _us(r.queue_ns), _us(service), _us(r.late_ns), r.error, _us(r.held_ns)]
 
 
 def _record(index: int, row: list[Any]) -> RequestRecord:
-    t_s, kind, queue_us, service_us, late_us, error = row
+    if len(row) not in (6, 7):
+        raise ValueError(f"request {index}: {len(row)} fields, expected {len(REQUEST_COLUMNS)}")
+    t_s, kind, queue_us, service_us, late_us, error = row[:6]
+    held_us = row[6] if len(row) == 7 else None
     if kind not in ("warm", "cold", "failed"):
         raise ValueError(f"request {index}: kind {kind!r} is not warm, cold or failed")
     service = _ns(service_us)
@@ -291,6 +304,7 @@ def _record(index: int, row: list[Any]) -> RequestRecord:
         exec_ns=service if kind == "warm" else None,
         error=error,
         late_ns=_ns(late_us) or 0,
+        held_ns=_ns(held_us) if kind != "failed" else None,
     )
 
 

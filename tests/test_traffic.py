@@ -88,8 +88,8 @@ def test_the_traffic_record_reads_back_exactly_and_summarises() -> None:
     record = TrafficResult(
         "poisson", 20.0, 2.0, 1, 3.0,
         requests=[
-            RequestRecord(0, 0.123456789012, "cold", 1_234, startup_ns=5_000_123, late_ns=17),
-            RequestRecord(1, 0.5, "warm", 0, exec_ns=33_001),
+            RequestRecord(0, 0.123456789012, "cold", 1_234, startup_ns=5_000_123, late_ns=17, held_ns=5_100_000),
+            RequestRecord(1, 0.5, "warm", 0, exec_ns=33_001, held_ns=540_002),
             RequestRecord(2, 0.7, "failed", 5, error="boom"),
         ],
         instances_over_time=[(0.0, 1), (0.1234, 2), (2.5, 1)],
@@ -103,8 +103,14 @@ def test_the_traffic_record_reads_back_exactly_and_summarises() -> None:
     assert data["latency_us"]["cold"]["p50"] == pytest.approx(5_001.357)
     assert data["instances"] == {"mean": pytest.approx((0.1234 * 1 + (2.5 - 0.1234) * 2 + 0.5 * 1) / 3, abs=1e-4), "peak": 2}
     assert data["policy"]["seed"] == 7 and data["columns"][:4] == ["t_s", "kind", "queue_us", "service_us"]
+    assert data["columns"][-1] == "held_us" and data["requests"][1][-1] == 540.002
     with pytest.raises(ValueError, match="not a traffic record|kind"):
-        TrafficResult.from_json({**data, "requests": [[0.1, "tepid", 1, 1, 0, None]]})
+        TrafficResult.from_json({**data, "requests": [[0.1, "tepid", 1, 1, 0, None, None]]})
+    with pytest.raises(ValueError, match="request 0: 5 fields, expected 7"):
+        TrafficResult.from_json({**data, "requests": [[0.1, "warm", 1, 1, 0]]})
+    # An export from before held time was recorded (six columns) reads back without it.
+    old = {**data, "columns": data["columns"][:6], "requests": [row[:6] for row in data["requests"]]}
+    assert [r.held_ns for r in TrafficResult.from_json(old).requests] == [None, None, None]
 
 
 # -- the policy, on the fake runtime -----------------------------------------------------------
@@ -128,6 +134,10 @@ def kinds(runtime: Any) -> list[str]:
 def test_a_keepalive_longer_than_the_gaps_serves_warm_from_one_instance(tmp_path: Path) -> None:
     rt = traffic(fake_lab(), tmp_path, [0, 0.1, 0.2, 0.3], 0.5, keepalive_s=1.0)
     assert kinds(rt) == ["cold", "warm", "warm", "warm"]
+    # Each request held its instance at least as long as its service, and not until the next.
+    for r in rt.traffic.requests:
+        service = r.startup_ns if r.kind == "cold" else r.exec_ns
+        assert r.held_ns is not None and service is not None and service <= r.held_ns < 100_000_000, r
     assert rt.traffic.scaled_down == 0 and rt.traffic.instances_peak() == 1
     assert len(rt.measured) == 1  # one launch: the warm requests launched nothing
 
@@ -257,6 +267,10 @@ def test_real_warm_requests_go_to_resident_instances_and_nothing_is_left() -> No
             exec_p50 = sorted(r.exec_ns for r in record.requests if r.kind == "warm")[counts["warm"] // 2]
             cold_p50 = rt.summary().p50_ns
             assert exec_p50 * 2 < cold_p50, (name, exec_p50, cold_p50)
+            # The pool sees the instance busy for the lab's round trip too: for Wasm, whose
+            # exec is the host's own time, held is longer than exec by that trip.
+            held = [(r.held_ns, r.exec_ns) for r in record.requests if r.kind == "warm"]
+            assert all(h is not None and e is not None and h >= e for h, e in held), (name, held)
             assert warm is not None
             assert lab.runtime(name).live_instances() == [], name
     finally:

@@ -16,7 +16,8 @@ from edgelab.cli import main
 from edgelab.errors import UsageError
 from edgelab.whatif import kernel
 from edgelab.whatif.engine import simulate
-from edgelab.whatif.feed import Feed, RuntimeFeed, feed_from_export, load_feed
+from edgelab.traffic import RequestRecord
+from edgelab.whatif.feed import Feed, RuntimeFeed, cold_buckets, feed_from_export, load_feed
 from edgelab.whatif.model import WhatIfInputs
 from edgelab.whatif.placement import great_circle_km, rtt_floor_ms
 from edgelab.whatif.presets import parse_presets, presets
@@ -124,6 +125,72 @@ def test_a_cap_on_requests_in_flight_queues_first_come_first_served() -> None:
         assert served.peak_instances == 1
     free = kernel.serve(a, np.full(4, 1.0), np.full(4, 0.5), 60.0, 0, 1, 20.0)
     assert free.queue_s.tolist() == [0.0] * 4 and free.cold.tolist() == [True, True, True, False]
+
+
+def test_cold_starts_are_taken_from_the_bucket_of_starts_under_way() -> None:
+    # Bucket 0 (alone) starts in 0.1 s, bucket 1+ (with others under way) in 1.0 s, held 0.1 s longer.
+    buckets = kernel.ColdBuckets(np.array([0, 2, 4]), np.array([0.1, 0.1, 1.0, 1.0]), np.array([0.2, 0.2, 1.1, 1.1]))
+    a = np.array([0.0, 0.0, 0.05, 5.0])
+    u = np.full(4, 0.5)
+    for force_python in (False, True):
+        served = kernel.serve(a, np.full(4, 9.0), np.full(4, 0.01), 0.0, 0, 1, 10.0, force_python=force_python,
+                              buckets=buckets, u=u, extra_hold_s=0.5)  # fmt: skip
+        assert served.cold.tolist() == [True, True, True, True]
+        # alone; one under way; two under way (the 1+ bucket); all answered by 5.0: alone again.
+        assert served.startup_s is not None and served.startup_s.tolist() == [0.1, 1.0, 1.0, 0.1]
+        assert served.peak_instances == 3
+    # The instance is held for the start's hold + the extra: the first is busy until 0.7 s.
+    again = kernel.serve(np.array([0.0, 0.69, 0.71]), np.full(3, 9.0), np.full(3, 0.01), 60.0, 0, 1, 10.0,
+                         buckets=buckets, u=np.zeros(3), extra_hold_s=0.5)  # fmt: skip
+    assert again.cold.tolist() == [True, True, False]
+
+
+def test_bucketed_c_loop_matches_the_python_loop() -> None:
+    rng = np.random.default_rng(5)
+    a = np.sort(rng.uniform(0, 60, 2000))
+    startup = rng.uniform(0.05, 0.6, 30)
+    buckets = kernel.ColdBuckets(np.array([0, 10, 20, 30]), startup, startup + rng.uniform(0, 0.01, 30))
+    u = rng.random(a.size)
+    warm = rng.choice([0.001, 0.02], a.size)
+    args = (a, np.zeros(a.size), warm, 0.3, 1, 2, 60.0)
+    c_loop = kernel.serve(*args, max_in_flight=4, buckets=buckets, u=u, extra_hold_s=0.002)
+    py_loop = kernel.serve(*args, force_python=True, max_in_flight=4, buckets=buckets, u=u, extra_hold_s=0.002)
+    assert c_loop.engine == "C event loop"
+    assert np.array_equal(c_loop.cold, py_loop.cold) and c_loop.cold.sum() > 50
+    assert np.array_equal(c_loop.startup_s, py_loop.startup_s)
+    assert np.allclose(c_loop.queue_s, py_loop.queue_s)
+    assert c_loop.instance_seconds == pytest.approx(py_loop.instance_seconds)
+
+
+def _cold(index: int, begin_s: float, startup_s: float) -> RequestRecord:
+    return RequestRecord(index, begin_s, "cold", 0, startup_ns=int(startup_s * 1e9), held_ns=int(startup_s * 1e9) + 1000)
+
+
+def test_a_runs_cold_starts_are_grouped_by_the_starts_under_way_when_each_began() -> None:
+    lone = [_cold(i, 10.0 * i, 0.1) for i in range(10)]  # 0 under way
+    pairs = [r for i in range(10) for r in (_cold(100 + 2 * i, 200.0 + 10 * i, 0.5), _cold(101 + 2 * i, 200.1 + 10 * i, 0.4))]
+    buckets = cold_buckets(lone + pairs)
+    assert buckets is not None and buckets.offsets.tolist() == [0, 20, 30]
+    assert sorted(buckets.startup_s[:20].tolist()) == [0.1] * 10 + [0.5] * 10  # alone: the lone ones, each pair's first
+    assert buckets.startup_s[20:].tolist() == pytest.approx([0.4] * 10)  # one under way: each pair's second
+    assert cold_buckets(lone) is None  # nothing overlapped: independent draws
+    # Too few for a bucket of their own: the last bucket takes "k or more".
+    few = cold_buckets(lone + pairs + [_cold(500, 500.0, 1.0), _cold(501, 500.01, 1.0), _cold(502, 500.02, 1.0)])
+    assert few is not None and few.offsets.tolist() == [0, 21, 33]  # the first of the three began alone
+
+
+def test_a_fed_slowdown_under_contention_shows_in_simulated_latency() -> None:
+    lone = [_cold(i, 10.0 * i, 0.1) for i in range(10)]
+    crowd = [_cold(100 + i, 200.0 + 0.01 * i, 2.0) for i in range(10)]
+    buckets = cold_buckets(lone + crowd)
+    assert buckets is not None and buckets.count >= 2
+    rf = RuntimeFeed("container", np.array([0.1] * 10 + [2.0] * 10), np.array([0.001]), "test", None, "test",
+                     None, None, buckets)  # fmt: skip
+    feed = Feed("hand-made", "now", "hello", {"container": rf})
+    assert "drawn by how many others were starting" in rf.contention_source
+    spread = simulate(_quiet(rate_per_s=0.05, hours=2.0, keepalive_s=0.0, inflation=1.0), feed).outcomes[0]
+    crowded = simulate(_quiet(rate_per_s=50.0, hours=0.01, keepalive_s=0.0, inflation=1.0), feed).outcomes[0]
+    assert spread.p50_ms < 150 and crowded.p50_ms > 1500  # alone 0.1 s; under way together 2 s
 
 
 def test_shipped_engine_is_the_c_loop() -> None:

@@ -365,6 +365,7 @@ class _Driver:
     def _warm(self, index: int, t: float, queue_ns: int, late_ns: int, instance: Instance) -> None:
         run = self.run
         error = None
+        began = time.monotonic_ns()
         try:
             response, exec_ns = _timed_request(instance, run.request, run.timeout_s)
             if not response.ok:
@@ -374,8 +375,10 @@ class _Driver:
         with self.cond:
             self.busy.discard(instance)
             if error is None:
-                self.records[index] = RequestRecord(index, t, "warm", queue_ns, exec_ns=exec_ns, late_ns=late_ns)
-                self._went_idle(instance)
+                idle_at = time.monotonic_ns()
+                self.records[index] = RequestRecord(index, t, "warm", queue_ns, exec_ns=exec_ns, late_ns=late_ns,
+                                                    held_ns=idle_at - began)  # fmt: skip
+                self._went_idle(instance, idle_at)
             else:
                 # An instance that failed a request is not trusted with another: stopped.
                 self.records[index] = RequestRecord(index, t, "failed", queue_ns, error=error, late_ns=late_ns)
@@ -392,6 +395,7 @@ class _Driver:
             sample_index = self.launches
             self.launches += 1
         began = time.monotonic()
+        began_ns = time.monotonic_ns()
         try:
             launch = self.rt.launch(run.workload, run.request, run.timeout_s)
         except Exception as exc:  # noqa: BLE001 - recorded as a failed launch, the run goes on
@@ -406,14 +410,16 @@ class _Driver:
         sample = run.sample_from(name, sample_index, False, began, launch)
         keep = sample.ok and not self.command and not self.stopped_all
         with self.cond:
+            idle_at = time.monotonic_ns()
             if sample.ok:
                 self.records[index] = RequestRecord(
-                    index, t, "cold", queue_ns, startup_ns=launch.startup_ns, late_ns=late_ns
+                    index, t, "cold", queue_ns, startup_ns=launch.startup_ns, late_ns=late_ns,
+                    held_ns=idle_at - began_ns,
                 )
             else:
                 self.records[index] = RequestRecord(index, t, "failed", queue_ns, error=sample.error, late_ns=late_ns)
             if keep:
-                self._went_idle(launch.instance)
+                self._went_idle(launch.instance, idle_at)
             else:
                 self.count = max(0, self.count - 1)
                 self.traffic.instances_over_time.append((time.monotonic() - self.started, self.count))
@@ -421,10 +427,11 @@ class _Driver:
         run.record(name, sample, launch, keep=False)  # the driver keeps it, not the lab's list
         self._counts()
 
-    def _went_idle(self, instance: Instance) -> None:
-        """An instance answered (``cond`` held): idle from now on, or stopped at once with a
-        keep-alive of 0 (above the pre-warmed floor)."""
-        now = time.monotonic()
+    def _went_idle(self, instance: Instance, idle_at_ns: int) -> None:
+        """An instance answered (``cond`` held): idle from ``idle_at_ns`` (``monotonic_ns``,
+        the end of the request's ``held_ns``) on, or stopped at once with a keep-alive of 0
+        (above the pre-warmed floor)."""
+        now = idle_at_ns / 1e9
         if self.stopped_all:
             self.count = max(0, self.count - 1)
             self._stop_later(instance)

@@ -76,15 +76,25 @@ def simulate(inputs: WhatIfInputs, feed: Feed, runtimes: Sequence[str] | None = 
     for index, name in enumerate(names):
         rf = feed.runtimes[name]
         rng = np.random.default_rng([inputs.seed, index, 1])
-        st = rng.choice(rf.cold_s, a.size)
-        ex = rng.choice(rf.warm_s, a.size)
+        # One draw of a measured request each: its service (what the caller waits) and how
+        # long it held its instance (what the next request finds), from the same request.
+        cold_pick = rng.integers(0, rf.cold_s.size, a.size)
+        warm_pick = rng.integers(0, rf.warm_s.size, a.size)
+        st, ex = rf.cold_s[cold_pick], rf.warm_s[warm_pick]
+        st_held = rf.cold_held_s[cold_pick] if rf.cold_held_s is not None else st
+        ex_held = rf.warm_held_s[warm_pick] if rf.warm_held_s is not None else ex
+        # Cold starts that overlapped in the run were slower: with buckets, each simulated
+        # start is drawn (at this quantile) from the measured starts with as many under way.
+        u = rng.random(a.size) if rf.cold_buckets is not None else None
         for where in PLACEMENTS:
             user_ms, data_ms = round_trips_ms(inputs, where)
             held_s = (data_ms * inputs.data_round_trips + inputs.extra_ms) / 1000.0
-            served = serve(a, st + held_s, ex + held_s, inputs.keepalive_s, inputs.prewarm,
-                           inputs.concurrency, horizon, max_in_flight=inputs.max_in_flight)  # fmt: skip
+            served = serve(a, st_held + held_s, ex_held + held_s, inputs.keepalive_s, inputs.prewarm,
+                           inputs.concurrency, horizon, max_in_flight=inputs.max_in_flight,
+                           buckets=rf.cold_buckets, u=u, extra_hold_s=held_s)  # fmt: skip
             engine = served.engine
-            latency_ms = (np.where(served.cold, st, ex) + served.queue_s + held_s) * 1000.0 + user_ms
+            startup = served.startup_s if served.startup_s is not None else st
+            latency_ms = (np.where(served.cold, startup, ex) + served.queue_s + held_s) * 1000.0 + user_ms
             p50, p99 = np.percentile(latency_ms, [50, 99])
             mean = served.instance_seconds / horizon
             mem = rf.memory_bytes
@@ -98,7 +108,8 @@ def simulate(inputs: WhatIfInputs, feed: Feed, runtimes: Sequence[str] | None = 
                 instances_per_host=per_host, hosts_needed=hosts,
             ))  # fmt: skip
         notes.append(
-            f"{name}: {rf.cold_s.size} cold-start samples ({rf.cold_source}), {rf.warm_s.size} warm; "
+            f"{name}: {rf.cold_s.size} cold-start samples ({rf.cold_source}), {rf.warm_s.size} warm, "
+            f"{rf.held_source}, {rf.contention_source}; "
             + (f"memory per instance {rf.memory_bytes / 1024:.1f} KiB ({rf.memory_basis})" if rf.memory_bytes else
                "memory per instance not measured in the fed run, so no GiB·h or hosts (a ramp measures it)")
         )

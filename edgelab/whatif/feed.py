@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgelab.errors import UsageError
+from edgelab.stats import format_duration_ns
+from edgelab.whatif.kernel import ColdBuckets
 
 TRAFFIC_HINT = "edgelab run --scenario traffic --rate 20 --keepalive 2s --duration 30 -r {runtime}"
 
@@ -30,6 +32,34 @@ class RuntimeFeed:
     cold_source: str  # "traffic cold requests" | "burst cold starts (samples_us)"
     memory_bytes: float | None
     memory_basis: str  # what the memory figure is ("host: fall of MemAvailable ...", "user-space: PSS ...")
+    #: Paired with ``cold_s`` / ``warm_s`` (same index, same request): how long each request
+    #: held its instance (service start until it was idle again, ``RequestRecord.held_ns``),
+    #: which is what keeps the next request from finding it free. None where the run did not
+    #: record it (a burst's cold starts, an older export): the service stands in for it.
+    cold_held_s: np.ndarray | None = None
+    warm_held_s: np.ndarray | None = None
+    #: The cold starts grouped by how many others were under way when each began (a traffic
+    #: run's own timing); None with no timing (a burst) or with every start alone.
+    cold_buckets: ColdBuckets | None = None
+
+    @property
+    def contention_source(self) -> str:
+        b = self.cold_buckets
+        if b is None:
+            return "cold starts drawn independently (too few overlapped in the run to measure how they slow each other)"
+        parts = []
+        for k in range(b.count):
+            part = b.startup_s[b.offsets[k]:b.offsets[k + 1]]
+            label = f"{k}" if k < b.count - 1 else f"{k}+"
+            parts.append(f"{label}: {format_duration_ns(float(np.median(part)) * 1e9)} (n={part.size})")
+        return "cold starts drawn by how many others were starting, as measured: " + ", ".join(parts)
+
+    @property
+    def held_source(self) -> str:
+        if self.warm_held_s is None:
+            return "instances held for their service only (the run did not record held time)"
+        extra = float(np.median(self.warm_held_s - self.warm_s)) * 1e6
+        return f"instances held as measured (warm: service + {extra:,.0f} us median of the lab's own work)"
 
 
 @dataclass(frozen=True)
@@ -91,12 +121,17 @@ def feed_from_export(data: dict[str, Any], source: str) -> Feed:
                 traffic = TrafficResult.from_json(entry["traffic"])
             except ValueError as exc:
                 raise UsageError(f"{source} is not an edgelab export: {name}'s traffic record: {exc}") from None
-        warm: list[float] = [r.exec_ns for r in traffic.requests if r.kind == "warm" and r.exec_ns] if traffic else []
-        cold: list[float] = [r.startup_ns for r in traffic.requests if r.kind == "cold" and r.startup_ns] if traffic else []
+        warm_records = [r for r in traffic.requests if r.kind == "warm" and r.exec_ns] if traffic else []
+        cold_records = [r for r in traffic.requests if r.kind == "cold" and r.startup_ns] if traffic else []
+        warm: list[float] = [r.exec_ns or 0 for r in warm_records]
+        cold: list[float] = [r.startup_ns or 0 for r in cold_records]
+        warm_held = _held(warm_records, warm)
+        cold_held = _held(cold_records, cold)
         cold_source = "traffic cold requests"
         if not cold:
             cold = [float(v) * 1000 for v in entry.get("samples_us") or [] if v > 0]
             cold_source = "burst cold starts (samples_us)"
+            cold_held = None
         if not warm:
             why = "its run was not a traffic run" if traffic is None else "its traffic run had no warm request"
             notes.append(f"{name} left out: no warm samples ({why}); to get them: {TRAFFIC_HINT.format(runtime=name)}")
@@ -105,11 +140,61 @@ def feed_from_export(data: dict[str, Any], source: str) -> Feed:
             notes.append(f"{name} left out: no cold-start samples in the run")
             continue
         memory, basis = _memory(entry, traffic)
+        buckets = cold_buckets(cold_records) if cold_held is not None else None
         runtimes[name] = RuntimeFeed(name, np.asarray(cold, dtype=np.float64) / 1e9,
-                                     np.asarray(warm, dtype=np.float64) / 1e9, cold_source, memory, basis)
+                                     np.asarray(warm, dtype=np.float64) / 1e9, cold_source, memory, basis,
+                                     cold_held, warm_held, buckets)  # fmt: skip
     if not runtimes:
         raise UsageError(
             f"{source} gives the simulator nothing to draw from: "
             + ("; ".join(notes) if notes else "no runtime in it")
         )
     return Feed(source, str(meta.get("started") or "?"), workload, runtimes, tuple(notes), bool(meta.get("fake")))
+
+
+def _held(records: list[Any], service_ns: list[float]) -> np.ndarray | None:
+    """Each record's held time (s), never below its service; None unless every one has it."""
+    if not records or any(r.held_ns is None for r in records):
+        return None
+    return np.maximum(np.asarray([r.held_ns for r in records], dtype=np.float64),
+                      np.asarray(service_ns, dtype=np.float64)) / 1e9  # fmt: skip
+
+
+#: Fewest measured starts a contention bucket holds; the rest merge into the last ("k or more").
+MIN_PER_BUCKET = 8
+
+
+def cold_buckets(records: list[Any]) -> ColdBuckets | None:
+    """A traffic run's cold starts grouped by how many other cold starts were under way when
+    each began (each under way from its service start, arrival + lateness + queue, for its
+    ``startup_ns``): bucket k has those with k others, while at least ``MIN_PER_BUCKET`` would
+    be left for the ones after; the last bucket takes the rest. None if fewer than two buckets."""
+    if len(records) < 2 * MIN_PER_BUCKET:
+        return None
+    begin = np.asarray([r.arrival_s + (r.late_ns + r.queue_ns) / 1e9 for r in records], dtype=np.float64)
+    startup = np.asarray([r.startup_ns for r in records], dtype=np.float64) / 1e9
+    hold = np.maximum(np.asarray([r.held_ns for r in records], dtype=np.float64) / 1e9, startup)
+    order = np.argsort(begin, kind="stable")
+    begin, startup, hold = begin[order], startup[order], hold[order]
+    ends = begin + startup
+    # Others under way at each start: begun before it (in order) and not yet answered. A start
+    # that answered by then began before it (startups are > 0), so: i - those answered by then.
+    under_way = np.arange(begin.size) - np.searchsorted(np.sort(ends), begin, side="right")
+    offsets = [0]
+    picked: list[np.ndarray] = []
+    k = 0
+    while True:
+        exactly, beyond = under_way == k, under_way > k
+        if exactly.sum() >= MIN_PER_BUCKET and beyond.sum() >= MIN_PER_BUCKET:
+            here = exactly
+        else:
+            here = under_way >= k  # the last bucket: k or more (every bucket holds enough)
+        picked.append(np.nonzero(here)[0])
+        offsets.append(offsets[-1] + int(here.sum()))
+        if here is not exactly:
+            break
+        k += 1
+    if len(picked) < 2:
+        return None
+    index = np.concatenate(picked)
+    return ColdBuckets(np.asarray(offsets, dtype=np.int64), startup[index], hold[index])

@@ -15,6 +15,15 @@
  * With max_in_flight > 0 at most that many requests are in service at once (the real run's
  * worker threads); the others wait first come, first served, and take the pool as it is when
  * their service starts (queue_s: arrival to that start).
+ *
+ * Cold starts slow each other down (a measured fact on a 2-core host: ten containers starting
+ * at once each take longer than one alone), so with nbuckets > 0 a cold start's time is not
+ * drawn ahead: it is taken from the measured starts that began with as many others already
+ * under way (bucket k = k others starting, the last bucket k or more), at the pre-drawn
+ * quantile u[i] of that bucket; what it gave is written to cold_startup_out[i] (the latency
+ * part; bucket_hold is how long that start held its instance, plus extra_hold_s; a start
+ * counts as under way for its startup, begin to first response byte). With
+ * nbuckets == 0, cold_service_s[i] is the service and cold_startup_out is left alone.
  */
 typedef unsigned char u8;
 
@@ -52,9 +61,11 @@ static long instances(long slots, long concurrency, long prewarm) {
 /* out[0] = instance-seconds over [0, horizon_s], out[1] = peak instances. Returns 0. */
 long whatif_serve(long n, const double *arrival_s, const double *cold_service_s,
                   const double *warm_service_s, double keepalive_s, long prewarm, long concurrency,
-                  long max_in_flight, double horizon_s, u8 *cold, double *queue_s, double *heap,
-                  double *idle, double *out) {
-    long nheap = 0, lo = 0, hi = 0, alive = 0, peak = prewarm;
+                  long max_in_flight, double horizon_s, long nbuckets, const long *bucket_off,
+                  const double *bucket_startup, const double *bucket_hold, const double *u,
+                  double extra_hold_s, double *cold_startup_out, u8 *cold, double *queue_s,
+                  double *heap, double *idle, double *starting, double *out) {
+    long nheap = 0, lo = 0, hi = 0, alive = 0, peak = prewarm, nstarting = 0;
     long floor_slots = prewarm * concurrency;
     double area = 0.0, last_t = 0.0;
     for (long k = 0; k < floor_slots; k++) idle[hi++] = -1e300;
@@ -86,7 +97,18 @@ long whatif_serve(long n, const double *arrival_s, const double *cold_service_s,
         } else {
             alive++;
             cold[i] = 1;
-            service = cold_service_s[i];
+            if (nbuckets > 0) {
+                while (nstarting > 0 && starting[0] <= t) heap_pop(starting, &nstarting);
+                long b = nstarting < nbuckets ? nstarting : nbuckets - 1;
+                long first = bucket_off[b], size = bucket_off[b + 1] - bucket_off[b];
+                long j = first + (long)(u[i] * (double)size);
+                if (j >= first + size) j = first + size - 1;
+                cold_startup_out[i] = bucket_startup[j];
+                service = bucket_hold[j] + extra_hold_s;
+                heap_push(starting, &nstarting, t + bucket_startup[j]);
+            } else {
+                service = cold_service_s[i];
+            }
             long now = instances(alive, concurrency, prewarm);
             if (now > peak) peak = now;
         }

@@ -33,6 +33,23 @@ class Served:
     instance_seconds: float  # integral of instances alive over [0, horizon_s]
     peak_instances: int
     engine: str  # "C event loop" or "Python event loop"
+    #: With ``ColdBuckets``: per request, the startup a cold one was given (seconds; 0 for warm).
+    startup_s: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ColdBuckets:
+    """Measured cold starts grouped by how many other starts were under way when each began:
+    bucket k holds ``startup_s[offsets[k]:offsets[k + 1]]`` (and, paired, how long each held
+    its instance), the last bucket k or more. One bucket = independent draws."""
+
+    offsets: np.ndarray  # int64, len = buckets + 1, offsets[0] = 0
+    startup_s: np.ndarray
+    hold_s: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets) - 1
 
 
 def _command(output: Path) -> list[str]:
@@ -66,21 +83,30 @@ def _library() -> ctypes.CDLL | None:
     double_p = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
     u8_p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
     lib.whatif_serve.restype = ctypes.c_long
+    long_p = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
     lib.whatif_serve.argtypes = [ctypes.c_long, double_p, double_p, double_p, ctypes.c_double,
-                                 ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_double, u8_p,
-                                 double_p, double_p, double_p, double_p]  # fmt: skip
+                                 ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_double,
+                                 ctypes.c_long, long_p, double_p, double_p, double_p, ctypes.c_double,
+                                 double_p, u8_p, double_p, double_p, double_p, double_p,
+                                 double_p]  # fmt: skip
     return lib
 
 
 def serve(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.ndarray,
           keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float,
-          force_python: bool = False, max_in_flight: int = 0) -> Served:
+          force_python: bool = False, max_in_flight: int = 0, buckets: ColdBuckets | None = None,
+          u: np.ndarray | None = None, extra_hold_s: float = 0.0) -> Served:
     """Run the pool over the arrivals: the C loop when it builds, else the Python one.
-    ``max_in_flight`` > 0 caps the requests in service at once (the others queue, FIFO)."""
+    ``max_in_flight`` > 0 caps the requests in service at once (the others queue, FIFO).
+    With ``buckets`` (and ``u``, one uniform draw in [0, 1) per request), a cold start's time
+    comes from the bucket of starts already under way and ``cold_service_s`` is not read; its
+    instance is held for the start's measured hold + ``extra_hold_s``."""
+    if buckets is not None and (u is None or len(u) != len(arrival_s) or buckets.count < 1):
+        raise ValueError("buckets need one uniform draw per request and at least one bucket")
     lib = None if force_python else _library()
     if lib is None:
         return serve_python(arrival_s, cold_service_s, warm_service_s, keepalive_s, prewarm,
-                            concurrency, horizon_s, max_in_flight)
+                            concurrency, horizon_s, max_in_flight, buckets, u, extra_hold_s)
     n = len(arrival_s)
     a = np.ascontiguousarray(arrival_s, dtype=np.float64)
     st = np.ascontiguousarray(cold_service_s, dtype=np.float64)
@@ -90,14 +116,29 @@ def serve(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.
     heap = np.empty(max(n, 1), dtype=np.float64)
     idle = np.empty(max(n + prewarm * concurrency, 1), dtype=np.float64)
     out = np.zeros(2, dtype=np.float64)
+    one = np.zeros(1, dtype=np.float64)
+    if buckets is not None:
+        offsets = np.ascontiguousarray(buckets.offsets, dtype=np.int64)
+        b_start = np.ascontiguousarray(buckets.startup_s, dtype=np.float64)
+        b_hold = np.ascontiguousarray(buckets.hold_s, dtype=np.float64)
+        draws = np.ascontiguousarray(u, dtype=np.float64)
+        startup = np.zeros(n, dtype=np.float64)
+        starting = np.empty(max(n, 1), dtype=np.float64)
+        nb = buckets.count
+    else:
+        offsets, b_start, b_hold, draws = np.zeros(1, dtype=np.int64), one, one, one
+        startup, starting, nb = one, one, 0
     lib.whatif_serve(n, a, st, ex, float(keepalive_s), int(prewarm), int(concurrency),
-                     int(max_in_flight), float(horizon_s), cold, queue, heap, idle, out)  # fmt: skip
-    return Served(cold.astype(bool), queue, float(out[0]), int(out[1]), "C event loop")
+                     int(max_in_flight), float(horizon_s), nb, offsets, b_start, b_hold, draws,
+                     float(extra_hold_s), startup, cold, queue, heap, idle, starting, out)  # fmt: skip
+    return Served(cold.astype(bool), queue, float(out[0]), int(out[1]), "C event loop",
+                  startup if buckets is not None else None)
 
 
 def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.ndarray,
                  keepalive_s: float, prewarm: int, concurrency: int, horizon_s: float,
-                 max_in_flight: int = 0) -> Served:
+                 max_in_flight: int = 0, buckets: ColdBuckets | None = None,
+                 u: np.ndarray | None = None, extra_hold_s: float = 0.0) -> Served:
     """The same loop as ``kernel.c``, line for line, in Python (~2 us a request)."""
     floor_slots = prewarm * concurrency
     idle: list[float] = [-math.inf] * floor_slots
@@ -109,6 +150,8 @@ def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service
     last_t = 0.0
     cold = np.zeros(len(arrival_s), dtype=bool)
     queue = np.zeros(len(arrival_s), dtype=np.float64)
+    startup = np.zeros(len(arrival_s), dtype=np.float64)
+    starting: list[float] = []
 
     def instances(slots: int) -> int:
         return max(prewarm, -(-slots // concurrency))
@@ -139,7 +182,17 @@ def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service
         else:
             alive += 1
             cold[i] = True
-            service = float(cold_service_s[i])
+            if buckets is not None and u is not None:
+                while starting and starting[0] <= t:
+                    heapq.heappop(starting)
+                b = min(len(starting), buckets.count - 1)
+                first, size = int(buckets.offsets[b]), int(buckets.offsets[b + 1] - buckets.offsets[b])
+                j = min(first + int(float(u[i]) * size), first + size - 1)
+                startup[i] = float(buckets.startup_s[j])
+                service = float(buckets.hold_s[j]) + extra_hold_s
+                heapq.heappush(starting, t + float(buckets.startup_s[j]))
+            else:
+                service = float(cold_service_s[i])
             peak = max(peak, instances(alive))
         heapq.heappush(busy, t + service)
-    return Served(cold, queue, area, peak, "Python event loop")
+    return Served(cold, queue, area, peak, "Python event loop", startup if buckets is not None else None)
