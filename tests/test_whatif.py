@@ -129,7 +129,8 @@ def test_a_cap_on_requests_in_flight_queues_first_come_first_served() -> None:
 
 def test_cold_starts_are_taken_from_the_bucket_of_starts_under_way() -> None:
     # Bucket 0 (alone) starts in 0.1 s, bucket 1+ (with others under way) in 1.0 s, held 0.1 s longer.
-    buckets = kernel.ColdBuckets(np.array([0, 2, 4]), np.array([0.1, 0.1, 1.0, 1.0]), np.array([0.2, 0.2, 1.1, 1.1]))
+    buckets = kernel.ColdBuckets(np.array([0, 2, 4]), np.array([0.1, 0.1, 1.0, 1.0]), np.array([0.2, 0.2, 1.1, 1.1]),
+                                 np.array([0]))  # fmt: skip
     a = np.array([0.0, 0.0, 0.05, 5.0])
     u = np.full(4, 0.5)
     for force_python in (False, True):
@@ -149,7 +150,8 @@ def test_bucketed_c_loop_matches_the_python_loop() -> None:
     rng = np.random.default_rng(5)
     a = np.sort(rng.uniform(0, 60, 2000))
     startup = rng.uniform(0.05, 0.6, 30)
-    buckets = kernel.ColdBuckets(np.array([0, 10, 20, 30]), startup, startup + rng.uniform(0, 0.01, 30))
+    buckets = kernel.ColdBuckets(np.array([0, 10, 20, 30]), startup, startup + rng.uniform(0, 0.01, 30),
+                                 np.array([0, 1, 1, 2]))  # 0 | 1-2 | 3+ under way
     u = rng.random(a.size)
     warm = rng.choice([0.001, 0.02], a.size)
     args = (a, np.zeros(a.size), warm, 0.3, 1, 2, 60.0)
@@ -177,6 +179,12 @@ def test_a_runs_cold_starts_are_grouped_by_the_starts_under_way_when_each_began(
     # Too few for a bucket of their own: the last bucket takes "k or more".
     few = cold_buckets(lone + pairs + [_cold(500, 500.0, 1.0), _cold(501, 500.01, 1.0), _cold(502, 500.02, 1.0)])
     assert few is not None and few.offsets.tolist() == [0, 21, 33]  # the first of the three began alone
+    assert few.bucket_of.tolist() == [0, 1, 1] and few.span(0) == "0" and few.span(1) == "1+"
+    # On a busy host hardly any start is alone: runs of k share a bucket until it holds enough.
+    quads = [_cold(1000 + 4 * i + j, 1000.0 + 10 * i + 0.01 * j, 1.0) for i in range(6) for j in range(4)]
+    crowded = cold_buckets(quads)
+    assert crowded is not None and crowded.offsets.tolist() == [0, 12, 24]
+    assert crowded.span(0) == "0-1" and crowded.span(1) == "2+"
 
 
 def test_a_fed_slowdown_under_contention_shows_in_simulated_latency() -> None:

@@ -50,9 +50,11 @@ class RuntimeFeed:
         parts = []
         for k in range(b.count):
             part = b.startup_s[b.offsets[k]:b.offsets[k + 1]]
-            label = f"{k}" if k < b.count - 1 else f"{k}+"
-            parts.append(f"{label}: {format_duration_ns(float(np.median(part)) * 1e9)} (n={part.size})")
-        return "cold starts drawn by how many others were starting, as measured: " + ", ".join(parts)
+            parts.append(f"{b.span(k)}: {format_duration_ns(float(np.median(part)) * 1e9)} (n={part.size})")
+        if len(parts) > 4:  # the first two and the last two groups; the export has them all
+            parts = [*parts[:2], f"... {len(parts) - 4} more", *parts[-2:]]
+        return (f"cold starts drawn by how many others were starting ({b.count} groups), as measured,"
+                f" median: " + ", ".join(parts))
 
     @property
     def held_source(self) -> str:
@@ -167,8 +169,8 @@ MIN_PER_BUCKET = 8
 def cold_buckets(records: list[Any]) -> ColdBuckets | None:
     """A traffic run's cold starts grouped by how many other cold starts were under way when
     each began (each under way from its service start, arrival + lateness + queue, for its
-    ``startup_ns``): bucket k has those with k others, while at least ``MIN_PER_BUCKET`` would
-    be left for the ones after; the last bucket takes the rest. None if fewer than two buckets."""
+    ``startup_ns``), in runs of k of at least ``MIN_PER_BUCKET`` starts each (``0``, ``1-2``,
+    ``3+``). None if they make fewer than two buckets (then starts are drawn independently)."""
     if len(records) < 2 * MIN_PER_BUCKET:
         return None
     begin = np.asarray([r.arrival_s + (r.late_ns + r.queue_ns) / 1e9 for r in records], dtype=np.float64)
@@ -180,21 +182,22 @@ def cold_buckets(records: list[Any]) -> ColdBuckets | None:
     # Others under way at each start: begun before it (in order) and not yet answered. A start
     # that answered by then began before it (startups are > 0), so: i - those answered by then.
     under_way = np.arange(begin.size) - np.searchsorted(np.sort(ends), begin, side="right")
-    offsets = [0]
-    picked: list[np.ndarray] = []
-    k = 0
-    while True:
-        exactly, beyond = under_way == k, under_way > k
-        if exactly.sum() >= MIN_PER_BUCKET and beyond.sum() >= MIN_PER_BUCKET:
-            here = exactly
-        else:
-            here = under_way >= k  # the last bucket: k or more (every bucket holds enough)
-        picked.append(np.nonzero(here)[0])
-        offsets.append(offsets[-1] + int(here.sum()))
-        if here is not exactly:
-            break
-        k += 1
-    if len(picked) < 2:
+    # Runs of k (0, 1, 2, ...) are closed into a bucket once it holds MIN_PER_BUCKET starts and
+    # at least as many are left for the ones after; the last bucket takes the rest (k or more).
+    counts = np.bincount(under_way)
+    bucket_of: list[int] = []
+    sizes = [0]
+    left = int(under_way.size)
+    for k, n in enumerate(counts.tolist()):
+        bucket_of.append(len(sizes) - 1)
+        sizes[-1] += n
+        left -= n
+        if sizes[-1] >= MIN_PER_BUCKET and left >= MIN_PER_BUCKET and k + 1 < len(counts):
+            sizes.append(0)
+    if len(sizes) < 2:
         return None
+    of = np.asarray(bucket_of, dtype=np.int64)
+    picked = [np.nonzero(of[under_way] == b)[0] for b in range(len(sizes))]
+    offsets = np.concatenate([[0], np.cumsum([p.size for p in picked])])
     index = np.concatenate(picked)
-    return ColdBuckets(np.asarray(offsets, dtype=np.int64), startup[index], hold[index])
+    return ColdBuckets(offsets.astype(np.int64), startup[index], hold[index], of)

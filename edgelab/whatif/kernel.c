@@ -19,7 +19,7 @@
  * Cold starts slow each other down (a measured fact on a 2-core host: ten containers starting
  * at once each take longer than one alone), so with nbuckets > 0 a cold start's time is not
  * drawn ahead: it is taken from the measured starts that began with as many others already
- * under way (bucket k = k others starting, the last bucket k or more), at the pre-drawn
+ * under way (k others starting: bucket_of[k], k >= nmap the last bucket), at the pre-drawn
  * quantile u[i] of that bucket; what it gave is written to cold_startup_out[i] (the latency
  * part; bucket_hold is how long that start held its instance, plus extra_hold_s; a start
  * counts as under way for its startup, begin to first response byte). With
@@ -61,7 +61,8 @@ static long instances(long slots, long concurrency, long prewarm) {
 /* out[0] = instance-seconds over [0, horizon_s], out[1] = peak instances. Returns 0. */
 long whatif_serve(long n, const double *arrival_s, const double *cold_service_s,
                   const double *warm_service_s, double keepalive_s, long prewarm, long concurrency,
-                  long max_in_flight, double horizon_s, long nbuckets, const long *bucket_off,
+                  long max_in_flight, double horizon_s, long nbuckets, long nmap,
+                  const long *bucket_of, const long *bucket_off,
                   const double *bucket_startup, const double *bucket_hold, const double *u,
                   double extra_hold_s, double *cold_startup_out, u8 *cold, double *queue_s,
                   double *heap, double *idle, double *starting, double *out) {
@@ -99,7 +100,7 @@ long whatif_serve(long n, const double *arrival_s, const double *cold_service_s,
             cold[i] = 1;
             if (nbuckets > 0) {
                 while (nstarting > 0 && starting[0] <= t) heap_pop(starting, &nstarting);
-                long b = nstarting < nbuckets ? nstarting : nbuckets - 1;
+                long b = nstarting < nmap ? bucket_of[nstarting] : nbuckets - 1;
                 long first = bucket_off[b], size = bucket_off[b + 1] - bucket_off[b];
                 long j = first + (long)(u[i] * (double)size);
                 if (j >= first + size) j = first + size - 1;

@@ -40,16 +40,25 @@ class Served:
 @dataclass(frozen=True)
 class ColdBuckets:
     """Measured cold starts grouped by how many other starts were under way when each began:
-    bucket k holds ``startup_s[offsets[k]:offsets[k + 1]]`` (and, paired, how long each held
-    its instance), the last bucket k or more. One bucket = independent draws."""
+    bucket b holds ``startup_s[offsets[b]:offsets[b + 1]]`` (and, paired, how long each held
+    its instance); a start with k others under way draws from bucket ``bucket_of[k]``, or the
+    last bucket for k beyond ``bucket_of``. One bucket = independent draws."""
 
     offsets: np.ndarray  # int64, len = buckets + 1, offsets[0] = 0
     startup_s: np.ndarray
     hold_s: np.ndarray
+    bucket_of: np.ndarray  # int64: k others under way -> bucket
 
     @property
     def count(self) -> int:
         return len(self.offsets) - 1
+
+    def span(self, b: int) -> str:
+        """The starts under way bucket ``b`` covers, as ``2``, ``3-5`` or ``6+``."""
+        ks = [k for k, of in enumerate(self.bucket_of.tolist()) if of == b]
+        if b == self.count - 1:
+            return f"{ks[0]}+" if ks else f"{len(self.bucket_of)}+"
+        return f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
 
 
 def _command(output: Path) -> list[str]:
@@ -86,7 +95,8 @@ def _library() -> ctypes.CDLL | None:
     long_p = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
     lib.whatif_serve.argtypes = [ctypes.c_long, double_p, double_p, double_p, ctypes.c_double,
                                  ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_double,
-                                 ctypes.c_long, long_p, double_p, double_p, double_p, ctypes.c_double,
+                                 ctypes.c_long, ctypes.c_long, long_p, long_p, double_p, double_p,
+                                 double_p, ctypes.c_double,
                                  double_p, u8_p, double_p, double_p, double_p, double_p,
                                  double_p]  # fmt: skip
     return lib
@@ -119,6 +129,8 @@ def serve(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.
     one = np.zeros(1, dtype=np.float64)
     if buckets is not None:
         offsets = np.ascontiguousarray(buckets.offsets, dtype=np.int64)
+        bucket_of = np.ascontiguousarray(buckets.bucket_of, dtype=np.int64)
+        nmap = len(bucket_of)
         b_start = np.ascontiguousarray(buckets.startup_s, dtype=np.float64)
         b_hold = np.ascontiguousarray(buckets.hold_s, dtype=np.float64)
         draws = np.ascontiguousarray(u, dtype=np.float64)
@@ -128,8 +140,9 @@ def serve(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service_s: np.
     else:
         offsets, b_start, b_hold, draws = np.zeros(1, dtype=np.int64), one, one, one
         startup, starting, nb = one, one, 0
+        bucket_of, nmap = np.zeros(1, dtype=np.int64), 0
     lib.whatif_serve(n, a, st, ex, float(keepalive_s), int(prewarm), int(concurrency),
-                     int(max_in_flight), float(horizon_s), nb, offsets, b_start, b_hold, draws,
+                     int(max_in_flight), float(horizon_s), nb, nmap, bucket_of, offsets, b_start, b_hold, draws,
                      float(extra_hold_s), startup, cold, queue, heap, idle, starting, out)  # fmt: skip
     return Served(cold.astype(bool), queue, float(out[0]), int(out[1]), "C event loop",
                   startup if buckets is not None else None)
@@ -185,7 +198,8 @@ def serve_python(arrival_s: np.ndarray, cold_service_s: np.ndarray, warm_service
             if buckets is not None and u is not None:
                 while starting and starting[0] <= t:
                     heapq.heappop(starting)
-                b = min(len(starting), buckets.count - 1)
+                k = len(starting)
+                b = int(buckets.bucket_of[k]) if k < len(buckets.bucket_of) else buckets.count - 1
                 first, size = int(buckets.offsets[b]), int(buckets.offsets[b + 1] - buckets.offsets[b])
                 j = min(first + int(float(u[i]) * size), first + size - 1)
                 startup[i] = float(buckets.startup_s[j])
