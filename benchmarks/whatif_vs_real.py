@@ -11,9 +11,15 @@ trip, a constant, is taken off its p50). Bounds (issue 12): cold fraction within
 within 15% of the real run's.
 
     python benchmarks/whatif_vs_real.py [--rate 10] [--duration 30] [--keepalive 0.1 --keepalive 0.5]
+                                        [--save DIR | --load DIR]
 
-About 80 s: two 30 s runs of three runtimes, plus preparing them. The simulated figures are
-the mean of 20 simulations with their own draws (the real run is one draw of its own).
+About 80 s: two 30 s runs of three runtimes, plus preparing them. The simulated figures pool
+20 replays of those arrivals with their own draws: the replays are laid end to end in one
+simulation, each starting COPY_GAP_S after the one before ended (longer than any keep-alive
+and startup here, so each starts from an empty pool, as the real run did), and the cold
+fraction and p50 are over all of them. Pooled, not the mean of 20 p50s: where half the
+requests are cold, one replay's p50 lands in the warm mode and the next in the cold one, and
+their mean is a latency no request had.
 
 What the simulation draws from, beside each request's service: how long the request held its
 instance (``held_us``: a Wasm request's round trip to its host, where its service is the host's
@@ -48,6 +54,8 @@ from edgelab.whatif.placement import metro_rtt_ms  # noqa: E402
 
 COLD_BOUND = 0.05
 P50_BOUND = 0.15
+#: Between two replays laid end to end (s): every instance of one has scaled to zero before the next.
+COPY_GAP_S = 120.0
 
 
 def main() -> int:
@@ -55,10 +63,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--replications", type=int, default=20,
-                        help="simulations per comparison, each with its own draws (their mean is shown)")
+                        help="replays of the real arrivals per comparison, each with its own draws (pooled)")
     parser.add_argument("--keepalive", type=float, action="append")
     parser.add_argument("--runtimes", default="wasm,subprocess,container")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--save", type=Path, help="write each real run's export here (traffic-ka<K>.json)")
+    parser.add_argument("--load", type=Path, help="compare against the runs --save wrote there instead of running")
     args = parser.parse_args()
     keepalives = args.keepalive or [0.1, 0.5]
     runtimes = tuple(args.runtimes.split(","))
@@ -69,7 +79,13 @@ def main() -> int:
         settings = Settings(workload="hello", runtimes=runtimes, scenario="traffic", rate_per_s=args.rate,
                             duration_s=args.duration, pattern="poisson", keepalive_s=keepalive,
                             prewarm=0, seed=args.seed, timeout_s=15.0)  # fmt: skip
-        export = json.loads(to_json(Lab().run(settings)))
+        if args.load:
+            export = json.loads((args.load / f"traffic-ka{keepalive:g}.json").read_text())
+        else:
+            export = json.loads(to_json(Lab().run(settings)))
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            (args.save / f"traffic-ka{keepalive:g}.json").write_text(json.dumps(export))
         feed = feed_from_export(export, f"traffic run, keep-alive {keepalive:g} s")
         for entry in export["results"]:
             name = entry["runtime"]
@@ -82,15 +98,13 @@ def main() -> int:
             arrivals = tuple(sorted(r.arrival_s + r.late_ns / 1e9 for r in real.requests))
             real_cold = sum(r.kind == "cold" for r in served) / len(served)
             real_p50_ms = statistics.median(r.latency_ns or 0 for r in served) / 1e6
-            colds, p50s = [], []
-            for seed in range(args.replications):
-                inputs = WhatIfInputs(pattern="trace", trace=arrivals, hours=args.duration / 3600,
-                                      keepalive_s=keepalive, prewarm=0, data_round_trips=0, extra_ms=0.0,
-                                      inflation=1.0, seed=seed, max_in_flight=real.workers)  # fmt: skip
-                edge = next(o for o in simulate(inputs, feed, [name]).outcomes if o.placement == "edge")
-                colds.append(edge.cold_fraction)
-                p50s.append(edge.p50_ms - metro_rtt_ms(1.0))
-            sim_cold, sim_p50_ms = statistics.fmean(colds), statistics.fmean(p50s)
+            span = args.duration + COPY_GAP_S
+            copies = tuple(t + c * span for c in range(args.replications) for t in arrivals)
+            inputs = WhatIfInputs(pattern="trace", trace=copies, hours=span * args.replications / 3600,
+                                  keepalive_s=keepalive, prewarm=0, data_round_trips=0, extra_ms=0.0,
+                                  inflation=1.0, seed=args.seed, max_in_flight=real.workers)  # fmt: skip
+            edge = next(o for o in simulate(inputs, feed, [name]).outcomes if o.placement == "edge")
+            sim_cold, sim_p50_ms = edge.cold_fraction, edge.p50_ms - metro_rtt_ms(1.0)
             cold_ok = abs(sim_cold - real_cold) <= COLD_BOUND
             diff = sim_p50_ms / real_p50_ms - 1
             p50_ok = abs(diff) <= P50_BOUND
