@@ -527,7 +527,7 @@ def chart_lines(rows: Sequence[tuple[str, float | None, float | None, Sequence[s
 
 
 def ladder_rows(ladder: Ladder) -> list[tuple[str, float | None, float | None, Sequence[str]]]:
-    found = []
+    found: list[tuple[str, float | None, float | None, Sequence[str]]] = []
     for r in ladder.rows():
         s = r.summary()
         found.append((r.runtime, s.p50_ns if s else None, s.p99_ns if s else None, tuple(r.marks)))

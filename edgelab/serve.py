@@ -319,11 +319,14 @@ def _service_class() -> type:
         recording it with the server, which stops it on shutdown."""
 
         def __init__(self, owner: LabServer, server: Any, websocket: web.WebSocketResponse) -> None:
+            async def close() -> None:  # AppService awaits a close that returns nothing
+                await websocket.close()
+
             super().__init__(
                 server.command,
                 write_bytes=websocket.send_bytes,
                 write_str=websocket.send_str,
-                close=websocket.close,
+                close=close,
                 download_manager=server.download_manager,
                 debug=False,
             )

@@ -14,9 +14,9 @@ import pytest
 
 from edgelab.cli import main
 from edgelab.errors import UsageError
+from edgelab.traffic import RequestRecord
 from edgelab.whatif import kernel
 from edgelab.whatif.engine import simulate
-from edgelab.traffic import RequestRecord
 from edgelab.whatif.feed import Feed, RuntimeFeed, cold_buckets, feed_from_export, load_feed
 from edgelab.whatif.model import WhatIfInputs
 from edgelab.whatif.placement import great_circle_km, rtt_floor_ms
