@@ -99,6 +99,13 @@ class FieldInput(Input):
     screenshot, export or switch themes; after a count or a comma they are the lab's keys.
     """
 
+    def update_node_styles(self, animate: bool = True) -> None:
+        # Made with compact=True and a value, an Input changes its classes twice before it is
+        # mounted (-textual-compact, -valid), each a restyle of a widget not yet in the DOM;
+        # mounting styles it with whatever classes it has by then.
+        if self.is_attached:
+            super().update_node_styles(animate=animate)
+
     def would_accept(self, character: str) -> bool:
         selection = self.selection
         start, end = sorted((selection.start, selection.end))
@@ -115,6 +122,12 @@ class FieldInput(Input):
         if event.is_printable and event.character and not self.would_accept(event.character):
             # Input's own handler would stop it (and ring the bell): skip it, let it bubble.
             event.prevent_default()
+
+
+#: The class Textual gives a toggle that is on as it is mounted: that change restyles it
+#: (~0.5 ms apiece before the first frame); given up front it changes nothing (Textual still
+#: sets and clears it with the value).
+_ON = "-on"
 
 
 def size_cell(size: Size) -> str:
@@ -150,18 +163,19 @@ class Controls(Horizontal):
                 with Horizontal(classes="option-row"):
                     yield Label("runtimes", classes="option-label")
                     for name in self.rungs:
-                        yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True)
+                        yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True, classes=_ON)
             else:  # more rungs than one line holds: two columns of toggles
                 with Horizontal(classes="option-row -many"):
                     yield Label("runtimes", classes="option-label")
                     with Grid(id="toggles"):
                         for name in self.rungs:
-                            yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True)
+                            yield Checkbox(name, True, id=f"use-{slug(name)}", compact=True, classes=_ON)
             with Horizontal(classes="option-row"):
                 yield Label("scenario", classes="option-label")
                 with RadioSet(id="scenario", compact=True):
                     for scenario in scenario_names():
-                        yield RadioButton(scenario, value=scenario == "burst", id=f"scenario-{scenario}")
+                        on = scenario == "burst"
+                        yield RadioButton(scenario, value=on, id=f"scenario-{scenario}", classes=_ON if on else "")
             with Horizontal(classes="option-row"):
                 yield Label("N", classes="option-label", id="count-label")
                 yield FieldInput(

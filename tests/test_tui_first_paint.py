@@ -1,0 +1,74 @@
+"""First paint: the work the lab skips before its first frame loses nothing.
+
+The lab's screen (``edgelab.tui.app.LabScreen``) does not restyle the whole tree on its first
+resume and does not lay out again a size it has laid out; these tests show that doing that
+work anyway changes no widget's styles and nothing on the screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from textual.geometry import Size
+
+from edgelab.tui.app import EdgelabApp, LabScreen
+from tests.test_tui_pilot import FakeLab
+
+
+def _styles(app: EdgelabApp) -> dict[str, str]:
+    """Every node's combined CSS (its stylesheet rules and inline styles), by its place in the tree."""
+    found: dict[str, str] = {}
+    for index, node in enumerate(app.screen.walk_children(with_self=True)):
+        found[f"{index}:{type(node).__name__}#{node.id}"] = node.styles.css
+    return found
+
+
+@pytest.mark.parametrize("size", [(160, 45), (120, 36), (80, 24)])
+def test_the_restyle_skipped_on_the_first_resume_changes_nothing(size: tuple[int, int]) -> None:
+    async def run() -> tuple[dict[str, str], dict[str, str], str, str]:
+        app = EdgelabApp(lab=FakeLab(), deterministic=True)
+        async with app.run_test(size=size) as pilot:
+            while app.first_paint_s is None or not app.catalog_loaded:
+                await asyncio.sleep(0.01)
+            await app.workers.wait_for_complete()  # the list and its sizes are in
+            await pilot.pause()
+            await pilot.pause()
+            assert isinstance(app.screen, LabScreen)
+            before, shown = _styles(app), app.export_screenshot()
+            app.screen.update_node_styles(animate=False)  # what Textual's resume would do
+            await pilot.pause()
+            return before, _styles(app), shown, app.export_screenshot()
+
+    before, after, shown_before, shown_after = asyncio.run(run())
+    changed = [key for key in before if before[key] != after.get(key)]
+    assert not changed, changed
+    assert shown_before == shown_after
+
+
+def test_a_size_already_laid_out_is_not_laid_out_again_and_a_new_one_is() -> None:
+    layouts: list[object] = []
+
+    async def run() -> tuple[int, int, tuple[int, int]]:
+        app = EdgelabApp(lab=FakeLab(), deterministic=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            while app.first_paint_s is None:
+                await asyncio.sleep(0.01)
+            await pilot.pause()
+            screen = app.screen
+            original = screen._refresh_layout
+
+            def counted(size: Size | None = None, scroll: bool = False) -> None:
+                layouts.append(size)
+                original(size, scroll)
+
+            screen._refresh_layout = counted  # type: ignore[method-assign]
+            screen._screen_resized(screen.outer_size)  # the terminal says its size again
+            same = len(layouts)
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause()
+            return same, len(layouts), tuple(screen.outer_size)  # type: ignore[return-value]
+
+    same, after_resize, size = asyncio.run(run())
+    assert same == 0
+    assert after_resize >= 1 and size == (100, 30)
