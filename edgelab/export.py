@@ -173,6 +173,7 @@ def to_csv(result: RunResult) -> str:
     writer.writerow(CSV_FIELDS)
     for runtime in result.runtimes.values():
         ratio = ratios.get(runtime.runtime)
+        origin = runtime.time_origin()
         for s in runtime.samples:
             phases = ";".join(f"{k}={v / 1000:.3f}" for k, v in s.phases_ns.items())
             writer.writerow(
@@ -186,7 +187,7 @@ def to_csv(result: RunResult) -> str:
                     s.response_bytes,
                     s.error or "",
                     f"{ratio:.4f}" if ratio is not None else "",
-                    f"{runtime.sample_time_s(s):.6f}",
+                    f"{runtime.sample_time_s(s, origin):.6f}",
                     _rate(runtime.rate_asked_per_s),
                     _rate(runtime.rate_achieved_per_s),
                     f"{s.exit_ns / 1000:.3f}" if s.exit_ns is not None else "",
