@@ -31,7 +31,6 @@ from edgelab.settings import (
     limit_message,
     seconds_flag,
 )
-from edgelab.traffic import PATTERNS
 
 _STARTED = time.perf_counter()
 
@@ -135,6 +134,8 @@ def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
     if not subcommands:
         parser.set_defaults(command=None)
         return parser
+    from edgelab.traffic import PATTERNS  # --pattern's choices: not the bare lab's
+
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser(

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from edgelab.ladder import LogAxis
 from edgelab.stats import format_bytes, format_duration_ns, percentile
 
 if TYPE_CHECKING:
+    from edgelab.ladder import LogAxis
     from edgelab.tui.state import LabState, RuntimeLive
 
 #: What the spread on the shared chart is (said on screen beside it).
@@ -100,6 +100,8 @@ def axis_for(values_ns: Sequence[float], width: int, min_decades: int = 3) -> Lo
             else:
                 lo_exp -= 1
     lo_exp, hi_exp = max(0, lo_exp), min(11, hi_exp)
+    from edgelab.ladder import LogAxis  # the ladder's module: not needed for the first frame
+
     return LogAxis(lo_ns=10.0**lo_exp, hi_ns=10.0**hi_exp, width=max(MIN_AXIS_WIDTH, width))
 
 
@@ -202,6 +204,8 @@ def log_histogram(
 
 def histogram_axis(width: int) -> LogAxis:
     """The axis of the shared histogram bins, ``width`` cells."""
+    from edgelab.ladder import LogAxis
+
     return LogAxis(lo_ns=HIST_LO_NS, hi_ns=HIST_HI_NS, width=max(1, width))
 
 
@@ -209,6 +213,8 @@ def render_histogram(counts: Sequence[int], width: int, height: int = 2, lo_ns: 
                      hi_ns: float = HIST_HI_NS) -> Text:
     """Bars ``height`` rows tall over ``width`` cells (each bin spread over the cells of its
     span of the log axis), scaled to the tallest bin, then the decade ticks under them."""
+    from edgelab.ladder import LogAxis
+
     axis = LogAxis(lo_ns=lo_ns, hi_ns=hi_ns, width=max(1, width))
     bins = len(counts)
     tallest = max(counts, default=0)

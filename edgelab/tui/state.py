@@ -13,20 +13,16 @@ import bisect
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from edgelab.events import (
-    InstanceCounts,
-    LabEvent,
-    MemoryPoint,
-    RampHeld,
-    RuntimeDescribed,
-    RuntimeStatus,
-    SampleRecorded,
-)
-from edgelab.results import MemoryResult, RunResult, RuntimeResult
-from edgelab.runtimes.registry import RuntimeInfo
-from edgelab.stats import Summary, percentile, plain_conclusion
-from edgelab.traffic import TrafficResult
+from edgelab.stats import percentile, plain_conclusion
+
+if TYPE_CHECKING:  # imported where first needed: the lab's first frame needs none of them
+    from edgelab.events import LabEvent, SampleRecorded
+    from edgelab.results import MemoryResult, RunResult, RuntimeResult
+    from edgelab.runtimes.registry import RuntimeInfo
+    from edgelab.stats import Summary
+    from edgelab.traffic import TrafficResult
 
 #: Startups kept for the sparkline.
 RECENT_STARTUPS = 60
@@ -106,6 +102,8 @@ class RunDone:
 
 def final_figures(result: RunResult) -> dict[str, FinalFigures]:
     """Summaries of every runtime: call this in the worker thread, never on the event loop."""
+    from edgelab.traffic import TrafficResult
+
     return {
         name: FinalFigures(
             r.summary(),
@@ -318,6 +316,15 @@ class LabState:
 
     def apply(self, events: Iterable[LabEvent | RunDone]) -> bool:
         """Fold events in; returns whether a run finished among them."""
+        from edgelab.events import (
+            InstanceCounts,
+            MemoryPoint,
+            RampHeld,
+            RuntimeDescribed,
+            RuntimeStatus,
+            SampleRecorded,
+        )
+
         finished = False
         for event in events:
             if isinstance(event, SampleRecorded):
