@@ -72,3 +72,39 @@ def test_a_size_already_laid_out_is_not_laid_out_again_and_a_new_one_is() -> Non
     same, after_resize, size = asyncio.run(run())
     assert same == 0
     assert after_resize >= 1 and size == (100, 30)
+
+
+#: A panel's blocks in screen order, as it composed all of them before blocks moved after
+#: the first frame: mounted later, each must land in its own place.
+PANEL_ORDER = [
+    "state-line", "section", "big-figures", "n-line", "startup-line", "startup-histogram",
+    "startup-phases", "startup-notes", "startup-notes-short", "startup-warnings", "section",
+    "memory-lines", "memory-lines-short", "memory-warnings", "memory-curve", "section",
+    "instance-lines", "traffic-lines",
+]
+
+
+def test_the_blocks_an_idle_panel_hides_come_after_the_first_frame_each_in_its_place() -> None:
+    async def run() -> tuple[dict[str, int], dict[str, list[str]]]:
+        app = EdgelabApp(lab=FakeLab(), deterministic=True)
+        at_first_paint: dict[str, int] = {}
+        original = app._first_painted
+
+        def first_painted() -> None:
+            at_first_paint.update({name: len(panel.children) for name, panel in app.panels.items()})
+            original()
+
+        app._first_painted = first_painted  # type: ignore[method-assign]
+        async with app.run_test(size=(160, 45)) as pilot:
+            while app.first_paint_s is None or not app.catalog_loaded:
+                await asyncio.sleep(0.01)
+            await pilot.pause()
+            order = {
+                name: [next(c for c in PANEL_ORDER if c in child.classes) for child in panel.children]
+                for name, panel in app.panels.items()
+            }
+        return at_first_paint, order
+
+    at_first_paint, order = asyncio.run(run())
+    assert set(at_first_paint.values()) == {9}
+    assert all(found == PANEL_ORDER for found in order.values()), order

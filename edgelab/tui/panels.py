@@ -172,6 +172,15 @@ class MemoryCurve(Widget):
         return render_memory_strip(self.points, self.content_size.width, height=max(1, self.content_size.height - 1))
 
 
+def _fills_a_block(view: PanelView, warnings: tuple[str, ...]) -> bool:
+    """Whether ``view`` has something for a block compose leaves out (each hidden while empty)."""
+    lines = (
+        view.state_line, view.phases_line, view.includes_line, view.includes_short_line,
+        view.memory_warning_line, view.traffic_line, *warnings,
+    )
+    return any(lines) or any(view.histogram) or len(view.memory_points) >= 2
+
+
 def rung_words(name: str) -> str:
     """What a rung is and skips, from its registry entry (before any run: no runtime needed)."""
     from edgelab.errors import UsageError
@@ -212,55 +221,80 @@ class RuntimePanel(Vertical, can_focus=True):
         self.runtime = runtime
         self.border_title = runtime
         self.tooltip = rung_words(runtime)
+        self._blocks_mounted = False
 
     def compose(self) -> ComposeResult:
-        yield Static("", classes="state-line")
+        # What an idle panel shows; the blocks that are empty until a run has figures (each
+        # hidden while empty) are mounted after the first frame (``mount_blocks``): a third
+        # of the lab's widgets, each styled, composed and mounted before the first frame.
         yield Label("startup", classes="section")
         yield BigFigures("", classes="big-figures")
         yield Static("", classes="n-line")
         yield Static("", classes="startup-line")
-        yield StartupHistogram(classes="startup-histogram")
-        yield PanelLines(classes="startup-phases -phases")
-        yield PanelLines(classes="startup-notes")
-        yield PanelLines(classes="startup-notes-short")
-        yield PanelLines(classes="startup-warnings -warnings")
         yield Label("memory", classes="section")
         yield Static("", classes="memory-lines")
         yield Static("", classes="memory-lines-short")
-        yield PanelLines(classes="memory-warnings -warnings")
-        yield MemoryCurve(classes="memory-curve")
         yield Label("instances", classes="section")
         yield Static("", classes="instance-lines")
-        yield Static("", classes="traffic-lines")
+
+    def mount_blocks(self) -> None:
+        """The blocks compose leaves out, each in its place (the order is the panel's): once,
+        after the first frame, or sooner if a view has something for one of them. Registered
+        at once, so the view that follows finds them."""
+        if self._blocks_mounted or not self.is_mounted:
+            return
+        self._blocks_mounted = True
+        self.mount(Static("", classes="state-line"), before=0)
+        self.mount(
+            StartupHistogram(classes="startup-histogram"),
+            PanelLines(classes="startup-phases -phases"),
+            PanelLines(classes="startup-notes"),
+            PanelLines(classes="startup-notes-short"),
+            PanelLines(classes="startup-warnings -warnings"),
+            after=".startup-line",
+        )
+        self.mount(
+            PanelLines(classes="memory-warnings -warnings"),
+            MemoryCurve(classes="memory-curve"),
+            after=".memory-lines-short",
+        )
+        self.mount(Static("", classes="traffic-lines"))
+        if self.view is not None:
+            self.watch_view(self.view)
 
     def watch_view(self, view: PanelView | None) -> None:
         # No children: the app is shutting down (a run's worker that ends during teardown
         # still drains its last events into the panels).
         if view is None or not self.is_mounted or not self.children:
             return
+        warnings = view.warning_lines or (view.warning_line,)
+        if not self._blocks_mounted and _fills_a_block(view, warnings):
+            self.mount_blocks()  # shows this view itself
+            return
         self.set_class(view.state == "unavailable", "-unavailable")
         self.set_class(view.state == "off", "-off")
         if self.border_subtitle != view.state:
             self.border_subtitle = view.state
-        self._set(".state-line", view.state_line, hide=True)
-        self.query_one(BigFigures).show(view.p50, view.p99)
         startup = f"p50 {view.p50} · p99 {view.p99}"
+        self.query_one(BigFigures).show(view.p50, view.p99)
         # The layout shows one of these: big digits and the count (wide) or one line (narrow).
         self._set(".startup-line", f"{startup} · {view.n_short}" if view.n_short else startup)
         self._set(".n-line", view.n_line)
+        memory = (view.memory_line, view.host_line, view.density_line)
+        self._set(".memory-lines", "\n".join(line for line in memory if line), relayout=True)
+        self._set(".memory-lines-short", "\n".join(view.memory_short_lines), relayout=True)
+        instances = (view.instances_line, view.rate_line)
+        self._set(".instance-lines", "\n".join(line for line in instances if line))
+        if not self._blocks_mounted:
+            return  # every block compose left out would be empty, so hidden
+        self._set(".state-line", view.state_line, hide=True)
         self.query_one(StartupHistogram).show(view.histogram)
         self.query_one(".startup-phases", PanelLines).show((view.phases_line,))
         self.query_one(".startup-notes", PanelLines).show((view.includes_line,))
         self.query_one(".startup-notes-short", PanelLines).show((view.includes_short_line,))
-        warnings = view.warning_lines or (view.warning_line,)
         self.query_one(".startup-warnings", PanelLines).show(warnings)
-        memory = (view.memory_line, view.host_line, view.density_line)
-        self._set(".memory-lines", "\n".join(line for line in memory if line), relayout=True)
-        self._set(".memory-lines-short", "\n".join(view.memory_short_lines), relayout=True)
         self.query_one(".memory-warnings", PanelLines).show((view.memory_warning_line,))
         self.query_one(MemoryCurve).show(view.memory_points)
-        instances = (view.instances_line, view.rate_line)
-        self._set(".instance-lines", "\n".join(line for line in instances if line))
         self._set(".traffic-lines", view.traffic_line, hide=True)
 
     def _set(self, selector: str, text: str, hide: bool = False, relayout: bool = False) -> None:
