@@ -35,7 +35,7 @@ _PARAMS: dict[str, set[str]] = {
     "burst": {"workload", "runtimes", "count", "interleave"},
     "ramp": {"workload", "runtimes", "resident"},
     "traffic": {"workload", "runtimes", "pattern", "rate_per_s", "duration_s", "keepalive_s", "prewarm"},
-    "ladder": set(),
+    "ladder": {"workload", "runtimes", "count"},  # with any of them, a burst of the rungs first
     "whatif": {"preset"},
     "claims": set(),
 }
@@ -180,7 +180,10 @@ def _step(
     if "\n" in caption or len(caption.strip()) > CAPTION_MAX:
         raise UsageError(f"caption must be one line of at most {CAPTION_MAX} characters (it is shown in large type)")
     advance_s = _advance(entry.get("advance", "key"))
-    if kind not in RUN_KINDS:
+    # A ladder step that names rungs (or a workload or count) runs a burst of them first, then
+    # shows the ladder of that burst; without, it shows the ladder of the run before it.
+    ladder_run = kind == "ladder" and bool(set(entry) & _PARAMS["ladder"])
+    if kind not in RUN_KINDS and not ladder_run:
         preset = None
         if kind == "whatif":
             preset = entry.get("preset")
@@ -197,11 +200,12 @@ def _step(
     workload = entry.get("workload", "hello")
     if not isinstance(workload, str) or workload not in workloads:
         raise UsageError(f"unknown workload {workload!r} (choose from {', '.join(workloads)})")
-    common: dict[str, Any] = {"workload": workload, "runtimes": runtimes, "scenario": kind}
-    if kind == "burst":
+    common: dict[str, Any] = {"workload": workload, "runtimes": runtimes, "scenario": "burst" if ladder_run else kind}
+    if kind == "burst" or ladder_run:
         settings = Settings(
             **common,
-            count=int(limits.check(entry.get("count", 20), "count", limits.COUNT)),
+            # A ladder's slow rungs (a microVM boots in seconds) make its default burst short.
+            count=int(limits.check(entry.get("count", 5 if ladder_run else 20), "count", limits.COUNT)),
             interleave=entry.get("interleave", "block"),
         )
     elif kind == "ramp":

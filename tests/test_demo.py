@@ -123,6 +123,42 @@ async def test_a_three_step_script_plays_end_to_end_with_captions_figures_and_ti
         assert app.lab.live_instances() == 0  # type: ignore[attr-defined]
 
 
+LADDER_RUN = """
+[[step]]
+kind = "ladder"
+caption = "The ladder, run on its rungs"
+runtimes = ["wasm", "wasm:aot", "subprocess", "subprocess:forkserver"]
+count = 3
+advance = 0.3
+"""
+
+
+@pilot_test
+async def test_a_ladder_step_naming_rungs_runs_a_burst_of_them_then_shows_their_ladder(tmp_path: Path) -> None:
+    script = parse_script(LADDER_RUN, "test.toml")
+    step = script.steps[0]
+    assert step.settings.scenario == "burst" and step.settings.count == 3
+    assert step.settings.runtimes == ("wasm", "wasm:aot", "subprocess", "subprocess:forkserver")
+    app = demo_app(tmp_path, LADDER_RUN)
+    seen = record_when_figures_are_in(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.finished, timeout_s=20)
+        (ladder,) = seen
+        assert isinstance(ladder["screen"], LadderScreen)
+        assert "The ladder, run on its rungs" in ladder["banner"]
+        # The view was up while the burst ran; when its timer started every rung had its 3.
+        rows = {line.split()[0]: line for line in ladder["chart"].splitlines() if line.strip()}
+        for rung in ("wasm", "wasm:aot", "subprocess", "subprocess:forkserver"):
+            assert "n=3" in rows.get(rung, ""), ladder["chart"]
+        # Back on the lab's screen the panels show the same burst.
+        rungs = ("wasm", "wasm:aot", "subprocess", "subprocess:forkserver")
+        try:
+            await until(pilot, lambda: all("3 cold starts" in app.panels[r].text() for r in rungs))
+        except AssertionError:
+            raise AssertionError({r: app.panels[r].text() for r in rungs}) from None
+        assert app.lab.live_instances() == 0  # type: ignore[attr-defined]
+
+
 @pilot_test
 async def test_loop_starts_again_after_the_last_step_and_q_leaves_nothing(tmp_path: Path) -> None:
     text = '[[step]]\nkind = "burst"\ncaption = "again"\ncount = 3\nadvance = 0.1\n'
@@ -184,7 +220,11 @@ def test_the_shipped_script_covers_the_story_and_loads() -> None:
     # The what-if step is fed the newest burst or traffic run: a traffic run has warm requests.
     assert script.steps[3].settings.scenario == "traffic"
     assert script.steps[4].preset == "agent-llm"
-    assert script.steps[0].settings.runtimes == script.rungs
+    assert script.steps[0].settings.runtimes == ("container", "subprocess", "wasm")
+    # The ladder runs its own burst of seven rungs, each with a panel in the lab.
+    ladder = script.steps[1].settings
+    assert ladder.scenario == "burst" and ladder.count == 5 and len(ladder.runtimes) == 7
+    assert set(ladder.runtimes) <= set(script.rungs) and "isolate" in ladder.runtimes
     assert set(KINDS) >= set(kinds)
 
 
@@ -197,7 +237,8 @@ BAD = {
     "unknown workload": ('[[step]]\nkind = "burst"\ncaption = "x"\nworkload = "nope"\n', "step 1 (burst): unknown workload 'nope'"),
     "unknown runtime": ('[[step]]\nkind = "burst"\ncaption = "x"\nruntimes = ["banana"]\n', "step 1 (burst): unknown runtime 'banana'"),
     "unknown preset": ('[[step]]\nkind = "whatif"\ncaption = "x"\npreset = "nope"\n', "step 1 (whatif): unknown preset 'nope'"),
-    "unknown key": ('[[step]]\nkind = "ladder"\ncaption = "x"\ncount = 3\n', "step 1 (ladder): unknown key 'count'"),
+    "unknown key": ('[[step]]\nkind = "ladder"\ncaption = "x"\npreset = "agent-llm"\n', "step 1 (ladder): unknown key 'preset'"),
+    "ladder count": ('[[step]]\nkind = "ladder"\ncaption = "x"\ncount = 0\n', "step 1 (ladder): count must be"),
     "long caption": ('[[step]]\nkind = "ladder"\ncaption = "' + "x" * 77 + '"\n', "step 1 (ladder): caption must be one line"),
     "not toml": ("[[step]\nkind=", "not TOML"),
     "no steps": ('title = "x"\n', "no steps"),

@@ -338,6 +338,24 @@ def test_ladder_rows_place_waiting_and_unavailable_rungs_last() -> None:
     assert "unavailable: no engine here" in text and "3.00 µs · p99 3.98 µs" in text
 
 
+def test_the_ladder_at_80_columns_cuts_no_figure_and_no_warning() -> None:
+    from edgelab.tui.ladder import LadderRow, render_ladder
+
+    mark = "instances share the fork server's address-space layout (ASLR once per server, not per instance)"
+    rows = [
+        LadderRow("wasm", 3_540, 4_200, 5, (), ""),
+        LadderRow("subprocess:forkserver", 374e3, 2e6, 5, (mark,), ""),
+        LadderRow("container", 297e6, 403e6, 5, (), ""),
+    ]
+    for width in (78, 118):
+        text = render_ladder(rows, width).plain
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        flat = " ".join(text.split())
+        for figures in ("3.54 µs · p99 4.20 µs n=5", "374 µs · p99 2.00 ms n=5", "297 ms · p99 403 ms n=5"):
+            assert figures in flat, (width, text)
+        assert " ".join(mark.split()) in flat.replace("⚠ ", ""), (width, text)
+
+
 def test_ladder_view_snapshot(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(_marked_fake_app(tmp_path), terminal_size=(100, 24), run_before=_burst_then_ladder)
 

@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -175,10 +175,14 @@ class DemoApp(EdgelabApp):
                 settings, left_out = None, {}
             if settings is not None:
                 self.start_scenario(settings, left_out)
+            if step.kind == "ladder":
+                pushed = await self._open(step)  # over the burst just started: its rows fill in live
             ramp = step.kind == "ramp"
             await self._until(lambda: not self.running or (ramp and self.state.held))
             if step.kind != "ramp" and not self.running:
                 self._timed_result = self.state.result
+            if pushed is not None:
+                cast(Any, pushed).redraw()  # the run's last figures, before the timer starts
         else:
             pushed = await self._open(step)
         if not self.stopping and not self._advance.is_set():
@@ -240,6 +244,8 @@ class DemoApp(EdgelabApp):
             del self._captions[1:]  # the view's banner goes with it; the lab's stays
             if pushed.is_current:
                 await self.pop_screen()
+                # A run that ended under the view was not painted (covered): paint it now.
+                self.refresh_panels(now=None)
         self._advance.clear()
 
 

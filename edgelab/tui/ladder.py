@@ -57,7 +57,11 @@ def _row(live: RuntimeLive) -> LadderRow:
 
 def render_ladder(rows: list[LadderRow], width: int) -> Text:
     """The chart: a line per rung (bar to p50 solid, to p99 shaded, figures, marks under it in
-    warning colour), then the axis with a labelled tick per decade."""
+    warning colour), then the axis with a labelled tick per decade. Nothing is cut where the
+    width is short (80 columns and a long rung name): a row's figures follow its bar where the
+    column after the axis has no room, or go on the line under it, and marks wrap."""
+    import textwrap
+
     label = max([len(r.name) for r in rows] + [4])
     indent = " " * (label + 1)
     axis = LogAxis(width=max(MIN_AXIS_WIDTH, width - label - FIGURES_WIDTH - 2))
@@ -67,15 +71,25 @@ def render_ladder(rows: list[LadderRow], width: int) -> Text:
         if row.p50_ns is not None:
             bar = axis.bar(row.p50_ns, row.p99_ns)
             solid = len(bar.rstrip(" ░"))
+            figures = f" {format_duration_ns(row.p50_ns)} · p99 {format_duration_ns(row.p99_ns or row.p50_ns)}"
+            count = f"  n={row.n:,}"
+            if label + 1 + len(bar) + len(figures) + len(count) > width:
+                bar = bar.rstrip(" ")  # figures right after the bar, not in the column
             text.append(bar[:solid], style="cyan")
             text.append(bar[solid:], style="dim cyan")
-            text.append(f" {format_duration_ns(row.p50_ns)} · p99 {format_duration_ns(row.p99_ns or row.p50_ns)}")
-            text.append(f"  n={row.n:,}", style="dim")
+            if label + 1 + len(bar) + len(figures) + len(count) > width:
+                text.append("\n" + indent)
+                figures = figures.lstrip()
+            text.append(figures)
+            text.append(count, style="dim")
         else:
             text.append(row.status, style="yellow" if row.status.startswith("unavailable") else "dim")
         text.append("\n")
         if row.marks:
-            text.append(indent + "⚠ " + "; ".join(row.marks) + "\n", style="yellow")
+            lines = textwrap.wrap("⚠ " + "; ".join(row.marks), max(20, width - len(indent)),
+                                  subsequent_indent="  ", break_on_hyphens=False)  # fmt: skip
+            for line in lines:
+                text.append(indent + line + "\n", style="yellow")
     rule, ticks = axis.tick_lines()
     text.append(indent + rule + "\n", style="dim")
     text.append(indent + ticks, style="dim")
