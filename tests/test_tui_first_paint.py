@@ -108,3 +108,61 @@ def test_the_blocks_an_idle_panel_hides_come_after_the_first_frame_each_in_its_p
     at_first_paint, order = asyncio.run(run())
     assert set(at_first_paint.values()) == {9}
     assert all(found == PANEL_ORDER for found in order.values()), order
+
+
+#: The options in tree order, as they were composed before steady's and traffic's rows moved
+#: after the first frame: (type, id or classes).
+OPTIONS_ORDER = [
+    ("Horizontal", "option-row"), ("Label", "option-label"), ("Checkbox", "use-container"),
+    ("Checkbox", "use-subprocess"), ("Checkbox", "use-wasm"), ("Horizontal", "option-row"),
+    ("Label", "option-label"), ("RadioSet", "scenario"), ("RadioButton", "scenario-burst"),
+    ("RadioButton", "scenario-ramp"), ("RadioButton", "scenario-steady"), ("RadioButton", "scenario-traffic"),
+    ("Horizontal", "option-row"), ("Label", "count-label"), ("FieldInput", "count"), ("Label", "count-hint"),
+    ("Label", "for-steady option-label"), ("FieldInput", "rate"), ("Label", "for-steady option-label"),
+    ("FieldInput", "duration"), ("Horizontal", "for-traffic option-row"), ("Label", "option-label"),
+    ("FieldInput", "pattern"), ("Label", "option-label"), ("FieldInput", "keepalive"), ("Label", "option-label"),
+    ("FieldInput", "prewarm"), ("Horizontal", "for-trace option-row"), ("Label", "option-label"),
+    ("FieldInput", "trace-file"), ("Horizontal", "option-row"), ("Label", "option-label"),
+    ("FieldInput", "request"), ("Label", "option-label"), ("FieldInput", "request-file"),
+]
+
+
+def test_steady_and_traffic_inputs_come_after_the_first_frame_in_their_place_or_when_read() -> None:
+    from textual.widgets import Input
+
+    from edgelab.tui.controls import Controls
+
+    def options(app: EdgelabApp) -> list[tuple[str, str]]:
+        return [
+            (type(n).__name__, n.id or " ".join(sorted(n.classes)))
+            for n in app.query_one("#options").walk_children()
+        ]
+
+    async def run() -> tuple[bool, list[tuple[str, str]], bool]:
+        app = EdgelabApp(lab=FakeLab(), deterministic=True)
+        seen: list[bool] = []
+        original = app._first_painted
+
+        def first_painted() -> None:
+            seen.append(bool(app.query("#rate")))
+            original()
+
+        app._first_painted = first_painted  # type: ignore[method-assign]
+        async with app.run_test(size=(160, 45)) as pilot:
+            while app.first_paint_s is None or not app.catalog_loaded:
+                await asyncio.sleep(0.01)
+            await pilot.pause()
+            after = options(app)
+        # Steady chosen at once, whether or not they are mounted yet: its inputs are shown.
+        early = EdgelabApp(lab=FakeLab(), deterministic=True)
+        async with early.run_test(size=(160, 45)) as pilot:
+            early.query_one(Controls).set_scenario("steady")
+            await pilot.pause()
+            rate = early.query_one("#rate", Input)
+            shown = rate.display and rate.value == "10"
+        return seen[0], after, shown
+
+    at_first_paint, after, rate = asyncio.run(run())
+    assert not at_first_paint
+    assert after == OPTIONS_ORDER
+    assert rate

@@ -330,6 +330,7 @@ class EdgelabApp(App[int]):
         if not self.deterministic:
             self.load_host_facts()
             self.set_interval(1.0, self._poll_cpu)
+        self.query_one(Controls).mount_rows()  # steady's and traffic's inputs
         for panel in self.panels.values():
             panel.mount_blocks()  # what an idle panel does not show (hidden while empty)
         self.set_timer(0.5, self._settle_heap)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Checkbox, DataTable, Input, Label, RadioButton, RadioSet
 
 from edgelab import settings as limits
@@ -153,6 +154,7 @@ class Controls(Horizontal):
         #: Each listed workload's whole description (the list shows it shortened at a word).
         self.descriptions: dict[str, str] = {}
         self._description_limit = 0
+        self._rows_mounted = False
 
     def compose(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="workloads", cursor_type="row", zebra_stripes=True)
@@ -182,33 +184,54 @@ class Controls(Horizontal):
                     str(DEFAULT_COUNT), restrict=COUNT_PATTERN, id="count", compact=True, classes="for-count"
                 )
                 yield Label(COUNT_HINTS["burst"], id="count-hint", classes="for-count")
-                yield Label("rate/s", classes="option-label for-steady")
-                yield FieldInput(
-                    f"{DEFAULT_RATE_PER_S:g}", restrict=DECIMAL_PATTERN, id="rate", compact=True, classes="for-steady"
-                )
-                yield Label("for s", classes="option-label for-steady")
-                yield FieldInput(
-                    f"{DEFAULT_DURATION_S:g}", restrict=DECIMAL_PATTERN, id="duration", compact=True, classes="for-steady"
-                )
-            # Traffic: how requests arrive, how long an idle instance is kept, how many stay ready.
-            with Horizontal(classes="option-row for-traffic"):
-                yield Label("pattern", classes="option-label")
-                yield FieldInput(
-                    "poisson", restrict=pattern_restrict(traffic_patterns()), id="pattern", compact=True
-                )
-                yield Label("keep-alive", classes="option-label")
-                yield FieldInput("2s", restrict=SECONDS_PATTERN, id="keepalive", compact=True)
-                yield Label("pre-warm", classes="option-label")
-                yield FieldInput("0", restrict=COUNT_PATTERN, id="prewarm", compact=True)
-            with Horizontal(classes="option-row for-trace"):
-                yield Label("trace file", classes="option-label")
-                yield FieldInput("", restrict=ANY_TEXT, id="trace-file", compact=True, placeholder="arrival timestamps, one a line")
+            # Here: steady's and traffic's inputs, hidden until one is chosen (mount_rows).
             # The request, for any workload: typed, or a file; both empty: the workload's own.
             with Horizontal(classes="option-row"):
                 yield Label("request", classes="option-label")
                 yield FieldInput("", restrict=ANY_TEXT, id="request", compact=True, placeholder="workload's default")
                 yield Label("or file", classes="option-label")
                 yield FieldInput("", restrict=ANY_TEXT, id="request-file", compact=True, placeholder="path")
+
+    def mount_rows(self) -> None:
+        """The inputs only steady and traffic show, each in its place: hidden until one of
+        them is chosen, they are mounted after the first frame (14 of the lab's widgets, each
+        styled, composed and mounted before it), or as soon as something reads them.
+        Registered at once: a query right after this finds them."""
+        if self._rows_mounted or not self.is_attached:
+            return
+        self._rows_mounted = True
+        hint = self.query_one("#count-hint", Label)
+        assert hint.parent is not None
+        count_row = cast(Widget, hint.parent)
+        count_row.mount(
+            Label("rate/s", classes="option-label for-steady"),
+            FieldInput(
+                f"{DEFAULT_RATE_PER_S:g}", restrict=DECIMAL_PATTERN, id="rate", compact=True, classes="for-steady"
+            ),
+            Label("for s", classes="option-label for-steady"),
+            FieldInput(
+                f"{DEFAULT_DURATION_S:g}", restrict=DECIMAL_PATTERN, id="duration", compact=True, classes="for-steady"
+            ),
+            after=hint,
+        )
+        self.query_one("#options", Vertical).mount(
+            # Traffic: how requests arrive, how long an idle instance is kept, how many stay ready.
+            Horizontal(
+                Label("pattern", classes="option-label"),
+                FieldInput("poisson", restrict=pattern_restrict(traffic_patterns()), id="pattern", compact=True),
+                Label("keep-alive", classes="option-label"),
+                FieldInput("2s", restrict=SECONDS_PATTERN, id="keepalive", compact=True),
+                Label("pre-warm", classes="option-label"),
+                FieldInput("0", restrict=COUNT_PATTERN, id="prewarm", compact=True),
+                classes="option-row for-traffic",
+            ),
+            Horizontal(
+                Label("trace file", classes="option-label"),
+                FieldInput("", restrict=ANY_TEXT, id="trace-file", compact=True, placeholder="arrival timestamps, one a line"),
+                classes="option-row for-trace",
+            ),
+            after=count_row,
+        )
 
     def on_mount(self) -> None:
         table = self.query_one("#workloads", DataTable)
@@ -301,6 +324,8 @@ class Controls(Horizontal):
         self.query_one("#count-hint", Label).update(COUNT_HINTS.get(scenario, ""))
         # What the scenario reads (Scenario.reads) decides which inputs are shown.
         reads = self.reads()
+        if uses_rate(reads) or "pattern" in reads or "keepalive_s" in reads:
+            self.mount_rows()
         self.set_class(uses_rate(reads), "-steady")
         self.set_class("pattern" in reads or "keepalive_s" in reads, "-traffic")
         trace = "trace_file" in reads and self.query_one("#pattern", Input).value.strip() == "trace"
@@ -333,6 +358,7 @@ class Controls(Horizontal):
         """The next run's settings; bad input raises UsageError with the line to show."""
         from edgelab.lab import Settings
 
+        self.mount_rows()
         workload = self.workload()
         if workload is None:
             raise UsageError("no workload to run: add one under modules/ (see README)")
