@@ -187,7 +187,9 @@ async def test_a_key_step_waits_for_space_or_the_right_arrow(tmp_path: Path) -> 
         await asyncio.sleep(0.4)  # the step must hold without a key: time to (wrongly) move on
         assert app.played == [] and app.step is not None and app.step.index == 1
         await pilot.press("space")
-        await until(pilot, lambda: isinstance(app.screen, LadderScreen))
+        # The view is pushed, then its banner mounted on it and filled: wait for all three.
+        await until(pilot, lambda: isinstance(app.screen, LadderScreen) and bool(app.screen.query(DemoCaption))
+                    and bool(banner(app).strip()))  # fmt: skip
         assert app.played == [1] and "the ladder" in banner(app)
         await pilot.press("right")
         await until(pilot, lambda: app.finished)
