@@ -323,6 +323,12 @@ def _run_tui(args: argparse.Namespace) -> int:
     """The lab's TUI. An interrupt (SIGTERM, SIGHUP) lands wherever the event loop is; once
     ``run_app`` has closed the lab, restore the terminal and exit at once: the TUI's own threads
     may not have been told to stop, and waiting for them would hang the exit."""
+    # No collection until the lab has settled (EdgelabApp._settle_heap collects once, freezes
+    # what is built and turns the collector back on at the lab's thresholds): importing Textual
+    # and building the first frame allocate objects by the hundred thousand, nearly all kept,
+    # and even at the lab's thresholds the collector walked them ~85 times before the first
+    # frame (~50 M instructions, ~12 ms here).
+    gc.disable()
     from edgelab.tui.app import run_app
 
     global _TERMINAL
@@ -341,6 +347,8 @@ def _run_tui(args: argparse.Namespace) -> int:
         print("edgelab: interrupted; everything the lab started was removed", file=sys.stderr)
         sys.stderr.flush()
         os._exit(130)
+    finally:
+        gc.enable()
 
 
 #: The terminal's settings before the TUI took it over (restored on a forced exit).

@@ -166,3 +166,43 @@ def test_steady_and_traffic_inputs_come_after_the_first_frame_in_their_place_or_
     assert not at_first_paint
     assert after == OPTIONS_ORDER
     assert rate
+
+
+def test_the_collector_is_off_until_the_lab_settles_and_on_again_whatever_happens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """edgelab's TUI runs with the collector off until EdgelabApp._settle_heap (one full
+    collection, the heap frozen, the lab's thresholds); it is on again when the lab returns
+    or fails."""
+    import gc
+
+    import edgelab.tui.app
+    from edgelab.cli import _run_tui, build_parser
+    from edgelab.errors import UsageError
+
+    seen: list[bool] = []
+
+    def run_app(**kwargs: object) -> int:
+        seen.append(gc.isenabled())
+        return 0
+
+    monkeypatch.setattr(edgelab.tui.app, "run_app", run_app)
+    assert gc.isenabled()
+    assert _run_tui(build_parser().parse_args([])) == 0
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(UsageError):
+        _run_tui(build_parser().parse_args(["--runtimes", "no-such-rung"]))
+    assert gc.isenabled()
+
+    async def settle() -> bool:
+        app = EdgelabApp(lab=FakeLab(), deterministic=True)
+        async with app.run_test(size=(80, 24)):
+            gc.disable()
+            app._settle_heap()
+            return gc.isenabled()
+
+    try:
+        assert asyncio.run(settle())
+    finally:
+        gc.enable()
+        gc.unfreeze()

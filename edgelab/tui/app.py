@@ -877,6 +877,7 @@ class EdgelabApp(App[int]):
         # Frames make short-lived garbage by the thousand, nearly all of it freed by reference
         # counting: collect young objects less often, and everything only rarely.
         gc.set_threshold(*GC_THRESHOLDS)
+        gc.enable()  # the CLI turns it off until here (edgelab.cli._run_tui)
 
     async def action_quit(self) -> None:
         self._key_handled("q")
