@@ -8,12 +8,30 @@ work anyway changes no widget's styles and nothing on the screen.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from textual.geometry import Size
 
 from edgelab.tui.app import EdgelabApp, LabScreen
 from tests.test_tui_pilot import FakeLab
+
+
+def _at_first_paint(app: EdgelabApp, observe: Callable[[], None]) -> None:
+    """Call ``observe`` as the first-paint frame is noted, before the app's own handling."""
+    original = app._first_painted
+
+    def first_painted() -> None:
+        observe()
+        original()
+
+    app._first_painted = first_painted  # type: ignore[method-assign]
+
+
+async def _painted_and_loaded(app: EdgelabApp) -> None:
+    """Until the first frame is painted and the workload list is in."""
+    while app.first_paint_s is None or not app.catalog_loaded:
+        await asyncio.sleep(0.01)
 
 
 def _styles(app: EdgelabApp) -> dict[str, str]:
@@ -29,8 +47,7 @@ def test_the_restyle_skipped_on_the_first_resume_changes_nothing(size: tuple[int
     async def run() -> tuple[dict[str, str], dict[str, str], str, str]:
         app = EdgelabApp(lab=FakeLab(), deterministic=True)
         async with app.run_test(size=size) as pilot:
-            while app.first_paint_s is None or not app.catalog_loaded:
-                await asyncio.sleep(0.01)
+            await _painted_and_loaded(app)
             await app.workers.wait_for_complete()  # the list and its sizes are in
             await pilot.pause()
             await pilot.pause()
@@ -88,16 +105,9 @@ def test_the_blocks_an_idle_panel_hides_come_after_the_first_frame_each_in_its_p
     async def run() -> tuple[dict[str, int], dict[str, list[str]]]:
         app = EdgelabApp(lab=FakeLab(), deterministic=True)
         at_first_paint: dict[str, int] = {}
-        original = app._first_painted
-
-        def first_painted() -> None:
-            at_first_paint.update({name: len(panel.children) for name, panel in app.panels.items()})
-            original()
-
-        app._first_painted = first_painted  # type: ignore[method-assign]
+        _at_first_paint(app, lambda: at_first_paint.update({name: len(p.children) for name, p in app.panels.items()}))
         async with app.run_test(size=(160, 45)) as pilot:
-            while app.first_paint_s is None or not app.catalog_loaded:
-                await asyncio.sleep(0.01)
+            await _painted_and_loaded(app)
             await pilot.pause()
             order = {
                 name: [next(c for c in PANEL_ORDER if c in child.classes) for child in panel.children]
@@ -141,16 +151,9 @@ def test_steady_and_traffic_inputs_come_after_the_first_frame_in_their_place_or_
     async def run() -> tuple[bool, list[tuple[str, str]], bool]:
         app = EdgelabApp(lab=FakeLab(), deterministic=True)
         seen: list[bool] = []
-        original = app._first_painted
-
-        def first_painted() -> None:
-            seen.append(bool(app.query("#rate")))
-            original()
-
-        app._first_painted = first_painted  # type: ignore[method-assign]
+        _at_first_paint(app, lambda: seen.append(bool(app.query("#rate"))))
         async with app.run_test(size=(160, 45)) as pilot:
-            while app.first_paint_s is None or not app.catalog_loaded:
-                await asyncio.sleep(0.01)
+            await _painted_and_loaded(app)
             await pilot.pause()
             after = options(app)
         # Steady chosen at once, whether or not they are mounted yet: its inputs are shown.
