@@ -147,6 +147,12 @@ class LabScreen(Screen[Any]):
         if not self._resumed:
             self._resumed = True
             event.refresh_styles = False
+            return
+        # Back from a view (ladder, help, what-if): what a run changed under it was not
+        # painted (the panels were covered), and a run that ended there sends nothing more.
+        app = self.app
+        if isinstance(app, EdgelabApp):
+            app.call_later(app.drain)
 
     def _screen_resized(self, size: ScreenSize) -> None:
         if self._resumed and size == self.outer_size:

@@ -244,8 +244,6 @@ class DemoApp(EdgelabApp):
             del self._captions[1:]  # the view's banner goes with it; the lab's stays
             if pushed.is_current:
                 await self.pop_screen()
-                # A run that ended under the view was not painted (covered): paint it now.
-                self.refresh_panels(now=None)
         self._advance.clear()
 
 
