@@ -28,9 +28,16 @@ own microseconds), and, for cold starts, how many other starts were under way wh
 Without either, the simulation finds instances free sooner and starts faster than they were,
 and gives too few cold starts (0.367 against 0.435 for Wasm at a 0.1 s keep-alive, last round).
 
-Where about half the requests are cold, the p50 sits between the warm mode (~1 ms) and the
-cold one (hundreds of ms): a few points of cold fraction move it by tens of percent, so the
-line says so (``p50 near the cold/warm divide``) beside the verdict, which stands.
+At the cold/warm divide the overall p50 is not a fit figure to check, so there each mode's p50
+is checked instead. Where the real cold fraction is within the cold bound of one half
+(0.45-0.55), a simulation the cold bound accepts may have its median in either mode: a warm
+request (~1 ms) or a cold one (hundreds of ms), with np.percentile interpolating between the two
+when the count splits evenly. The two bounds of issue 12 cannot then hold together for any
+faithful simulation. There the verdict is the warm requests' p50 and the cold requests' p50,
+each within the same 15% (what the overall p50 is made of, both well-populated at the divide),
+and the line says ``p50 at the cold/warm divide: per-mode p50s checked``. Elsewhere the overall
+p50 is checked as the issue asks, and the per-mode p50s are printed beside it; they are not
+checked there, where one mode may hold a handful of requests.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +106,8 @@ def main() -> int:
             arrivals = tuple(sorted(r.arrival_s + r.late_ns / 1e9 for r in real.requests))
             real_cold = sum(r.kind == "cold" for r in served) / len(served)
             real_p50_ms = statistics.median(r.latency_ns or 0 for r in served) / 1e6
+            real_mode_ms = {kind: _median_ms(r.latency_ns or 0 for r in served if r.kind == kind)
+                            for kind in ("warm", "cold")}  # fmt: skip
             span = args.duration + COPY_GAP_S
             copies = tuple(t + c * span for c in range(args.replications) for t in arrivals)
             inputs = WhatIfInputs(pattern="trace", trace=copies, hours=span * args.replications / 3600,
@@ -107,19 +117,50 @@ def main() -> int:
             sim_cold, sim_p50_ms = edge.cold_fraction, edge.p50_ms - metro_rtt_ms(1.0)
             cold_ok = abs(sim_cold - real_cold) <= COLD_BOUND
             diff = sim_p50_ms / real_p50_ms - 1
-            p50_ok = abs(diff) <= P50_BOUND
+            metro = metro_rtt_ms(1.0)
+            sim_mode_ms = {"warm": None if edge.warm_p50_ms is None else edge.warm_p50_ms - metro,
+                           "cold": None if edge.cold_p50_ms is None else edge.cold_p50_ms - metro}  # fmt: skip
+            at_divide = abs(real_cold - 0.5) <= COLD_BOUND
+            modes = {kind: _within(real_mode_ms[kind], sim_mode_ms[kind]) for kind in ("warm", "cold")}
+            p50_ok = all(ok for _, ok in modes.values()) if at_divide else abs(diff) <= P50_BOUND
             failures += (not cold_ok) + (not p50_ok)
             failed = len(real.requests) - len(served)
             queue_p99 = sorted(r.queue_ns for r in served)[int(0.99 * (len(served) - 1))] / 1e6
             print(f"{name:<11} {keepalive:>9g}s {len(served):>4} {real_cold:>9.3f} {sim_cold:>8.3f}"
                   f" {'pass' if cold_ok else 'FAIL':>4} {real_p50_ms:>8.3f}ms {sim_p50_ms:>8.3f}ms"
-                  f" {diff * 100:>+5.0f}% {'pass' if p50_ok else 'FAIL':>4} {queue_p99:>12.3f}ms"
-                  + (f"  ({failed} failed requests left out)" if failed else "")
-                  + ("  (p50 near the cold/warm divide)" if 0.4 <= real_cold <= 0.6 else ""))
+                  f" {diff * 100:>+5.0f}% {('(div)' if at_divide else 'pass' if p50_ok else 'FAIL'):>4}"
+                  f" {queue_p99:>12.3f}ms"
+                  + (f"  ({failed} failed requests left out)" if failed else ""))
+            per_mode = "; ".join(
+                f"{kind} p50 real {_ms(real_mode_ms[kind])} sim {_ms(sim_mode_ms[kind])} ({change})"
+                + (f" {'pass' if ok else 'FAIL'}" if at_divide else "")
+                for kind, (change, ok) in modes.items()
+            )
+            print(f"{'':<11} " + ("p50 at the cold/warm divide: per-mode p50s checked: " if at_divide else
+                                  "per mode (not checked): ") + per_mode)
             print(f"{'':<11} {feed.runtimes[name].held_source}; {feed.runtimes[name].contention_source}")
-    print(f"bounds: cold fraction +-{COLD_BOUND}, p50 within {P50_BOUND:.0%}; "
+    print(f"bounds: cold fraction +-{COLD_BOUND}, p50 within {P50_BOUND:.0%} (per mode where the real cold "
+          f"fraction is within {COLD_BOUND} of one half); "
           f"{'all within' if not failures else f'{failures} outside'}")
     return 1 if failures else 0
+
+
+def _median_ms(latencies_ns: Iterable[int]) -> float | None:
+    values = list(latencies_ns)
+    return statistics.median(values) / 1e6 if values else None
+
+
+def _within(real_ms: float | None, sim_ms: float | None) -> tuple[str, bool]:
+    """The change of one mode's p50 and whether it is within the p50 bound (a mode one side
+    has and the other has not is a miss)."""
+    if real_ms is None or sim_ms is None:
+        return ("no requests" if real_ms is None and sim_ms is None else "one side has none"), real_ms == sim_ms
+    change = sim_ms / real_ms - 1
+    return f"{change * 100:+.0f}%", abs(change) <= P50_BOUND
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f} ms"
 
 
 if __name__ == "__main__":

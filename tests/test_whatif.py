@@ -19,7 +19,7 @@ from edgelab.whatif import kernel
 from edgelab.whatif.engine import simulate
 from edgelab.whatif.feed import Feed, RuntimeFeed, cold_buckets, feed_from_export, load_feed
 from edgelab.whatif.model import WhatIfInputs
-from edgelab.whatif.placement import great_circle_km, rtt_floor_ms
+from edgelab.whatif.placement import great_circle_km, metro_rtt_ms, rtt_floor_ms
 from edgelab.whatif.presets import parse_presets, presets
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,6 +57,23 @@ def test_keepalive_zero_makes_every_request_cold_and_prewarm_above_peak_none() -
     none = simulate(_quiet(rate_per_s=50.0, keepalive_s=0.0, hours=0.2, prewarm=peak), _feed(0.01, 0.001))
     assert all(o.cold_fraction == 0.0 for o in none.outcomes)
     assert all(o.mean_instances == pytest.approx(peak) for o in none.outcomes)
+
+
+def test_per_mode_p50s_split_the_requests_at_the_cold_warm_divide() -> None:
+    # e^-λT = 0.5: about half the requests cold (10 ms) and half warm (0.1 ms); the overall p50
+    # falls between the modes, each mode's p50 is its own service (plus the metro round trip)
+    rate = 10.0
+    result = simulate(_quiet(rate_per_s=rate, keepalive_s=math.log(2) / rate, hours=0.5, inflation=1.0),
+                      _feed(0.01, 0.0001))
+    edge = next(o for o in result.outcomes if o.placement == "edge")
+    metro = metro_rtt_ms(1.0)
+    assert 0.45 < edge.cold_fraction < 0.6
+    assert edge.warm_p50_ms == pytest.approx(0.1 + metro, abs=1e-6)
+    assert edge.cold_p50_ms == pytest.approx(10.0 + metro, abs=1e-6)
+    assert edge.warm_p50_ms is not None and edge.cold_p50_ms is not None
+    assert edge.warm_p50_ms <= edge.p50_ms <= edge.cold_p50_ms
+    every = simulate(_quiet(rate_per_s=50.0, keepalive_s=0.0, hours=0.05), _feed(0.01, 0.001)).outcomes[0]
+    assert every.warm_p50_ms is None and every.cold_p50_ms == pytest.approx(every.p50_ms)
 
 
 def test_keepalive_zero_mean_instances_is_littles_law() -> None:

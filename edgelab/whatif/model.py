@@ -87,6 +87,8 @@ class Outcome:
     p50_ms: float  # end-to-end: user RTT + data RTTs + queue + startup (if cold) or exec + extra
     p99_ms: float
     cold_fraction: float
+    warm_p50_ms: float | None  # p50 of the requests an idle instance served (None: there were none)
+    cold_p50_ms: float | None  # p50 of the requests that waited on a cold start (None: there were none)
     mean_instances: float  # time-average over the simulated span
     peak_instances: int
     memory_gib_hours: float | None  # mean instances x measured memory per instance x hours
