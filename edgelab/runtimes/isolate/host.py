@@ -33,7 +33,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,7 +157,7 @@ class Isolate:
         from py_mini_racer import mini_racer
 
         self._loop = loop
-        self._maker = mini_racer(loop)
+        self._maker: Any = mini_racer(loop)
         self.racer = self._maker.__enter__()
         self.racer.set_hard_memory_limit(heap_limit)
         self.handle: Any = None
@@ -486,9 +486,9 @@ class Host:
         found = {}
         for name, module in self.modules.items():
             if module.warm is not None:
-                count = int(module.warm.racer.eval("el_instances.size"))
-                if count:
-                    found[name] = count
+                count = module.warm.racer.eval("el_instances.size")
+                if isinstance(count, (int, float)) and count:
+                    found[name] = int(count)
         return found
 
     def heap_stats(self, most: int = HEAP_SAMPLE) -> dict[str, int]:
@@ -512,7 +512,7 @@ class Host:
 
 def serve(channel: Channel) -> None:
     host = Host()
-    commands = {
+    commands: dict[str, Callable[..., Any]] = {
         "ping": host.ping,
         "load": host.load,
         "launch": host.launch,

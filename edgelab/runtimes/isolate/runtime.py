@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from edgelab.errors import (
     EdgelabError,
@@ -227,8 +227,8 @@ class IsolateInstance(Instance):
 
     __slots__ = ("_runtime", "_host", "instance_id", "_timeout_s", "_stopped")
 
-    @property  # type: ignore[override]
-    def runtime(self) -> str:  # the rung's name: isolate or isolate:context
+    @property
+    def runtime(self) -> str:  # type: ignore[override]  # the rung's name: isolate or isolate:context
         return self._runtime.name
 
     def __init__(
@@ -278,7 +278,7 @@ class IsolateRuntime(Runtime):
     name = "isolate"
     #: How the host starts an instance (see edgelab.runtimes.isolate.host).
     mode = "isolate"
-    phase_names = ("isolate", "compile", "instantiate", "first_response")
+    phase_names: ClassVar[tuple[str, ...]] = ("isolate", "compile", "instantiate", "first_response")
     memory_metric = "PSS growth of the isolate host processes (summed over all of them)"
     startup_includes = (
         "new V8 isolate and context (MiniRacer(), its setTimeout shim included) + compile (the module's bytes as a base64 "

@@ -199,11 +199,11 @@ class CommandInstance(SubprocessInstance):
         while stdout_open or exited is None:
             if exited is not None:  # gone: what it wrote is in the pipe; a descendant may hold it open
                 stdout_open = False
-                chunk = self._drain(self._stdout, self._max_response + 1 - out_bytes)
-                if chunk:
+                drained = self._drain(self._stdout, self._max_response + 1 - out_bytes)
+                if drained:
                     first = first or exited  # (it was in the pipe by the exit)
-                    out_bytes += len(chunk)
-                    out.append(chunk)
+                    out_bytes += len(drained)
+                    out.append(drained)
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
