@@ -239,6 +239,44 @@ def test_paused_freezes_the_image_blocked_in_its_read_of_stdin_and_answers_on_un
     assert _left(docker_client, rt.session.id) == []
 
 
+def test_created_starts_a_ready_container_of_the_image_and_a_failed_one_is_removed(
+    busybox_images: dict[str, str], docker_client: Any
+) -> None:
+    """The created pool on an image: the taken container is started, answers, is removed
+    inside the launch and the pool refilled after it; one whose command fails is one line,
+    removed while the runtime is open, and the pool is not refilled for it."""
+    import time
+
+    good = function_workload("bb", Function(image=busybox_images["sha256"]))
+    bad = function_workload("bb3", Function(image=busybox_images["exit3"]))
+    rt = create_runtime("container:created", Session(), client=docker_client)
+    try:
+        rt.prepare(good)
+        launch = rt.launch(good, REQUEST, 10)
+        assert launch.response.body == expected(REQUEST)
+        assert isinstance(launch.instance, StoppedInstance)
+        assert list(launch.phases_ns) == ["start", "first_response"]
+        assert sum(launch.phases_ns.values()) == launch.startup_ns
+        assert launch.exit_ns is not None and launch.exit_ns >= launch.startup_ns
+        [refill] = rt.live_instances()
+        state = docker_client.api.inspect_container(refill.container_id)["State"]  # type: ignore[attr-defined]
+        assert state["Status"] == "created"
+        rt.close()
+        assert _left(docker_client, rt.session.id) == []
+        rt = create_runtime("container:created", Session(), client=docker_client)
+        rt.prepare(bad)
+        with pytest.raises(LaunchFailed) as caught:
+            rt.launch(bad, REQUEST, 10)
+        assert str(caught.value).endswith("exited with code 3: no such thing"), caught.value
+        until = time.monotonic() + 10.0
+        while (_left(docker_client, rt.session.id) or rt.live_instances()) and time.monotonic() < until:
+            time.sleep(0.05)
+        assert _left(docker_client, rt.session.id) == [] and rt.live_instances() == []
+    finally:
+        rt.close()
+    assert _left(docker_client, rt.session.id) == []
+
+
 @pytest.mark.parametrize("rung", ["container", "container:cli"])
 def test_the_image_gets_the_granted_env_only_and_runs_as_nobody(
     rung: str, busybox_images: dict[str, str], docker_client: Any, monkeypatch: pytest.MonkeyPatch

@@ -346,6 +346,53 @@ def test_pooled_cold_starts_refill_after_each_removal(docker_client: Any, name: 
     assert _labelled(docker_client, label) == []
 
 
+def _gone_within(rt: Runtime, client: Any, label: str, within_s: float) -> bool:
+    """Within ``within_s``, no container carries ``label`` and ``rt`` tracks none (a failed
+    launch's removal runs on after the launch has returned, at most FAILED_REMOVAL_WAIT_S of
+    it waited for)."""
+    until = time.monotonic() + within_s
+    while _labelled(client, label) or rt.live_instances():
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize(("name", "wake"), [("container:created", "start"), ("container:paused", "unpause")])
+def test_a_failed_pooled_launch_is_one_line_and_removes_its_container(
+    docker_client: Any, name: str, wake: str
+) -> None:
+    """The taken container fails at its start/unpause (removed behind the lab's back) or at
+    its first request (the deadline passed): one line naming the step, the container removed
+    while the runtime is open, no refill; the next launch makes its own, in the timing."""
+    from edgelab.errors import LaunchFailed
+
+    rt = create_runtime(name, Session(), client=docker_client)
+    hello = get_workload("hello")
+    label = f"{SESSION_LABEL}={rt.session.id}"
+    try:
+        rt.prepare(hello)
+        [ready] = _labelled(docker_client, label)
+        docker_client.api.remove_container(ready["Id"], force=True)
+        with pytest.raises(LaunchFailed) as caught:
+            rt.launch(hello, b"x", 30)
+        message = str(caught.value)
+        assert message.startswith(f"{name}: docker {wake} failed: ") and "\n" not in message, message
+        assert _gone_within(rt, docker_client, label, 10.0), rt.live_instances()
+        launch = rt.launch(hello, b"again", 30)  # nothing ready: made now, inside its timing
+        assert launch.response.body == b"hello, again"
+        assert tuple(launch.phases_ns) == rt.phase_names
+        assert abs(sum(launch.phases_ns.values()) - launch.startup_ns) < 1_000, launch.phases_ns
+        launch.instance.stop()
+        assert len(_labelled(docker_client, label)) == 1  # the refill
+        with pytest.raises(LaunchTimeout, match=r"timed out after 0\.001 s$"):
+            rt.launch(hello, b"late", 0.001)
+        assert _gone_within(rt, docker_client, label, 10.0), _labelled(docker_client, label)
+    finally:
+        rt.close()
+    assert _labelled(docker_client, label) == []
+
+
 def test_a_fork_bomb_under_gvisor_ends_the_sandbox_within_its_timeout(docker_client: Any) -> None:
     """Under runsc the pids limit counts the sandbox's own threads: the fork bomb ends the
     sandbox (exit code 2) rather than meeting EAGAIN. Bounded, said in one line, nothing left."""
