@@ -126,6 +126,7 @@ def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves its screenshots (SVG and PNG)")
     parser.add_argument("--exports", type=Path, default=None, help="where the lab's e writes JSON, CSV and Markdown (default: ./edgelab-exports)")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
+    parser.add_argument("--no-history", action="store_true", help="do not save the lab's runs in the history")
     parser.add_argument(
         "--runtimes", metavar="RUNGS", default=None,
         help="the lab's panels: comma-separated rungs (default: the registry's default three;"
@@ -235,7 +236,7 @@ def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="an export's path, or last, last~1, ... (see edgelab history)")
     compare.add_argument("--json", action="store_true", help="machine-readable")
-    history = sub.add_parser("history", help="the runs saved by edgelab run, newest first")
+    history = sub.add_parser("history", help="the runs saved by edgelab run and the lab, newest first")
     history.add_argument("--limit", "-n", type=_nonnegative_int, default=20, help="show at most this many (0: all)")
     history.add_argument("--json", action="store_true", help="machine-readable")
     return parser
@@ -341,6 +342,7 @@ def _run_tui(args: argparse.Namespace) -> int:
             theme=args.theme,
             started_at=_STARTED,
             runtimes=_lab_rungs(args.runtimes),
+            history=not args.no_history,
         )
     except KeyboardInterrupt:
         _restore_terminal(terminal)

@@ -1,9 +1,11 @@
-"""The runs ``edgelab run`` saved, and the references ``compare`` accepts for them.
+"""The runs ``edgelab run`` and the lab saved, and the references ``compare`` accepts for them.
 
 Every run's JSON export goes to ``data_dir()/runs/`` under a name that starts with the run's
 start time (UTC), so the names sort by time and the newest is simply the last name: no index
 file to keep in step, and a half-written file can never appear (``write_atomic``). ``last`` is
-the newest run, ``last~N`` the one N runs before it, as in git.
+the newest run, ``last~N`` the one N runs before it, as in git. Each save keeps the newest
+``$EDGELAB_HISTORY_KEEP`` runs (1,000 by default) and deletes the older ones, files with a run's
+name only: anything else in the folder is never touched.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from edgelab.errors import EdgelabError, UsageError
 from edgelab.results import RunResult
+from edgelab.settings import HISTORY_KEEP_ENV, history_keep
 
 DATA_DIR_ENV = "EDGELAB_DATA_DIR"
 #: ``20261201T211538.099443Z-da1bd698dd69.json``: start time (UTC, microseconds), session id.
@@ -50,13 +53,15 @@ def _run_file_name(metadata: dict[str, Any]) -> str:
 
 
 def save_run(result: RunResult) -> Path:
-    """Write the run's JSON export into the history and return its path.
+    """Write the run's JSON export into the history, then prune it to the newest
+    ``$EDGELAB_HISTORY_KEEP`` runs, and return the export's path.
 
     The name comes from the run's start time and session; a second run with the same start
     (same microsecond, same session) gets a suffix rather than replacing the first.
     """
     from edgelab.export import to_json, write_atomic
 
+    keep = history_keep()  # first: a bad value writes nothing and deletes nothing
     folder = runs_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,32 @@ def save_run(result: RunResult) -> Path:
         path = folder / name.replace(".json", f"-{suffix}.json")
         suffix += 1
     write_atomic(path, to_json(result))
+    prune_runs(keep, spare=path)
     return path
+
+
+def prune_runs(keep: int, spare: Path | None = None) -> list[Path]:
+    """Delete the saved runs older than the newest ``keep`` and return those deleted.
+
+    Only names ``list_runs`` counts as runs are candidates (never another file, never a folder);
+    ``spare``, the run just saved, is never deleted even if its start makes it older than
+    ``keep`` others (a long ramp ended after shorter runs). Best effort: the run is saved
+    whatever happens here, a file already gone (another lab pruned it) or that cannot be
+    deleted is left, and the next save tries again."""
+    try:
+        older = list_runs()[keep:]
+    except EdgelabError:
+        return []
+    deleted = []
+    for path in older:
+        if path == spare:
+            continue
+        try:
+            path.unlink()
+        except OSError:  # gone already, a folder by a run's name, a file we may not delete
+            continue
+        deleted.append(path)
+    return deleted
 
 
 def list_runs() -> list[Path]:
@@ -232,7 +262,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(described, indent=2))
         return 0
     if not runs:
-        print(f"no runs saved yet in {shown_path(runs_dir())} (edgelab run saves every run there)")
+        print(f"no runs saved yet in {shown_path(runs_dir())} (edgelab run and the lab save every run there)")
         return 0
     rows = []
     for run in described:
@@ -253,4 +283,5 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(line)
     if limit < len(runs):
         print(f"({len(runs) - limit} older runs not shown; --limit 0 shows all)")
+    print(f"(the history keeps the newest {history_keep():,} runs; {HISTORY_KEEP_ENV} sets how many)")
     return 0

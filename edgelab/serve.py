@@ -1,7 +1,8 @@
 """``edgelab serve``: the lab in a browser, through textual-serve.
 
 Each browser tab that opens the page gets a lab of its own: ``python -m edgelab`` with the flags
-given here (``--runtimes``, ``--theme``, ``--workload``, ``--screenshots``, ``--exports``), run
+given here (``--runtimes``, ``--theme``, ``--workload``, ``--screenshots``, ``--exports``,
+``--no-history``: each tab's runs go into the history, as the lab's in a terminal do), run
 under Textual's web driver, its screen drawn by xterm.js in the page. The lab is the same
 program a person runs in a terminal, so its guarantees hold unchanged: a closed tab quits it,
 and ctrl+c, SIGTERM or SIGHUP here stops the server and then every lab it started (SIGTERM to
@@ -70,6 +71,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--workload", default=suppress, help="workload each lab selects when it opens")
     serve.add_argument("--screenshots", type=Path, default=suppress, help="where the labs' s saves SVG screenshots")
     serve.add_argument("--exports", type=Path, default=suppress, help="where the labs' e writes exports")
+    serve.add_argument("--no-history", action="store_true", default=suppress, help="the labs save no runs in the history")
 
 
 def _port(text: str) -> int:
@@ -96,6 +98,8 @@ def lab_command(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name, None)
         if value is not None:
             command += [f"--{name}", str(value.resolve() if isinstance(value, Path) else value)]
+    if getattr(args, "no_history", False):
+        command.append("--no-history")
     return command
 
 

@@ -70,6 +70,11 @@ MAX_RESPONSE_BYTES = Limit(1, GIB, "bytes", whole=True)
 MEMORY_LIMIT_MIB = Limit(6, 65_536, "MiB", whole=True)
 #: Docker API calls. Under half a second a healthy but busy engine looks absent.
 DOCKER_TIMEOUT_S = Limit(0.5, 3_600, "seconds")
+#: Runs the history keeps (``$EDGELAB_HISTORY_KEEP``): each save deletes the oldest beyond
+#: them. At least one (the run just saved); a million runs' exports is gigabytes of JSON.
+HISTORY_KEEP = Limit(1, 1_000_000, "runs", whole=True)
+HISTORY_KEEP_ENV = "EDGELAB_HISTORY_KEEP"
+HISTORY_KEEP_DEFAULT = 1_000
 
 
 def _show(value: float) -> str:
@@ -162,10 +167,20 @@ def docker_timeout_s(default: float) -> float:
     return env_seconds("EDGELAB_DOCKER_TIMEOUT", default, DOCKER_TIMEOUT_S.lo, DOCKER_TIMEOUT_S.hi)
 
 
+def history_keep() -> int:
+    """``$EDGELAB_HISTORY_KEEP``, the newest runs the history keeps, or ``HISTORY_KEEP_DEFAULT``
+    when unset or empty; anything but a whole number in range is an error naming the variable."""
+    text = os.environ.get(HISTORY_KEEP_ENV, "").strip()
+    if not text:
+        return HISTORY_KEEP_DEFAULT
+    return int(parse_number(text, HISTORY_KEEP_ENV, HISTORY_KEEP))
+
+
 def check_environment() -> None:
     """Every numeric environment variable the lab reads, checked once at start-up, so a bad one
     stops the command with its name and range instead of surfacing later as a runtime's fault."""
     docker_timeout_s(0.0)
+    history_keep()
 
 
 def flag(limit: Limit) -> Callable[[str], float | int]:

@@ -24,6 +24,7 @@ from edgelab.runtimes.fake import FakeRuntime
 def history_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "data"
     monkeypatch.setenv("EDGELAB_DATA_DIR", str(folder))
+    monkeypatch.delenv("EDGELAB_HISTORY_KEEP", raising=False)  # the default, 1,000
     return folder
 
 
@@ -59,8 +60,9 @@ def test_history_after_two_real_runs(history_dir: Path, capsys: pytest.CaptureFi
 
     assert main(["history"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].split()[0] == "last" and lines[1].split()[0] == "last~1"
+    assert lines[2] == "(the history keeps the newest 1,000 runs; EDGELAB_HISTORY_KEEP sets how many)"
     for line, path in ((lines[0], newer), (lines[1], older)):
         assert " hello " in line and " burst " in line and "p50: subprocess " in line and " · wasm " in line
         assert line.endswith(path.name)
@@ -90,10 +92,12 @@ def test_limit_and_names_that_sort_by_time(capsys: pytest.CaptureFixture[str]) -
     assert sorted(p.name for p in paths) == [p.name for p in paths]
     assert main(["history", "--limit", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("last ") and "(fake)" in lines[0]
+    assert len(lines) == 3 and lines[0].startswith("last ") and "(fake)" in lines[0]
     assert lines[1] == "(2 older runs not shown; --limit 0 shows all)"
+    assert lines[2].startswith("(the history keeps the newest 1,000 runs;")
     assert main(["history", "--limit", "0"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["last", "last~1", "last~2"] and len(lines) == 4
 
 
 def test_the_same_start_twice_keeps_both_runs() -> None:

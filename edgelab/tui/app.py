@@ -93,6 +93,15 @@ class BuildFailed(Message):
         self.line = line
 
 
+class HistorySaved(Message):
+    """Where the worker saved the run that just ended (``path``), or why it could not."""
+
+    def __init__(self, path: Path | None, error: str | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.error = error
+
+
 class HostFound(Message):
     def __init__(self, facts: dict[str, Any] | None, versions: dict[str, str] | None) -> None:
         super().__init__()
@@ -212,6 +221,7 @@ class EdgelabApp(App[int]):
         only_workloads: tuple[str, ...] | None = None,
         build_missing: bool | None = None,
         runtimes: tuple[str, ...] | None = None,
+        history: bool = False,
     ) -> None:
         super().__init__()
         #: The rungs with a panel: the registry's default selection, or those asked for
@@ -230,6 +240,13 @@ class EdgelabApp(App[int]):
             else build_missing
         )
         self.build_stop = threading.Event()
+        #: Save each run that ends in the history (``edgelab history``, ``compare last``): on in
+        #: ``run_app`` (the lab a person opens, in a terminal or a browser tab) unless
+        #: --no-history; off by default, so the demo and tests write none. Never the fake
+        #: lab's runs: their figures are not measurements.
+        self.history = history and not deterministic
+        #: Where the run that ended last was saved (HistorySaved), for its status line.
+        self.saved_as: Path | None = None
         self.started_at = PROCESS_STARTED if started_at is None else started_at
         self.first_paint_s: float | None = None
         self.buffer = EventBuffer()
@@ -534,6 +551,7 @@ class EdgelabApp(App[int]):
         self.settings = settings
         self.cancel_event = threading.Event()
         self.stop_verb = ""
+        self.saved_as = None
         self.state.reset(settings.runtimes)
         for name, why in (left_out or {}).items():
             self.state.not_applicable(name, why)
@@ -589,7 +607,30 @@ class EdgelabApp(App[int]):
         # The lab's word, not the cancel event's: ending a held ramp (r) completes it.
         cancelled = bool(result.metadata.get("cancelled", cancel.is_set()))
         self.buffer(RunDone(result, final_figures(result), cancelled))
+        if self.history and not self.lab.fake:
+            self.save_in_history(result)
         return result
+
+    def save_in_history(self, result: RunResult) -> None:
+        """In the worker's thread, as ``edgelab run`` does after its run: a history that
+        cannot be written is a notification, the run's figures are on screen anyway. Posted
+        before the worker ends, so the finished line can say where the run went."""
+        from edgelab.history import save_run
+
+        try:
+            path = save_run(result)
+        except (EdgelabError, OSError) as exc:
+            self.post_message(HistorySaved(None, str(exc)))
+            return
+        self.post_message(HistorySaved(path))
+
+    def on_history_saved(self, message: HistorySaved) -> None:
+        if message.error is not None:
+            self.notify(f"not saved in the history: {message.error}", severity="warning", timeout=8)
+            return
+        self.saved_as = message.path
+        if not self.running:  # the worker's end was shown first: say it on its line now
+            self.show_status(self._finished_line())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Every worker's failure ends up here and on screen, none is swallowed."""
@@ -614,7 +655,8 @@ class EdgelabApp(App[int]):
         else:
             ended = "stopped early" if self.stop_verb == "stopping" else "cancelled"
         fake = " · fake runtimes: figures are not measurements" if self.lab.fake else ""
-        return f"{what} {ended} · e exports, s saves a screenshot{fake}"
+        saved = " · saved in the history as last" if self.saved_as is not None else ""
+        return f"{what} {ended}{saved} · e exports, s saves a screenshot{fake}"
 
     def report_error(self, line: str) -> None:
         self.show_status(f"⚠ {line}")
@@ -923,6 +965,7 @@ def run_app(
     started_at: float | None = None,
     export_dir: Path | None = None,
     runtimes: tuple[str, ...] | None = None,
+    history: bool = True,
 ) -> int:
     """Open the lab; whatever happens, every container and process it started is removed."""
     app = EdgelabApp(
@@ -932,6 +975,7 @@ def run_app(
         theme=theme,
         started_at=started_at,
         runtimes=runtimes,
+        history=history,
     )
     try:
         code = app.run()
