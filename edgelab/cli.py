@@ -188,7 +188,7 @@ def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
         help="write an export, its format from the extension (.json, .csv, .md); repeatable",
     )
     run.add_argument("--export-hyperfine", metavar="FILE", help="write hyperfine's JSON export schema (- for stdout)")
-    run.add_argument("--no-history", action="store_true", help="do not save this run in the history")
+    run.add_argument("--no-history", action="store_true", default=argparse.SUPPRESS, help="do not save this run in the history")
     run.add_argument(
         "--ignore-failure", "-i", action="store_true",
         help="exit 0 even when a runtime failed, as long as one has results (hyperfine's -i)",

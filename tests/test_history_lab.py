@@ -247,3 +247,10 @@ def test_the_lab_saves_unless_told_not_to_and_the_demo_never_does(monkeypatch: p
     assert "--no-history" not in lab_command(parser.parse_args(["serve"]))
     for argv in (["serve", "--no-history"], ["--no-history", "serve"]):
         assert lab_command(parser.parse_args(argv))[-1] == "--no-history"
+
+
+@pytest.mark.parametrize("argv,saves", [
+    (["run"], True), (["run", "--no-history"], False), (["--no-history", "run"], False),
+])  # fmt: skip
+def test_no_history_before_or_after_run_is_the_same_flag(argv: list[str], saves: bool) -> None:
+    assert build_parser().parse_args(argv).no_history == (not saves)
