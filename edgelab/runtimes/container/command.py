@@ -263,42 +263,22 @@ def pooled_launch(
     runtime: ContainerRuntime, pool: ReadyPool, workload: Workload, request: bytes,
     timeout_s: float, refill: bool = True,
 ) -> Launch:  # fmt: skip
-    """Start (created) or unpause (paused) a ready container of the image, then the exchange."""
+    """Start (created) or unpause (paused) a ready container of the image, then the exchange;
+    the exited container is removed, then the pool refilled, both outside the timing."""
     from edgelab.runtimes.container import strategies
 
-    t0 = time.perf_counter_ns()
-    instance = pool.take(workload)
-    if instance is None:  # nothing ready (a failed refill): make one now, in the timing
-        pool.fill(workload)
-        instance = pool.take(workload)
-        assert instance is not None
-    deadline = time.monotonic() + timeout_s
-    step = "unpause" if pool.paused else "start"
-    try:
-        api = runtime.client.api
-        if pool.paused:
-            api.unpause(instance.container_id)
-        else:
-            api.start(instance.container_id)
-        t1 = time.perf_counter_ns()
-        step = "first request"
-        with instance._lock:
-            first_ns, stdout, exit_ns = _finish(
-                runtime, instance, request, deadline, timeout_s, workload.max_response_bytes
-            )
-    except BaseException as exc:
-        instance.stop_within(0.5)
-        runtime._launch_failure(exc, step)
-        raise
-    _remove_after(instance)
+    with strategies.take_and_wake(runtime, pool, workload, timeout_s) as woken:
+        first_ns, stdout, exit_ns = _finish(
+            runtime, woken.instance, request, woken.deadline, timeout_s, workload.max_response_bytes
+        )
+    _remove_after(woken.instance)
     if refill:
         strategies._quietly_fill(pool, workload)
     if not first_ns:
         first_ns = exit_ns
-    phases = {"unpause" if pool.paused else "start": t1 - t0, "first_response": first_ns - t1}
     return Launch(
-        StoppedInstance(runtime.name), Response(STATUS_OK, stdout), first_ns - t0, phases,
-        exit_ns=exit_ns - t0,
+        StoppedInstance(runtime.name), Response(STATUS_OK, stdout), first_ns - woken.t0_ns,
+        woken.phases_ns(first_ns), exit_ns=exit_ns - woken.t0_ns,
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ into a directory watched with inotify (``CidWatch``), so the split costs no poll
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import signal
@@ -28,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ from edgelab.protocol import RESPONSE_HEADER_BYTES, Response, decode_response_he
 from edgelab.runtimes.base import Instance, Launch
 from edgelab.runtimes.container import (
     CONTAINER_USER,
+    FAILED_REMOVAL_WAIT_S,
     MQUEUE_TMPFS,
     PIDS_LIMIT,
     ContainerInstance,
@@ -135,6 +138,58 @@ def _settle(instance: ContainerInstance, within_s: float) -> None:
         time.sleep(0.001)
 
 
+@dataclasses.dataclass(frozen=True)
+class Woken:
+    """A ready container taken from its pool and started (created) or unpaused (paused)."""
+
+    instance: ContainerInstance
+    #: The launch call, before the take (perf_counter_ns).
+    t0_ns: int
+    #: The start (or unpause) call returned (perf_counter_ns).
+    woken_ns: int
+    #: The launch's ``timeout_s`` from after the take (time.monotonic).
+    deadline: float
+    #: The wake's phase: "start" or "unpause".
+    wake: str
+
+    def phases_ns(self, first_ns: int) -> dict[str, int]:
+        return {self.wake: self.woken_ns - self.t0_ns, "first_response": first_ns - self.woken_ns}
+
+
+@contextlib.contextmanager
+def take_and_wake(
+    runtime: ContainerRuntime, pool: ReadyPool, workload: Workload, timeout_s: float
+) -> Iterator[Woken]:
+    """Take a ready container (or make one now, in the timing, if a refill failed), start or
+    unpause it, and hold it for the ``with`` body, which sends the first request its own way
+    (a resident's frame, a command's stdin). A failure of the wake or of the body removes the
+    container, waiting FAILED_REMOVAL_WAIT_S at most (``close`` sweeps the rest), and is
+    raised as one line naming its step. The refill is the caller's: it knows when."""
+    t0 = time.perf_counter_ns()
+    instance = pool.take(workload)
+    if instance is None:  # nothing ready (a failed refill): make one now, in the timing
+        pool.fill(workload)
+        instance = pool.take(workload)
+        assert instance is not None
+    deadline = time.monotonic() + timeout_s
+    wake = "unpause" if pool.paused else "start"
+    step = wake
+    try:
+        api = runtime.client.api
+        if pool.paused:
+            api.unpause(instance.container_id)
+        else:
+            api.start(instance.container_id)
+        woken = Woken(instance, t0, time.perf_counter_ns(), deadline, wake)
+        step = "first request"
+        with instance._lock:
+            yield woken
+    except BaseException as exc:
+        instance.stop_within(FAILED_REMOVAL_WAIT_S)
+        runtime._launch_failure(exc, step)
+        raise
+
+
 def pooled_launch(
     runtime: ContainerRuntime, pool: ReadyPool, workload: Workload, request: bytes, timeout_s: float,
     refill: bool = True,
@@ -143,32 +198,10 @@ def pooled_launch(
     the launch call; refill the pool after it, outside the timing (unless ``refill`` is False:
     ``pooled_cold_starts`` refills after the stop instead)."""
     frame = encode_request(request)
-    t0 = time.perf_counter_ns()
-    instance = pool.take(workload)
-    if instance is None:  # nothing ready (a failed refill): make one now, in the timing
-        pool.fill(workload)
-        instance = pool.take(workload)
-        assert instance is not None
-    deadline = time.monotonic() + timeout_s
-    step = "unpause" if pool.paused else "start"
-    try:
-        api = runtime.client.api
-        if pool.paused:
-            api.unpause(instance.container_id)
-        else:
-            api.start(instance.container_id)
-        t1 = time.perf_counter_ns()
-        step = "first request"
-        first_byte: list[int] = []
-        with instance._lock:
-            response = instance._exchange(frame, deadline, timeout_s, first_byte)
-    except BaseException as exc:
-        instance.stop_within(0.5)
-        runtime._launch_failure(exc, step)
-        raise
-    phases = {step_name: t1 - t0 for step_name in (("unpause",) if pool.paused else ("start",))}
-    phases["first_response"] = first_byte[0] - t1
-    launch = Launch(instance, response, first_byte[0] - t0, phases)
+    first_byte: list[int] = []
+    with take_and_wake(runtime, pool, workload, timeout_s) as woken:
+        response = woken.instance._exchange(frame, woken.deadline, timeout_s, first_byte)
+    launch = Launch(woken.instance, response, first_byte[0] - woken.t0_ns, woken.phases_ns(first_byte[0]))
     if refill:
         _quietly_fill(pool, workload)
     return launch
