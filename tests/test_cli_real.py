@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,37 @@ def test_invoke_on_every_rung_is_byte_identical(rung: str) -> None:
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(check, names))
+
+
+WASM_RUNGS = tuple(n for n in registry.names() if registry.spec(n).family == "wasm")
+
+
+@pytest.mark.parametrize("rung", WASM_RUNGS)
+def test_invoke_on_a_wasm_rung_starts_one_wasm_host(
+    rung: str, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """One request to a fresh instance needs the host it runs in, not the resident host that
+    preparing for a ramp starts ahead: every Wasm host is a HostProcess, so count those."""
+    import io
+
+    from edgelab import cli
+    from edgelab.runtimes.wasm import HostProcess
+
+    started: list[str] = []
+    real_init = HostProcess.__init__
+
+    def counting_init(self: HostProcess, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        started.append(self.allocator)
+
+    monkeypatch.setattr(HostProcess, "__init__", counting_init)
+    request = b"one host"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(request)))
+    code = cli.main(["invoke", "hello", "-r", rung])
+    out, err = capfdbinary.readouterr()
+    assert code == 0, err.decode()
+    assert out == _TRUTH["hello"](request)
+    assert started == ["pool" if rung == "wasm" else "ondemand"], started
 
 
 @functools.cache

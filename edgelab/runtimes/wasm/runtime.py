@@ -383,6 +383,12 @@ class WasmRuntime(Runtime):
     every launch). A rung's resident instances are made the same way as its cold starts, so
     a ramp's memory per instance is what keeping one of that rung ready costs (a jit or aot
     instance holds its own copy of the code).
+
+    ``resident_host_at_prepare``: ``prepare`` starts the first resident host too, so that a
+    ramp's baseline memory holds its one-time cost as it holds the burst host's. False for
+    callers that launch once and keep nothing (``edgelab invoke``, the WASI grants probe):
+    they run in the burst host alone, and a resident host is started only if
+    ``launch_many`` needs one.
     """
 
     name = "wasm"
@@ -390,11 +396,14 @@ class WasmRuntime(Runtime):
     memory_metric = "PSS growth of the Wasm host processes (summed over all of them)"
     startup_includes = STRATEGIES["pool"].includes
 
-    def __init__(self, session: Any, strategy: str = "pool") -> None:
+    def __init__(
+        self, session: Any, strategy: str = "pool", resident_host_at_prepare: bool = True
+    ) -> None:
         super().__init__(session)
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown wasm strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
         self.strategy = STRATEGIES[strategy]
+        self.resident_host_at_prepare = resident_host_at_prepare
         self.phase_names = PHASES[self.strategy.mode]  # type: ignore[misc]
         self.startup_includes = self.strategy.includes  # type: ignore[misc]
         self._host: HostProcess | None = None
@@ -559,11 +568,7 @@ class WasmRuntime(Runtime):
             raise RuntimeUnavailable(self.name, str(exc), fix) from None
         self._live_host()
         self.prepare_module(workload, wasm, cwasm_path(workload, self.engine))
-        # The first resident host is started here, not by a ramp's first launch: a ramp's
-        # baseline memory then holds its one-time cost, as it holds the burst host's.
-        with self._host_lock:
-            if not any(shard.alive for shard in self._shards):
-                self._new_shard()
+        self._resident_host_ahead()
 
     def _prepare_command(self, workload: Workload) -> None:
         """A person's WASI command: checked in the lab (one line for a file that is not a
@@ -597,6 +602,13 @@ class WasmRuntime(Runtime):
             "grants": describe_grants(function.dirs, function.env),
         }
         self.prepare_module(workload, module.path, cwasm)
+        self._resident_host_ahead()
+
+    def _resident_host_ahead(self) -> None:
+        """The first resident host is started by ``prepare``, not by a ramp's first launch: a
+        ramp's baseline memory then holds its one-time cost, as it holds the burst host's."""
+        if not self.resident_host_at_prepare:
+            return
         with self._host_lock:
             if not any(shard.alive for shard in self._shards):
                 self._new_shard()

@@ -307,7 +307,7 @@ def probe_grants(timeout_s: float = 10.0) -> list[tuple[str, str, str]]:
     ``granted/`` as ``/data``) beside an ungranted one, one granted variable
     (``PROBE_GIVEN``) and one the host process has but the module is not given (PATH or HOME,
     else one set for the probe), and report what it could reach: (capability, "allowed" or
-    "denied", detail). Starts and closes its own Wasm host; leaves nothing behind."""
+    "denied", detail). Starts and closes one Wasm host of its own; leaves nothing behind."""
     import shutil
 
     from edgelab.runtimes.wasm.runtime import WasmRuntime
@@ -331,7 +331,7 @@ def probe_grants(timeout_s: float = 10.0) -> list[tuple[str, str, str]]:
             wasm=str(module), dirs=((str(root / "granted"), "/data"),), env=(PROBE_GIVEN,)
         )
         workload = function_workload("wasi-probe", function, b"", timeout_s)
-        runtime = WasmRuntime(Session())
+        runtime = WasmRuntime(Session(), resident_host_at_prepare=False)  # one launch
         runtime.check()
         runtime.prepare(workload)
         launch = runtime.launch(workload, b"", timeout_s)
