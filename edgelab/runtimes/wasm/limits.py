@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import resource
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgelab.errors import RuntimeUnavailable
-from edgelab.workloads import Workload
+
+if TYPE_CHECKING:  # the host imports this module and needs no manifest reader
+    from edgelab.workloads import Workload
 
 
 def wasmtime_version() -> str:
