@@ -39,3 +39,36 @@ def test_the_lab_side_names_still_come_from_the_package() -> None:
     assert (wasm.WasmRuntime, wasm.HostProcess) == (WasmRuntime, HostProcess)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         wasm.Nope  # noqa: B018
+
+
+def test_a_module_that_cannot_be_built_leaves_no_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab finds (or builds) the module while a new host boots: when that fails, prepare
+    says why in one RuntimeUnavailable and the host it started is gone, reaped."""
+    from edgelab import build
+    from edgelab.errors import EdgelabError, RuntimeUnavailable
+    from edgelab.runtimes.wasm import HostProcess, WasmRuntime
+    from edgelab.session import Session
+    from edgelab.workloads import get_workload
+
+    started: list[HostProcess] = []
+    real_init = HostProcess.__init__
+
+    def counting_init(self: HostProcess, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        started.append(self)
+
+    def no_compiler(*_args: object, **_kwargs: object) -> None:
+        raise EdgelabError("zig exited 1: no compiler here")
+
+    monkeypatch.setattr(HostProcess, "__init__", counting_init)
+    monkeypatch.setattr(build, "ensure_wasm", no_compiler)
+    runtime = WasmRuntime(Session(), resident_host_at_prepare=False)
+    try:
+        with pytest.raises(RuntimeUnavailable) as caught:
+            runtime.prepare(get_workload("hello"))
+        assert caught.value.reason == "zig exited 1: no compiler here"
+        assert caught.value.fix == "edgelab build shows the compiler's error"
+        assert runtime.host_pids == []
+        assert len(started) <= 1 and all(host.process.poll() is not None for host in started)
+    finally:
+        runtime.close()

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -512,24 +512,35 @@ class WasmRuntime(Runtime):
         return found
 
     # -- lifecycle ------------------------------------------------------------------------
-    def _live_host(self) -> HostProcess:
+    def _live_host(self, meanwhile: Callable[[], object] | None = None) -> HostProcess:
+        """The burst host, started if there is none. ``meanwhile`` is the lab's own work that
+        can run while a new host boots (an interpreter and wasmtime, ~0.1 s); it runs at once
+        if the host is up, and a host it fails in is closed."""
         with self._host_lock:
             if self._host is None or not self._host.alive:
                 if self._host is not None:
                     self._abandon(self._host)
                 self.check()
-                self._host = self._start_host(self.strategy.allocator, resident=False)
+                self._host = self._start_host(
+                    self.strategy.allocator, resident=False, meanwhile=meanwhile
+                )
                 self._loaded.clear()
                 facts = self._host.call(LOAD_TIMEOUT_S, "ping")
                 self.allocator, self.engine = facts["allocator"], facts["engine"]
                 self._host.engine = facts["engine"]  # type: ignore[attr-defined]
+            elif meanwhile is not None:
+                meanwhile()
             return self._host
 
-    def _start_host(self, allocator: str, resident: bool) -> HostProcess:
+    def _start_host(
+        self, allocator: str, resident: bool, meanwhile: Callable[[], object] | None = None
+    ) -> HostProcess:
         sharing = instances_per_store() if resident else 1
         host = HostProcess(allocator, sharing, self.strategy.mode)
         self._watch_pgid(host.pid)  # its own session: pid == process group
         try:
+            if meanwhile is not None:
+                meanwhile()
             path = self._use_hotpath(host)
         except BaseException:
             host.close()
@@ -561,13 +572,17 @@ class WasmRuntime(Runtime):
             return
         self.phase_names = PHASES[self.strategy.mode]  # type: ignore[misc]
         self.startup_includes = self.strategy.includes  # type: ignore[misc]
-        try:
-            wasm = ensure_wasm(workload)
-        except EdgelabError as exc:
-            fix = getattr(exc, "fix", None) or "edgelab build shows the compiler's error"
-            raise RuntimeUnavailable(self.name, str(exc), fix) from None
-        self._live_host()
-        self.prepare_module(workload, wasm, cwasm_path(workload, self.engine))
+        built: list[Path] = []
+
+        def find_module() -> None:  # hashing the sources (or building) while the host boots
+            try:
+                built.append(ensure_wasm(workload))
+            except EdgelabError as exc:
+                fix = getattr(exc, "fix", None) or "edgelab build shows the compiler's error"
+                raise RuntimeUnavailable(self.name, str(exc), fix) from None
+
+        self._live_host(meanwhile=find_module)
+        self.prepare_module(workload, built[0], cwasm_path(workload, self.engine))
         self._resident_host_ahead()
 
     def _prepare_command(self, workload: Workload) -> None:
