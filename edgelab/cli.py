@@ -252,6 +252,7 @@ _HANDLER_MODULES = {
     "claims": "edgelab.claims",
     "demo": "edgelab.demo",
     "serve": "edgelab.serve",
+    "invoke": "edgelab.invoke",
 }
 
 

@@ -130,6 +130,19 @@ def test_invoke_on_a_wasm_rung_starts_one_wasm_host(
     assert started == ["pool" if rung == "wasm" else "ondemand"], started
 
 
+def test_invoke_imports_only_what_one_launch_needs() -> None:
+    """A Wasm invoke imports neither docker nor the other subcommands' module (rich and the
+    run's reporting): the CLI hands it to ``edgelab.invoke``."""
+    code = (
+        "import sys; from edgelab.cli import main; code = main(['invoke', 'hello', '-r', 'wasm']); "
+        "print(code, *(m for m in ('docker', 'rich', 'edgelab.commands', 'textual') if m in sys.modules), "
+        "file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, timeout=120)
+    assert done.stdout == b"hello, world"
+    assert done.stderr.decode().split() == ["0"], done.stderr.decode()
+
+
 @functools.cache
 def _subprocess_answer(name: str, request: bytes) -> bytes:
     """The plain subprocess rung's answer, asked once per workload for all the rungs."""

@@ -8,6 +8,7 @@ import pytest
 CORE_MODULES = [
     "edgelab.cli",
     "edgelab.commands",
+    "edgelab.invoke",
     "edgelab.lab",
     "edgelab.stats",
     "edgelab.results",
