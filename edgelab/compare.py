@@ -328,11 +328,12 @@ def compare_runs(reference: LoadedRun, changed: LoadedRun) -> Comparison:
     runtime of the same workload with successful cold starts in both."""
     common = [name for name in reference.measured() if name in changed.measured()]
     if reference.workload != changed.workload or not common:
-        raise UsageError(
-            f"{changed.ref} and {reference.ref} have no runtime in common"
-            f" ({reference.ref}: {reference.workload} on {_runtime_list(reference)};"
-            f" {changed.ref}: {changed.workload} on {_runtime_list(changed)})"
-        )
+        both = (f" ({reference.ref}: {reference.workload} on {_runtime_list(reference)};"
+                f" {changed.ref}: {changed.workload} on {_runtime_list(changed)})")  # fmt: skip
+        if reference.workload != changed.workload:
+            raise UsageError(f"{changed.ref} and {reference.ref} measure different workloads{both}:"
+                             " compare sets runs of one workload side by side")  # fmt: skip
+        raise UsageError(f"{changed.ref} and {reference.ref} have no runtime in common{both}")
     ref_entries, new_entries = reference.entries(), changed.entries()
     startup: list[StartupChange] = []
     memory: list[MemoryChange] = []
