@@ -325,6 +325,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     """The lab's TUI. An interrupt (SIGTERM, SIGHUP) lands wherever the event loop is; once
     ``run_app`` has closed the lab, restore the terminal and exit at once: the TUI's own threads
     may not have been told to stop, and waiting for them would hang the exit."""
+    _check_lab_args(args)
     # No collection until the lab has settled (EdgelabApp._settle_heap collects once, freezes
     # what is built and turns the collector back on at the lab's thresholds): importing Textual
     # and building the first frame allocate objects by the hundred thousand, nearly all kept,
@@ -352,6 +353,24 @@ def _run_tui(args: argparse.Namespace) -> int:
         os._exit(130)
     finally:
         gc.enable()
+
+
+def _check_lab_args(args: argparse.Namespace) -> None:
+    """Bad input to the lab is one line before its screen, as for every command: an unknown
+    --workload (looked up only when one is named: the lab reads its list after the first
+    frame), an --exports folder whose parent is missing (e creates the folder, never its
+    parents) or that is a file."""
+    if args.workload is not None:
+        from edgelab.workloads import get_workload
+
+        get_workload(args.workload)
+    exports = args.exports
+    if exports is not None:
+        if exports.exists() and not exports.is_dir():
+            raise UsageError(f"--exports {exports}: not a folder")
+        if not exports.exists() and not exports.absolute().parent.is_dir():
+            raise UsageError(f"--exports {exports}: its folder {exports.absolute().parent} does not exist"
+                             " (e creates the export folder, never its parents)")  # fmt: skip
 
 
 #: The terminal's settings before the TUI took it over (restored on a forced exit).

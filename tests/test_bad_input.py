@@ -162,6 +162,20 @@ def test_unwritable_export_path_fails_before_the_run(tmp_path: Path, target: str
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
 
 
+@pytest.mark.parametrize("args,says", [
+    (("--workload", "nosuch"), "unknown workload 'nosuch' (known: "),
+    (("--exports", "/nonexistent/out"), "--exports /nonexistent/out: its folder /nonexistent does not exist"),
+    (("--exports", "/etc/hostname"), "--exports /etc/hostname: not a folder"),
+])  # fmt: skip
+def test_the_lab_refuses_bad_input_before_its_screen(args: tuple[str, ...], says: str) -> None:
+    # Before the screen: with no terminal, a lab that opened would hang until the timeout.
+    done = subprocess.run([sys.executable, "-m", "edgelab", *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert done.returncode == 2
+    assert one_clear_line(done).startswith(f"edgelab: {says}")
+    assert not Path("/nonexistent").exists()
+
+
 # -- every number is checked where it enters (edgelab.settings) ---------------------------------
 def _says_range(line: str, *words: str) -> None:
     assert "must be" in line and all(word in line for word in words), line
