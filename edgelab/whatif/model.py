@@ -70,7 +70,7 @@ def _finite(value: object, what: str, lo: float, hi: float, unit: str, low_open:
         and (value > lo if low_open else value >= lo) and value <= hi
     if not ok:
         span = f"above {lo:g}" if low_open else f"from {lo:g}"
-        raise UsageError(f"{what} must be a number {span} to {hi:g} {unit}, not {value!r}".rstrip())
+        raise UsageError(f"{what} must be a number {span} to {hi:,g} {unit}, not {value!r}".rstrip())
 
 
 def _whole(value: object, what: str, lo: int, hi: int, unit: str) -> None:
