@@ -69,7 +69,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--runtimes", "-r", metavar="RUNGS", default=suppress, help="the labs' panels (as edgelab --runtimes)")
     serve.add_argument("--theme", choices=("dark", "light"), default=suppress, help="the labs' colour theme")
     serve.add_argument("--workload", default=suppress, help="workload each lab selects when it opens")
-    serve.add_argument("--screenshots", type=Path, default=suppress, help="where the labs' s saves SVG screenshots")
+    serve.add_argument("--screenshots", type=Path, default=suppress, help="where the labs' s saves screenshots (SVG and PNG)")
     serve.add_argument("--exports", type=Path, default=suppress, help="where the labs' e writes exports")
     serve.add_argument("--no-history", action="store_true", default=suppress, help="the labs save no runs in the history")
 
