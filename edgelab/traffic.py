@@ -58,6 +58,9 @@ REQUEST_COLUMNS: tuple[str, ...] = ("t_s", "kind", "queue_us", "service_us", "la
 WORKERS = 16
 #: How the idle instance a request takes is chosen (see the module docstring).
 REUSE = "most recently idle first (LIFO)"
+#: A memory growth counts as a figure once it is this many times the idle noise (the idle
+#: readings' spread, or how far the idle figure drifted over the run, whichever is larger).
+MEMORY_NOISE_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,16 @@ class TrafficResult:
     #: idle baseline they grow from (bytes, before any instance was launched).
     memory_samples: int = 0
     memory_baseline_bytes: float | None = None
+    #: What the memory verdict was judged against (bytes, by ``memory_metric``): the spread
+    #: (max - min) of the idle readings before the clock, the idle figure read again once
+    #: everything was stopped and its spread, and the mean growth over the readings taken
+    #: while instances were held, at ``memory_instances_read`` instances on average. The
+    #: noise is the larger of the two spreads and of the drift (after - before baseline).
+    memory_baseline_noise_bytes: float | None = None
+    memory_baseline_after_bytes: float | None = None
+    memory_baseline_after_noise_bytes: float | None = None
+    memory_growth_bytes: float | None = None
+    memory_instances_read: float | None = None
     #: How a request's service (startup or exec) was timed for this runtime, in words.
     service_includes: str = ""
 
@@ -175,6 +188,77 @@ class TrafficResult:
         return max((n for _, n in self.instances_over_time), default=0)
 
     # -- export ------------------------------------------------------------------------------
+    @property
+    def memory_drift_bytes(self) -> float | None:
+        """How far the idle figure moved from before the run to after it (bytes), or None."""
+        if self.memory_baseline_bytes is None or self.memory_baseline_after_bytes is None:
+            return None
+        return self.memory_baseline_after_bytes - self.memory_baseline_bytes
+
+    @property
+    def memory_noise_bytes(self) -> float | None:
+        """The noise a growth must clear ``MEMORY_NOISE_FACTOR`` times: the larger of the idle
+        spreads and of the drift's size. None until both idle figures were read."""
+        drift = self.memory_drift_bytes
+        if drift is None:
+            return None
+        spreads = (self.memory_baseline_noise_bytes or 0.0, self.memory_baseline_after_noise_bytes or 0.0)
+        return max(*spreads, abs(drift))
+
+    def judge_memory(self, held: list[tuple[float, int]]) -> str | None:
+        """Set ``memory_bytes_per_instance`` (and byte-seconds) from ``held``, the (growth over
+        the baseline, instances) readings taken while instances were held, if the growth
+        stands clear of the noise; else leave them None and return the line saying why.
+
+        The idle readings before the clock span a fraction of a second; over a run of tens of
+        seconds a host process's own memory drifts for reasons other than instances (a Wasm
+        host's PSS grew ~3.6 MiB in 30 s here while it held 1-3 instances of ~11 KiB each), and
+        that drift, read as growth, was priced per instance. So the idle figure is read again
+        once everything is stopped and how far it moved counts as noise too. Runtimes whose
+        idle figure is 0 (one process per instance: containers, subprocesses) have no drift,
+        and their figures stay as clear as before."""
+        self.memory_bytes_per_instance = self.memory_byte_seconds = None
+        self.memory_growth_bytes = self.memory_instances_read = None
+        if not held:
+            return None
+        growth = sum(g for g, _ in held) / len(held)
+        instances = sum(n for _, n in held) / len(held)
+        self.memory_growth_bytes, self.memory_instances_read = growth, instances
+        noise = self.memory_noise_bytes
+        if noise is None:
+            return "memory not measurable: the idle memory could not be read again after the run, so its drift is unknown"
+        if growth > MEMORY_NOISE_FACTOR * noise:
+            self.memory_bytes_per_instance = sum(g / n for g, n in held) / len(held)
+            # Held over the run: per instance x instance-seconds (instances_over_time), so an
+            # instance that lived between two readings counts too, as the simulator counts it.
+            mean = self.instances_mean()
+            if mean is not None:
+                self.memory_byte_seconds = self.memory_bytes_per_instance * mean * self.duration_s
+            return None
+        return "memory not measurable: " + self._memory_verdict(growth, instances, noise)
+
+    def _memory_verdict(self, growth: float, instances: float, noise: float) -> str:
+        """Why a growth of ``growth`` bytes at ``instances`` is no figure, in words."""
+        drift = self.memory_drift_bytes or 0.0
+        spread = max(self.memory_baseline_noise_bytes or 0.0, self.memory_baseline_after_noise_bytes or 0.0)
+        at = f"at {instances:.1f} instances"
+        idle = f"the idle noise ({spread / 1024:,.0f} KiB)"
+        moved = (
+            f"the idle {self.memory_metric or 'memory'} moved {drift / 1024:+,.0f} KiB from before the run to after it"
+            f" (idle spread {spread / 1024:,.0f} KiB)"
+        )
+        if growth > 0:
+            if abs(drift) > spread:
+                return (f"growth {growth / 1024:,.0f} KiB {at} is within {MEMORY_NOISE_FACTOR}x the drift: {moved},"
+                        " so the growth is the runtime's own, not its instances'; rerun on a quieter machine, or a ramp measures it")  # fmt: skip
+            return f"growth {growth / 1024:,.0f} KiB {at} is within {MEMORY_NOISE_FACTOR}x {idle}; a ramp measures it"
+        fell = f"{self.memory_metric or 'memory'} fell {-growth / 1024:,.0f} KiB below the idle baseline {at}"
+        if -growth <= MEMORY_NOISE_FACTOR * noise:
+            why = moved if abs(drift) > spread else idle
+            return f"{fell} (instances add memory: this is the runtime's own change), within {MEMORY_NOISE_FACTOR}x {why}; a ramp measures it"
+        return (f"{fell}, far more than {idle} the other way: drift, not instances;"
+                " rerun on a quieter machine, or a ramp measures it")  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         counts = self.counts()
         cold_fraction = self.cold_fraction
@@ -218,10 +302,20 @@ class TrafficResult:
                     round(self.memory_byte_seconds / (1 << 20), 3) if self.memory_byte_seconds is not None else None
                 ),
                 "baseline_bytes": self.memory_baseline_bytes,
+                "baseline_noise_bytes": self.memory_baseline_noise_bytes,
+                "baseline_after_bytes": self.memory_baseline_after_bytes,
+                "baseline_after_noise_bytes": self.memory_baseline_after_noise_bytes,
+                "drift_bytes": self.memory_drift_bytes,
+                "noise_bytes": self.memory_noise_bytes,
+                "noise_factor": MEMORY_NOISE_FACTOR,
+                "growth_bytes": self.memory_growth_bytes,
+                "instances_read": self.memory_instances_read,
                 "samples": self.memory_samples,
                 "includes": (
                     "per instance: growth of the runtime's memory metric over its idle baseline / instances,"
-                    " mean over the readings; byte_seconds: that x instance-seconds held"
+                    " mean over the readings; byte_seconds: that x instance-seconds held; a figure only where the"
+                    " mean growth is over noise_factor x noise_bytes (the larger of the idle spreads before and"
+                    " after the run and of drift_bytes, the idle figure's move between them), else null"
                 ),
             },
             "note": self.note,
@@ -259,6 +353,11 @@ class TrafficResult:
                 workers=int(policy.get("workers") or WORKERS),
                 memory_samples=int(memory.get("samples") or 0),
                 memory_baseline_bytes=_opt_float(memory.get("baseline_bytes")),
+                memory_baseline_noise_bytes=_opt_float(memory.get("baseline_noise_bytes")),
+                memory_baseline_after_bytes=_opt_float(memory.get("baseline_after_bytes")),
+                memory_baseline_after_noise_bytes=_opt_float(memory.get("baseline_after_noise_bytes")),
+                memory_growth_bytes=_opt_float(memory.get("growth_bytes")),
+                memory_instances_read=_opt_float(memory.get("instances_read")),
                 service_includes=str(data.get("service_includes") or ""),
             )
         except (KeyError, TypeError, IndexError) as exc:

@@ -320,9 +320,71 @@ def test_memory_held_is_per_instance_growth_times_instance_seconds(tmp_path: Pat
     rt = traffic(fake_lab(), tmp_path, [0, 0.1], 0.5, keepalive_s=5.0)
     record = rt.traffic
     assert record.memory_samples >= 2 and record.memory_baseline_bytes == 0
+    assert record.memory_baseline_after_bytes == 0 and record.memory_noise_bytes == 0
     assert record.memory_bytes_per_instance == 10_240  # the fake's pretend PSS per instance
     assert record.memory_byte_seconds == pytest.approx(10_240 * record.instances_mean() * 0.5)
     assert record.memory_metric == "fake (not a measurement)"
+
+
+def _judged(held: list[tuple[float, int]], before: float, spread: float, after: float | None,
+            after_spread: float = 0.0) -> tuple[TrafficResult, str | None]:
+    """A record judged on hand-made readings: (growth over the baseline, instances) pairs."""
+    record = TrafficResult("poisson", 20.0, 2.0, 0, 30.0, instances_over_time=[(0.0, 2), (30.0, 0)],
+                           memory_metric="PSS", memory_baseline_bytes=before, memory_baseline_noise_bytes=spread,
+                           memory_baseline_after_bytes=after,
+                           memory_baseline_after_noise_bytes=after_spread if after is not None else None)
+    return record, record.judge_memory(held)
+
+
+def test_a_growth_that_is_the_hosts_drift_is_no_figure() -> None:
+    # The walk-through's Wasm host: ~7.4 MiB growth at 2 instances over 30 s, idle spread
+    # 40 KiB before the clock, and the idle PSS 7 MiB higher once everything was stopped.
+    record, note = _judged([(7_400 * 1024, 2)] * 10, 40e6, 40 * 1024, 40e6 + 7 * 1024 * 1024)
+    assert record.memory_bytes_per_instance is None and record.memory_byte_seconds is None
+    assert note is not None and "within 3x the drift" in note and "+7,168 KiB from before the run to after it" in note
+    assert record.memory_noise_bytes == 7 * 1024 * 1024
+    assert record.memory_growth_bytes == 7_400 * 1024 and record.memory_instances_read == 2
+
+
+def test_a_growth_within_the_idle_spread_is_no_figure() -> None:
+    record, note = _judged([(100 * 1024, 3)] * 4, 40e6, 50 * 1024, 40e6 + 10 * 1024)
+    assert record.memory_bytes_per_instance is None
+    assert note == ("memory not measurable: growth 100 KiB at 3.0 instances is within 3x the idle noise (50 KiB);"
+                    " a ramp measures it")
+
+
+def test_a_negative_growth_says_it_fell_and_whether_that_is_drift() -> None:
+    _, within = _judged([(-100 * 1024, 2)] * 3, 40e6, 78 * 1024, 40e6)
+    assert within is not None and "PSS fell 100 KiB below the idle baseline at 2.0 instances" in within
+    assert "within 3x the idle noise (78 KiB)" in within and "growth -" not in within
+    record, far = _judged([(-5_000 * 1024, 2)] * 3, 40e6, 78 * 1024, 40e6 + 1024)
+    assert record.memory_bytes_per_instance is None
+    assert far is not None and "PSS fell 5,000 KiB" in far and "far more than the idle noise (78 KiB)" in far
+    assert "drift" in far and "quieter machine" in far and "within" not in far
+
+
+def test_a_clear_growth_stays_a_figure_and_an_unreadable_after_baseline_is_none() -> None:
+    # A container: one process per instance, so the idle figure is 0 before and after.
+    record, note = _judged([(2 * 6 * 1024 * 1024, 2), (6 * 1024 * 1024, 1)], 0, 0, 0)
+    assert note is None and record.memory_bytes_per_instance == 6 * 1024 * 1024
+    assert record.memory_byte_seconds == pytest.approx(6 * 1024 * 1024 * record.instances_mean() * 30.0)
+    # A Wasm host's real growth well clear of a small drift stays a figure too.
+    record, note = _judged([(3_000 * 1024, 200)], 40e6, 20 * 1024, 40e6 + 100 * 1024, 30 * 1024)
+    assert note is None and record.memory_bytes_per_instance == pytest.approx(15 * 1024)
+    record, note = _judged([(6 * 1024 * 1024, 1)], 0, 0, None)
+    assert record.memory_bytes_per_instance is None and note is not None and "drift is unknown" in note
+
+
+def test_the_traffic_export_carries_the_noise_the_verdict_was_judged_against() -> None:
+    record, _ = _judged([(7_400 * 1024, 2)] * 10, 40e6, 40 * 1024, 40e6 + 7 * 1024 * 1024, 8 * 1024)
+    data = json.loads(json.dumps(record.to_json()))
+    memory = data["memory"]
+    assert memory["bytes_per_instance"] is None
+    assert memory["baseline_bytes"] == 40e6 and memory["baseline_noise_bytes"] == 40 * 1024
+    assert memory["baseline_after_bytes"] == 40e6 + 7 * 1024 * 1024 and memory["baseline_after_noise_bytes"] == 8 * 1024
+    assert memory["drift_bytes"] == 7 * 1024 * 1024 and memory["noise_bytes"] == 7 * 1024 * 1024
+    assert memory["noise_factor"] == 3 and memory["growth_bytes"] == 7_400 * 1024 and memory["instances_read"] == 2
+    assert TrafficResult.from_json(data) == record
 
 
 def test_sigterm_mid_traffic_stops_everything_and_returns_quickly(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ session watchdog remain the backstop.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -41,12 +42,11 @@ if TYPE_CHECKING:
 MAX_REQUESTS = 1_000_000
 #: How often the memory held is read (seconds), off the request path.
 MEMORY_EVERY_S = 0.5
-#: Idle readings the memory baseline is the median of, and their spacing (seconds): their
-#: spread is the noise a growth must clear to be a figure.
+#: Idle readings the memory baseline is the median of, and their spacing (seconds), taken
+#: before the clock and again once everything is stopped: their spreads and the baseline's
+#: move between the two are the noise a growth must clear (``TrafficResult.judge_memory``).
 BASELINE_READINGS = 3
 BASELINE_GAP_S = 0.05
-#: A growth counts once it is this many times the idle readings' spread.
-NOISE_FACTOR = 3
 #: Longest a waiting thread sleeps before looking at the cancel flag again (seconds).
 POLL_S = 0.05
 
@@ -217,13 +217,7 @@ class _Driver:
         if self.command:
             return
         try:
-            readings = []
-            for _ in range(BASELINE_READINGS):
-                readings.append(self.rt.pss_bytes([]))
-                time.sleep(BASELINE_GAP_S)
-            readings.sort()
-            self.baseline = readings[len(readings) // 2]
-            self.baseline_noise = readings[-1] - readings[0]
+            self.baseline, self.baseline_noise = self._idle_memory()
         except Exception as exc:  # noqa: BLE001 - no memory figure then, said in the note
             self.notes.append(f"memory not measured: {_line(exc)}")
         for k in range(self.prewarm):
@@ -455,6 +449,17 @@ class _Driver:
         self.run.emit(InstanceCounts(self.name, self.count, self.result.launched, self.result.failed))
 
     # -- memory ------------------------------------------------------------------------------
+    def _idle_memory(self) -> tuple[int, int]:
+        """The runtime's memory with no instance: the median of BASELINE_READINGS readings
+        BASELINE_GAP_S apart, and their spread (max - min), in bytes."""
+        readings = []
+        for i in range(BASELINE_READINGS):
+            if i:
+                time.sleep(BASELINE_GAP_S)
+            readings.append(self.rt.pss_bytes([]))
+        readings.sort()
+        return readings[len(readings) // 2], readings[-1] - readings[0]
+
     def _sample_memory(self) -> None:
         """PSS of the resident instances about every MEMORY_EVERY_S, as growth over the idle
         baseline; a reading that fails is skipped (the count of readings says how many held)."""
@@ -479,25 +484,19 @@ class _Driver:
         if dropped:
             why = "cancelled" if self.run.cancel.is_set() else f"given up ({self.result.error})"
             self.notes.append(f"{why}: {dropped:,} of {len(self.times):,} requests not served")
-        held = [(growth, n) for _, n, growth in self.memory if n > 0]
+        held = [(float(growth), n) for _, n, growth in self.memory if n > 0]
         t.memory_samples = len(self.memory)
         t.memory_baseline_bytes = float(self.baseline) if self.baseline is not None else None
+        t.memory_baseline_noise_bytes = float(self.baseline_noise) if self.baseline is not None else None
         if held:
-            mean_growth = sum(g for g, _ in held) / len(held)
-            floor = NOISE_FACTOR * self.baseline_noise
-            if mean_growth > floor:
-                t.memory_bytes_per_instance = sum(g / n for g, n in held) / len(held)
-                # Held over the run: per instance x instance-seconds (instances_over_time), so an
-                # instance that lived between two readings counts too, as the simulator counts it.
-                mean = t.instances_mean()
-                if mean is not None:
-                    t.memory_byte_seconds = t.memory_bytes_per_instance * mean * t.duration_s
-            else:
-                self.notes.append(
-                    f"memory not measurable: growth {mean_growth / 1024:,.0f} KiB at"
-                    f" {sum(n for _, n in held) / len(held):.1f} instances is within {NOISE_FACTOR}x the idle"
-                    f" noise ({self.baseline_noise / 1024:,.0f} KiB); a ramp measures it"
-                )
+            # Everything is stopped: the idle figure again, so that its drift over the run is
+            # counted as noise (see judge_memory). Unreadable now: no figure, said so.
+            with contextlib.suppress(Exception):
+                after, after_noise = self._idle_memory()
+                t.memory_baseline_after_bytes, t.memory_baseline_after_noise_bytes = float(after), float(after_noise)
+            note = t.judge_memory(held)
+            if note:
+                self.notes.append(note)
         elif not self.command and self.baseline is not None:
             self.notes.append("memory not measured: no reading while an instance was held")
         t.note = "; ".join(self.notes) or None
