@@ -13,24 +13,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from edgelab.errors import EdgelabError, UsageError
-from edgelab.settings import (
-    COUNT,
-    DURATION_S,
-    KEEPALIVE_S,
-    PREWARM,
-    RATE_PER_S,
-    TIMEOUT_S,
-    WARMUP,
-    check_environment,
-    check_process_limits,
-    flag,
-    limit_message,
-    seconds_flag,
-)
 
 _STARTED = time.perf_counter()
 
@@ -67,7 +54,7 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 def _runtime_name(text: str) -> str:
     """One runtime, by the grammar ``--resident`` and ``--runtimes`` take (c, s, w, names)."""
-    from edgelab.lab import resolve_runtime_name
+    from edgelab.runtime_names import resolve_runtime_name  # the lab's grammar, not the lab
 
     try:
         return resolve_runtime_name(text, "--runtime")
@@ -82,7 +69,7 @@ _RUNTIMES_HELP = ""
 
 def _read_registry() -> None:
     """The runtime choices come from ``edgelab.runtimes.registry``, the one list (importing it
-    imports no runtime, so --help stays instant)."""
+    imports no runtime); read when run's or probe's parser is built."""
     from edgelab.runtimes import registry
 
     global _DEFAULT_RUNTIMES, _RUNTIMES_HELP
@@ -107,41 +94,67 @@ def _alias(parser: argparse.ArgumentParser, existing: str, *names: str, help: st
     parser.add_argument(*names, dest=action.dest, default=argparse.SUPPRESS, help=help, **checked)
 
 
-def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
-    """``subcommands=False``: the lab's own flags only, for a bare ``edgelab`` (first paint:
-    the subcommands' parsers import their modules, ~20-50 ms before the lab could start)."""
-    from edgelab import __version__
+class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The subcommands, each parser built only when its command is given: ``edgelab --help``
+    lists their names and lines alone, and building every one imported every command's
+    module (lab, traffic, serve's asyncio, claims...: ~100 ms) for each ``edgelab invoke``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._builders: dict[str, Callable[[Any], None]] = {}
+
+    def add_later(self, name: str, line: str, build: Callable[[Any], None]) -> None:
+        """A stand-in parser (its name and line in --help) until ``name`` is parsed; then
+        ``build(self)`` adds the real one with ``self.add_parser(name, ...)``."""
+        self.add_parser(name, help=line)
+        self._builders[name] = build
+
+    def build(self, name: str) -> argparse.ArgumentParser:
+        """``name``'s real parser, built now if it was a stand-in. A ``help=`` the builder gives
+        (the modules' ``add_parser`` do) is dropped: the stand-in keeps --help's line."""
+        build = self._builders.pop(name, None)
+        if build is not None:
+            del self._name_parser_map[name]
+            listed = len(self._choices_actions)
+            build(self)
+            del self._choices_actions[listed:]
+        parser: argparse.ArgumentParser = self._name_parser_map[name]
+        return parser
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        self.build(values[0])  # argparse has checked it is one of the choices
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _in_module(module: str) -> Callable[[Any], None]:
+    """A command whose flags live beside its handler: that module's ``add_parser``."""
+
+    def build(sub: Any) -> None:
+        import importlib
+
+        importlib.import_module(module).add_parser(sub)
+
+    return build
+
+
+def _add_run(sub: Any) -> None:
+    from edgelab.settings import (
+        COUNT,
+        DURATION_S,
+        KEEPALIVE_S,
+        PREWARM,
+        RATE_PER_S,
+        TIMEOUT_S,
+        WARMUP,
+        flag,
+        seconds_flag,
+    )
+    from edgelab.traffic import PATTERNS
 
     _read_registry()
-
-    parser = _Parser(
-        prog="edgelab",
-        description="Start one workload as a Docker container, a native process and a Wasm\n"
-        "instance, side by side, and measure startup and memory. No arguments opens the lab.",
-        epilog=EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
-    parser.add_argument("--workload", help="workload to select when the lab opens")
-    parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves its screenshots (SVG and PNG)")
-    parser.add_argument("--exports", type=Path, default=None, help="where the lab's e writes JSON, CSV and Markdown (default: ./edgelab-exports)")
-    parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
-    parser.add_argument("--no-history", action="store_true", help="do not save the lab's runs in the history")
-    parser.add_argument(
-        "--runtimes", metavar="RUNGS", default=None,
-        help="the lab's panels: comma-separated rungs (default: the registry's default three;"
-        " every rung: edgelab runtimes)",
-    )
-    if not subcommands:
-        parser.set_defaults(command=None)
-        return parser
-    from edgelab.traffic import PATTERNS  # --pattern's choices: not the bare lab's
-
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
     run = sub.add_parser(
         "run",
-        help="measure cold starts (and resident memory) headless",
         description="Cold starts of one workload on each runtime, interleaved, then (with\n"
         "--resident) memory per resident instance. Prints a table and a plain-language\n"
         "conclusion; saves the run's JSON in the history (edgelab history, edgelab compare).",
@@ -194,7 +207,11 @@ def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
         help="exit 0 even when a runtime failed, as long as one has results (hyperfine's -i)",
     )
 
-    invoke = sub.add_parser("invoke", help="send stdin as one request to a fresh instance; response to stdout")
+
+def _add_invoke(sub: Any) -> None:
+    from edgelab.settings import TIMEOUT_S, flag
+
+    invoke = sub.add_parser("invoke")
     invoke.add_argument("workload")
     invoke.add_argument(
         "--runtime", "-r", required=True, type=_runtime_name, metavar="RUNTIME",
@@ -202,43 +219,103 @@ def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
     )
     invoke.add_argument("--timeout", type=flag(TIMEOUT_S), default=None)
 
-    build = sub.add_parser("build", help="build every workload's artifacts (cached)")
+
+def _add_build(sub: Any) -> None:
+    build = sub.add_parser("build")
     build.add_argument("workloads", nargs="*", help="only these (default: all)")
     build.add_argument("--no-image", action="store_true", help="skip container images")
 
-    workloads = sub.add_parser("workloads", help="list workloads and their artifacts")
+
+def _add_workloads(sub: Any) -> None:
+    workloads = sub.add_parser("workloads")
     workloads.add_argument("--json", action="store_true", help="machine-readable, with paths and sizes in bytes")
 
-    sub.add_parser("doctor", help="which runtimes work here, and how to fix those that don't")
-    rungs = sub.add_parser("runtimes", help="every runtime and rung: what it starts, skips and costs to keep ready")
+
+def _add_doctor(sub: Any) -> None:
+    sub.add_parser("doctor")
+
+
+def _add_runtimes(sub: Any) -> None:
+    rungs = sub.add_parser("runtimes")
     rungs.add_argument("--json", action="store_true", help="machine-readable")
-    probe = sub.add_parser("probe", help="what a workload can reach in each runtime (files, env, /, network, writes)")
+
+
+def _add_probe(sub: Any) -> None:
+    _read_registry()
+    probe = sub.add_parser("probe")
     probe.add_argument("--runtimes", "-r", default=_DEFAULT_RUNTIMES, help=_RUNTIMES_HELP)
     probe.add_argument("--json", action="store_true", help="machine-readable: verdict and detail per capability")
-    clean = sub.add_parser("clean", help="remove every container and process the lab left behind")
+
+
+def _add_clean(sub: Any) -> None:
+    clean = sub.add_parser("clean")
     clean.add_argument("--cache", action="store_true", help="also remove built artifacts")
-    from edgelab.ladder import add_parser as add_ladder_parser  # the ladder's flags live beside it
 
-    add_ladder_parser(sub)
-    # The commands below keep their flags beside their handlers, as the ladder does.
-    from edgelab.claims import add_parser as add_claims_parser
-    from edgelab.functions import add_parser as add_function_parser
-    from edgelab.whatif.command import add_parser as add_whatif_parser
 
-    add_function_parser(sub)
-    add_whatif_parser(sub)
-    add_claims_parser(sub)
-    from edgelab.serve import add_parser as add_serve_parser
-
-    add_serve_parser(sub)
-    from edgelab.demo import add_parser as add_demo_parser; add_demo_parser(sub)  # noqa: E702, I001
-
-    compare = sub.add_parser("compare", help="compare runs: p50/p99 before and after, change, significance")
+def _add_compare(sub: Any) -> None:
+    compare = sub.add_parser("compare")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="an export's path, or last, last~1, ... (see edgelab history)")
     compare.add_argument("--json", action="store_true", help="machine-readable")
-    history = sub.add_parser("history", help="the runs saved by edgelab run and the lab, newest first")
+
+
+def _add_history(sub: Any) -> None:
+    history = sub.add_parser("history")
     history.add_argument("--limit", "-n", type=_nonnegative_int, default=20, help="show at most this many (0: all)")
     history.add_argument("--json", action="store_true", help="machine-readable")
+
+
+#: Every subcommand, in --help's order: its line there, and what adds its parser: a function
+#: here, or the module whose ``add_parser`` does (those keep their flags beside their handler).
+SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], None] | str]] = {
+    "run": ("measure cold starts (and resident memory) headless", _add_run),
+    "invoke": ("send stdin as one request to a fresh instance; response to stdout", _add_invoke),
+    "build": ("build every workload's artifacts (cached)", _add_build),
+    "workloads": ("list workloads and their artifacts", _add_workloads),
+    "doctor": ("which runtimes work here, and how to fix those that don't", _add_doctor),
+    "runtimes": ("every runtime and rung: what it starts, skips and costs to keep ready", _add_runtimes),
+    "probe": ("what a workload can reach in each runtime (files, env, /, network, writes)", _add_probe),
+    "clean": ("remove every container and process the lab left behind", _add_clean),
+    "ladder": ("every rung usable here: cold starts sorted by p50, idle cost, a log-scale bar each", "edgelab.ladder"),
+    "add": ("save your own function (--wasm, --image, --command) as a workload", "edgelab.functions"),
+    "whatif": ("simulate hours of traffic from a measured run (marked simulated)", "edgelab.whatif.command"),
+    "claims": ("published claims beside what this machine measured, with a verdict", "edgelab.claims"),
+    "serve": ("the lab in a browser (textual-serve): every tab gets a lab of its own", "edgelab.serve"),
+    "demo": ("a presentation that runs itself: a script of bursts, ramps and views, with captions", "edgelab.demo"),
+    "compare": ("compare runs: p50/p99 before and after, change, significance", _add_compare),
+    "history": ("the runs saved by edgelab run and the lab, newest first", _add_history),
+}
+
+
+def build_parser(subcommands: bool = True) -> argparse.ArgumentParser:
+    """``subcommands=False``: the lab's own flags only, for a bare ``edgelab`` (first paint).
+    With them, each subcommand's parser is built when that command is parsed (``_Subcommands``)."""
+    from edgelab import __version__
+
+    parser = _Parser(
+        prog="edgelab",
+        description="Start one workload as a Docker container, a native process and a Wasm\n"
+        "instance, side by side, and measure startup and memory. No arguments opens the lab.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
+    parser.add_argument("--workload", help="workload to select when the lab opens")
+    parser.add_argument("--screenshots", type=Path, default=Path("screenshots"), help="where s saves its screenshots (SVG and PNG)")
+    parser.add_argument("--exports", type=Path, default=None, help="where the lab's e writes JSON, CSV and Markdown (default: ./edgelab-exports)")
+    parser.add_argument("--theme", choices=("dark", "light"), help="colour theme of the lab")
+    parser.add_argument("--no-history", action="store_true", help="do not save the lab's runs in the history")
+    parser.add_argument(
+        "--runtimes", metavar="RUNGS", default=None,
+        help="the lab's panels: comma-separated rungs (default: the registry's default three;"
+        " every rung: edgelab runtimes)",
+    )
+    if not subcommands:
+        parser.set_defaults(command=None)
+        return parser
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, action=_Subcommands)
+    assert isinstance(sub, _Subcommands)
+    for name, (line, build) in SUBCOMMANDS.items():
+        sub.add_later(name, line, _in_module(build) if isinstance(build, str) else build)
     return parser
 
 
@@ -273,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is not None:
         gc.set_threshold(*defaults)
     _exit_cleanly_on_sigterm()
+    from edgelab.settings import check_environment, check_process_limits, limit_message
+
     try:
         check_environment()
         check_process_limits()
