@@ -11,11 +11,7 @@ is imported only in the host (and in ``check``): ``edgelab --help`` stays instan
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,9 +23,9 @@ from edgelab.errors import (
     LimitReached,
     RuntimeUnavailable,
 )
-from edgelab.ipc import Call, Channel, ChannelClosed, ChannelTimeout, Err, Ok
 from edgelab.protocol import Response
 from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
+from edgelab.runtimes.hostproc import HostClient, failure
 from edgelab.workloads import Workload
 
 #: Slack on every call to a host beyond the guest's own timeout (which the host enforces).
@@ -41,7 +37,6 @@ BATCH_PER_LAUNCH_S = 0.1
 BATCH_CHUNK = 250
 #: Starting a host (an interpreter, mini-racer, V8's initialisation) and loading a module.
 START_TIMEOUT_S = 60.0
-EXIT_GRACE_S = 2.0
 #: Resident instances per host process before another is started. Measured here (hello):
 #: one process holds ~3,200 isolates at ~705 KiB PSS each, then V8 aborts it ("Fatal process
 #: out of memory: ExternalEntityTable::InitializeTable": a table every isolate of a process
@@ -51,7 +46,6 @@ SHARD_INSTANCES = 2_000
 #: host held 20,000 (hello) at ~7.8 KiB PSS each (92 s of launches), no limit reached.
 CONTEXT_SHARD_INSTANCES = 20_000
 SHARD_ENV = "EDGELAB_ISOLATE_SHARD_INSTANCES"
-_PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 
 def shard_instances(default: int = SHARD_INSTANCES) -> int:
@@ -91,135 +85,32 @@ def out_of_room(message: str) -> bool:
     return any(words in message for words in _OUT_OF_ROOM)
 
 
-def _failure(kind: str, message: str) -> LaunchFailed:
-    if kind == "limit":
-        return LimitReached(message)
-    return (LaunchTimeout if kind == "timeout" else LaunchFailed)(message)
+class IsolateHost(HostClient):
+    """One isolate host process (``edgelab.runtimes.isolate.host``) and its channel.
+    ``facts`` is what its ping said (V8's version among them)."""
 
-
-class IsolateHost:
-    """One host process and its channel: one call at a time, each with a deadline. A host
-    that misses a deadline is killed (nothing it holds can be trusted)."""
+    host_module = "edgelab.runtimes.isolate.host"
+    runtime = "isolate"
+    label = "isolate host process"
+    odd_reply = "isolate host sent {kind}, not an answer"
+    name_signals = False
+    #: V8's fatal line is followed by a stack trace: read far enough back to find it.
+    stderr_tail_bytes = 16384
 
     def __init__(self) -> None:
-        self.held = 0
-        self.exit_message = ""
         self.facts: dict[str, Any] = {}
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        self._stderr = tempfile.TemporaryFile()
-        self._lock = threading.Lock()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "edgelab.runtimes.isolate.host"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                env=env,
-                close_fds=True,
-                start_new_session=True,  # ctrl+c at the terminal reaches the lab, which closes us
-            )
-        except OSError as exc:
-            self._stderr.close()
-            raise LimitReached(f"cannot start another isolate host process: {exc}") from None
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.channel = Channel(self.process.stdout.fileno(), self.process.stdin.fileno())
+        super().__init__()
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def _died_in_call(self, message: str) -> LaunchFailed:
+        return (LimitReached if out_of_room(message) else LaunchFailed)(message)
 
-    @property
-    def alive(self) -> bool:
-        return not self.exit_message and self.process.poll() is None
-
-    def call(self, timeout_s: float, command: str, *args: Any) -> Any:
-        with self._lock:
-            if not self.alive:
-                raise LaunchFailed(self.died())
-            try:
-                reply = self.channel.call(Call(command, args), timeout_s)
-            except ChannelTimeout:
-                self.kill()
-                self.exit_message = "isolate host process did not answer in time and was killed"
-                raise LaunchTimeout(self.exit_message) from None
-            except ChannelClosed:
-                message = self.died()
-                raise (LimitReached if out_of_room(message) else LaunchFailed)(message) from None
-            except KeyboardInterrupt:
-                # Cut off mid-call: the channel is out of step with the host; it holds nothing
-                # worth keeping.
-                self.exit_message = "isolate host process was stopped by an interrupt"
-                self.kill()
-                raise
-        if isinstance(reply, Ok):
-            return reply.value
-        if isinstance(reply, Err):
-            raise _failure(reply.kind, reply.message)
-        raise LaunchFailed(f"isolate host sent {type(reply).__name__}, not an answer")
-
-    def died(self) -> str:
-        if self.exit_message:
-            return self.exit_message
-        try:
-            code = self.process.wait(timeout=EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            code = self.process.returncode
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        self.exit_message = f"isolate host process exited ({how})"
-        last = self._stderr_line()
-        if last:
-            self.exit_message += f": {last}"
-        return self.exit_message
-
-    def _stderr_line(self) -> str:
-        """The line that says why: V8's "# Fatal ..." or a C++ exception's "what(): ..." when
-        there is one (a stack trace follows V8's), else the last."""
-        try:
-            self._stderr.seek(0, os.SEEK_END)
-            size = self._stderr.tell()
-            self._stderr.seek(max(0, size - 16384))
-            lines = [
-                ln.strip()
-                for ln in self._stderr.read().decode("utf-8", "replace").splitlines()
-                if ln.strip()
-            ]
-        except (OSError, ValueError):
-            return ""
+    def _telling_line(self, lines: list[str]) -> str:
+        """V8's "# Fatal ..." or a C++ exception's "what(): ..." when there is one (a stack
+        trace follows V8's), else the last."""
         fatal = [
             ln.lstrip("# ") for ln in lines if ln.startswith("# Fatal") or ln.startswith("what():")
         ]
-        return (fatal[-1] if fatal else lines[-1] if lines else "")[:200]
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-    def close(self) -> None:
-        """Ask the host to exit, kill it if it does not within 2 s, and always reap it."""
-        if self.alive:
-            try:
-                with self._lock:
-                    self.channel.send(Call("exit"), time.monotonic() + EXIT_GRACE_S)
-            except EdgelabError:
-                pass
-        self.channel.close()
-        try:
-            self.process.wait(timeout=EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        self.exit_message = self.exit_message or "isolate host process was closed"
-        self._stderr.close()
+        return fatal[-1] if fatal else lines[-1]
 
 
 class IsolateInstance(Instance):
@@ -390,7 +281,7 @@ class IsolateRuntime(Runtime):
                 False, workload.timeout_s, self.mode,
             )  # fmt: skip
             if warm_up.error is not None:
-                raise _failure(*warm_up.error)
+                raise failure(*warm_up.error)
         return info
 
     def _live_hosts(self) -> list[IsolateHost]:
@@ -520,7 +411,7 @@ class IsolateRuntime(Runtime):
         kind, message = error
         if kind == "timeout":
             return LaunchTimeout(f"{message} after {timeout_s:g} s")
-        return _failure(kind, message)
+        return failure(kind, message)
 
     def _launch_from(self, host: IsolateHost, result: Any, timeout_s: float) -> Launch:
         if result.error is not None:

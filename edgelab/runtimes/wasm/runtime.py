@@ -9,14 +9,8 @@ with the versions. wasmtime is imported only inside functions: ``edgelab --help`
 
 from __future__ import annotations
 
-import errno
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +23,10 @@ from edgelab.errors import (
     LimitReached,
     RuntimeUnavailable,
 )
-from edgelab.ipc import Call, Channel, ChannelClosed, ChannelTimeout, Err, Ok
 from edgelab.protocol import STATUS_OK, Response
 from edgelab.runtimes.base import Instance, Launch, Runtime, StoppedInstance
+from edgelab.runtimes.hostproc import EXIT_GRACE_S as EXIT_GRACE_S  # the package names it
+from edgelab.runtimes.hostproc import HostClient, failure
 from edgelab.runtimes.wasm.limits import (
     MAX_WASM_STACK_BYTES,
     MIN_SHARD_INSTANCES,
@@ -59,18 +54,8 @@ from edgelab.workloads import Workload
 IPC_MARGIN_S = 5.0
 #: Loading a module may compile it (a cold cache): allow that much.
 LOAD_TIMEOUT_S = 120.0
-EXIT_GRACE_S = 2.0
 #: Set to 0 to launch through ctypes call by call instead of the compiled hot path.
 HOTPATH_ENV = "EDGELAB_WASM_HOTPATH"
-_PACKAGE_ROOT = Path(__file__).resolve().parents[3]
-
-
-def _failure(kind: str, message: str) -> LaunchFailed:
-    """The exception for a host's ("err", kind, message): a limit the host ran into (its pool,
-    its mappings, memory) is a LimitReached, which stops a ramp instead of being retried."""
-    if kind == "limit":
-        return LimitReached(message)
-    return (LaunchTimeout if kind == "timeout" else LaunchFailed)(message)
 
 
 def _raise_for(record: LaunchRecord | None, timeout_s: float) -> None:
@@ -79,7 +64,7 @@ def _raise_for(record: LaunchRecord | None, timeout_s: float) -> None:
         kind, message = record.error
         if kind == "timeout":
             raise LaunchTimeout(f"{message} after {timeout_s:g} s")
-        raise _failure(kind, message)
+        raise failure(kind, message)
 
 
 @dataclass(frozen=True)
@@ -156,8 +141,8 @@ def _command_failure(record: LaunchRecord | None, timeout_s: float) -> None:
     _raise_for(record, timeout_s)
 
 
-class HostProcess:
-    """The host child and its pipes: one call at a time, each with a deadline.
+class HostProcess(HostClient):
+    """The Wasm host child (``edgelab.runtimes.wasm.host``) and its pipes.
 
     ``allocator`` is the host's instance allocator (host.ALLOCATORS): "pool" for the burst
     host of the plain rung, "ondemand" for the other rungs' and for the resident hosts of a
@@ -165,140 +150,24 @@ class HostProcess:
     resident instances the runtime has there.
     """
 
+    host_module = "edgelab.runtimes.wasm.host"
+    runtime = "wasm"
+    label = "wasm host process"
+
     def __init__(
         self, allocator: str = "pool", instances_per_store: int = 1, mode: str = "pre"
     ) -> None:
         self.allocator = allocator
         self.mode = mode
-        self.held = 0
         #: Set when the host hit a limit of its own (mappings, address space): it keeps what
         #: it holds and takes no more.
         self.full = False
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+        super().__init__(
+            f"--max-memory={pool_memory_bytes()}",
+            f"--allocator={allocator}",
+            f"--instances-per-store={instances_per_store}",
+            f"--mode={mode}",
         )
-        self._stderr = tempfile.TemporaryFile()
-        self._lock = threading.Lock()
-        self.exit_message = ""
-        try:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "edgelab.runtimes.wasm.host",
-                    f"--max-memory={pool_memory_bytes()}",
-                    f"--allocator={allocator}",
-                    f"--instances-per-store={instances_per_store}",
-                    f"--mode={mode}",
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                env=env,
-                close_fds=True,
-                start_new_session=True,  # Ctrl-C at the terminal reaches the lab, which closes us
-            )
-        except OSError as exc:
-            self._stderr.close()
-            if exc.errno in (errno.EAGAIN, errno.ENOMEM):
-                raise LimitReached(f"cannot start another wasm host process: {exc}") from None
-            raise RuntimeUnavailable("wasm", f"cannot start the wasm host process: {exc}") from None
-        assert self.process.stdin is not None and self.process.stdout is not None
-        # The Popen file objects keep the fds; the channel only reads and writes them.
-        self._channel = Channel(self.process.stdout.fileno(), self.process.stdin.fileno())
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return not self.exit_message and self.process.poll() is None
-
-    def call(self, timeout_s: float, command: str, *args: Any) -> Any:
-        """Send one command and return its value; guest errors become LaunchFailed/Timeout.
-
-        A host that misses the deadline is killed: nothing it holds can be trusted."""
-        with self._lock:
-            if not self.alive:
-                raise LaunchFailed(self._died())
-            try:
-                reply = self._channel.call(Call(command, args), timeout_s)
-            except ChannelTimeout:
-                self.kill()
-                self.exit_message = "wasm host process did not answer in time and was killed"
-                raise LaunchTimeout(self.exit_message) from None
-            except ChannelClosed:
-                raise LaunchFailed(self._died()) from None
-            except KeyboardInterrupt:
-                # Cut off mid-call (ctrl+c, SIGTERM): the pipes are out of step with the
-                # host, so nothing more can be asked of it. It holds nothing worth keeping.
-                self.exit_message = "wasm host process was stopped by an interrupt"
-                self.kill()
-                raise
-        if isinstance(reply, Ok):
-            return reply.value
-        if isinstance(reply, Err):
-            raise _failure(reply.kind, reply.message)
-        raise LaunchFailed(f"wasm host process answered {type(reply).__name__}, not Ok or Err")
-
-    def _died(self) -> str:
-        if self.exit_message:
-            return self.exit_message
-        try:
-            code = self.process.wait(timeout=EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            code = self.process.returncode
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = "unknown"
-            how = f"signal {-code}, {name}"
-        else:
-            how = f"exit code {code}"
-        self.exit_message = f"wasm host process exited ({how})"
-        last = self._last_stderr_line()
-        if last:
-            self.exit_message += f": {last}"
-        return self.exit_message
-
-    def _last_stderr_line(self) -> str:
-        try:
-            self._stderr.seek(0, os.SEEK_END)
-            size = self._stderr.tell()
-            self._stderr.seek(max(0, size - 4096))
-            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
-        except (OSError, ValueError):
-            return ""
-        return lines[-1].strip()[:200] if lines else ""
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-    def close(self) -> None:
-        """Ask the host to exit, kill it if it does not within 2 s, and always reap it."""
-        if self.process.poll() is None and not self.exit_message:
-            try:
-                self._channel.send(Call("exit"), time.monotonic() + EXIT_GRACE_S)
-            except EdgelabError:
-                pass
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        try:
-            self.process.wait(timeout=EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.exit_message = self.exit_message or "wasm host process was closed"
-        self._stderr.close()
 
 
 class WasmInstance(Instance):
@@ -766,7 +635,7 @@ class WasmRuntime(Runtime):
         host = self._host
         if host is None or not host.alive:
             if host is not None:
-                raise LaunchFailed(host._died())
+                raise LaunchFailed(host.died())
             raise LaunchFailed(f"wasm: {workload.name} was not prepared")
         if workload.name not in self._loaded:
             raise LaunchFailed(f"wasm: {workload.name} was not prepared")
@@ -927,12 +796,12 @@ class WasmRuntime(Runtime):
         host = self._host
         if host is None or not host.alive:
             raise LaunchFailed(
-                host._died() if host is not None else "wasm host process not started"
+                host.died() if host is not None else "wasm host process not started"
             )
         total = 0
         for each in self._hosts():
             if not each.alive:
-                raise LaunchFailed(each._died())
+                raise LaunchFailed(each.died())
             try:
                 total += int(psutil.Process(each.pid).memory_full_info().pss)
             except psutil.Error as exc:
