@@ -486,7 +486,7 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             memory_table.add_row(
                 runtime.runtime,
                 f"{m.instances:,}",
-                format_bytes(m.pss_bytes_per_instance),
+                format_bytes(user) if (user := m.pss_figure_bytes_per_instance) is not None else "–",
                 format_bytes(host) if host is not None else "–",
                 format_bytes(cgroup) if cgroup is not None else "–",
                 f"{m.instances_per_gib:,.0f}" if m.instances_per_gib else "–",

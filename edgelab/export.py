@@ -78,7 +78,7 @@ def _memory_figures(runtime: Any) -> tuple[float | None, float | None, float | N
     m = runtime.memory
     if m is None:
         return None, None, None
-    return m.pss_bytes_per_instance, getattr(m, "host_bytes_per_instance", None), m.instances_per_gib
+    return m.pss_figure_bytes_per_instance, getattr(m, "host_bytes_per_instance", None), m.instances_per_gib
 
 
 def solid_instances_per_gib(memory: MemoryResult | None) -> float | None:

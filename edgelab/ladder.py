@@ -507,7 +507,8 @@ def idle_cost(memory: MemoryResult | None) -> tuple[str, str]:
     if memory is None:
         return "–", "–"
     host = memory.host_bytes_per_instance
-    return (format_bytes(host) if host is not None else "–", format_bytes(memory.pss_bytes_per_instance))
+    user = memory.pss_figure_bytes_per_instance
+    return (format_bytes(host) if host is not None else "–", format_bytes(user) if user is not None else "–")
 
 
 def chart_lines(rows: Sequence[tuple[str, float | None, float | None, Sequence[str]]], axis: LogAxis) -> list[str]:
@@ -574,7 +575,7 @@ def print_ladder(ladder: Ladder, console: Console) -> None:
         if m is not None:
             console.print(
                 f"  ready: {m.instances:,} held; host {idle_cost(m)[0]} per instance ({m.host_basis});"
-                f" user-space {format_bytes(m.pss_bytes_per_instance)} ({m.metric})"
+                f" user-space {idle_cost(m)[1]} ({m.metric})"
                 + (f"; {r.ready_cost}" if r.ready_cost else ""),
                 highlight=False,
                 soft_wrap=True,

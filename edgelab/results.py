@@ -21,6 +21,12 @@ NOISE_FACTOR = 10
 #: Between ROUGH_FACTOR and NOISE_FACTOR times its noise, a fall is a rough host figure (said
 #: with its uncertainty); below ROUGH_FACTOR it is no figure at all.
 ROUGH_FACTOR = 3
+#: A PSS growth counts as the user-space figure once it is this many times the idle PSS's
+#: noise (as a traffic run's growth must be); at or below it, or not growing, it is none.
+PSS_NOISE_FACTOR = 3
+#: With no host figure to price an instance, a user-space figure lost in noise asks for this
+#: many times the instances held.
+HOLD_MORE = 10
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,12 @@ class MemoryResult:
     spread of readings taken with nothing launched, and a fall smaller than
     ``NOISE_FACTOR`` times it is reported with a warning naming how many instances a stable
     figure needs.
+
+    PSS moves too (a host process's heap and caches; shared pages re-divided as other
+    processes map them): ``pss_bytes_per_instance`` is the raw growth / instances, kept as
+    measured (it can be negative), and ``pss_figure_bytes_per_instance`` is what displays and
+    exports show: None where the growth is not above ``PSS_NOISE_FACTOR`` times
+    ``pss_noise_bytes`` (0 where not measured), with a warning saying why.
     """
 
     instances: int
@@ -81,6 +93,54 @@ class MemoryResult:
     limit: str | None = None
     #: The instances the ramp was asked for (``instances`` is what it reached and held).
     target: int | None = None
+    #: Spread (max - min, bytes) of the runtime's PSS read with no instance before the ramp.
+    pss_noise_bytes: float | None = None
+
+    @property
+    def pss_growth_bytes(self) -> float:
+        """The raw PSS growth at ``instances`` (bytes; negative if PSS fell)."""
+        return self.pss_bytes_per_instance * self.instances
+
+    @property
+    def pss_figure_bytes_per_instance(self) -> float | None:
+        """The user-space figure: PSS growth / instances where the growth stands clear of the
+        idle PSS noise (``PSS_NOISE_FACTOR`` times it, and above 0), else None."""
+        growth = self.pss_growth_bytes
+        if growth <= 0 or growth <= PSS_NOISE_FACTOR * (self.pss_noise_bytes or 0):
+            return None
+        return self.pss_bytes_per_instance
+
+    def pss_warning(self) -> str | None:
+        """Why there is no user-space figure and how many instances to hold, or None."""
+        if self.pss_figure_bytes_per_instance is not None:
+            return None
+        growth, noise = self.pss_growth_bytes, self.pss_noise_bytes or 0
+        at = f"at {self.instances:,} instances"
+        idle = f"its idle noise ({noise / 1024:,.0f} KiB)"
+        if growth > 0:
+            what = f"user-space {self.metric} grew {growth / 1024:,.0f} KiB {at}, within {PSS_NOISE_FACTOR}x {idle}"
+        elif -growth <= PSS_NOISE_FACTOR * noise:
+            what = (f"user-space {self.metric} did not grow {at} (it moved {growth / 1024:+,.0f} KiB),"
+                    f" within {PSS_NOISE_FACTOR}x {idle}")  # fmt: skip
+        else:
+            what = (f"user-space {self.metric} fell {-growth / 1024:,.0f} KiB {at}, far more than {idle} the other"
+                    " way: the runtime's own memory moved (drift), not its instances")  # fmt: skip
+        return f"{what}: no user-space figure; {self.hold_for_user_space_figure()}"
+
+    def hold_for_user_space_figure(self) -> str:
+        """How many instances a user-space figure clear of this disturbance needs, priced at
+        the host figure where one stands (a ceiling of the user-space cost, so a floor of the
+        count), else ``HOLD_MORE`` times as many as were held."""
+        disturbance = max(self.pss_noise_bytes or 0, abs(self.pss_growth_bytes))
+        fallen = self.mem_available_bytes_per_instance
+        price = fallen if fallen is not None and fallen > 0 and self._mem_available_usable else None
+        if price is None and self.cgroup_bytes_per_instance and self.cgroup_bytes_per_instance > 0:
+            price = self.cgroup_bytes_per_instance
+        if price is not None and disturbance > 0:
+            needed = math.floor(PSS_NOISE_FACTOR * disturbance / price) + 1  # growth must exceed it
+            if needed > self.instances:
+                return f"hold at least {needed:,} instances"
+        return f"hold at least {HOLD_MORE * self.instances:,} instances ({HOLD_MORE}x as many), or rerun on a quieter machine"
 
     @property
     def mem_available_total_bytes(self) -> float | None:
@@ -119,9 +179,10 @@ class MemoryResult:
         needs, priced at the user-space figure (a floor of the host cost: the fall itself is
         what is in doubt). None if no noise was measured or the count is already held."""
         noise = self.mem_available_noise_bytes
-        if not noise or self.pss_bytes_per_instance <= 0:
+        user = self.pss_figure_bytes_per_instance
+        if not noise or user is None:
             return None
-        needed = math.ceil(NOISE_FACTOR * noise / self.pss_bytes_per_instance)
+        needed = math.ceil(NOISE_FACTOR * noise / user)
         return needed if needed > self.instances else None
 
     @property
@@ -138,7 +199,7 @@ class MemoryResult:
             return fallen
         cgroup = self.cgroup_bytes_per_instance
         if cgroup is not None and cgroup > 0:
-            return max(cgroup, self.pss_bytes_per_instance)
+            return max(cgroup, self.pss_figure_bytes_per_instance or 0)
         return None
 
     @property
@@ -150,22 +211,28 @@ class MemoryResult:
         if fallen is not None and fallen > 0 and self._mem_available_usable:
             rough = self.mem_available_uncertainty or 0
             return f"fall of MemAvailable during this runtime's ramp / instances (rough: ±{rough:.0%}, idle noise)"
-        why = "MemAvailable not measured" if fallen is None else "MemAvailable fall within noise"
+        why = (
+            "MemAvailable not measured" if fallen is None
+            else "MemAvailable fall within noise" if fallen > 0
+            else "MemAvailable rose (other processes freed memory)"
+        )  # fmt: skip
         cgroup = self.cgroup_bytes_per_instance
         if cgroup is not None and cgroup > 0:
-            if cgroup >= self.pss_bytes_per_instance:
+            if cgroup >= (self.pss_figure_bytes_per_instance or 0):
                 return f"cgroup memory incl. kernel memory (as docker stats reads it) / instances; {why}"
             return f"user-space {self.metric}, above the cgroups' memory (which leaves out the shim); {why}"
         needed = self.instances_for_stable_host_figure if fallen is not None else None
         hint = f" (hold at least {needed:,})" if needed else ""
+        if self.pss_figure_bytes_per_instance is None:
+            return f"none: {why}{hint}; no per GiB (user-space {self.metric} within noise too)"
         return f"none: {why}{hint}; per GiB from user-space {self.metric}"
 
     @property
     def instances_per_gib(self) -> float | None:
         per_instance = self.host_bytes_per_instance
         if per_instance is None:
-            per_instance = self.pss_bytes_per_instance
-        if per_instance <= 0:
+            per_instance = self.pss_figure_bytes_per_instance
+        if per_instance is None or per_instance <= 0:
             return None
         return GIB / per_instance
 
@@ -174,27 +241,49 @@ class MemoryResult:
         found: list[str] = []
         if self.limit:
             found.append(self.limit)
+        pss = self.pss_warning()
+        if pss:
+            found.append(pss)
         if self.mem_available_bytes_per_instance is not None and not self.mem_available_stable:
-            needed = self.instances_for_stable_host_figure
-            noise = self.mem_available_noise_bytes or 0
-            total = self.mem_available_total_bytes or 0
-            usable = self._mem_available_usable
-            found.append(
-                f"MemAvailable fell {total / 1024:,.0f} KiB at {self.instances:,} instances, within"
-                f" {NOISE_FACTOR}x its idle noise ({noise / 1024:,.0f} KiB)"
-                + (f": the host figure is rough (±{self.mem_available_uncertainty or 0:.0%})" if usable else "")
-                + (f"; hold at least {needed:,} for a stable host figure" if needed
-                   else "; other processes moved it: rerun on a quieter machine")
-            )
+            found.append(self._mem_available_warning())
         return found
+
+    def _mem_available_warning(self) -> str:
+        """What MemAvailable did, said as it happened: fell within its noise (a rough figure
+        or none), rose within it, or rose far more than it (drift from other processes)."""
+        needed = self.instances_for_stable_host_figure
+        noise = self.mem_available_noise_bytes or 0
+        total = self.mem_available_total_bytes or 0
+        at = f"at {self.instances:,} instances"
+        idle = f"its idle noise ({noise / 1024:,.0f} KiB)"
+        hold = (f"; hold at least {needed:,} for a stable host figure" if needed
+                else "; other processes moved it: rerun on a quieter machine")  # fmt: skip
+        if total > 0:
+            usable = self._mem_available_usable
+            return (
+                f"MemAvailable fell {total / 1024:,.0f} KiB {at}, within {NOISE_FACTOR}x {idle}"
+                + (f": the host figure is rough (±{self.mem_available_uncertainty or 0:.0%})" if usable else "")
+                + hold
+            )
+        if -total <= NOISE_FACTOR * noise:
+            moved = f"did not move {at}" if total == 0 else f"rose {-total / 1024:,.0f} KiB {at} (other processes freed memory)"
+            return f"MemAvailable {moved}, within {NOISE_FACTOR}x {idle}: no host figure from it" + hold
+        return (
+            f"MemAvailable rose {-total / 1024:,.0f} KiB {at}, far more than {idle} the other way: other"
+            " processes freed memory (drift), so it says nothing of these instances; rerun on a quieter machine"
+        )
 
     def to_json(self) -> dict[str, Any]:
         host = self.host_bytes_per_instance
         return {
             "resident_instances": self.instances,
             "target_instances": self.target,
-            "user_space_kib_per_instance": round(self.pss_bytes_per_instance / 1024, 3),
+            # null where the PSS growth is not clear of its noise (the warnings say why); the
+            # raw growth and the noise it was judged against are beside it.
+            "user_space_kib_per_instance": _kib(self.pss_figure_bytes_per_instance),
             "user_space_metric": self.metric,
+            "user_space_growth_kib": round(self.pss_growth_bytes / 1024, 3),
+            "user_space_noise_kib": _kib(self.pss_noise_bytes),
             "host_kib_per_instance": round(host / 1024, 3) if host is not None else None,
             "host_basis": self.host_basis,
             "mem_available_kib_per_instance": _kib(self.mem_available_bytes_per_instance),
@@ -370,9 +459,7 @@ class RuntimeResult:
             "rate_achieved_per_s": (
                 round(self.rate_achieved_per_s, 4) if self.rate_achieved_per_s is not None else None
             ),
-            "memory_kib_per_instance": (
-                round(memory.pss_bytes_per_instance / 1024, 3) if memory else None
-            ),
+            "memory_kib_per_instance": _kib(memory.pss_figure_bytes_per_instance) if memory else None,
             "memory_metric": memory.metric if memory else None,
             "memory_resident_instances": memory.instances if memory else None,
             "mem_available_kib_per_instance": (

@@ -8,6 +8,7 @@ each user-space (PSS) figure. Launches go in chunks through the runtime's ``laun
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgelab.errors import UsageError
@@ -66,8 +67,13 @@ def _ramp_one(run: _Run, name: str, target: int) -> None:
 
     run.emit(RuntimeStatus(name, "running"))
     rt = run.runtimes[name]
-    baseline = rt.pss_bytes([])
-    idle_before, noise_before = _mem_available_idle(run)
+    # The PSS baseline is read with MemAvailable's idle readings before the ramp (the median,
+    # and the spread as the PSS noise a growth must clear); after the ramp its instances are
+    # held, so there is no idle PSS to read again.
+    pss_idle: list[int] = []
+    idle_before, noise_before = _mem_available_idle(run, read=lambda: pss_idle.append(rt.pss_bytes([])))
+    pss_idle.sort()
+    baseline = pss_idle[len(pss_idle) // 2]
     curve: list[tuple[int, int]] = []
     index = len(run.results[name].samples)
     step = max(1, target // RAMP_POINTS)
@@ -115,6 +121,7 @@ def _ramp_one(run: _Run, name: str, target: int) -> None:
         ramp_rate_per_s=held / launching_s if launching_s > 0 else None,
         limit=limit,
         target=target,
+        pss_noise_bytes=float(pss_idle[-1] - pss_idle[0]),
     )
 
 
@@ -125,16 +132,21 @@ def _host_memory(run: _Run, name: str) -> int | None:
         return None
 
 
-def _mem_available_idle(run: _Run, window_s: float = 0.0) -> tuple[int, int]:
+def _mem_available_idle(
+    run: _Run, window_s: float = 0.0, read: Callable[[], None] | None = None
+) -> tuple[int, int]:
     """MemAvailable with nothing launched: the median of a few readings spread over
     ``window_s`` (at least IDLE_READING_GAP_S apart), and their spread (max - min), which
-    is the noise a fall during a ramp has to stand clear of."""
+    is the noise a fall during a ramp has to stand clear of. ``read``: called beside each
+    reading (the PSS baseline's readings)."""
     gap = max(IDLE_READING_GAP_S, window_s / (IDLE_READINGS - 1))
     readings = []
     for i in range(IDLE_READINGS):
         if i:
             time.sleep(gap)
         readings.append(run.lab.mem_available())
+        if read is not None:
+            read()
     readings.sort()
     return readings[len(readings) // 2], readings[-1] - readings[0]
 

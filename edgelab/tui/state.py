@@ -262,7 +262,7 @@ class RuntimeLive:
 
     def bytes_per_instance(self) -> float | None:
         if self.memory is not None:
-            return self.memory.pss_bytes_per_instance
+            return self.memory.pss_figure_bytes_per_instance
         if self.memory_points:
             instances, growth = self.memory_points[-1]
             return growth / instances if instances else None

@@ -118,7 +118,9 @@ def memory_lines(live: RuntimeLive, scenario: str) -> tuple[str, str, str, str]:
             "",
             "",
         )
-    user = f"user-space {format_bytes(memory.pss_bytes_per_instance)}/instance ({memory.metric})"
+    user_bytes = memory.pss_figure_bytes_per_instance
+    user_figure = format_bytes(user_bytes) + "/instance" if user_bytes is not None else "–"
+    user = f"user-space {user_figure} ({memory.metric}{'' if user_bytes is not None else ', within noise'})"
     host_bytes = memory.host_bytes_per_instance
     host_figure = format_bytes(host_bytes) + "/instance" if host_bytes is not None else NOT_YET
     host = f"host {host_figure} ({host_basis_words(memory)})"
@@ -129,11 +131,14 @@ def memory_lines(live: RuntimeLive, scenario: str) -> tuple[str, str, str, str]:
 
 
 def memory_warning(memory: MemoryResult) -> str:
-    """The one thing to know before trusting the host figure, in one panel line: a limit that
-    stopped the ramp (the lab's own line), else what would make the figure stable. The full
+    """The one thing to know before trusting the figures, in one panel line: a limit that
+    stopped the ramp (the lab's own line), a user-space figure lost in noise, else what would
+    make the host figure stable. The full
     sentences (``MemoryResult.warnings``) are in the exports."""
     if memory.limit:
         return f"⚠ {memory.limit}"
+    if memory.pss_figure_bytes_per_instance is None:
+        return f"⚠ user-space {memory.metric} within noise: {memory.hold_for_user_space_figure()}"
     if memory.mem_available_bytes_per_instance is None or memory.mem_available_stable:
         return ""
     needed = memory.instances_for_stable_host_figure
