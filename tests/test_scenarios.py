@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -19,6 +21,7 @@ from edgelab.runtimes import registry
 from edgelab.runtimes.base import Instance
 from edgelab.runtimes.fake import FakeRuntime
 from edgelab.scenarios import (
+    BUILTINS,
     SCENARIOS,
     Scenario,
     get_scenario,
@@ -64,6 +67,20 @@ def test_the_built_in_scenarios_are_the_table_in_order() -> None:
     assert scenario_names()[:3] == ("burst", "ramp", "steady")
     assert all(get_scenario(name) is SCENARIOS[name] for name in scenario_names())
     assert all(isinstance(s, Scenario) and s.summary for s in SCENARIOS.values())
+    assert all(SCENARIOS[name].name == name for name in BUILTINS)  # each entry names its own
+
+
+def test_the_names_import_no_scenario() -> None:
+    """``scenario_names()`` (the CLI's --scenario choices, the TUI's radio buttons) imports no
+    scenario's module; looking one up imports that one (and what it uses) only."""
+    implementations = [module.partition(":")[0] for module in BUILTINS.values()] + ["edgelab.traffic"]
+    code = (
+        "import json, sys; from edgelab.scenarios import get_scenario, scenario_names; names = scenario_names();"
+        f" loaded = lambda: [m for m in {implementations!r} if m in sys.modules]; before = loaded();"
+        " get_scenario('steady'); print(json.dumps([names, before, loaded()]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(done.stdout) == [list(BUILTINS), [], ["edgelab.scenarios.steady"]]
 
 
 def test_a_scenario_registered_at_run_time_runs_through_lab_run_with_no_other_edit(pair: PairScenario) -> None:
