@@ -545,14 +545,28 @@ CROSS_CHECK_FLOOR_BYTES = 16 << 20
 
 
 def memory_cross_check(m: MemoryResult) -> str:
-    """The MemAvailable cross-check in words, saying when it is too small to read."""
+    """The MemAvailable cross-check in words, saying when it is too small to read: against
+    the idle noise the ramp measured where it did (a rise far beyond it is drift), else
+    against CROSS_CHECK_FLOOR_BYTES."""
+    from edgelab.results import NOISE_FACTOR
+
     total = m.mem_available_total_bytes
     if total is None:
         return "MemAvailable not measured"
-    text = (
-        f"MemAvailable fell {format_bytes(total)} while {m.instances:,} were launched"
-        f" ({format_bytes(total / m.instances)} each)"
+    moved = "fell" if total > 0 else "rose" if total < 0 else "did not move"
+    text = f"MemAvailable {moved} while {m.instances:,} were launched" if total == 0 else (
+        f"MemAvailable {moved} {format_bytes(abs(total))} while {m.instances:,} were launched"
+        f" ({format_bytes(abs(total) / m.instances)} each)"
     )
+    noise = m.mem_available_noise_bytes
+    if noise is not None:
+        if total > 0 and m.mem_available_stable:
+            return text
+        if abs(total) <= NOISE_FACTOR * noise:
+            return text + f"; within {NOISE_FACTOR}x its idle noise ({format_bytes(noise)})"
+        if total < 0:
+            return text + f"; far more than its idle noise ({format_bytes(noise)}): other processes freed memory (drift)"
+        return text
     if abs(total) < CROSS_CHECK_FLOOR_BYTES:
         text += f"; under {format_bytes(CROSS_CHECK_FLOOR_BYTES)} in all, that is within noise"
     return text

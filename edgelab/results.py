@@ -118,12 +118,12 @@ class MemoryResult:
         at = f"at {self.instances:,} instances"
         idle = f"its idle noise ({noise / 1024:,.0f} KiB)"
         if growth > 0:
-            what = f"user-space {self.metric} grew {growth / 1024:,.0f} KiB {at}, within {PSS_NOISE_FACTOR}x {idle}"
+            what = f"user-space memory grew {growth / 1024:,.0f} KiB {at}, within {PSS_NOISE_FACTOR}x {idle}"
         elif -growth <= PSS_NOISE_FACTOR * noise:
-            what = (f"user-space {self.metric} did not grow {at} (it moved {growth / 1024:+,.0f} KiB),"
+            what = (f"user-space memory did not grow {at} (it moved {growth / 1024:+,.0f} KiB),"
                     f" within {PSS_NOISE_FACTOR}x {idle}")  # fmt: skip
         else:
-            what = (f"user-space {self.metric} fell {-growth / 1024:,.0f} KiB {at}, far more than {idle} the other"
+            what = (f"user-space memory fell {-growth / 1024:,.0f} KiB {at}, far more than {idle} the other"
                     " way: the runtime's own memory moved (drift), not its instances")  # fmt: skip
         return f"{what}: no user-space figure; {self.hold_for_user_space_figure()}"
 
@@ -214,7 +214,8 @@ class MemoryResult:
         why = (
             "MemAvailable not measured" if fallen is None
             else "MemAvailable fall within noise" if fallen > 0
-            else "MemAvailable rose (other processes freed memory)"
+            else "MemAvailable rose (other processes freed memory)" if fallen < 0
+            else "MemAvailable did not move"
         )  # fmt: skip
         cgroup = self.cgroup_bytes_per_instance
         if cgroup is not None and cgroup > 0:

@@ -39,7 +39,7 @@ def test_a_negative_pss_growth_is_no_figure_and_says_it_fell() -> None:
     assert m.pss_figure_bytes_per_instance is None and m.pss_growth_bytes == -138 * KIB
     assert m.instances_per_gib is None  # no host figure and no user-space one: no density
     assert m.warnings() == [
-        "user-space PSS fell 138 KiB at 3 instances, far more than its idle noise (4 KiB) the other way:"
+        "user-space memory fell 138 KiB at 3 instances, far more than its idle noise (4 KiB) the other way:"
         " the runtime's own memory moved (drift), not its instances: no user-space figure;"
         " hold at least 30 instances (10x as many), or rerun on a quieter machine"
     ]
@@ -47,18 +47,18 @@ def test_a_negative_pss_growth_is_no_figure_and_says_it_fell() -> None:
     assert data["memory_kib_per_instance"] is None and data["instances_per_gib"] is None
     assert data["memory"]["user_space_kib_per_instance"] is None
     assert data["memory"]["user_space_growth_kib"] == -138 and data["memory"]["user_space_noise_kib"] == 4
-    assert data["memory"]["warnings"][0].startswith("user-space PSS fell 138 KiB")
+    assert data["memory"]["warnings"][0].startswith("user-space memory fell 138 KiB")
     assert data["memory"]["warnings"][0] in data["warnings"]  # the runtime's line too
 
 
 def test_a_pss_change_within_its_idle_noise_is_no_figure() -> None:
     grew = memory(pss_bytes_per_instance=10 * KIB, pss_noise_bytes=20 * KIB)  # 30 KiB vs 3 x 20 KiB
     assert grew.pss_figure_bytes_per_instance is None
-    assert grew.warnings()[0].startswith("user-space PSS grew 30 KiB at 3 instances, within 3x its idle noise (20 KiB)")
+    assert grew.warnings()[0].startswith("user-space memory grew 30 KiB at 3 instances, within 3x its idle noise (20 KiB)")
     flat = memory(pss_bytes_per_instance=-2 * KIB, pss_noise_bytes=20 * KIB)
     assert flat.pss_figure_bytes_per_instance is None
     assert flat.warnings()[0].startswith(
-        "user-space PSS did not grow at 3 instances (it moved -6 KiB), within 3x its idle noise (20 KiB)"
+        "user-space memory did not grow at 3 instances (it moved -6 KiB), within 3x its idle noise (20 KiB)"
     )
 
 
@@ -97,7 +97,7 @@ def test_displays_show_a_dash_and_the_reason_for_a_pss_figure_within_noise() -> 
     assert idle_cost(m) == ("–", "–")
     assert _memory_figures(RuntimeResult("wasm", memory=m)) == (None, None, None)
     assert memory_warning(m) == (
-        "⚠ user-space PSS within noise: hold at least 30 instances (10x as many), or rerun on a quieter machine"
+        "⚠ user-space figure within noise: hold at least 30 instances (10x as many), or rerun on a quieter machine"
     )
     live = RuntimeLive("wasm")
     live.memory = m
@@ -166,8 +166,27 @@ def test_a_ramp_whose_pss_falls_exports_null_with_the_reason_and_the_raw_growth(
     assert data["memory_kib_per_instance"] is None
     assert data["memory"]["user_space_kib_per_instance"] is None
     assert data["memory"]["user_space_growth_kib"] in (-300, -302)  # the median baseline, +-2 KiB
-    fell = [w for w in data["warnings"] if w.startswith("user-space fake (not a measurement) fell 30")]
+    fell = [w for w in data["warnings"] if w.startswith("user-space memory fell 30")]
     assert len(fell) == 1 and "far more than its idle noise (2 KiB)" in fell[0]
     # 3 x 300 KiB to clear at the 12 KiB per instance the fake's MemAvailable fell: over 75.
     assert fell[0].endswith("no user-space figure; hold at least 76 instances")
     assert lab.runtime("wasm").live_instances() == []
+
+
+def test_the_cli_cross_check_says_fell_rose_or_drift_against_the_measured_noise() -> None:
+    from edgelab.commands import memory_cross_check
+
+    fell = memory(instances=20, mem_available_bytes_per_instance=12 * KIB, mem_available_noise_bytes=1024 * KIB)
+    assert memory_cross_check(fell) == (
+        "MemAvailable fell 240.0 KiB while 20 were launched (12.0 KiB each); within 10x its idle noise (1.0 MiB)"
+    )
+    rose = memory(mem_available_bytes_per_instance=-32_048 * KIB / 3, mem_available_noise_bytes=544 * KIB)
+    assert memory_cross_check(rose) == (
+        "MemAvailable rose 31.3 MiB while 3 were launched (10.4 MiB each); far more than its idle noise"
+        " (544.0 KiB): other processes freed memory (drift)"
+    )
+    still = memory(mem_available_bytes_per_instance=0.0, mem_available_noise_bytes=0.0)
+    assert memory_cross_check(still) == "MemAvailable did not move while 3 were launched; within 10x its idle noise (0 B)"
+    assert still.host_basis.startswith("none: MemAvailable did not move")
+    stable = memory(instances=500, mem_available_bytes_per_instance=12 * KIB, mem_available_noise_bytes=100 * KIB)
+    assert memory_cross_check(stable) == "MemAvailable fell 5.9 MiB while 500 were launched (12.0 KiB each)"

@@ -355,11 +355,18 @@ def test_a_growth_within_the_idle_spread_is_no_figure() -> None:
 
 def test_a_negative_growth_says_it_fell_and_whether_that_is_drift() -> None:
     _, within = _judged([(-100 * 1024, 2)] * 3, 40e6, 78 * 1024, 40e6)
-    assert within is not None and "PSS fell 100 KiB below the idle baseline at 2.0 instances" in within
+    assert within is not None and "memory fell 100 KiB below the idle baseline at 2.0 instances" in within
     assert "within 3x the idle noise (78 KiB)" in within and "growth -" not in within
+    # A real wasm run: the host's PSS 78 KiB under the baseline, which itself rose 72 KiB.
+    _, drifted = _judged([(-78 * 1024, 1)] * 3, 40e6, 0, 40e6 + 72 * 1024)
+    assert drifted == (
+        "memory not measurable: memory fell 78 KiB below the idle baseline at 1.0 instances (instances add"
+        " memory: this is the runtime's own change), within 3x the drift: the idle memory moved +72 KiB from"
+        " before the run to after it (idle spread 0 KiB); a ramp measures it"
+    )
     record, far = _judged([(-5_000 * 1024, 2)] * 3, 40e6, 78 * 1024, 40e6 + 1024)
     assert record.memory_bytes_per_instance is None
-    assert far is not None and "PSS fell 5,000 KiB" in far and "far more than the idle noise (78 KiB)" in far
+    assert far is not None and "memory fell 5,000 KiB" in far and "far more than the idle noise (78 KiB)" in far
     assert "drift" in far and "quieter machine" in far and "within" not in far
 
 

@@ -138,7 +138,7 @@ def memory_warning(memory: MemoryResult) -> str:
     if memory.limit:
         return f"⚠ {memory.limit}"
     if memory.pss_figure_bytes_per_instance is None:
-        return f"⚠ user-space {memory.metric} within noise: {memory.hold_for_user_space_figure()}"
+        return f"⚠ user-space figure within noise: {memory.hold_for_user_space_figure()}"
     if memory.mem_available_bytes_per_instance is None or memory.mem_available_stable:
         return ""
     needed = memory.instances_for_stable_host_figure
