@@ -242,20 +242,23 @@ class MemoryFigures:
     instances: int | None
     host_kib: float | None
     host_basis: str | None
-    user_space_kib: float
+    user_space_kib: float | None  # None: the PSS growth was no figure (<= 0 or within its noise)
     user_space_metric: str | None
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any]) -> MemoryFigures | None:
+        """The entry's figures, or None if it has neither (no ramp, or both within noise)."""
         pss = entry.get("memory_kib_per_instance")
-        if not isinstance(pss, (int, float)):
-            return None
         host = entry.get("host_kib_per_instance")
+        pss_figure = float(pss) if isinstance(pss, (int, float)) and not isinstance(pss, bool) else None
+        host_figure = float(host) if isinstance(host, (int, float)) and not isinstance(host, bool) else None
+        if pss_figure is None and host_figure is None:
+            return None
         return cls(
             instances=entry.get("memory_resident_instances"),
-            host_kib=float(host) if isinstance(host, (int, float)) else None,
+            host_kib=host_figure,
             host_basis=entry.get("host_basis"),
-            user_space_kib=float(pss),
+            user_space_kib=pss_figure,
             user_space_metric=entry.get("memory_metric"),
         )
 
@@ -283,7 +286,7 @@ class MemoryChange:
     @property
     def user_space_ratio(self) -> float | None:
         before, after = self.reference.user_space_kib, self.changed.user_space_kib
-        return after / before if before > 0 and after > 0 else None
+        return after / before if before and after and before > 0 and after > 0 else None
 
     def as_json(self) -> dict[str, Any]:
         return {

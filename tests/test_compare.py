@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from edgelab.cli import main
-from edgelab.compare import compare_runs, load_runs, rank_test
+from edgelab.compare import compare_runs, load_runs, rank_test, render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 A = FIXTURES / "edgelab-run-a.json"
@@ -265,3 +265,19 @@ def test_what_a_figure_includes_is_a_difference_when_both_runs_say(tmp_path: Pat
     assert [d.key for d in comparison.differences] == ["wasm.startup_includes"]
     assert comparison.differences[0].changed == "instantiate only"
     assert [m.runtime for m in comparison.memory] == ["wasm"]
+
+
+def test_a_host_figure_is_compared_when_the_user_space_one_is_no_figure(tmp_path: Path) -> None:
+    # A PSS growth within its noise exports null; the host figure beside it still compares.
+    runs = []
+    for name, host in (("a", 20.0), ("b", 30.0)):
+        data = json.loads(B.read_text())
+        wasm = next(r for r in data["results"] if r["runtime"] == "wasm")
+        wasm.update(memory_kib_per_instance=None, host_kib_per_instance=host, host_basis="fall of MemAvailable")
+        runs.append(str(write(tmp_path / f"{name}.json", data)))
+    comparison = compare_runs(*load_runs(runs))
+    wasm_change = next(m for m in comparison.memory if m.runtime == "wasm")
+    assert wasm_change.host_ratio == pytest.approx(1.5)
+    assert wasm_change.user_space_ratio is None and wasm_change.reference.user_space_kib is None
+    lines = render(load_runs(runs), [comparison])
+    assert any(line.split()[:1] == ["wasm"] and "1.50x more" in line and "–" in line for line in lines), lines
