@@ -110,6 +110,19 @@ def test_displays_show_a_dash_and_the_reason_for_a_pss_figure_within_noise() -> 
     assert idle_cost(clear)[1] == "11.0 KiB"
 
 
+def test_a_live_mid_ramp_growth_at_or_below_zero_is_no_figure_yet() -> None:
+    from edgelab.tui.state import RuntimeLive
+    from edgelab.tui.view import memory_lines
+
+    live = RuntimeLive("wasm")
+    live.memory_points = [(3, -70 * KIB)]  # the idle host shrank more than 3 instances took
+    assert live.bytes_per_instance() is None
+    assert memory_lines(live, "ramp")[0] == "–"
+    live.memory_points = [(3, -70 * KIB), (30, 330 * KIB)]
+    assert live.bytes_per_instance() == 11 * KIB
+    assert memory_lines(live, "ramp")[0] == "user-space 11.0 KiB/instance so far (PSS)"
+
+
 # -- MemAvailable's wording -----------------------------------------------------------------------
 def test_mem_available_that_fell_within_noise_says_fell_within() -> None:
     m = memory(instances=20, mem_available_bytes_per_instance=12 * KIB, mem_available_noise_bytes=1024 * KIB)

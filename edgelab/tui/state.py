@@ -264,8 +264,10 @@ class RuntimeLive:
         if self.memory is not None:
             return self.memory.pss_figure_bytes_per_instance
         if self.memory_points:
+            # Live, mid-ramp: a growth <= 0 (idle drift larger than what the first instances
+            # took) is no figure yet, as a settled one would not be (pss_figure_bytes_per_instance).
             instances, growth = self.memory_points[-1]
-            return growth / instances if instances else None
+            return growth / instances if instances and growth > 0 else None
         return None
 
     def instances_per_gib(self) -> float | None:
