@@ -114,10 +114,10 @@ def main() -> int:
                                   keepalive_s=keepalive, prewarm=0, data_round_trips=0, extra_ms=0.0,
                                   inflation=1.0, seed=args.seed, max_in_flight=real.workers)  # fmt: skip
             edge = next(o for o in simulate(inputs, feed, [name]).outcomes if o.placement == "edge")
-            sim_cold, sim_p50_ms = edge.cold_fraction, edge.p50_ms - metro_rtt_ms(1.0)
+            metro = metro_rtt_ms(1.0)
+            sim_cold, sim_p50_ms = edge.cold_fraction, edge.p50_ms - metro
             cold_ok = abs(sim_cold - real_cold) <= COLD_BOUND
             diff = sim_p50_ms / real_p50_ms - 1
-            metro = metro_rtt_ms(1.0)
             sim_mode_ms = {"warm": None if edge.warm_p50_ms is None else edge.warm_p50_ms - metro,
                            "cold": None if edge.cold_p50_ms is None else edge.cold_p50_ms - metro}  # fmt: skip
             at_divide = abs(real_cold - 0.5) <= COLD_BOUND

@@ -22,7 +22,8 @@ NOISE_FACTOR = 10
 #: with its uncertainty); below ROUGH_FACTOR it is no figure at all.
 ROUGH_FACTOR = 3
 #: A PSS growth counts as the user-space figure once it is this many times the idle PSS's
-#: noise (as a traffic run's growth must be); at or below it, or not growing, it is none.
+#: noise (a traffic run's growth too: ``edgelab.traffic.MEMORY_NOISE_FACTOR``); at or below
+#: it, or not growing, it is none.
 PSS_NOISE_FACTOR = 3
 #: With no host figure to price an instance, a user-space figure lost in noise asks for this
 #: many times the instances held.

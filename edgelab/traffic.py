@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from edgelab.results import PSS_NOISE_FACTOR
 from edgelab.stats import Summary, format_duration_ns, summarize
 
 if TYPE_CHECKING:
@@ -59,8 +60,9 @@ WORKERS = 16
 #: How the idle instance a request takes is chosen (see the module docstring).
 REUSE = "most recently idle first (LIFO)"
 #: A memory growth counts as a figure once it is this many times the idle noise (the idle
-#: readings' spread, or how far the idle figure drifted over the run, whichever is larger).
-MEMORY_NOISE_FACTOR = 3
+#: readings' spread, or how far the idle figure drifted over the run, whichever is larger):
+#: the factor a ramp's PSS growth must clear too.
+MEMORY_NOISE_FACTOR = PSS_NOISE_FACTOR
 
 
 @dataclass(frozen=True)
