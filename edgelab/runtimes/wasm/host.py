@@ -113,6 +113,9 @@ from edgelab.runtimes.wasm.limits import (
     pool_slots,
     pooling_fits,
 )
+from edgelab.runtimes.wasm.limits import (
+    wasmtime_version as metadata_wasmtime_version,  # importlib.metadata's: the fallback below
+)
 from edgelab.runtimes.wasm.records import (
     MODES,
     Answer,
@@ -232,12 +235,7 @@ def wasmtime_version() -> str:
                         break
         except OSError:
             pass
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("wasmtime")
-    except PackageNotFoundError:  # pragma: no cover - vendored copy
-        return "unknown"
+    return metadata_wasmtime_version()
 
 
 class GuestError(Exception):
