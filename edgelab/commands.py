@@ -30,7 +30,7 @@ from edgelab.results import MemoryResult, RunResult
 from edgelab.runtimes import create_runtime, parse_runtimes, registry
 from edgelab.session import Session
 from edgelab.settings import read_request
-from edgelab.stats import format_bytes, format_duration_ns, format_ratio
+from edgelab.stats import format_bytes, format_bytes_or_dash, format_duration_ns, format_ratio
 from edgelab.workloads import (
     Function,
     Workload,
@@ -486,9 +486,9 @@ def print_result(result: RunResult, console: Console | None = None) -> None:
             memory_table.add_row(
                 runtime.runtime,
                 f"{m.instances:,}",
-                format_bytes(user) if (user := m.pss_figure_bytes_per_instance) is not None else "–",
-                format_bytes(host) if host is not None else "–",
-                format_bytes(cgroup) if cgroup is not None else "–",
+                format_bytes_or_dash(m.pss_figure_bytes_per_instance),
+                format_bytes_or_dash(host),
+                format_bytes_or_dash(cgroup),
                 f"{m.instances_per_gib:,.0f}" if m.instances_per_gib else "–",
                 f"{m.ramp_rate_per_s:,.0f}" if m.ramp_rate_per_s else "–",
             )

@@ -22,7 +22,7 @@ from typing import Any
 
 from edgelab.errors import UsageError
 from edgelab.history import load_export, local_time, resolve, shown_path, text_table
-from edgelab.stats import format_bytes, format_duration_ns, format_ratio
+from edgelab.stats import format_bytes_or_dash, format_duration_ns, format_ratio
 
 ALPHA = 0.05
 TEST_NAME = "Mann-Whitney U, two-sided"
@@ -389,7 +389,7 @@ def _us(value: float | None) -> str:
 
 
 def _kib(value: float | None) -> str:
-    return format_bytes(value * 1024) if value is not None else "–"
+    return format_bytes_or_dash(value * 1024 if value is not None else None)
 
 
 def render(runs: Sequence[LoadedRun], comparisons: Sequence[Comparison]) -> list[str]:

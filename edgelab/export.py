@@ -33,7 +33,13 @@ from typing import Any
 
 from edgelab.errors import EdgelabError, UsageError
 from edgelab.results import MemoryResult, RunResult
-from edgelab.stats import format_bytes, format_duration_ns, format_ratio, plain_conclusion
+from edgelab.stats import (
+    format_bytes,
+    format_bytes_or_dash,
+    format_duration_ns,
+    format_ratio,
+    plain_conclusion,
+)
 
 #: The path that means stdout.
 STDOUT = "-"
@@ -246,9 +252,9 @@ def to_markdown(result: RunResult) -> str:
             str(row["failed"]),
             *(_duration(v) for v in figures),
             format_ratio(ratio) if ratio is not None else "–",
-            format_bytes(user_bytes) if user_bytes is not None else "–",
+            format_bytes_or_dash(user_bytes),
             (runtime.memory.metric if runtime.memory else None) or "–",
-            format_bytes(host_bytes) if host_bytes is not None else "–",
+            format_bytes_or_dash(host_bytes),
             f"{per_gib:,.0f}" if per_gib else "–",
             (row["error"] or "").replace("|", "/"),
             _duration(exit_summary.p50_ns) if (exit_summary := runtime.exit_summary()) else "–",

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from edgelab.errors import EdgelabError, UsageError
 from edgelab.scenarios.base import Scenario
 from edgelab.settings import COUNT, RESIDENT, Limit, flag
-from edgelab.stats import format_bytes, format_duration_ns, warnings_for
+from edgelab.stats import format_bytes_or_dash, format_duration_ns, warnings_for
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -508,7 +508,7 @@ def idle_cost(memory: MemoryResult | None) -> tuple[str, str]:
         return "–", "–"
     host = memory.host_bytes_per_instance
     user = memory.pss_figure_bytes_per_instance
-    return (format_bytes(host) if host is not None else "–", format_bytes(user) if user is not None else "–")
+    return format_bytes_or_dash(host), format_bytes_or_dash(user)
 
 
 def chart_lines(rows: Sequence[tuple[str, float | None, float | None, Sequence[str]]], axis: LogAxis) -> list[str]:

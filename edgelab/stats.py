@@ -175,3 +175,8 @@ def format_bytes(value: float) -> str:
         if abs(value) >= size:
             return f"{value / size:.1f} {unit}"
     return f"{value:.0f} B"
+
+
+def format_bytes_or_dash(value: float | None) -> str:
+    """``format_bytes``, or "–" for a figure there is none of (not measured, within noise)."""
+    return format_bytes(value) if value is not None else "–"
